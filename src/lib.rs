@@ -1,0 +1,10 @@
+//! Safe schema migrations and resumable backfills, mounted as `cargo xtask` subcommands.
+//!
+//! - `migrate lint` finds backfills and long locks hidden in schema migrations ([`lint`]).
+//! - `backfill sample` runs a data migration on fixtures in SQLite and snapshots the result.
+//! - `backfill plan` / `run` execute an approved data migration on production, batch by batch.
+//!
+//! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum).
+
+pub mod lint;
+pub mod sql;

@@ -1,0 +1,375 @@
+//! `migrate lint`: finds backfills and long locks hidden in schema migrations.
+//!
+//! The pipeline for a set of files: read each file (bytes; a file that is not UTF-8 is a
+//! finding), parse it with the dialect's front end (in parallel, on threads with a large stack so
+//! pathological nesting cannot overflow), then walk the files in migration order so facts carry
+//! from one file to the next (a column's type, declared in an earlier migration, tells whether a
+//! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
+//! Suppression comments and configured severities are applied last, so every rule stays simple.
+
+pub mod output;
+pub mod rule_id;
+pub mod rules;
+mod schema;
+mod suppress;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use rule_id::{Category, Level, RuleId, Severity};
+pub use schema::Schema;
+
+use crate::sql::{self, Dialect, Name, ParsedFile, Span, Statement, StmtKind, TransactionControl};
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub rule: RuleId,
+    pub severity: Severity,
+    /// What the finding points at. Empty (`0..0`) for a finding about the whole file.
+    pub span: Span,
+    /// The top-level statement the finding belongs to; suppression comments attach to it.
+    /// `None` for findings about the file itself.
+    pub anchor: Option<Span>,
+    /// What the statement does to the running database. One sentence, no trailing period.
+    pub message: String,
+    /// What to do instead. One sentence, no trailing period.
+    pub help: String,
+    /// Optional extra context ("the UPDATE is inside the DO block at line 4").
+    pub note: Option<String>,
+}
+
+impl Finding {
+    /// A finding about `stmt`, with the rule's default severity.
+    pub fn at(rule: RuleId, stmt: &Statement, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Finding {
+            rule,
+            severity: rule.default_severity(),
+            span: stmt.span.clone(),
+            anchor: Some(stmt.anchor.clone()),
+            message: message.into(),
+            help: help.into(),
+            note: None,
+        }
+    }
+
+    /// A finding about the whole file.
+    pub fn file(rule: RuleId, message: impl Into<String>, help: impl Into<String>) -> Self {
+        Finding {
+            rule,
+            severity: rule.default_severity(),
+            span: 0..0,
+            anchor: None,
+            message: message.into(),
+            help: help.into(),
+            note: None,
+        }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    pub fn with_span(mut self, span: Span) -> Self {
+        self.span = span;
+        self
+    }
+}
+
+/// Settings that shape what the rules report. Built from `[workspace.metadata.xtask-migrate]`
+/// and command-line flags (see [`crate::config`]).
+#[derive(Debug, Clone)]
+pub struct LintOptions {
+    pub dialect: Dialect,
+    /// Per-rule severity overrides; rules not listed keep their default.
+    pub levels: HashMap<RuleId, Level>,
+    /// Tables known to stay small in every environment: a backfill of one of these is allowed.
+    pub small_tables: Vec<Name>,
+    /// Migrations with a refinery version at or below this have run everywhere and are not
+    /// reported on (they are still read, so later files know the schema they built).
+    pub baseline: Option<u64>,
+    /// Whether the migration runner wraps each file in a transaction (refinery does, unless the
+    /// file starts with `-- refinery:noTransaction`).
+    pub runner_wraps_in_transaction: bool,
+    /// The directory whose files follow refinery's naming; naming rules apply to files under it.
+    pub migrations_dir: Option<PathBuf>,
+}
+
+impl Default for LintOptions {
+    fn default() -> Self {
+        LintOptions {
+            dialect: Dialect::Postgres,
+            levels: HashMap::new(),
+            small_tables: Vec::new(),
+            baseline: None,
+            runner_wraps_in_transaction: true,
+            migrations_dir: None,
+        }
+    }
+}
+
+impl LintOptions {
+    pub fn severity(&self, rule: RuleId) -> Option<Severity> {
+        match self.levels.get(&rule) {
+            Some(level) => level.severity(),
+            None => Some(rule.default_severity()),
+        }
+    }
+
+    pub fn is_small_table(&self, table: &Name) -> bool {
+        self.small_tables.iter().any(|small| small.same_object(table))
+    }
+}
+
+/// Facts about the file at the point where a statement runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StmtFacts {
+    /// Inside `BEGIN ... COMMIT` written in the file, or in a file the runner wraps in a
+    /// transaction.
+    pub in_transaction: bool,
+    /// Only inside a `BEGIN ... COMMIT` written in the file.
+    pub in_explicit_transaction: bool,
+    /// A `SET [LOCAL] lock_timeout` (to anything but 0) ran earlier in the file.
+    pub lock_timeout_set: bool,
+}
+
+/// What a rule sees: one parsed file, facts per statement, and what earlier files built.
+pub struct FileCx<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+    pub dialect: Dialect,
+    pub parsed: &'a ParsedFile,
+    /// Parallel to `parsed.statements`.
+    pub facts: Vec<StmtFacts>,
+    /// The schema built by the files linted before this one.
+    pub schema: &'a Schema,
+    pub options: &'a LintOptions,
+    /// The file opts out of the runner's transaction (`-- refinery:noTransaction`).
+    pub no_transaction: bool,
+    /// For each table created in this file: the index of the statement that created it and the
+    /// index of the one that dropped it (or `usize::MAX`).
+    created: HashMap<String, Vec<(Option<String>, usize, usize)>>,
+}
+
+impl<'a> FileCx<'a> {
+    pub fn new(
+        path: &'a Path,
+        text: &'a str,
+        parsed: &'a ParsedFile,
+        schema: &'a Schema,
+        options: &'a LintOptions,
+    ) -> Self {
+        let no_transaction = parsed
+            .comments
+            .iter()
+            .any(|c| c.text.trim().eq_ignore_ascii_case("refinery:noTransaction"));
+        let mut cx = FileCx {
+            path,
+            text,
+            dialect: options.dialect,
+            parsed,
+            facts: Vec::with_capacity(parsed.statements.len()),
+            schema,
+            options,
+            no_transaction,
+            created: HashMap::new(),
+        };
+        cx.compute_facts();
+        cx
+    }
+
+    fn compute_facts(&mut self) {
+        let wrapped = self.options.runner_wraps_in_transaction && !self.no_transaction;
+        let mut explicit = false;
+        let mut lock_timeout = false;
+        for (index, stmt) in self.parsed.statements.iter().enumerate() {
+            self.facts.push(StmtFacts {
+                in_transaction: explicit || wrapped,
+                in_explicit_transaction: explicit,
+                lock_timeout_set: lock_timeout,
+            });
+            match &stmt.kind {
+                StmtKind::Transaction(TransactionControl::Begin) => explicit = true,
+                StmtKind::Transaction(_) => explicit = false,
+                StmtKind::Set { name, value, .. } if name == "lock_timeout" => {
+                    let v = value.trim();
+                    lock_timeout = !(v == "0" || v.eq_ignore_ascii_case("default"));
+                }
+                StmtKind::CreateTable { table, .. } | StmtKind::SelectInto { table, .. } => {
+                    self.mark_created(table, index)
+                }
+                StmtKind::DropTable { tables } => {
+                    for table in tables.clone() {
+                        self.mark_dropped(&table, index);
+                    }
+                }
+                StmtKind::AlterTable { table, actions } => {
+                    for action in actions {
+                        if let sql::AlterAction::RenameTable { new_name } = action
+                            && self.is_new_table(index, table)
+                        {
+                            let new_name = Name {
+                                schema: new_name.schema.clone().or_else(|| table.schema.clone()),
+                                name: new_name.name.clone(),
+                            };
+                            self.mark_dropped(&table.clone(), index);
+                            self.mark_created(&new_name, index);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn mark_created(&mut self, table: &Name, index: usize) {
+        self.created
+            .entry(table.name.clone())
+            .or_default()
+            .push((table.schema.clone(), index, usize::MAX));
+    }
+
+    fn mark_dropped(&mut self, table: &Name, index: usize) {
+        if let Some(entries) = self.created.get_mut(&table.name) {
+            for entry in entries.iter_mut() {
+                if entry.2 == usize::MAX && schemas_match(&entry.0, &table.schema) {
+                    entry.2 = index;
+                }
+            }
+        }
+    }
+
+    /// Whether `table` was created by a statement before statement `index` in this file (and not
+    /// dropped since): such a table is new, so writing to it is not a backfill.
+    pub fn is_new_table(&self, index: usize, table: &Name) -> bool {
+        self.created.get(&table.name).is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|(schema, from, to)| *from < index && index <= *to && schemas_match(schema, &table.schema))
+        })
+    }
+
+    /// Whether `table` existed before this migration (it was not created earlier in this file)
+    /// and is not configured as small: the tables a backfill rule cares about.
+    pub fn is_existing_large_table(&self, index: usize, table: &Name) -> bool {
+        !self.is_new_table(index, table) && !self.options.is_small_table(table)
+    }
+
+    /// Statements with their index and facts.
+    pub fn statements(&self) -> impl Iterator<Item = (usize, &'a Statement, &StmtFacts)> + '_ {
+        self.parsed
+            .statements
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| (i, s, &self.facts[i]))
+    }
+
+    /// 1-based line of a byte offset (for notes that mention another line).
+    pub fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+}
+
+fn schemas_match(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// A file that was linted, with what was found in it.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    /// The path as given or as found under a given directory (what outputs print).
+    pub path: PathBuf,
+    /// The file's text (lossy when it is not UTF-8), for renderers that quote source lines.
+    pub text: String,
+    pub findings: Vec<Finding>,
+}
+
+/// The result of linting a set of files.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+}
+
+impl Report {
+    pub fn has_errors(&self) -> bool {
+        self.findings().any(|(_, f)| f.severity == Severity::Error)
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = (&FileReport, &Finding)> {
+        self.files.iter().flat_map(|file| file.findings.iter().map(move |f| (file, f)))
+    }
+}
+
+/// Lints one file's text on its own (no earlier files): what the rule tests use.
+pub fn lint_text(path: &Path, text: &str, options: &LintOptions) -> Vec<Finding> {
+    let parsed = parse_guarded(text, options.dialect);
+    let mut schema = Schema::default();
+    lint_parsed(path, text, &parsed, &mut schema, options, true)
+}
+
+/// Lints one parsed file: runs every rule, updates `schema` with what the file builds, applies
+/// suppression comments and configured severities. `report` is false for files at or below the
+/// baseline: they are read for the schema only.
+pub fn lint_parsed(
+    path: &Path,
+    text: &str,
+    parsed: &ParsedFile,
+    schema: &mut Schema,
+    options: &LintOptions,
+    report: bool,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if report {
+        let cx = FileCx::new(path, text, parsed, schema, options);
+        for issue in &parsed.syntax_errors {
+            findings.push(Finding {
+                rule: RuleId::SyntaxError,
+                severity: RuleId::SyntaxError.default_severity(),
+                span: issue.span.clone(),
+                anchor: None,
+                message: issue.message.clone(),
+                help: "fix the statement so that the database would accept it; the rest of the file was still linted".into(),
+                note: None,
+            });
+        }
+        rules::check_all(&cx, &mut findings);
+        findings = suppress::apply(parsed, text, findings);
+        findings.retain_mut(|f| match options.severity(f.rule) {
+            Some(severity) => {
+                f.severity = severity;
+                true
+            }
+            None => false,
+        });
+        findings.sort_by_key(|f| (f.span.start, f.rule));
+    }
+    schema.apply(parsed);
+    findings
+}
+
+/// Parses on a thread with a large stack: recursive-descent parsers and tree destructors recurse
+/// once per nesting level, and a migration with 10,000 nested parentheses must be a finding, not
+/// a crash.
+pub fn parse_guarded(text: &str, dialect: Dialect) -> ParsedFile {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || sql::parse(text, dialect))
+            .expect("spawn parser thread")
+            .join()
+            .unwrap_or_else(|_| ParsedFile {
+                syntax_errors: vec![sql::SyntaxIssue {
+                    span: 0..0,
+                    message: "the parser failed on this file (please report it); nothing in it was linted".into(),
+                }],
+                ..ParsedFile::default()
+            })
+    })
+}
+
+const PARSE_STACK: usize = 512 * 1024 * 1024;
