@@ -89,8 +89,7 @@ pub struct LintOptions {
     /// Migrations with a refinery version at or below this have run everywhere and are not
     /// reported on (they are still read, so later files know the schema they built).
     pub baseline: Option<u64>,
-    /// Whether the migration runner wraps each file in a transaction (refinery does, unless the
-    /// file starts with `-- refinery:noTransaction`).
+    /// Whether the migration runner wraps each file in a transaction (refinery 0.10 always does).
     pub runner_wraps_in_transaction: bool,
     /// The directory whose files follow refinery's naming; naming rules apply to files under it.
     pub migrations_dir: Option<PathBuf>,
@@ -145,8 +144,6 @@ pub struct FileCx<'a> {
     /// The schema built by the files linted before this one.
     pub schema: &'a Schema,
     pub options: &'a LintOptions,
-    /// The file opts out of the runner's transaction (`-- refinery:noTransaction`).
-    pub no_transaction: bool,
     /// For each table created in this file: the index of the statement that created it and the
     /// index of the one that dropped it (or `usize::MAX`).
     created: HashMap<String, Vec<(Option<String>, usize, usize)>>,
@@ -160,10 +157,6 @@ impl<'a> FileCx<'a> {
         schema: &'a Schema,
         options: &'a LintOptions,
     ) -> Self {
-        let no_transaction = parsed
-            .comments
-            .iter()
-            .any(|c| c.text.trim().eq_ignore_ascii_case("refinery:noTransaction"));
         let mut cx = FileCx {
             path,
             text,
@@ -172,7 +165,6 @@ impl<'a> FileCx<'a> {
             facts: Vec::with_capacity(parsed.statements.len()),
             schema,
             options,
-            no_transaction,
             created: HashMap::new(),
         };
         cx.compute_facts();
@@ -180,7 +172,7 @@ impl<'a> FileCx<'a> {
     }
 
     fn compute_facts(&mut self) {
-        let wrapped = self.options.runner_wraps_in_transaction && !self.no_transaction;
+        let wrapped = self.options.runner_wraps_in_transaction;
         let mut explicit = false;
         let mut lock_timeout = false;
         for (index, stmt) in self.parsed.statements.iter().enumerate() {
@@ -331,7 +323,7 @@ pub fn lint_parsed(
                 rule: RuleId::SyntaxError,
                 severity: RuleId::SyntaxError.default_severity(),
                 span: issue.span.clone(),
-                anchor: None,
+                anchor: Some(issue.span.clone()),
                 message: issue.message.clone(),
                 help: "fix the statement so that the database would accept it; the rest of the file was still linted".into(),
                 note: None,
@@ -339,12 +331,17 @@ pub fn lint_parsed(
         }
         rules::check_all(&cx, &mut findings);
         findings = suppress::apply(parsed, text, findings);
-        findings.retain_mut(|f| match options.severity(f.rule) {
-            Some(severity) => {
-                f.severity = severity;
-                true
-            }
-            None => false,
+        // A configured level replaces whatever the rule chose; otherwise the rule's choice stands
+        // (a rule may report a milder case as a warning).
+        findings.retain_mut(|f| match options.levels.get(&f.rule) {
+            Some(level) => match level.severity() {
+                Some(severity) => {
+                    f.severity = severity;
+                    true
+                }
+                None => false,
+            },
+            None => true,
         });
         findings.sort_by_key(|f| (f.span.start, f.rule));
     }
