@@ -6,5 +6,6 @@
 //!
 //! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum).
 
+pub mod config;
 pub mod lint;
 pub mod sql;
