@@ -1,11 +1,15 @@
 //! Safe schema migrations and resumable backfills, mounted as `cargo xtask` subcommands.
 //!
 //! - `migrate lint` finds backfills and long locks hidden in schema migrations ([`lint`]).
-//! - `backfill sample` runs a data migration on fixtures in SQLite and snapshots the result.
+//! - `backfill sample` runs a data migration on fixtures in SQLite and snapshots the result
+//!   ([`backfill`]).
 //! - `backfill plan` / `run` execute an approved data migration on production, batch by batch.
 //!
 //! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum).
 
+pub mod backfill;
 pub mod config;
 pub mod lint;
 pub mod sql;
+#[doc(hidden)]
+pub mod testing;

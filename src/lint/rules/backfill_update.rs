@@ -28,7 +28,9 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         let mut finding = Finding::at(
             RuleId::BackfillUpdate,
             stmt,
-            format!("UPDATE rewrites {scope} of `{table}`, an existing table, inside the migration: the rows stay locked and the deploy waits until it finishes"),
+            format!(
+                "UPDATE rewrites {scope} of `{table}`, an existing table, inside the migration: the rows stay locked and the deploy waits until it finishes"
+            ),
             MOVE_TO_DATA_MIGRATION,
         );
         if stmt.origin == Origin::Cte {
@@ -48,7 +50,10 @@ mod tests {
     fn err_update_existing_table() {
         let sql = "ALTER TABLE users ADD COLUMN followers_count bigint;\nUPDATE users SET followers_count = (SELECT count(*) FROM follows WHERE follows.followee_id = users.id);\n";
         insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
-        insta::assert_yaml_snapshot!("err_update_existing_table_sqlite", lint_errors(sql, Sqlite, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_update_existing_table_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
     }
 
     #[test]
@@ -69,6 +74,10 @@ mod tests {
 
     #[test]
     fn ok_update_in_comment_or_string() {
-        lint_ok("-- UPDATE users SET n = 1;\nSELECT 'UPDATE users SET n = 1';\n", Postgres, RULE);
+        lint_ok(
+            "-- UPDATE users SET n = 1;\nSELECT 'UPDATE users SET n = 1';\n",
+            Postgres,
+            RULE,
+        );
     }
 }

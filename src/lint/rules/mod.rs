@@ -33,7 +33,10 @@ pub(crate) mod test_support {
 
     /// Lints `sql` and renders the findings of `rule` as plain text (for snapshots).
     fn render(sql: &str, dialect: Dialect, rule: RuleId) -> Vec<String> {
-        let options = LintOptions { dialect, ..LintOptions::default() };
+        let options = LintOptions {
+            dialect,
+            ..LintOptions::default()
+        };
         lint_text(Path::new("test.sql"), sql, &options)
             .into_iter()
             .filter(|f| f.rule == rule)
@@ -57,7 +60,10 @@ pub(crate) mod test_support {
     #[track_caller]
     pub fn lint_errors(sql: &str, dialect: Dialect, rule: RuleId) -> Vec<String> {
         let found = render(sql, dialect, rule);
-        assert!(!found.is_empty(), "expected `{rule}` findings in:\n{sql}\nuse `lint_ok` to assert there are none");
+        assert!(
+            !found.is_empty(),
+            "expected `{rule}` findings in:\n{sql}\nuse `lint_ok` to assert there are none"
+        );
         found
     }
 
@@ -65,6 +71,10 @@ pub(crate) mod test_support {
     #[track_caller]
     pub fn lint_ok(sql: &str, dialect: Dialect, rule: RuleId) {
         let found = render(sql, dialect, rule);
-        assert!(found.is_empty(), "expected no `{rule}` findings in:\n{sql}\nfound:\n{}\nuse `lint_errors` to assert there are some", found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "expected no `{rule}` findings in:\n{sql}\nfound:\n{}\nuse `lint_errors` to assert there are some",
+            found.join("\n")
+        );
     }
 }
