@@ -72,6 +72,11 @@ impl Error {
         self
     }
 
+    pub fn with_kind(mut self, kind: ErrorKind) -> Error {
+        self.kind = kind;
+        self
+    }
+
     pub fn transient(mut self, transient: bool) -> Error {
         self.transient = transient;
         self
