@@ -11,5 +11,6 @@ pub mod backfill;
 pub mod config;
 pub mod lint;
 pub mod sql;
+#[cfg(unix)]
 #[doc(hidden)]
 pub mod testing;

@@ -12,8 +12,9 @@
 //!
 //! A missing server binary is an error with a clear message, and tests fail on it: a skipped
 //! PostgreSQL test would pass a build that was never checked against PostgreSQL.
-
-#![cfg(unix)]
+//!
+//! [`write_social_fixtures`] generates the example application's fixtures (users, follows,
+//! posts) deterministically, at any size: the committed `fixtures/` and the benchmark's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -332,9 +333,181 @@ pub fn shared() -> &'static PgServer {
     })
 }
 
+/// Sizes of a generated fixture set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocialFixtures {
+    pub users: usize,
+    pub follows: usize,
+    pub posts: usize,
+}
+
+/// SplitMix64: tiny, fast and the same on every platform, so generated fixtures never change
+/// unless the generator does.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// Skewed towards 0: a few popular users get most follows and posts, like real data.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let a = self.below(n);
+        let b = self.below(n);
+        a * b / n.max(1)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for seconds since 1970-01-01 (Howard Hinnant's civil-from-days).
+fn timestamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Writes `users.csv`, `follows.csv` and `posts.csv` for the example schema into `dir`:
+/// `users` users with sparse ids (gaps of every size, one jump past a million), about 3 follows
+/// and 1.6 posts per user, skewed towards popular users, and the awkward values fixtures must
+/// carry: NULL and empty display names, quotes, commas, newlines and non-ASCII text.
+pub fn write_social_fixtures(
+    dir: &Path,
+    users: usize,
+    seed: u64,
+) -> std::io::Result<SocialFixtures> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng = Rng(seed);
+    const START: u64 = 1_672_531_200; // 2023-01-01 00:00:00
+
+    let mut ids = Vec::with_capacity(users);
+    let mut id = 0u64;
+    for i in 0..users {
+        id += match rng.below(100) {
+            0..=59 => 1,
+            60..=89 => 2 + rng.below(5),
+            _ => 10 + rng.below(90),
+        };
+        if i == users / 2 {
+            id += 1_000_000;
+        }
+        ids.push(id);
+    }
+    let mut w = csv::Writer::from_path(dir.join("users.csv"))?;
+    w.write_record(["id", "handle", "display_name", "created_at"])?;
+    for (i, id) in ids.iter().enumerate() {
+        let display = match rng.below(40) {
+            0..=3 => "\\N".to_string(),
+            4 => String::new(),
+            5 => format!("Ana \"the dev\", #{id}"),
+            6 => format!("Zoë Ångström {id}"),
+            _ => format!("User {id}"),
+        };
+        let created = timestamp(START + (i as u64) * 600 + rng.below(600));
+        w.write_record([id.to_string(), format!("user{id}"), display, created])?;
+    }
+    w.flush()?;
+
+    let n = ids.len() as u64;
+    let mut pairs = std::collections::BTreeSet::new();
+    for follower in 0..n {
+        let count = match rng.below(10) {
+            0..=1 => 0,
+            2..=7 => 1 + rng.below(4),
+            _ => 4 + rng.below(8),
+        };
+        for _ in 0..count {
+            let followee = rng.skewed(n);
+            if followee != follower {
+                pairs.insert((ids[follower as usize], ids[followee as usize]));
+            }
+        }
+    }
+    let mut w = csv::Writer::from_path(dir.join("follows.csv"))?;
+    w.write_record(["follower_id", "followee_id", "created_at"])?;
+    for (follower, followee) in &pairs {
+        w.write_record([
+            follower.to_string(),
+            followee.to_string(),
+            timestamp(START + 31_536_000 + rng.below(31_536_000)),
+        ])?;
+    }
+    w.flush()?;
+
+    let posts = users * 8 / 5;
+    let mut w = csv::Writer::from_path(dir.join("posts.csv"))?;
+    w.write_record(["id", "author_id", "body", "created_at"])?;
+    let mut post_id = 1000u64;
+    for i in 0..posts {
+        post_id += 1 + rng.below(3);
+        let author = ids[rng.skewed(n) as usize];
+        let body = match i % 50 {
+            0 => format!("Post {post_id}, with a comma and a \"quote\""),
+            1 => format!("Post {post_id}\nsecond line"),
+            2 => format!("Post {post_id}: café ☕"),
+            _ => format!("Post {post_id} by user{author}"),
+        };
+        w.write_record([
+            post_id.to_string(),
+            author.to_string(),
+            body,
+            timestamp(START + 31_536_000 + rng.below(31_536_000)),
+        ])?;
+    }
+    w.flush()?;
+    Ok(SocialFixtures {
+        users,
+        follows: pairs.len(),
+        posts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(1_709_210_096), "2024-02-29 12:34:56");
+    }
+
+    #[test]
+    fn generated_fixtures_are_deterministic() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let sizes = write_social_fixtures(a.path(), 300, 7).unwrap();
+        assert_eq!(write_social_fixtures(b.path(), 300, 7).unwrap(), sizes);
+        for file in ["users.csv", "follows.csv", "posts.csv"] {
+            assert_eq!(
+                std::fs::read(a.path().join(file)).unwrap(),
+                std::fs::read(b.path().join(file)).unwrap(),
+                "{file}"
+            );
+        }
+        assert_eq!(sizes.users, 300);
+        assert!(sizes.follows > 300, "{sizes:?}");
+    }
 
     #[test]
     fn a_server_starts_and_stops() {

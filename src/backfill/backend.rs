@@ -249,8 +249,14 @@ pub trait Backend {
 
 /// What `backfill sample` needs beyond the engine: building the database it samples on.
 pub trait SampleBackend: Backend {
-    /// Applies the schema migrations up to and including `version` with refinery.
-    fn apply_migrations(&mut self, migrations: &[refinery::Migration], version: u64) -> Result<()>;
+    /// Applies the schema migrations up to and including `version` with refinery; `dir` is
+    /// where they were read from (errors name the file).
+    fn apply_migrations(
+        &mut self,
+        migrations: &[refinery::Migration],
+        version: u64,
+        dir: &std::path::Path,
+    ) -> Result<()>;
 
     /// `(child, parent)` for every foreign key between tables of the current schema.
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>>;

@@ -1,1 +1,150 @@
-//! stub
+//! The `backfill sample` and `backfill status` commands as clap argument structs with a `run`
+//! method, for the binary (or another workspace's xtask) to mount.
+//!
+//! Exit codes: 0 when everything passed, 1 when a check failed or a snapshot differs (or is
+//! stale), and errors (bad input, a statement the database refuses) bubble up for the binary to
+//! print on one line and exit 2.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::format::{self, DataMigration};
+use super::sample::{self, Inputs, SampleOptions};
+use super::snapshot::{self, Approval, Mode, Outcome};
+use crate::config::Config;
+
+/// Run data migrations on the fixtures in a fresh database, check them, compare their snapshots.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SampleArgs {
+    /// The data migration: file name, `V1`, or its name (default: every data migration).
+    pub name: Option<String>,
+    /// Write nothing; fail on any snapshot difference, printing the diff (what CI runs).
+    #[arg(long)]
+    pub check: bool,
+    /// Rows per batch (default: the data migration's, at most 100, so boundaries are exercised).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+    /// Sample on a throwaway schema of this PostgreSQL server instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl SampleArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    /// [`SampleArgs::run`], printing to `out`.
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let mode = Mode::from_env(self.check)?;
+        let migrations = select(config, self.name.as_deref())?;
+        if migrations.is_empty() {
+            writeln!(
+                out,
+                "no data migrations in {}",
+                super::error::display_path(&config.data_migrations)
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let inputs = Inputs::load(config)?;
+        let options = SampleOptions {
+            batch_size: self.batch_size,
+            database_url: self.database_url,
+            mode,
+        };
+        let mut failed = Vec::new();
+        let mut pending = false;
+        for migration in &migrations {
+            let report = sample::sample(config, &inputs, migration, &options, out)?;
+            pending |= matches!(report.outcome, Outcome::Pending { .. });
+            if !report.passed() {
+                failed.push(report.id);
+            }
+        }
+        writeln!(
+            out,
+            "{} data {} sampled: {} passed, {} failed",
+            migrations.len(),
+            if migrations.len() == 1 {
+                "migration"
+            } else {
+                "migrations"
+            },
+            migrations.len() - failed.len(),
+            failed.len()
+        )?;
+        if failed.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if pending {
+            writeln!(
+                out,
+                "review the new snapshots with `cargo insta review` (or accept them with `cargo insta accept`)"
+            )?;
+        } else if mode == Mode::Check {
+            writeln!(
+                out,
+                "to update: run `cargo xtask backfill sample {}` and review with `cargo insta review`",
+                if failed.len() == 1 {
+                    failed[0].as_str()
+                } else {
+                    ""
+                }
+            )?;
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// List every data migration with its approval: approved, snapshot stale, no snapshot.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StatusArgs {}
+
+impl StatusArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let migrations = select(config, None)?;
+        if migrations.is_empty() {
+            writeln!(
+                out,
+                "no data migrations in {}",
+                super::error::display_path(&config.data_migrations)
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let dir = sample::snapshot_dir(config);
+        let width = migrations.iter().map(|m| m.id().len()).max().unwrap_or(0);
+        for migration in &migrations {
+            let approval = snapshot::approval(&dir, migration)?;
+            let mut line = format!("{:<width$}  {}", migration.id(), approval.label());
+            if let Approval::Stale { recorded } = &approval {
+                line.push_str(&format!(
+                    " (taken from checksum {}, the file is {})",
+                    recorded
+                        .as_deref()
+                        .map_or("none", |c| c.get(..12).unwrap_or(c)),
+                    migration.checksum.get(..12).unwrap_or(&migration.checksum)
+                ));
+            }
+            if snapshot::has_pending(&dir, migration) {
+                line.push_str(", a new snapshot awaits `cargo insta review`");
+            }
+            writeln!(out, "{line}")?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn select(config: &Config, name: Option<&str>) -> anyhow::Result<Vec<DataMigration>> {
+    let dir = &config.data_migrations;
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(match name {
+        Some(name) => vec![format::find(dir, name)?],
+        None => format::load_dir(dir)?,
+    })
+}

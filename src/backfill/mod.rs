@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod format;
 pub mod postgres;
 pub mod sample;
+pub mod schema;
 pub mod snapshot;
 pub mod sqlite;
 

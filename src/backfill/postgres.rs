@@ -533,18 +533,28 @@ impl Backend for PgBackend {
 }
 
 impl SampleBackend for PgBackend {
-    fn apply_migrations(&mut self, migrations: &[refinery::Migration], version: u64) -> Result<()> {
-        let target = version.try_into().map_err(|_| {
-            Error::new(
-                ErrorKind::Schema,
-                format!("schema version {version} is out of range"),
-            )
-        })?;
-        refinery::Runner::new(migrations)
-            .set_target(refinery::Target::Version(target))
-            .run(&mut self.client)
-            .map(|_| ())
-            .map_err(|e| Error::new(ErrorKind::Schema, format!("refinery: {e}")))
+    fn apply_migrations(
+        &mut self,
+        migrations: &[refinery::Migration],
+        version: u64,
+        dir: &std::path::Path,
+    ) -> Result<()> {
+        let prepared = super::schema::prepare(migrations, version, Dialect::Postgres)?;
+        super::schema::apply(&mut self.client, &prepared, version, dir, &|e, sql| {
+            match e.downcast_ref::<postgres::Error>() {
+                Some(pg) => {
+                    let offset = match pg.as_db_error().and_then(|db| db.position()) {
+                        Some(postgres::error::ErrorPosition::Original(p)) => {
+                            let chars = (*p as usize).saturating_sub(1);
+                            Some(sql.char_indices().nth(chars).map_or(sql.len(), |(i, _)| i))
+                        }
+                        _ => None,
+                    };
+                    (describe_pg(pg), offset)
+                }
+                None => (e.to_string(), None),
+            }
+        })
     }
 
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {

@@ -362,18 +362,22 @@ impl Backend for SqliteBackend {
 }
 
 impl SampleBackend for SqliteBackend {
-    fn apply_migrations(&mut self, migrations: &[refinery::Migration], version: u64) -> Result<()> {
-        let target = version.try_into().map_err(|_| {
-            Error::new(
-                ErrorKind::Schema,
-                format!("schema version {version} is out of range"),
-            )
-        })?;
-        refinery::Runner::new(migrations)
-            .set_target(refinery::Target::Version(target))
-            .run(&mut self.conn)
-            .map(|_| ())
-            .map_err(|e| Error::new(ErrorKind::Schema, format!("refinery: {e}")))
+    fn apply_migrations(
+        &mut self,
+        migrations: &[refinery::Migration],
+        version: u64,
+        dir: &Path,
+    ) -> Result<()> {
+        let prepared = super::schema::prepare(migrations, version, Dialect::Sqlite)?;
+        super::schema::apply(&mut self.conn, &prepared, version, dir, &|e, _| match e
+            .downcast_ref::<rusqlite::Error>()
+        {
+            Some(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
+                (msg.clone(), usize::try_from(*offset).ok())
+            }
+            Some(rusqlite::Error::SqliteFailure(_, Some(msg))) => (msg.clone(), None),
+            _ => (e.to_string(), None),
+        })
     }
 
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {
