@@ -1,1 +1,1 @@
-
+mod backfill_sample;
