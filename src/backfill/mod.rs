@@ -17,6 +17,8 @@ pub mod sample;
 pub mod schema;
 pub mod snapshot;
 pub mod sqlite;
+pub mod target;
+pub mod tracking;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::DataMigration;

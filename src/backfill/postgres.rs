@@ -118,7 +118,7 @@ impl Drop for PgBackend {
     }
 }
 
-fn connect(url: &str) -> Result<Client> {
+pub(crate) fn connect(url: &str) -> Result<Client> {
     Client::connect(url, NoTls).map_err(|e| {
         Error::new(
             ErrorKind::Database,
@@ -172,7 +172,7 @@ fn redact_query_password(url: &str) -> String {
     format!("{base}?{}", params.join("&"))
 }
 
-fn describe_pg(e: &postgres::Error) -> String {
+pub(crate) fn describe_pg(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut message = db.message().to_string();
@@ -188,7 +188,7 @@ fn describe_pg(e: &postgres::Error) -> String {
     }
 }
 
-fn is_transient(e: &postgres::Error) -> bool {
+pub(crate) fn is_transient(e: &postgres::Error) -> bool {
     use postgres::error::SqlState;
     if e.is_closed() {
         return true;
@@ -207,16 +207,16 @@ fn is_transient(e: &postgres::Error) -> bool {
     }
 }
 
-fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
+pub(crate) fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
     Error::new(kind, describe_pg(&e)).transient(is_transient(&e))
 }
 
-fn statement_error(e: postgres::Error) -> Error {
+pub(crate) fn statement_error(e: postgres::Error) -> Error {
     pg_error(e, ErrorKind::Statement)
 }
 
 /// A key bound as the statement's parameter type wants it.
-fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
+pub(crate) fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
     let out_of_range = || {
         Error::new(
             ErrorKind::Statement,
@@ -255,7 +255,7 @@ fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
     })
 }
 
-fn read_key(row: &postgres::Row, kind: KeyKind) -> Result<Option<KeyValue>> {
+pub(crate) fn read_key(row: &postgres::Row, kind: KeyKind) -> Result<Option<KeyValue>> {
     let ty = row.columns()[0].type_().clone();
     let bad = |e: postgres::Error| {
         Error::new(

@@ -95,12 +95,12 @@ fn open(path: &Path) -> Result<Connection> {
 }
 
 /// A database error; busy and locked databases are worth a retry.
-fn db_error(e: rusqlite::Error) -> Error {
+pub(crate) fn db_error(e: rusqlite::Error) -> Error {
     statement_error(e).with_kind(ErrorKind::Database)
 }
 
 /// An error in a statement of the user's (a data migration's or a fixture's).
-fn statement_error(e: rusqlite::Error) -> Error {
+pub(crate) fn statement_error(e: rusqlite::Error) -> Error {
     let transient = matches!(
         &e,
         rusqlite::Error::SqliteFailure(f, _)
@@ -109,14 +109,19 @@ fn statement_error(e: rusqlite::Error) -> Error {
     Error::new(ErrorKind::Statement, e.to_string()).transient(transient)
 }
 
-fn key_param(key: &KeyValue) -> Value {
+pub(crate) fn key_param(key: &KeyValue) -> Value {
     match key {
         KeyValue::Int(i) => Value::Integer(*i),
         KeyValue::Text(s) => Value::Text(s.clone()),
     }
 }
 
-fn key_from(value: ValueRef<'_>, kind: KeyKind, table: &str, key: &str) -> Result<KeyValue> {
+pub(crate) fn key_from(
+    value: ValueRef<'_>,
+    kind: KeyKind,
+    table: &str,
+    key: &str,
+) -> Result<KeyValue> {
     match (kind, value) {
         (KeyKind::Integer, ValueRef::Integer(i)) => Ok(KeyValue::Int(i)),
         (KeyKind::Text, ValueRef::Text(t)) => {

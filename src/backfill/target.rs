@@ -1,0 +1,311 @@
+//! The database a production run targets, from `--database-url`: PostgreSQL (`postgres://...`
+//! or a `key=value` connection string) or a SQLite file (`sqlite:///path/app.db`, `sqlite:path`
+//! or a plain path).
+//!
+//! Credentials never leave this module: what is shown, logged, or written into a plan or a
+//! tracking row is [`TargetInfo`] (dialect, host, port, database name), and [`Target::scrub`]
+//! removes the password from any text that might have picked it up (a driver's error message).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, ErrorKind};
+use super::postgres::PgBackend;
+use super::sqlite::SqliteBackend;
+use super::tracking::postgres::PgStore;
+use super::tracking::sqlite::SqliteStore;
+use super::tracking::{Store, StoreResult, TrackingNames};
+use crate::sql::Dialect;
+
+/// A parsed `--database-url`. Its `Debug` output hides the URL.
+#[derive(Clone)]
+pub enum Target {
+    Postgres { url: String },
+    Sqlite { path: PathBuf },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({})", self.info().describe())
+    }
+}
+
+/// Where a run goes, safe to print and store: never a user name or a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub dialect: Dialect,
+    /// Host name, address or unix socket directory (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database name (PostgreSQL) or file path (SQLite).
+    pub database: String,
+}
+
+impl TargetInfo {
+    pub fn describe(&self) -> String {
+        match self.dialect {
+            Dialect::Postgres => format!(
+                "PostgreSQL {}:{}/{}",
+                self.host.as_deref().unwrap_or("localhost"),
+                self.port.unwrap_or(5432),
+                self.database
+            ),
+            Dialect::Sqlite => format!("SQLite {}", self.database),
+        }
+    }
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err("`sqlite:` needs a path, e.g. sqlite:///srv/app.db".into());
+            }
+            return Ok(Target::Sqlite { path: path.into() });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=') {
+            // Parse now, so a malformed URL is reported before anything runs; the driver's
+            // message names the faulty part, never echoes the whole string (still scrubbed).
+            let target = Target::Postgres {
+                url: url.to_string(),
+            };
+            postgres::Config::from_str(url)
+                .map_err(|e| target.scrub(&format!("not a PostgreSQL connection string: {e}")))?;
+            return Ok(target);
+        }
+        if url.contains("://") {
+            return Err(format!(
+                "unsupported database URL scheme `{}`: use postgres://, postgresql:// or sqlite://",
+                url.split("://").next().unwrap_or("")
+            ));
+        }
+        Ok(Target::Sqlite { path: url.into() })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Target::Postgres { .. } => Dialect::Postgres,
+            Target::Sqlite { .. } => Dialect::Sqlite,
+        }
+    }
+
+    pub fn info(&self) -> TargetInfo {
+        match self {
+            Target::Sqlite { path } => TargetInfo {
+                dialect: Dialect::Sqlite,
+                host: None,
+                port: None,
+                database: path.display().to_string(),
+            },
+            Target::Postgres { url } => {
+                let config = postgres::Config::from_str(url).ok();
+                let host = config.as_ref().and_then(|c| {
+                    c.get_hosts().first().map(|h| match h {
+                        postgres::config::Host::Tcp(name) => name.clone(),
+                        #[cfg(unix)]
+                        postgres::config::Host::Unix(dir) => dir.display().to_string(),
+                    })
+                });
+                let port = config.as_ref().and_then(|c| c.get_ports().first().copied());
+                let database = config
+                    .as_ref()
+                    .and_then(|c| c.get_dbname().or(c.get_user()).map(str::to_string))
+                    .unwrap_or_else(|| "postgres".into());
+                TargetInfo {
+                    dialect: Dialect::Postgres,
+                    host,
+                    port,
+                    database,
+                }
+            }
+        }
+    }
+
+    /// The password in the URL, if any (to remove it from messages).
+    fn password(&self) -> Option<String> {
+        let Target::Postgres { url } = self else {
+            return None;
+        };
+        let from_config = postgres::Config::from_str(url).ok().and_then(|c| {
+            c.get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        });
+        from_config.or_else(|| {
+            // Unparsable URL: take the userinfo's password by hand.
+            let rest = url.split_once("://")?.1;
+            let authority = rest.split(['/', '?']).next()?;
+            let userinfo = authority.rsplit_once('@')?.0;
+            Some(userinfo.split_once(':')?.1.to_string())
+        })
+    }
+
+    /// `text` with the password (raw and percent-encoded) replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        if let Some(password) = self.password().filter(|p| !p.is_empty()) {
+            out = out.replace(&password, "***");
+            let encoded = percent_encode(&password);
+            if encoded != password {
+                out = out.replace(&encoded, "***");
+            }
+        }
+        if let Target::Postgres { url } = self {
+            out = out.replace(url.as_str(), &super::postgres::redact_url(url));
+        }
+        out
+    }
+
+    /// Connects and returns the tracking store over the engine's backend.
+    pub fn open(&self, names: &TrackingNames) -> StoreResult<Box<dyn Store>> {
+        match self {
+            Target::Postgres { url } => {
+                let backend = PgBackend::connect(url).map_err(|e| {
+                    let message = self.scrub(&e.message);
+                    Error::new(e.kind, message).transient(e.transient)
+                })?;
+                let mut store = PgStore::new(backend, names.clone());
+                store.init_session()?;
+                Ok(Box::new(store))
+            }
+            Target::Sqlite { path } => {
+                if !path.is_file() {
+                    return Err(Error::file(
+                        ErrorKind::Database,
+                        path,
+                        "no such SQLite database file",
+                    )
+                    .into());
+                }
+                let backend = SqliteBackend::open(path)?;
+                Ok(Box::new(SqliteStore::new(backend, names.clone())?))
+            }
+        }
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// This machine's name, for worker ids and claims.
+pub fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on
+        // success (and we stop at the first NUL or the end either way).
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc == 0 {
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+            if !name.is_empty() {
+                return name;
+            }
+        }
+    }
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether process `pid` of this machine is alive (SQLite claims).
+pub fn process_alive(pid: i64) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: signal 0 only checks that the process exists.
+        let rc = unsafe { libc::kill(pid, 0) };
+        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_both_dialects() {
+        for (url, dialect) in [
+            ("postgres://u:p@db:5433/app", Dialect::Postgres),
+            ("postgresql://db/app", Dialect::Postgres),
+            ("host=db dbname=app password=x", Dialect::Postgres),
+            ("sqlite:///srv/app.db", Dialect::Sqlite),
+            ("sqlite:app.db", Dialect::Sqlite),
+            ("./app.db", Dialect::Sqlite),
+        ] {
+            assert_eq!(Target::parse(url).unwrap().dialect(), dialect, "{url}");
+        }
+        match Target::parse("sqlite:///srv/app.db").unwrap() {
+            Target::Sqlite { path } => assert_eq!(path, PathBuf::from("/srv/app.db")),
+            other => panic!("{other:?}"),
+        }
+        assert!(Target::parse("mysql://db/app").is_err());
+        assert!(Target::parse("  ").is_err());
+        assert!(Target::parse("sqlite:").is_err());
+    }
+
+    #[test]
+    fn info_has_no_credentials() {
+        let t =
+            Target::parse("postgres://app:s3cr%40t@db.internal:6432/prod?sslmode=disable").unwrap();
+        let info = t.info();
+        assert_eq!(
+            info,
+            TargetInfo {
+                dialect: Dialect::Postgres,
+                host: Some("db.internal".into()),
+                port: Some(6432),
+                database: "prod".into()
+            }
+        );
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(!json.contains("s3cr") && !json.contains("app:"), "{json}");
+        assert!(!format!("{t:?}").contains("s3cr"));
+        assert_eq!(info.describe(), "PostgreSQL db.internal:6432/prod");
+    }
+
+    #[test]
+    fn scrub_removes_the_password_in_every_spelling() {
+        let t = Target::parse("postgres://app:s3cr%40t@db/prod").unwrap();
+        assert_eq!(
+            t.scrub("auth failed for s3cr@t and s3cr%40t"),
+            "auth failed for *** and ***"
+        );
+        let t = Target::parse("host=db password=hunter2 dbname=x").unwrap();
+        assert_eq!(t.scrub("oops hunter2"), "oops ***");
+        let t = Target::parse("postgres://db/prod").unwrap();
+        assert_eq!(t.scrub("nothing to hide"), "nothing to hide");
+    }
+
+    #[test]
+    fn this_process_is_alive() {
+        assert!(process_alive(i64::from(std::process::id())));
+        assert!(!process_alive(-1));
+        assert!(!hostname().is_empty());
+    }
+}

@@ -1,0 +1,847 @@
+//! The tracking store on PostgreSQL: tables, claims with `FOR UPDATE SKIP LOCKED`, and the
+//! exactly-once batch transaction, over the engine's [`PgBackend`].
+//!
+//! A claim is live while the session that made it is: claims record the server process id and
+//! start time of their session (`pg_stat_activity`), so a worker killed with SIGKILL, whose
+//! session the server ends at once, gives its range back without waiting for the heartbeat to
+//! go stale. The heartbeat still covers a worker that is alive but stuck.
+//!
+//! Errors are classified for the runner ([`Retry`]) from their SQLSTATE, never their text.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{SimpleQueryMessage, Statement};
+
+use super::{
+    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Retry,
+    RunRow, RunState, Store, StoreError, StoreResult, TrackingNames, Transition, check_transition,
+};
+use crate::backfill::backend::{Backend, KeyKind, KeyValue, quote_ident};
+use crate::backfill::error::{Error, ErrorKind};
+use crate::backfill::postgres::{PgBackend, describe_pg, key_param, read_key};
+
+pub struct PgStore {
+    backend: PgBackend,
+    names: TrackingNames,
+    prepared: HashMap<String, Statement>,
+}
+
+/// Classifies a PostgreSQL error by SQLSTATE.
+pub fn classify(e: &postgres::Error) -> Retry {
+    if e.is_closed() {
+        return Retry::Reconnect;
+    }
+    match e.code() {
+        None => {
+            if e.as_db_error().is_none() {
+                // No SQLSTATE and no server message: I/O or protocol, i.e. the connection.
+                Retry::Reconnect
+            } else {
+                Retry::Never
+            }
+        }
+        Some(code) => {
+            if *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            {
+                Retry::Backoff
+            } else if *code == SqlState::QUERY_CANCELED {
+                Retry::Split
+            } else if *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || code.code().starts_with("08")
+            {
+                Retry::Reconnect
+            } else {
+                Retry::Never
+            }
+        }
+    }
+}
+
+fn err(e: postgres::Error, kind: ErrorKind) -> StoreError {
+    StoreError {
+        retry: classify(&e),
+        error: Error::new(kind, describe_pg(&e)).transient(classify(&e) != Retry::Never),
+    }
+}
+
+fn db(e: postgres::Error) -> StoreError {
+    err(e, ErrorKind::Database)
+}
+
+fn kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Integer => "integer",
+        KeyKind::Text => "text",
+    }
+}
+
+fn parse_kind(text: &str) -> KeyKind {
+    if text == "text" {
+        KeyKind::Text
+    } else {
+        KeyKind::Integer
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::fatal(Error::new(
+        ErrorKind::Database,
+        format!("the tracking tables hold {what}"),
+    ))
+}
+
+fn key_of(kind: KeyKind, stored: &str) -> StoreResult<KeyValue> {
+    KeyValue::from_stored(kind, stored).ok_or_else(|| {
+        corrupt(&format!(
+            "`{stored}`, which is not a {} key",
+            kind_name(kind)
+        ))
+    })
+}
+
+fn u64_of(v: Option<i64>) -> Option<u64> {
+    v.map(|v| v.max(0) as u64)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+const RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings::text, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error, created_at::text, updated_at::text, finished_at::text";
+
+fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
+    let state: String = r.get(3);
+    Ok(RunRow {
+        id: r.get(0),
+        migration: r.get(1),
+        checksum: r.get(2),
+        state: RunState::parse(&state).ok_or_else(|| corrupt(&format!("a state `{state}`")))?,
+        table: r.get(4),
+        key: r.get(5),
+        key_kind: parse_kind(r.get::<_, &str>(6)),
+        settings: r.get(7),
+        rows_estimated: u64_of(r.get(8)),
+        pace: Pace {
+            batch_size: u64_of(r.get(9)),
+            pause: u64_of(r.get(10)).map(Duration::from_millis),
+            max_rows_per_second: u64_of(r.get(11)),
+        },
+        last_error: r.get(12),
+        created_at: r.get(13),
+        updated_at: r.get(14),
+        finished_at: r.get(15),
+    })
+}
+
+const RANGE_COLUMNS: &str = "id, ord, lower_key, upper_key, cursor_key, done, claimed_by, extract(epoch FROM now() - heartbeat)::float8, rows_done, batches";
+
+fn range_row(r: &postgres::Row, kind: KeyKind) -> StoreResult<RangeRow> {
+    Ok(RangeRow {
+        id: r.get(0),
+        ord: i64::from(r.get::<_, i32>(1)),
+        lower: key_of(kind, r.get(2))?,
+        upper: match r.get::<_, Option<&str>>(3) {
+            Some(u) => Some(key_of(kind, u)?),
+            None => None,
+        },
+        cursor: key_of(kind, r.get(4))?,
+        done: r.get(5),
+        claimed_by: r.get(6),
+        heartbeat_age: r.get(7),
+        rows_done: r.get::<_, i64>(8).max(0) as u64,
+        batches: r.get::<_, i64>(9).max(0) as u64,
+    })
+}
+
+impl PgStore {
+    pub fn new(backend: PgBackend, names: TrackingNames) -> PgStore {
+        PgStore {
+            backend,
+            names,
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// Session settings every connection of the runner gets (again after a reconnect).
+    pub fn init_session(&mut self) -> StoreResult<()> {
+        self.batch(SESSION)
+    }
+
+    pub fn names(&self) -> &TrackingNames {
+        &self.names
+    }
+
+    fn prepare(&mut self, sql: &str) -> StoreResult<Statement> {
+        if let Some(stmt) = self.prepared.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.backend.client().prepare(sql).map_err(db)?;
+        self.prepared.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<postgres::Row>> {
+        let stmt = self.prepare(sql)?;
+        self.backend.client().query(&stmt, params).map_err(db)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let stmt = self.prepare(sql)?;
+        self.backend.client().execute(&stmt, params).map_err(db)
+    }
+
+    fn batch(&mut self, sql: &str) -> StoreResult<()> {
+        self.backend.client().batch_execute(sql).map_err(db)
+    }
+
+    /// Ends an open transaction after an error; a lost connection has none left to end.
+    fn rollback(&mut self) {
+        let _ = self.backend.client().batch_execute("ROLLBACK");
+    }
+
+    /// Runs `f` in a transaction, rolled back when it fails.
+    fn in_transaction<T>(
+        &mut self,
+        begin: &str,
+        f: impl FnOnce(&mut PgStore) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.batch(begin)?;
+        match f(self) {
+            Ok(v) => {
+                self.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn run_by(&mut self, column: &str, value: &(dyn ToSql + Sync)) -> StoreResult<Option<RunRow>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM {} WHERE {column} = $1",
+            self.names.runs()
+        );
+        let rows = self.query(&sql, &[value])?;
+        rows.first().map(run_row).transpose()
+    }
+
+    fn state_of(&mut self, run_id: i64) -> StoreResult<RunState> {
+        let sql = format!("SELECT state FROM {} WHERE id = $1", self.names.runs());
+        let rows = self.query(&sql, &[&run_id])?;
+        let state: String = rows
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        RunState::parse(&state).ok_or_else(|| corrupt(&format!("a state `{state}`")))
+    }
+
+    /// The key `size` rows past `cursor` within the range, else its last key; `None` when
+    /// no key is left in it.
+    fn next_upper(
+        &mut self,
+        request: &BatchRequest<'_>,
+        cursor: &KeyValue,
+    ) -> StoreResult<Option<KeyValue>> {
+        let (k, t) = (quote_ident(request.key), quote_ident(request.table));
+        let bounded = request.range.upper.is_some();
+        let cap = if bounded {
+            format!(" AND {k} <= $3")
+        } else {
+            String::new()
+        };
+        let ahead =
+            format!("SELECT {k} FROM {t} WHERE {k} > $1{cap} ORDER BY {k} LIMIT 1 OFFSET $2");
+        let last = format!(
+            "SELECT max({k}) FROM {t} WHERE {k} > $1{}",
+            cap.replace("$3", "$2")
+        );
+        let stmt = self.prepare(&ahead)?;
+        let lo = key_param(cursor, &stmt.params()[0]).map_err(StoreError::fatal)?;
+        let offset = i64_of(request.size.saturating_sub(1));
+        let hi = match &request.range.upper {
+            Some(u) => Some(key_param(u, &stmt.params()[2]).map_err(StoreError::fatal)?),
+            None => None,
+        };
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*lo, &offset];
+        if let Some(hi) = &hi {
+            params.push(&**hi);
+        }
+        let rows = self
+            .backend
+            .client()
+            .query(&stmt, &params)
+            .map_err(|e| err(e, ErrorKind::Statement))?;
+        if let Some(row) = rows.first() {
+            return read_key(row, request.kind).map_err(StoreError::fatal);
+        }
+        let stmt = self.prepare(&last)?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*lo];
+        if let Some(hi) = &hi {
+            params.push(&**hi);
+        }
+        let rows = self
+            .backend
+            .client()
+            .query(&stmt, &params)
+            .map_err(|e| err(e, ErrorKind::Statement))?;
+        match rows.first() {
+            Some(row) => read_key(row, request.kind).map_err(StoreError::fatal),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Names the runner's sessions, so `pg_stat_activity` shows what they are.
+const SESSION: &str = "SET application_name = 'xtask-migrate backfill'";
+
+impl Store for PgStore {
+    fn backend(&mut self) -> &mut dyn Backend {
+        &mut self.backend
+    }
+
+    fn reconnect(&mut self) -> StoreResult<()> {
+        self.prepared.clear();
+        self.backend.reconnect()?;
+        self.batch(SESSION)
+    }
+
+    fn ensure_tables(&mut self) -> StoreResult<()> {
+        let n = &self.names;
+        let schema = match &n.schema {
+            Some(s) => format!("CREATE SCHEMA IF NOT EXISTS {};", quote_ident(s)),
+            None => String::new(),
+        };
+        let log_index = quote_ident(&format!("{}batch_log_run", n.prefix));
+        let states = RunState::ALL
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Two workers starting at once would both try to create the tables, and CREATE TABLE
+        // IF NOT EXISTS is not safe against that race: serialize on an advisory lock.
+        let ddl = format!(
+            "SELECT pg_advisory_xact_lock(hashtext('xtask-migrate tracking tables'));
+{schema}
+CREATE TABLE IF NOT EXISTS {runs} (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    migration text NOT NULL UNIQUE,
+    checksum text NOT NULL,
+    state text NOT NULL CHECK (state IN ({states})),
+    table_name text NOT NULL,
+    key_column text NOT NULL,
+    key_kind text NOT NULL CHECK (key_kind IN ('integer', 'text')),
+    settings jsonb NOT NULL,
+    rows_estimated bigint,
+    rows_done bigint NOT NULL DEFAULT 0,
+    batches_done bigint NOT NULL DEFAULT 0,
+    pace_batch_size bigint,
+    pace_pause_ms bigint,
+    pace_max_rows_per_second bigint,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS {ranges} (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_id bigint NOT NULL REFERENCES {runs} (id) ON DELETE CASCADE,
+    ord integer NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text,
+    cursor_key text NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    claimed_by text,
+    claim_host text,
+    claim_pid bigint,
+    claim_start numeric,
+    heartbeat timestamptz,
+    rows_done bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    UNIQUE (run_id, ord)
+);
+CREATE TABLE IF NOT EXISTS {log} (
+    range_id bigint NOT NULL REFERENCES {ranges} (id) ON DELETE CASCADE,
+    run_id bigint NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    rows_changed bigint NOT NULL,
+    worker text NOT NULL,
+    held_ms double precision NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (range_id, lower_key)
+);
+CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
+            runs = n.runs(),
+            ranges = n.ranges(),
+            log = n.batch_log(),
+        );
+        self.in_transaction("BEGIN", |s| s.batch(&ddl))
+    }
+
+    fn tables_exist(&mut self) -> StoreResult<bool> {
+        let rows = self.query("SELECT to_regclass($1) IS NOT NULL", &[&self.names.runs()])?;
+        Ok(rows.first().is_some_and(|r| r.get(0)))
+    }
+
+    fn max_key(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Option<KeyValue>> {
+        let (k, t) = (quote_ident(key), quote_ident(table));
+        let sql = format!("SELECT {k} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} DESC LIMIT 1");
+        let rows = self.query(&sql, &[])?;
+        match rows.first() {
+            Some(row) => read_key(row, kind).map_err(StoreError::fatal),
+            None => Ok(None),
+        }
+    }
+
+    fn estimate(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Estimate> {
+        let mut estimate = Estimate::default();
+        // The planner's own arithmetic: tuples per page from the last ANALYZE/VACUUM, times the
+        // table's current size in pages (which pg_relation_size reads from the file system).
+        let rows = self.query(
+            "SELECT c.reltuples::float8, c.relpages::bigint,
+                    pg_relation_size(c.oid) / current_setting('block_size')::bigint
+             FROM pg_class AS c WHERE c.oid = to_regclass(quote_ident($1))",
+            &[&table],
+        )?;
+        if let Some(r) = rows.first() {
+            let (tuples, pages, now_pages): (f64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            if tuples >= 0.0 {
+                let rows = if pages > 0 {
+                    tuples / pages as f64 * now_pages as f64
+                } else {
+                    tuples
+                };
+                estimate.rows = Some(rows.round().max(0.0) as u64);
+                estimate.source = "pg_class.reltuples".into();
+            }
+        }
+        if estimate.rows.is_none() {
+            // Never analyzed: ask the planner, which estimates from the table's size.
+            let sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}", quote_ident(table));
+            let messages = self.backend.client().simple_query(&sql).map_err(db)?;
+            for m in messages {
+                if let SimpleQueryMessage::Row(row) = m
+                    && let Some(text) = row.get(0)
+                    && let Ok(json) = serde_json::from_str::<serde_json::Value>(text)
+                    && let Some(rows) = json[0]["Plan"]["Plan Rows"].as_f64()
+                {
+                    estimate.rows = Some(rows.max(0.0) as u64);
+                    estimate.source = "planner estimate (the table was never analyzed)".into();
+                }
+            }
+        }
+        let rows = self.query(
+            "SELECT h.v FROM pg_stats AS s
+             JOIN pg_class AS c ON c.oid = to_regclass(quote_ident($1))
+             JOIN pg_namespace AS n ON n.oid = c.relnamespace,
+             unnest(s.histogram_bounds::text::text[]) WITH ORDINALITY AS h(v, i)
+             WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = $2
+             ORDER BY h.i",
+            &[&table, &key],
+        )?;
+        for r in rows {
+            if let Some(v) = r.get::<_, Option<String>>(0)
+                && let Some(key) = KeyValue::from_stored(kind, &v)
+            {
+                estimate.histogram.push(key);
+            }
+        }
+        let rows = self.query(
+            "SELECT EXISTS (SELECT 1 FROM pg_index AS i
+                 JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                 WHERE i.indrelid = to_regclass(quote_ident($1)) AND a.attname = $2 AND i.indisvalid)",
+            &[&table, &key],
+        )?;
+        estimate.key_indexed = rows.first().map(|r| r.get(0));
+        Ok(estimate)
+    }
+
+    fn find_run(&mut self, migration: &str) -> StoreResult<Option<RunRow>> {
+        self.run_by("migration", &migration)
+    }
+
+    fn runs(&mut self) -> StoreResult<Vec<RunRow>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM {} ORDER BY id",
+            self.names.runs()
+        );
+        let rows = self.query(&sql, &[])?;
+        rows.iter().map(run_row).collect()
+    }
+
+    fn create_run(&mut self, run: &NewRun) -> StoreResult<RunRow> {
+        let insert = format!(
+            "INSERT INTO {} (migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated)
+             VALUES ($1, $2, 'pending', $3, $4, $5, CAST($6::text AS jsonb), $7)
+             ON CONFLICT (migration) DO NOTHING RETURNING id",
+            self.names.runs()
+        );
+        let range = format!(
+            "INSERT INTO {} (run_id, ord, lower_key, upper_key, cursor_key) VALUES ($1, $2, $3, $4, $3)",
+            self.names.ranges()
+        );
+        let estimated = run.rows_estimated.map(i64_of);
+        let kind = kind_name(run.key_kind);
+        self.in_transaction("BEGIN", |s| {
+            let rows = s.query(
+                &insert,
+                &[
+                    &run.migration,
+                    &run.checksum,
+                    &run.table,
+                    &run.key,
+                    &kind,
+                    &run.settings,
+                    &estimated,
+                ],
+            )?;
+            // Another worker recorded it first: its ranges are the ones to work on.
+            let Some(id) = rows.first().map(|r| r.get::<_, i64>(0)) else {
+                return Ok(());
+            };
+            for (ord, (lower, upper)) in run.ranges.iter().enumerate() {
+                let ord = i32::try_from(ord).unwrap_or(i32::MAX);
+                s.execute(
+                    &range,
+                    &[
+                        &id,
+                        &ord,
+                        &lower.to_stored(),
+                        &upper.as_ref().map(KeyValue::to_stored),
+                    ],
+                )?;
+            }
+            Ok(())
+        })?;
+        self.find_run(&run.migration)?
+            .ok_or_else(|| corrupt("no run right after recording it"))
+    }
+
+    fn transition(
+        &mut self,
+        run_id: i64,
+        to: RunState,
+        error: Option<&str>,
+    ) -> StoreResult<Transition> {
+        let sql = format!(
+            "UPDATE {} SET state = $3, updated_at = now(),
+                 last_error = CASE WHEN $4::text IS NOT NULL THEN $4::text WHEN $3 = 'running' THEN NULL ELSE last_error END,
+                 started_at = CASE WHEN $3 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+                 finished_at = CASE WHEN $3 IN ('done', 'cancelled', 'failed') THEN now() ELSE NULL END
+             WHERE id = $1 AND state = $2",
+            self.names.runs()
+        );
+        // The compare-and-set can lose to another session changing the state in between:
+        // read again and decide again.
+        for _ in 0..10 {
+            let from = self.state_of(run_id)?;
+            if from == to {
+                return Ok(Transition::Unchanged);
+            }
+            if let Err(reason) = check_transition(from, to) {
+                return Ok(Transition::Refused { from, reason });
+            }
+            let changed = self.execute(&sql, &[&run_id, &from.as_str(), &to.as_str(), &error])?;
+            if changed == 1 {
+                return Ok(Transition::Changed { from });
+            }
+        }
+        Err(StoreError {
+            retry: Retry::Backoff,
+            error: Error::new(
+                ErrorKind::Database,
+                "the run's state keeps changing under us",
+            ),
+        })
+    }
+
+    fn finish(&mut self, run_id: i64) -> StoreResult<bool> {
+        let sql = format!(
+            "UPDATE {runs} AS r SET state = 'done', finished_at = now(), updated_at = now(),
+                 rows_done = (SELECT coalesce(sum(rows_done), 0) FROM {ranges} WHERE run_id = r.id),
+                 batches_done = (SELECT coalesce(sum(batches), 0) FROM {ranges} WHERE run_id = r.id)
+             WHERE r.id = $1 AND r.state = 'running'
+               AND NOT EXISTS (SELECT 1 FROM {ranges} WHERE run_id = r.id AND NOT done)",
+            runs = self.names.runs(),
+            ranges = self.names.ranges()
+        );
+        Ok(self.execute(&sql, &[&run_id])? == 1)
+    }
+
+    fn set_pace(&mut self, run_id: i64, change: &PaceChange) -> StoreResult<Pace> {
+        let runs = self.names.runs();
+        let sql = format!(
+            "SELECT pace_batch_size, pace_pause_ms, pace_max_rows_per_second FROM {runs} WHERE id = $1 FOR UPDATE"
+        );
+        let update = format!(
+            "UPDATE {runs} SET pace_batch_size = $2, pace_pause_ms = $3, pace_max_rows_per_second = $4, updated_at = now() WHERE id = $1"
+        );
+        self.in_transaction("BEGIN", |s| {
+            let rows = s.query(&sql, &[&run_id])?;
+            let r = rows
+                .first()
+                .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+            let mut pace = Pace {
+                batch_size: u64_of(r.get(0)),
+                pause: u64_of(r.get(1)).map(Duration::from_millis),
+                max_rows_per_second: u64_of(r.get(2)),
+            };
+            pace.apply(change);
+            s.execute(
+                &update,
+                &[
+                    &run_id,
+                    &pace.batch_size.map(i64_of),
+                    &pace.pause.map(|p| i64_of(p.as_millis() as u64)),
+                    &pace.max_rows_per_second.map(i64_of),
+                ],
+            )?;
+            Ok(pace)
+        })
+    }
+
+    fn control(&mut self, run_id: i64) -> StoreResult<Control> {
+        let sql = format!(
+            "SELECT r.state, r.pace_batch_size, r.pace_pause_ms, r.pace_max_rows_per_second,
+                    g.workers, g.rows_done, g.ranges_done, g.ranges
+             FROM {runs} AS r, LATERAL (
+                 SELECT count(DISTINCT claimed_by) FILTER (WHERE NOT done AND claimed_by IS NOT NULL) AS workers,
+                        coalesce(sum(rows_done), 0)::bigint AS rows_done,
+                        count(*) FILTER (WHERE done) AS ranges_done,
+                        count(*) AS ranges
+                 FROM {ranges} WHERE run_id = r.id) AS g
+             WHERE r.id = $1",
+            runs = self.names.runs(),
+            ranges = self.names.ranges()
+        );
+        let rows = self.query(&sql, &[&run_id])?;
+        let r = rows
+            .first()
+            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        let state: String = r.get(0);
+        Ok(Control {
+            state: RunState::parse(&state).ok_or_else(|| corrupt(&format!("a state `{state}`")))?,
+            pace: Pace {
+                batch_size: u64_of(r.get(1)),
+                pause: u64_of(r.get(2)).map(Duration::from_millis),
+                max_rows_per_second: u64_of(r.get(3)),
+            },
+            workers: r.get::<_, i64>(4).max(0) as u64,
+            rows_done: r.get::<_, i64>(5).max(0) as u64,
+            ranges_done: r.get::<_, i64>(6).max(0) as u64,
+            ranges: r.get::<_, i64>(7).max(0) as u64,
+        })
+    }
+
+    fn ranges(&mut self, run_id: i64) -> StoreResult<Vec<RangeRow>> {
+        let kind_sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
+        let kind = self
+            .query(&kind_sql, &[&run_id])?
+            .first()
+            .map(|r| parse_kind(r.get::<_, &str>(0)))
+            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        let sql = format!(
+            "SELECT {RANGE_COLUMNS} FROM {} WHERE run_id = $1 ORDER BY ord",
+            self.names.ranges()
+        );
+        let rows = self.query(&sql, &[&run_id])?;
+        rows.iter().map(|r| range_row(r, kind)).collect()
+    }
+
+    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<(u64, Duration)> {
+        let sql = format!(
+            "SELECT coalesce(sum(rows_changed) FILTER (WHERE committed_at > now() - make_interval(secs => $2)), 0)::bigint,
+                    coalesce(max(held_ms), 0)::float8
+             FROM {} WHERE run_id = $1",
+            self.names.batch_log()
+        );
+        let rows = self.query(&sql, &[&run_id, &window.as_secs_f64()])?;
+        let r = rows.first().ok_or_else(|| corrupt("no batch log"))?;
+        Ok((
+            r.get::<_, i64>(0).max(0) as u64,
+            Duration::from_secs_f64(r.get::<_, f64>(1).max(0.0) / 1000.0),
+        ))
+    }
+
+    fn claim(
+        &mut self,
+        run_id: i64,
+        worker: &str,
+        stale: Duration,
+    ) -> StoreResult<Option<RangeRow>> {
+        let ranges = self.names.ranges();
+        let kind_sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
+        let kind = self
+            .query(&kind_sql, &[&run_id])?
+            .first()
+            .map(|r| parse_kind(r.get::<_, &str>(0)))
+            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        // Unclaimed ranges first, in key order; then ranges whose claim is dead: its session is
+        // gone from pg_stat_activity, or its heartbeat is older than `stale`. SKIP LOCKED
+        // passes over a range another worker is claiming (or batching) right now.
+        let sql = format!(
+            "UPDATE {ranges} SET claimed_by = $2, claim_host = $4, heartbeat = now(),
+                 claim_pid = pg_backend_pid(),
+                 claim_start = (SELECT extract(epoch FROM backend_start) FROM pg_stat_activity WHERE pid = pg_backend_pid())
+             WHERE id = (
+                 SELECT g.id FROM {ranges} AS g
+                 WHERE g.run_id = $1 AND NOT g.done
+                   AND (g.claimed_by IS NULL OR g.claimed_by = $2
+                        OR g.heartbeat < now() - make_interval(secs => $3)
+                        OR NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                                       WHERE a.pid = g.claim_pid AND extract(epoch FROM a.backend_start) = g.claim_start))
+                 ORDER BY g.claimed_by IS NOT NULL, g.ord
+                 LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {RANGE_COLUMNS}"
+        );
+        let host = super::super::target::hostname();
+        let rows = self.query(&sql, &[&run_id, &worker, &stale.as_secs_f64(), &host])?;
+        rows.first().map(|r| range_row(r, kind)).transpose()
+    }
+
+    fn heartbeat(&mut self, run_id: i64, worker: &str) -> StoreResult<()> {
+        // Also re-asserts the claim's session after a reconnect.
+        let sql = format!(
+            "UPDATE {} SET heartbeat = now(), claim_pid = pg_backend_pid(),
+                 claim_start = (SELECT extract(epoch FROM backend_start) FROM pg_stat_activity WHERE pid = pg_backend_pid())
+             WHERE run_id = $1 AND claimed_by = $2 AND NOT done",
+            self.names.ranges()
+        );
+        self.execute(&sql, &[&run_id, &worker]).map(|_| ())
+    }
+
+    fn release(&mut self, run_id: i64, worker: &str) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET claimed_by = NULL, claim_pid = NULL, claim_start = NULL, claim_host = NULL
+             WHERE run_id = $1 AND claimed_by = $2 AND NOT done",
+            self.names.ranges()
+        );
+        self.execute(&sql, &[&run_id, &worker]).map(|_| ())
+    }
+
+    fn run_batch(&mut self, request: &BatchRequest<'_>) -> StoreResult<BatchOutcome> {
+        let ranges = self.names.ranges();
+        let log = self.names.batch_log();
+        let lock =
+            format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = $1 FOR UPDATE");
+        let done = format!(
+            "UPDATE {ranges} SET done = true, heartbeat = now()
+             WHERE id = $1 AND cursor_key = $2 AND claimed_by = $3 AND NOT done"
+        );
+        // The compare-and-set: the cursor moves from where this batch started, by this worker,
+        // and the batch is logged, in one statement of the batch's transaction.
+        let advance = format!(
+            "WITH moved AS (
+                 UPDATE {ranges} SET cursor_key = $3, rows_done = rows_done + $4, batches = batches + 1, heartbeat = now()
+                 WHERE id = $1 AND cursor_key = $2 AND claimed_by = $5 AND NOT done
+                 RETURNING id, run_id)
+             INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
+             SELECT id, run_id, $2, $3, $4, $5, extract(epoch FROM clock_timestamp() - now())::float8 * 1000 FROM moved
+             RETURNING held_ms"
+        );
+        let mut begin = String::from("BEGIN;");
+        if let Some(t) = request.limits.lock_timeout {
+            begin.push_str(&format!(
+                "SET LOCAL lock_timeout = '{}ms';",
+                t.as_millis().max(1)
+            ));
+        }
+        if let Some(t) = request.limits.statement_timeout {
+            begin.push_str(&format!(
+                "SET LOCAL statement_timeout = '{}ms';",
+                t.as_millis().max(1)
+            ));
+        }
+        let range_id = request.range.id;
+        let old = request.range.cursor.to_stored();
+        self.in_transaction(&begin, |s| {
+            let rows = s.query(&lock, &[&range_id])?;
+            let Some(r) = rows.first() else {
+                return Ok(BatchOutcome::Lost);
+            };
+            let (cursor, claimed_by, finished): (String, Option<String>, bool) =
+                (r.get(0), r.get(1), r.get(2));
+            if cursor != old || claimed_by.as_deref() != Some(request.worker) || finished {
+                return Ok(BatchOutcome::Lost);
+            }
+            let Some(upper) = s.next_upper(request, &request.range.cursor)? else {
+                let n = s.execute(&done, &[&range_id, &old, &request.worker])?;
+                return Ok(if n == 1 {
+                    BatchOutcome::RangeDone
+                } else {
+                    BatchOutcome::Lost
+                });
+            };
+            let stmt = s.prepare(request.sql).map_err(|mut e| {
+                e.error = e.error.with_kind(ErrorKind::Statement);
+                e
+            })?;
+            let params = stmt.params();
+            if params.len() != 2 {
+                return Err(StoreError::fatal(Error::new(
+                    ErrorKind::Statement,
+                    format!(
+                        "the batch statement has {} parameters, expected 2 (:lower and :upper)",
+                        params.len()
+                    ),
+                )));
+            }
+            let lo = key_param(&request.range.cursor, &params[0]).map_err(StoreError::fatal)?;
+            let hi = key_param(&upper, &params[1]).map_err(StoreError::fatal)?;
+            let changed = s
+                .backend
+                .client()
+                .execute(&stmt, &[&*lo, &*hi])
+                .map_err(|e| err(e, ErrorKind::Statement))?;
+            let logged = s.query(
+                &advance,
+                &[
+                    &range_id,
+                    &old,
+                    &upper.to_stored(),
+                    &i64_of(changed),
+                    &request.worker,
+                ],
+            )?;
+            let Some(row) = logged.first() else {
+                // Zero rows: someone else moved the cursor. Roll the batch back.
+                return Err(StoreError {
+                    retry: Retry::Never,
+                    error: Error::new(ErrorKind::Database, LOST),
+                });
+            };
+            let held: f64 = row.get(0);
+            Ok(BatchOutcome::Applied {
+                upper,
+                rows: changed,
+                held: Duration::from_secs_f64(held.max(0.0) / 1000.0),
+            })
+        })
+        .or_else(|e| {
+            if e.error.message == LOST {
+                Ok(BatchOutcome::Lost)
+            } else {
+                Err(e)
+            }
+        })
+    }
+}
+
+/// The marker of a compare-and-set that found the cursor moved (rolled back, reported as
+/// [`BatchOutcome::Lost`]).
+const LOST: &str = "the range's cursor moved under this batch";
