@@ -10,6 +10,8 @@
 //! baseline = 3                         # V1..V3 have run everywhere: not linted (still read)
 //! small-tables = ["roles", "settings"] # backfills of these are allowed
 //! transactional-migrations = true      # the runner wraps each migration in a transaction
+//! tracking-schema = "ops"              # where `backfill run` keeps its tracking tables
+//! tracking-table-prefix = "xtask_backfill_"  # their names' prefix (`..._runs`, `..._ranges`)
 //!
 //! [workspace.metadata.xtask-migrate.rules]
 //! require-lock-timeout = "error"       # off | warning | error
@@ -42,6 +44,8 @@ struct RawConfig {
     #[serde(default)]
     small_tables: Vec<String>,
     transactional_migrations: Option<bool>,
+    tracking_schema: Option<String>,
+    tracking_table_prefix: Option<String>,
     #[serde(default)]
     rules: HashMap<String, Level>,
 }
@@ -63,6 +67,10 @@ pub struct Config {
     pub small_tables: Vec<Name>,
     pub transactional_migrations: bool,
     pub rule_levels: HashMap<RuleId, Level>,
+    /// Schema of `backfill run`'s tracking tables (PostgreSQL; default: the search path's).
+    pub tracking_schema: Option<String>,
+    /// Prefix of the tracking tables' names (default `xtask_backfill_`).
+    pub tracking_table_prefix: Option<String>,
 }
 
 impl Config {
@@ -130,6 +138,8 @@ impl Config {
                 .collect(),
             transactional_migrations: raw.transactional_migrations.unwrap_or(true),
             rule_levels,
+            tracking_schema: raw.tracking_schema,
+            tracking_table_prefix: raw.tracking_table_prefix,
         })
     }
 
@@ -167,6 +177,8 @@ mod tests {
             "baseline": 3,
             "small-tables": ["Roles", "app.settings"],
             "transactional-migrations": false,
+            "tracking-schema": "ops",
+            "tracking-table-prefix": "bf_",
             "rules": { "require-lock-timeout": "error", "set-not-null": "off" },
         }});
         let config = Config::from_metadata(Path::new("/ws"), &meta).unwrap();
@@ -179,6 +191,8 @@ mod tests {
             vec![Name::new("roles"), Name::qualified("app", "settings")]
         );
         assert!(!config.transactional_migrations);
+        assert_eq!(config.tracking_schema.as_deref(), Some("ops"));
+        assert_eq!(config.tracking_table_prefix.as_deref(), Some("bf_"));
         assert_eq!(
             config.rule_levels[&RuleId::RequireLockTimeout],
             Level::Error

@@ -96,9 +96,13 @@ impl SampleArgs {
     }
 }
 
-/// List every data migration with its approval: approved, snapshot stale, no snapshot.
+/// List every data migration with its approval: approved, snapshot stale, no snapshot; with a
+/// database, also the runs recorded there and their progress.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub db: super::commands::DbArgs,
+}
 
 impl StatusArgs {
     pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
@@ -106,6 +110,10 @@ impl StatusArgs {
     }
 
     pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        if self.db.database_url.is_some() {
+            super::commands::status_of_runs(&self.db, config, out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let migrations = select(config, None)?;
         if migrations.is_empty() {
             writeln!(

@@ -8,11 +8,16 @@
 
 pub mod backend;
 pub mod cli;
+pub mod commands;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod fixtures;
 pub mod format;
+pub mod plan;
 pub mod postgres;
+pub mod progress;
+pub mod run;
 pub mod sample;
 pub mod schema;
 pub mod snapshot;

@@ -1,0 +1,400 @@
+//! The production commands as clap argument structs with a `run` method, for the binary (or
+//! another workspace's xtask) to mount: `backfill plan`, `run`, `pause`, `resume`, `cancel`,
+//! `pace`, and the database half of `backfill status` ([`DbArgs`]).
+//!
+//! Exit codes: 0 done (or the control change made), 1 not done (cancelled, stopped by a signal,
+//! a control change refused), and errors bubble up for the binary to print on one line and exit
+//! 2. The database URL may come from `DATABASE_URL` instead of the command line, which keeps a
+//! password out of shell history and `ps`; it is never printed either way.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::control;
+use super::error::display_path;
+use super::format::{self, parse_duration};
+use super::plan::{self, Plan, PlanRequest, Settings};
+use super::progress::{Progress, ProgressMode};
+use super::run::{self, Finish, RunOptions};
+use super::target::Target;
+use super::tracking::{PaceChange, RunState, TrackingNames};
+use crate::config::Config;
+
+/// Where the run's database is, and its tracking tables.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DbArgs {
+    /// The target database: postgres://host/db, a key=value connection string, or a SQLite
+    /// file (sqlite:///path/app.db). Prefer the environment variable for a URL with a password.
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Schema of the tracking tables (default: config `tracking-schema`, else the search path's)
+    #[arg(long, value_name = "SCHEMA")]
+    pub tracking_schema: Option<String>,
+    /// Prefix of the tracking tables' names (default: config `tracking-table-prefix`, else
+    /// `xtask_backfill_`)
+    #[arg(long, value_name = "PREFIX")]
+    pub tracking_prefix: Option<String>,
+}
+
+impl DbArgs {
+    pub fn tracking(&self, config: &Config) -> anyhow::Result<TrackingNames> {
+        TrackingNames::new(
+            self.tracking_schema
+                .clone()
+                .or_else(|| config.tracking_schema.clone()),
+            self.tracking_prefix
+                .clone()
+                .or_else(|| config.tracking_table_prefix.clone()),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    pub fn target(&self) -> anyhow::Result<Option<Target>> {
+        self.database_url
+            .as_deref()
+            .map(|url| Target::parse(url).map_err(anyhow::Error::msg))
+            .transpose()
+    }
+
+    fn required_target(&self) -> anyhow::Result<Target> {
+        self.target()?.ok_or_else(|| {
+            anyhow::anyhow!("no database given: pass --database-url URL or set DATABASE_URL")
+        })
+    }
+
+    /// Opens the tracking store, every error scrubbed of the password.
+    fn open(&self, config: &Config) -> anyhow::Result<(Target, Box<dyn super::tracking::Store>)> {
+        let target = self.required_target()?;
+        let store = target
+            .open(&self.tracking(config)?)
+            .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
+        Ok((target, store))
+    }
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Make the reviewable plan of a production run
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// The data migration: file name, `V1`, or its name
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Where to write the plan (default: data-migrations/plans/V{n}__{name}.json)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Rows in the first batch (default: the data migration's @batch-size)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_size: Option<u64>,
+    /// Keep the batch size fixed instead of adapting it toward --target-batch-duration
+    #[arg(long)]
+    pub fixed_batch_size: bool,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub min_batch_size: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_batch_size: Option<u64>,
+    /// How long one batch should hold its transaction (default 200ms)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub target_batch_duration: Option<Duration>,
+    /// Sleep between batches (default: the data migration's @pause)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub pause: Option<Duration>,
+    /// Cap on rows changed per second, shared by all workers
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rows_per_second: Option<u64>,
+    /// lock_timeout of each batch (default 2s)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub lock_timeout: Option<Duration>,
+    /// statement_timeout of each batch; a batch hitting it is split (default 30s)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub statement_timeout: Option<Duration>,
+    /// Attempts of one batch before the run fails (default 10)
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Key ranges for workers to claim (default: from the estimate, at most 16)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub ranges: Option<u64>,
+    /// A claim silent for this long is taken over by another worker (default 5m)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub claim_timeout: Option<Duration>,
+}
+
+impl PlanArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let target = self.db.target()?;
+        let scrub = |e: anyhow::Error| match &target {
+            Some(t) => anyhow::anyhow!(t.scrub(&e.to_string())),
+            None => e,
+        };
+        self.plan(config, target.as_ref(), out).map_err(scrub)
+    }
+
+    fn settings(&self, migration: &format::DataMigration) -> Settings {
+        let mut s = Settings::from_migration(migration);
+        let ms = |d: Duration| d.as_millis() as u64;
+        if let Some(v) = self.batch_size {
+            s.batch_size = v;
+            s.min_batch_size = s.min_batch_size.min(v);
+            s.max_batch_size = s.max_batch_size.max(v);
+        }
+        s.adaptive = !self.fixed_batch_size;
+        if let Some(v) = self.min_batch_size {
+            s.min_batch_size = v;
+        }
+        if let Some(v) = self.max_batch_size {
+            s.max_batch_size = v;
+        }
+        if let Some(v) = self.target_batch_duration {
+            s.target_batch_ms = ms(v);
+        }
+        if let Some(v) = self.pause {
+            s.pause_ms = ms(v);
+        }
+        s.max_rows_per_second = self.max_rows_per_second;
+        if let Some(v) = self.lock_timeout {
+            s.lock_timeout_ms = ms(v);
+        }
+        if let Some(v) = self.statement_timeout {
+            s.statement_timeout_ms = ms(v);
+        }
+        if let Some(v) = self.max_retries {
+            s.max_retries = v;
+        }
+        if let Some(v) = self.claim_timeout {
+            s.claim_timeout_s = v.as_secs().max(1);
+        }
+        s
+    }
+
+    fn plan(
+        &self,
+        config: &Config,
+        target: Option<&Target>,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<ExitCode> {
+        let migration = format::find(&config.data_migrations, &self.name)?;
+        plan::require_approval(config, &migration)?;
+        let tracking = self.db.tracking(config)?;
+        let mut settings = self.settings(&migration);
+        // Validated with a placeholder range count: the real one may come from the estimate.
+        settings.ranges = self.ranges.unwrap_or(1);
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let observed = match target {
+            Some(t) => Some(plan::observe(t, &tracking, &migration)?),
+            None => None,
+        };
+        let path = self
+            .output
+            .clone()
+            .unwrap_or_else(|| plan::default_path(config, &migration));
+        let request = PlanRequest {
+            settings,
+            tracking,
+            ranges: self.ranges,
+        };
+        let plan = plan::build(config, &migration, &request, observed.as_ref(), &path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", display_path(dir)))?;
+        }
+        std::fs::write(&path, plan.to_json())
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the plan: {e}", display_path(&path)))?;
+        out.write_all(plan::summary(&plan, Some(&path)).as_bytes())?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Execute a plan: batch by batch, exactly once, resumable; run several to scale out
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The plan file made by `backfill plan`
+    pub plan: PathBuf,
+    /// The target database (see `backfill plan --help`); its tracking tables are the plan's
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Name of this worker in the tracking tables (default: host:pid)
+    #[arg(long, value_name = "ID")]
+    pub worker_id: Option<String>,
+    /// Progress display
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Seconds between two progress lines when not on a terminal
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "5s")]
+    pub progress_interval: Duration,
+}
+
+impl RunArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let target = Target::parse(self.database_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no database given: pass --database-url URL or set DATABASE_URL")
+        })?)
+        .map_err(anyhow::Error::msg)?;
+        let scrub = |e: anyhow::Error| anyhow::anyhow!(target.scrub(&e.to_string()));
+        let plan = Plan::load(&self.plan)?;
+        let file = config.root.join(&plan.migration.file);
+        let migration = if file.is_file() {
+            format::load_file(&file)?
+        } else {
+            format::find(&config.data_migrations, &plan.migration.id)?
+        };
+        run::check_plan(&plan, &migration, &self.plan)?;
+        run::install_signal_handlers();
+        let options = RunOptions {
+            worker: self
+                .worker_id
+                .clone()
+                .unwrap_or_else(RunOptions::default_worker),
+            progress: Progress::new(self.progress, self.progress_interval),
+            stop: run::signal_flag(),
+            poll: Duration::from_millis(200),
+        };
+        let report = run::run(&target, &plan, &migration, options, out).map_err(scrub)?;
+        Ok(match report.finish {
+            Finish::Done | Finish::AlreadyDone => ExitCode::SUCCESS,
+            Finish::Cancelled | Finish::Interrupted => ExitCode::from(1),
+        })
+    }
+}
+
+macro_rules! state_command {
+    ($name:ident, $to:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone, clap::Args)]
+        pub struct $name {
+            /// The run: its data migration's id (`V1__fill`), version (`V1`) or name
+            pub name: String,
+            #[command(flatten)]
+            pub db: DbArgs,
+        }
+
+        impl $name {
+            pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+                self.run_to(config, &mut std::io::stdout().lock())
+            }
+
+            pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+                let (target, mut store) = self.db.open(config)?;
+                let (ok, message) = control::set_state(store.as_mut(), &self.name, $to)
+                    .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
+                writeln!(out, "{message}")?;
+                Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+        }
+    };
+}
+
+state_command!(
+    PauseArgs,
+    RunState::Paused,
+    "Pause a run: its workers wait after their current batch"
+);
+state_command!(
+    ResumeArgs,
+    RunState::Running,
+    "Resume a paused run: its waiting workers continue"
+);
+state_command!(
+    CancelArgs,
+    RunState::Cancelled,
+    "Cancel a run for good: workers stop after their current batch; what ran stays applied"
+);
+
+fn count_or_reset(text: &str) -> Result<Option<u64>, String> {
+    match text {
+        "plan" | "auto" | "none" => Ok(None),
+        _ => text
+            .replace('_', "")
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "`{text}` is not a positive number (or `plan` to go back to the plan's value)"
+                )
+            }),
+    }
+}
+
+fn duration_or_reset(text: &str) -> Result<Option<Duration>, String> {
+    match text {
+        "plan" => Ok(None),
+        _ => parse_duration(text).map(Some),
+    }
+}
+
+/// Change the pace of a run while it runs (workers pick it up after their current batch)
+#[derive(Debug, Clone, clap::Args)]
+pub struct PaceArgs {
+    /// The run: its data migration's id (`V1__fill`), version (`V1`) or name
+    pub name: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// A fixed batch size, or `auto` to adapt again as the plan says
+    #[arg(long, value_name = "N|auto", value_parser = count_or_reset)]
+    pub batch_size: Option<Option<u64>>,
+    /// Sleep between batches, or `plan`
+    #[arg(long, value_name = "DURATION|plan", value_parser = duration_or_reset)]
+    pub pause: Option<Option<Duration>>,
+    /// Cap on rows changed per second (all workers together), or `plan`
+    #[arg(long, value_name = "N|plan", value_parser = count_or_reset)]
+    pub max_rows_per_second: Option<Option<u64>>,
+}
+
+impl PaceArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let change = PaceChange {
+            batch_size: self.batch_size,
+            pause: self.pause,
+            max_rows_per_second: self.max_rows_per_second,
+        };
+        if change == PaceChange::default() {
+            anyhow::bail!("nothing to change: give --batch-size, --pause or --max-rows-per-second");
+        }
+        let (target, mut store) = self.db.open(config)?;
+        let (run, pace) = control::set_pace(store.as_mut(), &self.name, &change)
+            .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
+        writeln!(
+            out,
+            "{}: {}; workers use it from their next batch",
+            run.migration,
+            control::describe_pace(&pace)
+        )?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `backfill status --database-url URL`: the runs recorded on the database.
+pub fn status_of_runs(db: &DbArgs, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (target, mut store) = db.open(config)?;
+    let scrub = |e: &dyn std::fmt::Display| anyhow::anyhow!(target.scrub(&e.to_string()));
+    writeln!(out, "runs on {}:", target.info().describe())?;
+    if !store.tables_exist().map_err(|e| scrub(&e))? {
+        writeln!(out, "no backfill has run on this database")?;
+        return Ok(());
+    }
+    let text = control::status(store.as_mut(), None).map_err(|e| scrub(&e))?;
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
