@@ -89,6 +89,43 @@ fn command(bin: &Path, user: Option<(libc::uid_t, libc::gid_t)>, die_with_parent
     cmd
 }
 
+/// Removes the directories of servers that were killed with their test process (no exit
+/// handler ran): an `xtask-pg-*` directory whose postmaster is gone and that is old enough not to
+/// be another run's initdb in progress.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("xtask-pg-"));
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if !is_ours || !old {
+            continue;
+        }
+        let pid = std::fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+            });
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if !alive {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn free_port() -> Result<u16, String> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
@@ -112,6 +149,7 @@ impl PgServer {
             }
         }
         let user = server_user()?;
+        remove_stale_dirs();
         let tempdir = tempfile::Builder::new()
             .prefix("xtask-pg-")
             .tempdir()

@@ -1,1 +1,2 @@
+mod backfill_postgres;
 mod backfill_sample;

@@ -183,8 +183,8 @@ pub struct StoredBatch {
     pub rows: u64,
 }
 
-/// Per-batch limits. PostgreSQL applies them with `SET LOCAL` inside the batch's transaction;
-/// SQLite has no equivalent and ignores them (a throwaway SQLite database has no other writer).
+/// Limits on waiting. PostgreSQL applies them as `lock_timeout` and `statement_timeout`; SQLite
+/// waits at most `lock_timeout` for a lock (busy timeout) and has no statement timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchLimits {
     pub lock_timeout: Option<Duration>,
@@ -201,6 +201,10 @@ pub trait Backend {
     /// Replaces the connection with a new one (after a lost connection). Session settings the
     /// backend made itself (search path) are made again.
     fn reconnect(&mut self) -> Result<()>;
+
+    /// Applies `limits` to everything this connection runs from now on (the bound queries as
+    /// well as the batches), so nothing the engine does waits on a lock forever.
+    fn apply_limits(&mut self, limits: &BatchLimits) -> Result<()>;
 
     /// Runs SQL text that needs no parameters and returns no rows (may hold several statements).
     fn execute(&mut self, sql: &str) -> Result<()>;

@@ -130,6 +130,7 @@ pub fn run(
             "batch size must be at least 1",
         ));
     }
+    backend.apply_limits(&options.limits)?;
     let kind = key_kind(backend, migration)?;
     let (table, key) = (migration.table.value.as_str(), migration.key.value.as_str());
     let id = migration.id();

@@ -189,6 +189,52 @@ pub fn load_dir(dir: &Path) -> Result<Vec<DataMigration>> {
     Ok(by_version.into_values().collect())
 }
 
+/// Every mistake in the data migrations of `dir`, one error per file at most (the first one
+/// found), without stopping at the first file: what `migrate lint` reports for data migrations
+/// (placeholders present and bounding the key, one target table, no DDL, a deterministic
+/// snapshot query, names refinery accepts, unique versions).
+pub fn check_dir(dir: &Path) -> Vec<Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return vec![Error::file(
+                ErrorKind::Io,
+                dir,
+                format!("cannot read the data-migrations directory: {e}"),
+            )];
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    paths.sort();
+    let mut errors = Vec::new();
+    let mut versions: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    for path in paths {
+        match load_file(&path) {
+            Ok(m) => {
+                if let Some(other) = versions.get(&m.version) {
+                    errors.push(Error::file(
+                        ErrorKind::Format,
+                        &path,
+                        format!(
+                            "version {} is also used by {}; each data migration needs its own version",
+                            m.version,
+                            other.file_name().unwrap_or_default().to_string_lossy()
+                        ),
+                    ));
+                } else {
+                    versions.insert(m.version, path);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    errors
+}
+
 /// The data migration of `dir` that `name` designates: its file name (`V1__fill.sql`), its id
 /// (`V1__fill`), its name (`fill`) or its version (`V1`, `1`).
 pub fn find(dir: &Path, name: &str) -> Result<DataMigration> {
@@ -1435,6 +1481,41 @@ SELECT id, posts_count FROM users ORDER BY id;
         assert!(
             e.starts_with("data-migrations/V3__fill_posts.sql:16:"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn check_dir_reports_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("V1__good.sql"), GOOD).unwrap();
+        std::fs::write(dir.path().join("V1__same_version.sql"), GOOD).unwrap();
+        std::fs::write(
+            dir.path().join("V2__bad.sql"),
+            good_with("-- @key id", "-- @kee id"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("v3-misnamed.sql"), GOOD).unwrap();
+        std::fs::write(dir.path().join("README.md"), "not SQL").unwrap();
+        let errors: Vec<String> = check_dir(dir.path())
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.ends_with("V1__same_version.sql: version 1 is also used by V1__good.sql; each data migration needs its own version")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("V2__bad.sql:4: unknown directive `@kee`")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("v3-misnamed.sql: not a data-migration name")),
+            "{errors:#?}"
         );
     }
 

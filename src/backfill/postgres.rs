@@ -26,6 +26,8 @@ pub struct PgBackend {
     throwaway: Option<String>,
     /// Prepared statements by SQL text, valid for the current connection.
     prepared: HashMap<String, Statement>,
+    /// Session limits, set again after a reconnect.
+    limits: BatchLimits,
 }
 
 impl PgBackend {
@@ -36,6 +38,7 @@ impl PgBackend {
             url: url.to_string(),
             throwaway: None,
             prepared: HashMap::new(),
+            limits: BatchLimits::default(),
         })
     }
 
@@ -349,7 +352,26 @@ impl Backend for PgBackend {
     fn reconnect(&mut self) -> Result<()> {
         self.client = connect(&self.url)?;
         self.prepared.clear();
-        self.set_search_path()
+        self.set_search_path()?;
+        let limits = self.limits;
+        self.apply_limits(&limits)
+    }
+
+    fn apply_limits(&mut self, limits: &BatchLimits) -> Result<()> {
+        let mut settings = String::new();
+        if let Some(t) = limits.lock_timeout {
+            settings.push_str(&format!("SET lock_timeout = '{}ms';", t.as_millis()));
+        }
+        if let Some(t) = limits.statement_timeout {
+            settings.push_str(&format!("SET statement_timeout = '{}ms';", t.as_millis()));
+        }
+        if !settings.is_empty() {
+            self.client
+                .batch_execute(&settings)
+                .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        }
+        self.limits = *limits;
+        Ok(())
     }
 
     fn execute(&mut self, sql: &str) -> Result<()> {

@@ -139,7 +139,7 @@ pub fn sample(
                 "sample {} on a temporary SQLite database",
                 migration.id()
             );
-            run_stages(config, inputs, migration, options, &mut db, out)
+            sample_on(config, inputs, migration, options, &mut db, out)
         }
         Some(url) => {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -160,12 +160,14 @@ pub fn sample(
                 redact_url(url),
                 db.schema().unwrap_or("?")
             );
-            run_stages(config, inputs, migration, options, &mut db, out)
+            sample_on(config, inputs, migration, options, &mut db, out)
         }
     }
 }
 
-fn run_stages(
+/// [`sample`] on a database the caller provides (fresh, empty): for benchmarks and tests that
+/// look at the database afterwards.
+pub fn sample_on(
     config: &Config,
     inputs: &Inputs,
     migration: &DataMigration,

@@ -195,6 +195,13 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    fn apply_limits(&mut self, limits: &BatchLimits) -> Result<()> {
+        if let Some(timeout) = limits.lock_timeout {
+            self.conn.busy_timeout(timeout).map_err(db_error)?;
+        }
+        Ok(())
+    }
+
     fn execute(&mut self, sql: &str) -> Result<()> {
         self.conn.execute_batch(sql).map_err(statement_error)
     }
