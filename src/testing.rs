@@ -30,6 +30,8 @@ pub struct PgServer {
     dir: PathBuf,
     /// Keeps the directory alive for an owned server; the shared one removes it by path at exit.
     _tempdir: Option<tempfile::TempDir>,
+    bin: PathBuf,
+    user: Option<(libc::uid_t, libc::gid_t)>,
     port: u16,
     pid: i32,
     waiter: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -126,6 +128,63 @@ fn remove_stale_dirs() {
     }
 }
 
+/// Starts `postgres` over `data` on `port`; returns its pid and the thread that reaps it.
+/// `append` keeps the log of a previous start (a restart).
+fn spawn(
+    bin: &Path,
+    data: &Path,
+    socket: &Path,
+    port: u16,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+    log_path: &Path,
+    append: bool,
+) -> Result<(i32, JoinHandle<()>), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log_path)
+        .map_err(|e| e.to_string())?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = command(&bin.join("postgres"), user, true);
+    cmd.arg("-D")
+        .arg(data)
+        .arg("-k")
+        .arg(socket)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "max_connections=100"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // The child is spawned and reaped by a thread that lives exactly as long as it: the
+    // parent-death signal fires when the spawning *thread* ends, not only the process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name(format!("postgres-{port}"))
+        .spawn(move || match cmd.spawn() {
+            Ok(mut child) => {
+                let _ = tx.send(Ok(child.id() as i32));
+                let _ = child.wait();
+            }
+            Err(e) => {
+                let _ = tx.send(Err(format!("cannot start postgres: {e}")));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let pid = rx.recv().map_err(|e| e.to_string())??;
+    Ok((pid, waiter))
+}
+
 fn free_port() -> Result<u16, String> {
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
@@ -191,46 +250,12 @@ impl PgServer {
         // A free port can be taken between finding it and the server binding it: try again.
         for _ in 0..3 {
             let port = free_port()?;
-            let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-            let log_err = log.try_clone().map_err(|e| e.to_string())?;
-            let mut cmd = command(&bin.join("postgres"), user, true);
-            cmd.arg("-D")
-                .arg(&data)
-                .arg("-k")
-                .arg(&socket)
-                .args(["-p", &port.to_string()])
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ])
-                .args(["-c", "max_connections=100"])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err);
-            // The child is spawned and reaped by a thread that lives exactly as long as it: the
-            // parent-death signal fires when the spawning *thread* ends, not only the process.
-            let (tx, rx) = std::sync::mpsc::channel();
-            let waiter = std::thread::Builder::new()
-                .name(format!("postgres-{port}"))
-                .spawn(move || match cmd.spawn() {
-                    Ok(mut child) => {
-                        let _ = tx.send(Ok(child.id() as i32));
-                        let _ = child.wait();
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("cannot start postgres: {e}")));
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-            let pid = rx.recv().map_err(|e| e.to_string())??;
+            let (pid, waiter) = spawn(&bin, &data, &socket, port, user, &log_path, false)?;
             let mut server = PgServer {
                 dir: dir.clone(),
                 _tempdir: None,
+                bin: bin.clone(),
+                user,
                 port,
                 pid,
                 waiter: std::sync::Mutex::new(Some(waiter)),
@@ -308,6 +333,23 @@ impl PgServer {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         self.url(&name)
+    }
+
+    /// Stops the server (fast shutdown: sessions are terminated), waits `downtime`, and starts
+    /// it again on the same port and data: what a client sees of a server restart.
+    pub fn restart(&mut self, downtime: Duration) -> Result<(), String> {
+        self.stop();
+        std::thread::sleep(downtime);
+        let (data, socket, log) = (
+            self.dir.join("data"),
+            self.dir.join("socket"),
+            self.dir.join("server.log"),
+        );
+        let (pid, waiter) = spawn(&self.bin, &data, &socket, self.port, self.user, &log, true)?;
+        self.pid = pid;
+        self.waiter = std::sync::Mutex::new(Some(waiter));
+        self.stopped = AtomicBool::new(false);
+        self.wait_ready(&log)
     }
 
     /// Fast shutdown (SIGINT), waits for the server to exit. Idempotent.

@@ -1,2 +1,3 @@
 mod backfill_postgres;
+mod backfill_run;
 mod backfill_sample;

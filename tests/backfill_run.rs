@@ -1,0 +1,986 @@
+//! `backfill plan`, `run`, `status`, `pause`, `resume`, `cancel` and `pace` against a real
+//! PostgreSQL server the tests start (and a SQLite file): exactly-once under SIGKILL, a server
+//! restart, row locks, concurrent application writes, several workers, live control, refused
+//! plans, and no password anywhere.
+//!
+//! Workers run as separate processes where it matters (kills, control from another process):
+//! the test binary runs itself with a filter that selects [`worker_process`], which runs the
+//! real `backfill run` command code (`RunArgs::run`) and exits with its exit code.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use postgres::{Client, NoTls};
+use xtask_migrate::backfill::cli::StatusArgs;
+use xtask_migrate::backfill::commands::{
+    CancelArgs, PaceArgs, PauseArgs, PlanArgs, ResumeArgs, RunArgs,
+};
+use xtask_migrate::backfill::format;
+use xtask_migrate::backfill::plan::Plan;
+use xtask_migrate::backfill::progress::{Progress, ProgressMode};
+use xtask_migrate::backfill::run::{self, Finish, RunOptions};
+use xtask_migrate::backfill::snapshot;
+use xtask_migrate::backfill::target::Target;
+use xtask_migrate::config::Config;
+use xtask_migrate::testing::{self, PgServer};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    Plan(PlanArgs),
+    Run(RunArgs),
+    Status(StatusArgs),
+    Pause(PauseArgs),
+    Resume(ResumeArgs),
+    Cancel(CancelArgs),
+    Pace(PaceArgs),
+}
+
+/// Runs a command in this process; `(exit code is success, stdout, error)`.
+fn command(config: &Config, args: &[&str]) -> (Result<ExitCode, String>, String) {
+    let cli = Cli::try_parse_from(std::iter::once("backfill").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let mut out = Vec::new();
+    let result = match cli.command {
+        Sub::Plan(a) => a.run_to(config, &mut out),
+        Sub::Run(a) => a.run_to(config, &mut out),
+        Sub::Status(a) => a.run_to(config, &mut out),
+        Sub::Pause(a) => a.run_to(config, &mut out),
+        Sub::Resume(a) => a.run_to(config, &mut out),
+        Sub::Cancel(a) => a.run_to(config, &mut out),
+        Sub::Pace(a) => a.run_to(config, &mut out),
+    };
+    (
+        result.map_err(|e| e.to_string()),
+        String::from_utf8(out).unwrap(),
+    )
+}
+
+fn ok(config: &Config, args: &[&str]) -> String {
+    let (result, out) = command(config, args);
+    match result {
+        Ok(code) if code == ExitCode::SUCCESS => out,
+        Ok(code) => panic!("{args:?} exited {code:?}: {out}"),
+        Err(e) => panic!("{args:?} failed: {e}\n{out}"),
+    }
+}
+
+fn err(config: &Config, args: &[&str]) -> String {
+    match command(config, args) {
+        (Err(e), _) => e,
+        (Ok(code), out) => panic!("{args:?} succeeded ({code:?}): {out}"),
+    }
+}
+
+const WORKER_ROOT: &str = "XTASK_TEST_WORKER_ROOT";
+const WORKER_ARGS: &str = "XTASK_TEST_WORKER_ARGS";
+
+/// Not a test: the body of a worker process that the other tests start (see the module docs).
+#[test]
+#[ignore = "run as a child process by the tests of this module"]
+fn worker_process() {
+    let (Ok(root), Ok(args)) = (std::env::var(WORKER_ROOT), std::env::var(WORKER_ARGS)) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).unwrap();
+    let config = Config::defaults(Path::new(&root));
+    let cli = Cli::parse_from(std::iter::once("backfill".to_string()).chain(args));
+    let Sub::Run(run) = cli.command else {
+        panic!("workers only run plans")
+    };
+    let code = match run.run(&config) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    };
+    // ExitCode cannot be read back as a number: map the codes `backfill run` uses.
+    std::process::exit(if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(1) {
+        1
+    } else {
+        2
+    })
+}
+
+/// A worker process running `backfill run` with `args`.
+fn spawn_worker(config: &Config, args: &[&str]) -> Child {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "backfill_run::worker_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(WORKER_ROOT, &config.root)
+        .env(WORKER_ARGS, serde_json::to_string(&all).unwrap())
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a worker; `(exit code, stdout, stderr)`.
+fn wait(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("worker did not finish within {limit:?}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (status.code(), out, err)
+}
+
+/// A workspace with data migrations (approved: an accepted snapshot of the current file).
+struct Ws {
+    _dir: tempfile::TempDir,
+    config: Config,
+}
+
+fn bump_text(extra: &str, batch_size: u64) -> String {
+    format!(
+        "-- @requires 1\n-- @table items\n-- @key id\n-- @batch-size {batch_size}\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper{extra};\n\n-- @snapshot\nSELECT id, n FROM items ORDER BY id;\n"
+    )
+}
+
+impl Ws {
+    fn new(files: &[(&str, String)]) -> Ws {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::defaults(dir.path());
+        std::fs::create_dir_all(&config.data_migrations).unwrap();
+        let ws = Ws { _dir: dir, config };
+        for (name, text) in files {
+            ws.write(name, text);
+        }
+        ws
+    }
+
+    /// Writes a data migration and approves it.
+    fn write(&self, name: &str, text: &str) {
+        let path = self.config.data_migrations.join(name);
+        std::fs::write(&path, text).unwrap();
+        self.approve(name);
+    }
+
+    fn approve(&self, name: &str) {
+        let path = self.config.data_migrations.join(name);
+        let m = format::load_file(&path).unwrap();
+        let snap = snapshot::path_for(&self.config.data_migrations.join("snapshots"), &m);
+        std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+        std::fs::write(&snap, snapshot::file_text(&m, name, "approved in a test")).unwrap();
+    }
+
+    fn plan_path(&self, id: &str) -> PathBuf {
+        self.config
+            .data_migrations
+            .join("plans")
+            .join(format!("{id}.json"))
+    }
+
+    /// `backfill plan NAME flags...`; returns the plan file.
+    fn plan(&self, id: &str, flags: &[&str]) -> PathBuf {
+        let mut args = vec!["plan", id];
+        args.extend_from_slice(flags);
+        ok(&self.config, &args);
+        self.plan_path(id)
+    }
+}
+
+/// A database of the shared server with `items(id, n, note)`: `rows` rows, ids 3, 6, 9, ...
+fn items_db(prefix: &str, rows: u64) -> (String, Client) {
+    let url = testing::shared().create_database(prefix);
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0, note integer NOT NULL DEFAULT 0);
+             INSERT INTO items (id) SELECT g * 3 FROM generate_series(1, {rows}) AS g;
+             CREATE TABLE expected AS SELECT * FROM items;
+             UPDATE expected SET n = n + 1;
+             ANALYZE items;"
+        ))
+        .unwrap();
+    (url, client)
+}
+
+/// The rows differ from what one plain UPDATE gives: `(missing or different, extra)`.
+fn differences(client: &mut Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM (SELECT id, n FROM expected EXCEPT SELECT id, n FROM items) AS a),
+                    (SELECT count(*) FROM (SELECT id, n FROM items EXCEPT SELECT id, n FROM expected) AS b)",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Every range is done, and its batches tile it exactly once: each batch starts where the
+/// previous ended, from the range's lower bound to its final cursor. Returns the workers seen.
+fn assert_tiled(client: &mut Client, migration: &str) -> Vec<String> {
+    let ranges = client
+        .query(
+            "SELECT g.id, g.lower_key, g.cursor_key, g.done, g.rows_done
+             FROM xtask_backfill_ranges AS g JOIN xtask_backfill_runs AS r ON r.id = g.run_id
+             WHERE r.migration = $1 ORDER BY g.ord",
+            &[&migration],
+        )
+        .unwrap();
+    assert!(!ranges.is_empty());
+    let mut workers = Vec::new();
+    for range in &ranges {
+        let (id, lower, cursor, done, rows): (i64, String, String, bool, i64) = (
+            range.get(0),
+            range.get(1),
+            range.get(2),
+            range.get(3),
+            range.get(4),
+        );
+        assert!(done, "range {id} is not done");
+        let batches = client
+            .query(
+                "SELECT lower_key, upper_key, rows_changed, worker FROM xtask_backfill_batch_log WHERE range_id = $1",
+                &[&id],
+            )
+            .unwrap();
+        let mut next: std::collections::HashMap<String, String> = Default::default();
+        let mut logged = 0;
+        for b in &batches {
+            let (lo, hi): (String, String) = (b.get(0), b.get(1));
+            assert!(
+                next.insert(lo.clone(), hi).is_none(),
+                "two batches start at {lo}"
+            );
+            logged += b.get::<_, i64>(2);
+            workers.push(b.get::<_, String>(3));
+        }
+        let mut at = lower;
+        let mut walked = 0;
+        while let Some(hi) = next.get(&at) {
+            at = hi.clone();
+            walked += 1;
+        }
+        assert_eq!(walked, batches.len(), "range {id}: batches do not chain");
+        assert_eq!(at, cursor, "range {id}: the chain ends at the cursor");
+        assert_eq!(logged, rows, "range {id}: logged rows");
+    }
+    workers.sort();
+    workers.dedup();
+    workers
+}
+
+fn state(client: &mut Client, migration: &str) -> String {
+    client
+        .query_one(
+            "SELECT state FROM xtask_backfill_runs WHERE migration = $1",
+            &[&migration],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn rows_done(client: &mut Client) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(rows_done), 0)::bigint FROM xtask_backfill_ranges",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Runs a plan in this process (a thread of it, for several workers).
+fn run_here(
+    config: &Config,
+    plan: &Path,
+    url: &str,
+    worker: &str,
+) -> anyhow::Result<run::RunReport> {
+    let plan_file = Plan::load(plan)?;
+    let migration = format::load_file(&config.root.join(&plan_file.migration.file))?;
+    let target = Target::parse(url).map_err(anyhow::Error::msg)?;
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    let options = RunOptions {
+        worker: worker.into(),
+        progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
+        stop: &NEVER,
+        poll: Duration::from_millis(50),
+    };
+    run::run(&target, &plan_file, &migration, options, &mut Vec::new())
+}
+
+/// SIGKILL at random points, many times, then resume: exactly the rows one UPDATE gives, with
+/// a batch that is not idempotent (`n = n + 1`). Batches sleep 10ms inside their transaction,
+/// so most kills land in the middle of one.
+#[test]
+fn killed_at_random_points_and_resumed_gives_exactly_one_update() {
+    let (url, mut client) = items_db("kill", 6000);
+    let ws = Ws::new(&[(
+        "V1__bump.sql",
+        bump_text(" AND (SELECT pg_sleep(0.01)) IS NOT NULL", 40),
+    )]);
+    let plan = ws.plan("V1", &["--fixed-batch-size", "--ranges", "3"]);
+    let plan = plan.to_str().unwrap();
+    let mut kills = 0;
+    let mut mid_transaction = 0;
+    let mut seed = 0x5eed_u64;
+    while kills < 15 {
+        let child = spawn_worker(
+            &ws.config,
+            &[plan, "--database-url", &url, "--progress", "quiet"],
+        );
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(60 + (seed >> 33) % 200);
+        std::thread::sleep(after);
+        let mut child = child;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        // SIGKILL: no handler runs, the open transaction is simply lost.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        // A batch was open when the server still sees the killed session in a transaction.
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'xtask-migrate backfill' AND state LIKE 'idle in transaction%' OR (application_name = 'xtask-migrate backfill' AND state = 'active')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        mid_transaction += open.min(1);
+    }
+    assert!(kills >= 10, "only {kills} kills before the run finished");
+    let (code, out, errors) = wait(
+        spawn_worker(
+            &ws.config,
+            &[plan, "--database-url", &url, "--progress", "lines"],
+        ),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}\n{errors}");
+    assert!(out.contains("V1__bump done"), "{out}");
+    assert_eq!(differences(&mut client), (0, 0));
+    assert_tiled(&mut client, "V1__bump");
+    assert_eq!(state(&mut client, "V1__bump"), "done");
+    eprintln!("{kills} kills, {mid_transaction} seen mid-transaction");
+}
+
+/// The server restarts in the middle of a run: the worker reconnects and finishes.
+#[test]
+fn a_server_restart_mid_run_reconnects_and_completes() {
+    let mut server = PgServer::start().unwrap();
+    let url = server.create_database("restart");
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0, note integer NOT NULL DEFAULT 0);
+             INSERT INTO items (id) SELECT g FROM generate_series(1, 4000) AS g;
+             CREATE TABLE expected AS SELECT * FROM items; UPDATE expected SET n = n + 1;",
+        )
+        .unwrap();
+    drop(client);
+    let ws = Ws::new(&[(
+        "V1__bump.sql",
+        bump_text(" AND (SELECT pg_sleep(0.005)) IS NOT NULL", 20),
+    )]);
+    let plan = ws.plan("V1", &["--fixed-batch-size", "--ranges", "1"]);
+    let (config, plan2, url2) = (ws.config.clone(), plan.clone(), url.clone());
+    let worker = std::thread::spawn(move || run_here(&config, &plan2, &url2, "w1"));
+    std::thread::sleep(Duration::from_millis(400));
+    server.restart(Duration::from_millis(700)).unwrap();
+    let report = worker.join().unwrap().unwrap();
+    assert_eq!(report.finish, Finish::Done);
+    assert!(report.retries > 0, "the restart was noticed: {report:?}");
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    assert_eq!(differences(&mut client), (0, 0));
+    assert_tiled(&mut client, "V1__bump");
+}
+
+/// Another session holds a row lock: each attempt waits at most lock_timeout, the batch is
+/// retried with backoff, and completes once the lock is released.
+#[test]
+fn a_held_row_lock_costs_lock_timeouts_and_retries_not_a_hang() {
+    let (url, mut client) = items_db("lock", 600);
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 100))]);
+    let plan = ws.plan(
+        "V1",
+        &[
+            "--fixed-batch-size",
+            "--ranges",
+            "1",
+            "--lock-timeout",
+            "100ms",
+            "--max-retries",
+            "30",
+        ],
+    );
+    let mut locker = Client::connect(&url, NoTls).unwrap();
+    locker
+        .batch_execute("BEGIN; SELECT * FROM items WHERE id = 900 FOR UPDATE")
+        .unwrap();
+    let (config, plan2, url2) = (ws.config.clone(), plan.clone(), url.clone());
+    let started = Instant::now();
+    let worker = std::thread::spawn(move || run_here(&config, &plan2, &url2, "w1"));
+    std::thread::sleep(Duration::from_millis(1200));
+    // The worker is stuck behind the lock, not done, and not waiting in one long wait: no
+    // session of it has been waiting on a lock for longer than lock_timeout.
+    let longest_wait: f64 = client
+        .query_one(
+            "SELECT coalesce(max(extract(epoch FROM now() - state_change)), 0)::float8 FROM pg_stat_activity
+             WHERE application_name = 'xtask-migrate backfill' AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        longest_wait < 0.5,
+        "a batch waited {longest_wait}s on the lock"
+    );
+    assert!(!worker.is_finished());
+    locker.batch_execute("COMMIT").unwrap();
+    let report = worker.join().unwrap().unwrap();
+    assert_eq!(report.finish, Finish::Done);
+    assert!(report.retries >= 3, "{report:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(differences(&mut client), (0, 0));
+}
+
+/// The application keeps writing the same rows (another column) and adding rows while the
+/// backfill runs: every application write survives, every old row is backfilled once.
+#[test]
+fn concurrent_application_writes_all_survive() {
+    let (url, mut client) = items_db("app", 3000);
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 50))]);
+    let plan = ws.plan(
+        "V1",
+        &["--fixed-batch-size", "--ranges", "2", "--pause", "5ms"],
+    );
+    let (config, plan2, url2) = (ws.config.clone(), plan.clone(), url.clone());
+    let worker = std::thread::spawn(move || run_here(&config, &plan2, &url2, "w1"));
+    let mut app = Client::connect(&url, NoTls).unwrap();
+    let (mut writes, mut inserts) = (0i64, 0i64);
+    let mut i = 0u64;
+    while !worker.is_finished() {
+        i += 1;
+        let id = ((i * 7919) % 3000 + 1) as i64 * 3;
+        app.execute("UPDATE items SET note = note + 1 WHERE id = $1", &[&id])
+            .unwrap();
+        writes += 1;
+        if i % 10 == 0 {
+            let new = 100_000 + i as i64;
+            app.execute("INSERT INTO items (id, note) VALUES ($1, 1)", &[&new])
+                .unwrap();
+            inserts += 1;
+        }
+    }
+    let report = worker.join().unwrap().unwrap();
+    assert_eq!(report.finish, Finish::Done);
+    assert!(
+        writes > 50,
+        "the application wrote during the run ({writes})"
+    );
+    let row = client
+        .query_one(
+            "SELECT (SELECT sum(note) FROM items WHERE id < 100000)::bigint, (SELECT sum(note) FROM items WHERE id >= 100000)::bigint,
+                    (SELECT count(*) FROM items WHERE id < 100000 AND n <> 1)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        writes,
+        "every application update survived"
+    );
+    assert_eq!(row.get::<_, Option<i64>>(1).unwrap_or(0), inserts);
+    assert_eq!(
+        row.get::<_, i64>(2),
+        0,
+        "every old row was backfilled exactly once"
+    );
+}
+
+/// Two worker processes, then four in-process workers (threads, one connection each), finish
+/// one run between them, each range exactly once.
+#[test]
+fn two_and_four_workers_share_one_run() {
+    for (workers, processes) in [(2usize, true), (4, false)] {
+        let (url, mut client) = items_db(&format!("workers{workers}"), 4000);
+        let ws = Ws::new(&[(
+            "V1__bump.sql",
+            bump_text(" AND (SELECT pg_sleep(0.005)) IS NOT NULL", 50),
+        )]);
+        let plan = ws.plan("V1", &["--fixed-batch-size", "--ranges", "8"]);
+        let seen = if processes {
+            let plan = plan.to_str().unwrap();
+            let children: Vec<Child> = (0..workers)
+                .map(|i| {
+                    spawn_worker(
+                        &ws.config,
+                        &[
+                            plan,
+                            "--database-url",
+                            &url,
+                            "--worker-id",
+                            &format!("p{i}"),
+                            "--progress",
+                            "quiet",
+                        ],
+                    )
+                })
+                .collect();
+            for child in children {
+                let (code, out, errors) = wait(child, Duration::from_secs(60));
+                assert_eq!(code, Some(0), "{out}\n{errors}");
+            }
+            assert_tiled(&mut client, "V1__bump")
+        } else {
+            let handles: Vec<_> = (0..workers)
+                .map(|i| {
+                    let (config, plan, url) = (ws.config.clone(), plan.clone(), url.clone());
+                    std::thread::spawn(move || run_here(&config, &plan, &url, &format!("t{i}")))
+                })
+                .collect();
+            for h in handles {
+                assert_eq!(h.join().unwrap().unwrap().finish, Finish::Done);
+            }
+            assert_tiled(&mut client, "V1__bump")
+        };
+        assert!(seen.len() >= 2, "{workers} workers, batches by {seen:?}");
+        assert_eq!(differences(&mut client), (0, 0));
+        assert_eq!(state(&mut client, "V1__bump"), "done");
+    }
+}
+
+/// Pause and resume a worker process from this one; change its pace; cancel another run.
+#[test]
+fn pause_resume_pace_and_cancel_from_another_process() {
+    let (url, mut client) = items_db("control", 3000);
+    let ws = Ws::new(&[
+        ("V1__bump.sql", bump_text("", 25)),
+        (
+            "V2__other.sql",
+            "-- @requires 1\n-- @table items\n-- @key id\n-- @batch-size 10\n-- @batch\nUPDATE items SET note = note + 1 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id, note FROM items ORDER BY id;\n".into(),
+        ),
+    ]);
+    let plan = ws.plan(
+        "V1",
+        &["--fixed-batch-size", "--ranges", "1", "--pause", "20ms"],
+    );
+    let child = spawn_worker(
+        &ws.config,
+        &[
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "lines",
+            "--progress-interval",
+            "0",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let out = ok(&ws.config, &["pause", "V1", "--database-url", &url]);
+    assert!(out.contains("V1__bump: running -> paused"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rows_done(&mut client);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(rows_done(&mut client), before, "no batch while paused");
+    assert!(before > 0 && before < 3000, "{before}");
+    let out = ok(&ws.config, &["status", "--database-url", &url]);
+    assert!(out.contains("V1__bump  paused"), "{out}");
+    // Pausing twice is fine; resuming a paused run continues it.
+    assert!(ok(&ws.config, &["pause", "bump", "--database-url", &url]).contains("already paused"));
+    let out = ok(
+        &ws.config,
+        &[
+            "pace",
+            "V1",
+            "--database-url",
+            &url,
+            "--batch-size",
+            "200",
+            "--pause",
+            "0",
+        ],
+    );
+    assert!(out.contains("batch size 200 (fixed), pause 0s"), "{out}");
+    assert!(ok(&ws.config, &["resume", "1", "--database-url", &url]).contains("paused -> running"));
+    let (code, out, errors) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{out}\n{errors}");
+    assert!(errors.contains("waiting: paused"), "{errors}");
+    assert!(
+        errors.contains("batch size 200"),
+        "the pace change reached the worker: {errors}"
+    );
+    assert_eq!(differences(&mut client), (0, 0));
+    // A done run cannot be paused.
+    let (result, out) = command(&ws.config, &["pause", "V1", "--database-url", &url]);
+    assert_eq!(result.unwrap(), ExitCode::from(1));
+    assert!(out.contains("nothing can change it"), "{out}");
+
+    let plan = ws.plan(
+        "V2",
+        &["--fixed-batch-size", "--ranges", "1", "--pause", "20ms"],
+    );
+    let child = spawn_worker(
+        &ws.config,
+        &[
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        ok(&ws.config, &["cancel", "V2", "--database-url", &url]).contains("running -> cancelled")
+    );
+    let (code, out, _) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, Some(1));
+    assert!(out.contains("V2__other was cancelled"), "{out}");
+    let e = err(
+        &ws.config,
+        &["run", plan.to_str().unwrap(), "--database-url", &url],
+    );
+    assert!(e.contains("was cancelled"), "{e}");
+}
+
+/// A plan edited by hand, a plan for another version of the file, and a database that recorded
+/// a run of another version are all refused; an unapproved data migration is never planned.
+#[test]
+fn tampered_plans_changed_files_and_unapproved_migrations_are_refused() {
+    let (url, mut client) = items_db("refuse", 300);
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 50))]);
+    let plan = ws.plan("V1", &["--ranges", "1"]);
+    let p = plan.to_str().unwrap();
+
+    let original = std::fs::read_to_string(&plan).unwrap();
+    let tampered = original.replace("\"max_retries\": 10", "\"max_retries\": 1000");
+    assert_ne!(tampered, original);
+    std::fs::write(&plan, &tampered).unwrap();
+    let e = err(&ws.config, &["run", p, "--database-url", &url]);
+    assert!(e.contains("edited after it was made"), "{e}");
+
+    // A checksum edited to match another file: the digest catches that too, and a digest
+    // recomputed by hand still does not match the file on disk.
+    let mut forged: Plan = serde_json::from_str(&original).unwrap();
+    forged.migration.checksum = format::checksum(b"another file");
+    forged.digest = forged.compute_digest();
+    std::fs::write(&plan, forged.to_json()).unwrap();
+    let e = err(&ws.config, &["run", p, "--database-url", &url]);
+    assert!(
+        e.contains("the data migration changed since it was planned"),
+        "{e}"
+    );
+    std::fs::write(&plan, &original).unwrap();
+
+    // The file changes after planning (and is even approved again): the old plan is refused.
+    ws.write("V1__bump.sql", &bump_text(" AND n >= 0", 50));
+    let e = err(&ws.config, &["run", p, "--database-url", &url]);
+    assert!(e.contains("changed since it was planned"), "{e}");
+
+    // Unapproved: the snapshot is from another version of the file.
+    std::fs::write(
+        ws.config.data_migrations.join("V1__bump.sql"),
+        bump_text("", 51),
+    )
+    .unwrap();
+    let e = err(&ws.config, &["plan", "V1"]);
+    assert!(e.contains("V1__bump is not approved"), "{e}");
+    std::fs::remove_file(ws.config.data_migrations.join("snapshots/V1__bump.snap")).unwrap();
+    let e = err(&ws.config, &["plan", "V1"]);
+    assert!(e.contains("has no accepted snapshot"), "{e}");
+
+    // Run one version part-way (paused before it starts), then plan and run another version.
+    ws.write("V1__bump.sql", &bump_text("", 50));
+    let plan = ws.plan(
+        "V1",
+        &["--ranges", "1", "--fixed-batch-size", "--pause", "50ms"],
+    );
+    let child = spawn_worker(
+        &ws.config,
+        &[
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&ws.config, &["cancel", "V1", "--database-url", &url]);
+    wait(child, Duration::from_secs(30));
+    ws.write("V1__bump.sql", &bump_text(" AND n = 0", 50));
+    let plan = ws.plan("V1", &["--ranges", "1"]);
+    let e = err(
+        &ws.config,
+        &["run", plan.to_str().unwrap(), "--database-url", &url],
+    );
+    assert!(
+        e.contains("records a run of V1__bump from another version"),
+        "{e}"
+    );
+    assert_eq!(state(&mut client, "V1__bump"), "cancelled");
+}
+
+/// Planning reads the key's index and the catalog: no sequential scan of the table, whatever
+/// its size, and estimates close to the truth.
+#[test]
+fn planning_never_scans_the_table() {
+    let (url, setup) = items_db("plan", 200_000);
+    // Statistics are flushed when a session ends: the setup's own scans are counted before.
+    drop(setup);
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 1000))]);
+    let scans = |client: &mut Client| -> (i64, i64) {
+        let row = client
+            .query_one(
+                "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'items'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let before = scans(&mut client);
+    let started = Instant::now();
+    let out = ok(&ws.config, &["plan", "V1", "--database-url", &url]);
+    let took = started.elapsed();
+    // The planning session has ended; its statistics arrive when its server process exits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = scans(&mut client);
+    while after.1 == before.1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        after = scans(&mut client);
+    }
+    assert_eq!(after.0, before.0, "planning scanned the table:\n{out}");
+    assert!(after.1 > before.1, "planning used the key's index");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let plan = Plan::load(&ws.plan_path("V1__bump")).unwrap();
+    let bounds = plan.bounds.unwrap();
+    assert_eq!((bounds.min.as_str(), bounds.max.as_str()), ("3", "600000"));
+    let estimate = plan.estimate.unwrap();
+    assert!((190_000..=210_000).contains(&estimate.rows), "{estimate:?}");
+    assert_eq!(estimate.source, "pg_class.reltuples");
+    assert_eq!(plan.key_indexed, Some(true));
+    assert_eq!(plan.settings.ranges, 16);
+    assert!(out.contains("key range   3 ..= 600000"), "{out}");
+    assert!(
+        out.contains("~200,") || out.contains("~199,") || out.contains("~201,"),
+        "{out}"
+    );
+    assert!(out.contains("run:     cargo xtask backfill run data-migrations/plans/V1__bump.json --database-url \"$DATABASE_URL\""), "{out}");
+
+    // A table that was never analyzed: the planner's estimate, still no scan.
+    client
+        // No index: building one would record the row count in pg_class.
+        .batch_execute("CREATE TABLE fresh AS SELECT * FROM items WHERE id <= 30000")
+        .unwrap();
+    ws.write(
+        "V2__fresh.sql",
+        &bump_text("", 100)
+            .replace("@table items", "@table fresh")
+            .replace("UPDATE items", "UPDATE fresh"),
+    );
+    ok(&ws.config, &["plan", "V2", "--database-url", &url]);
+    let plan = Plan::load(&ws.plan_path("V2__fresh")).unwrap();
+    let estimate = plan.estimate.unwrap();
+    assert!(estimate.source.contains("planner"), "{estimate:?}");
+    assert!(estimate.rows > 1000, "{estimate:?}");
+}
+
+/// A password in the database URL appears in no output, error, plan file or tracking row.
+#[test]
+fn the_password_never_appears_anywhere() {
+    const SECRET: &str = "hunter2-Sup3rSecret";
+    let (plain_url, mut client) = items_db("secret", 500);
+    // Trust authentication accepts any password: the URL carries one like production's would.
+    let url = plain_url.replace("postgres@", &format!("postgres:{SECRET}@"));
+    assert_ne!(url, plain_url);
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 100))]);
+    let mut seen = String::new();
+    seen.push_str(&ok(&ws.config, &["plan", "V1", "--database-url", &url]));
+    let plan = ws.plan_path("V1__bump");
+    seen.push_str(&std::fs::read_to_string(&plan).unwrap());
+    let (code, out, errors) = wait(
+        spawn_worker(
+            &ws.config,
+            &[
+                plan.to_str().unwrap(),
+                "--database-url",
+                &url,
+                "--progress",
+                "lines",
+                "--progress-interval",
+                "0",
+            ],
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0), "{out}{errors}");
+    seen.push_str(&out);
+    seen.push_str(&errors);
+    seen.push_str(&ok(&ws.config, &["status", "--database-url", &url]));
+    seen.push_str(&ok(&ws.config, &["pause", "V1", "--database-url", &url]).to_string());
+    // Errors: a server that is not there, a run that does not exist, a bad URL.
+    let dead = url.replace(&format!(":{}/", testing::shared().port()), ":1/");
+    seen.push_str(&err(&ws.config, &["status", "--database-url", &dead]));
+    seen.push_str(&err(&ws.config, &["pause", "V9", "--database-url", &url]));
+    seen.push_str(&err(
+        &ws.config,
+        &[
+            "pause",
+            "V1",
+            "--database-url",
+            &format!("postgres://u:{SECRET}@[::1/x"),
+        ],
+    ));
+    // Every text value of every tracking row.
+    for table in [
+        "xtask_backfill_runs",
+        "xtask_backfill_ranges",
+        "xtask_backfill_batch_log",
+    ] {
+        for row in client
+            .query(&format!("SELECT t::text FROM {table} AS t"), &[])
+            .unwrap()
+        {
+            seen.push_str(&row.get::<_, String>(0));
+        }
+    }
+    assert!(
+        seen.contains("V1__bump") && seen.contains("cannot connect"),
+        "{seen}"
+    );
+    assert!(!seen.contains(SECRET), "the password leaked:\n{seen}");
+    assert!(
+        !seen.contains("hunter2"),
+        "part of the password leaked:\n{seen}"
+    );
+}
+
+/// The same `run` on a SQLite file, interrupted by SIGKILL and resumed.
+#[test]
+fn runs_on_a_sqlite_file_too() {
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 20))]);
+    let db = ws.config.root.join("app.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL DEFAULT 0, note integer NOT NULL DEFAULT 0);
+         WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 2000) INSERT INTO items (id) SELECT i * 2 FROM g;",
+    )
+    .unwrap();
+    drop(conn);
+    let url = format!("sqlite://{}", db.display());
+    let plan = ws.plan("V1", &["--fixed-batch-size", "--pause", "10ms"]);
+    let mut child = spawn_worker(
+        &ws.config,
+        &[
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, out, errors) = wait(
+        spawn_worker(
+            &ws.config,
+            &[
+                plan.to_str().unwrap(),
+                "--database-url",
+                &url,
+                "--progress",
+                "quiet",
+            ],
+        ),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}{errors}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (ones, all): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*) FILTER (WHERE n = 1), count(*) FROM items",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((ones, all), (2000, 2000));
+    let resumed: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT worker) FROM xtask_backfill_batch_log",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        resumed, 2,
+        "the killed worker did some batches, the second the rest"
+    );
+    let out = ok(&ws.config, &["status", "--database-url", &url]);
+    assert!(out.contains("V1__bump  done  2,000 rows"), "{out}");
+}
+
+/// A batch that hits statement_timeout is split until it fits.
+#[test]
+fn a_batch_that_times_out_is_split() {
+    let (url, mut client) = items_db("split", 400);
+    // 2ms per row: 200 rows take 400ms, past the 250ms statement_timeout.
+    let ws = Ws::new(&[(
+        "V1__bump.sql",
+        bump_text(" AND pg_sleep(0.002) IS NOT NULL", 200),
+    )]);
+    let plan = ws.plan(
+        "V1",
+        &[
+            "--ranges",
+            "1",
+            "--statement-timeout",
+            "250ms",
+            "--target-batch-duration",
+            "100ms",
+            "--min-batch-size",
+            "10",
+        ],
+    );
+    let report = run_here(&ws.config, &plan, &url, "w1").unwrap();
+    assert_eq!(report.finish, Finish::Done);
+    assert!(report.retries >= 1, "{report:?}");
+    assert!(
+        report.longest_hold < Duration::from_millis(250),
+        "{report:?}"
+    );
+    assert_eq!(differences(&mut client), (0, 0));
+    assert_tiled(&mut client, "V1__bump");
+}
