@@ -208,7 +208,8 @@ impl Ws {
         let mut args = vec!["plan", id];
         args.extend_from_slice(flags);
         ok(&self.config, &args);
-        self.plan_path(id)
+        let m = format::find(&self.config.data_migrations, id).unwrap();
+        self.plan_path(&m.id())
     }
 }
 
@@ -849,7 +850,7 @@ fn the_password_never_appears_anywhere() {
     seen.push_str(&out);
     seen.push_str(&errors);
     seen.push_str(&ok(&ws.config, &["status", "--database-url", &url]));
-    seen.push_str(&ok(&ws.config, &["pause", "V1", "--database-url", &url]).to_string());
+    seen.push_str(&command(&ws.config, &["pause", "V1", "--database-url", &url]).1);
     // Errors: a server that is not there, a run that does not exist, a bad URL.
     let dead = url.replace(&format!(":{}/", testing::shared().port()), ":1/");
     seen.push_str(&err(&ws.config, &["status", "--database-url", &dead]));

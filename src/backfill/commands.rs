@@ -316,15 +316,32 @@ state_command!(
     "Cancel a run for good: workers stop after their current batch; what ran stays applied"
 );
 
-fn count_or_reset(text: &str) -> Result<Option<u64>, String> {
+/// A pace value: a new one, or back to the plan's. (Not `Option<Option<T>>`, which clap reads
+/// as a flag with an optional value.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Override<T> {
+    Plan,
+    Set(T),
+}
+
+impl<T> Override<T> {
+    fn into_option(self) -> Option<T> {
+        match self {
+            Override::Plan => None,
+            Override::Set(v) => Some(v),
+        }
+    }
+}
+
+fn count_or_reset(text: &str) -> Result<Override<u64>, String> {
     match text {
-        "plan" | "auto" | "none" => Ok(None),
+        "plan" | "auto" => Ok(Override::Plan),
         _ => text
             .replace('_', "")
             .parse::<u64>()
             .ok()
             .filter(|n| *n > 0)
-            .map(Some)
+            .map(Override::Set)
             .ok_or_else(|| {
                 format!(
                     "`{text}` is not a positive number (or `plan` to go back to the plan's value)"
@@ -333,10 +350,10 @@ fn count_or_reset(text: &str) -> Result<Option<u64>, String> {
     }
 }
 
-fn duration_or_reset(text: &str) -> Result<Option<Duration>, String> {
+fn duration_or_reset(text: &str) -> Result<Override<Duration>, String> {
     match text {
-        "plan" => Ok(None),
-        _ => parse_duration(text).map(Some),
+        "plan" => Ok(Override::Plan),
+        _ => parse_duration(text).map(Override::Set),
     }
 }
 
@@ -349,13 +366,13 @@ pub struct PaceArgs {
     pub db: DbArgs,
     /// A fixed batch size, or `auto` to adapt again as the plan says
     #[arg(long, value_name = "N|auto", value_parser = count_or_reset)]
-    pub batch_size: Option<Option<u64>>,
+    pub batch_size: Option<Override<u64>>,
     /// Sleep between batches, or `plan`
     #[arg(long, value_name = "DURATION|plan", value_parser = duration_or_reset)]
-    pub pause: Option<Option<Duration>>,
+    pub pause: Option<Override<Duration>>,
     /// Cap on rows changed per second (all workers together), or `plan`
     #[arg(long, value_name = "N|plan", value_parser = count_or_reset)]
-    pub max_rows_per_second: Option<Option<u64>>,
+    pub max_rows_per_second: Option<Override<u64>>,
 }
 
 impl PaceArgs {
@@ -365,9 +382,9 @@ impl PaceArgs {
 
     pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         let change = PaceChange {
-            batch_size: self.batch_size,
-            pause: self.pause,
-            max_rows_per_second: self.max_rows_per_second,
+            batch_size: self.batch_size.map(Override::into_option),
+            pause: self.pause.map(Override::into_option),
+            max_rows_per_second: self.max_rows_per_second.map(Override::into_option),
         };
         if change == PaceChange::default() {
             anyhow::bail!("nothing to change: give --batch-size, --pause or --max-rows-per-second");
