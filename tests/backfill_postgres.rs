@@ -245,9 +245,8 @@ fn sample_on_postgres_matches_the_accepted_snapshot() {
     assert_eq!(throwaway_schemas(&url), 0);
 }
 
-#[test]
-fn the_throwaway_schema_is_dropped_after_an_error() {
-    let url = testing::shared().create_database("sample_error");
+/// A copy of this repository's workspace in a temp dir.
+fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for sub in ["migrations", "data-migrations", "fixtures"] {
@@ -259,15 +258,41 @@ fn the_throwaway_schema_is_dropped_after_an_error() {
             }
         }
     }
-    let dm = dir
-        .path()
-        .join("data-migrations/V1__backfill_counter_caches.sql");
-    let text = std::fs::read_to_string(&dm)
-        .unwrap()
-        .replace("posts_count = (SELECT", "post_count = (SELECT");
-    std::fs::write(&dm, text).unwrap();
-    let config = Config::defaults(dir.path());
-    let (code, out) = sample_on(&url, &config);
+    dir
+}
+
+fn edit(dir: &tempfile::TempDir, relative: &str, from: &str, to: &str) {
+    let path = dir.path().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{relative} lacks {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn a_fixture_row_postgres_refuses_names_its_line() {
+    let url = testing::shared().create_database("fixture_error");
+    let dir = workspace();
+    edit(&dir, "fixtures/follows.csv", "2,7155,", "2,7154,");
+    let (code, out) = sample_on(&url, &Config::defaults(dir.path()));
+    let e = code.unwrap_err().to_string();
+    assert!(
+        e.contains("fixtures/follows.csv:2: insert or update on table \"follows\" violates foreign key constraint"),
+        "{e}\n{out}"
+    );
+    assert_eq!(throwaway_schemas(&url), 0);
+}
+
+#[test]
+fn the_throwaway_schema_is_dropped_after_an_error() {
+    let url = testing::shared().create_database("sample_error");
+    let dir = workspace();
+    edit(
+        &dir,
+        "data-migrations/V1__backfill_counter_caches.sql",
+        "posts_count = (SELECT",
+        "post_count = (SELECT",
+    );
+    let (code, out) = sample_on(&url, &Config::defaults(dir.path()));
     let e = code.unwrap_err().to_string();
     assert!(
         e.contains("V1__backfill_counter_caches.sql:13: batch 1 on keys (0, "),
