@@ -128,18 +128,23 @@ fn sleep(d: Duration, stop: &AtomicBool) {
     }
 }
 
-/// The next batch size: toward `target` from how long `size` rows held the transaction,
-/// changing at most twofold per batch so one odd batch does not swing it.
+/// The share of the target batch duration the adaptation aims at. Batch times vary (the next
+/// key range may be denser, a checkpoint may start): aiming at the target itself would put
+/// every other batch over it, and the target is a ceiling on how long a batch holds its locks.
+const AIM: f64 = 0.7;
+
+/// The next batch size: toward [`AIM`] of the target from how long `size` rows held the
+/// transaction. Grows at most twofold per batch (one fast batch proves little) and shrinks up
+/// to fivefold (a slow one is a lock held too long).
 pub fn adapt(settings: &Settings, size: u64, held: Duration) -> u64 {
-    let target = settings.target_batch_ms as f64;
+    let goal = settings.target_batch_ms as f64 * AIM;
     let held_ms = held.as_secs_f64() * 1000.0;
     let factor = if held_ms <= 0.0 {
         2.0
     } else {
-        (target / held_ms).clamp(0.5, 2.0)
+        (goal / held_ms).clamp(0.2, 2.0)
     };
-    // Aim a little under the target: batch times vary, and the target is a ceiling.
-    let next = (size as f64 * factor * 0.9).round() as u64;
+    let next = (size as f64 * factor).round() as u64;
     settings.clamp(next.max(1))
 }
 
@@ -352,6 +357,15 @@ pub fn run(
         }
     };
     let store: &mut dyn Store = store.as_mut();
+    let limits = BatchLimits {
+        lock_timeout: Some(Duration::from_millis(settings.lock_timeout_ms)),
+        statement_timeout: Some(Duration::from_millis(settings.statement_timeout_ms)),
+    };
+    // Every statement of the run, not only the batches, waits at most this long.
+    store
+        .backend()
+        .apply_limits(&limits)
+        .map_err(|e| fail(target, e))?;
     let run = prepare_run(store, plan, migration).map_err(|e| fail(target, e))?;
     let run_id = run.id;
     let mut report = RunReport {
@@ -411,10 +425,6 @@ pub fn run(
 
     let sql = migration.batch.sql(target.dialect()).to_string();
     let stale = Duration::from_secs(settings.claim_timeout_s);
-    let limits = BatchLimits {
-        lock_timeout: Some(Duration::from_millis(settings.lock_timeout_ms)),
-        statement_timeout: Some(Duration::from_millis(settings.statement_timeout_ms)),
-    };
     let mut size = settings.clamp(settings.batch_size);
     let mut claimed: Option<RangeRow> = None;
     let mut last_heartbeat = Instant::now();
@@ -662,16 +672,17 @@ mod tests {
     #[test]
     fn batch_size_moves_toward_the_target_at_most_twofold() {
         let s = settings();
-        // Ten times too fast: doubles (the cap), times 0.9.
-        assert_eq!(adapt(&s, 1000, Duration::from_millis(20)), 1800);
-        // Twice too slow: halves.
-        assert_eq!(adapt(&s, 1000, Duration::from_millis(400)), 450);
-        // Far too slow: never below the minimum.
+        // Ten times too fast: doubles (the cap on growth).
+        assert_eq!(adapt(&s, 1000, Duration::from_millis(20)), 2000);
+        // Twice too slow: down to 70% of the target, 140ms of 400ms.
+        assert_eq!(adapt(&s, 1000, Duration::from_millis(400)), 350);
+        // Far too slow: at most fivefold smaller, never below the minimum.
+        assert_eq!(adapt(&s, 1000, Duration::from_secs(10)), 200);
         assert_eq!(adapt(&s, 150, Duration::from_secs(10)), 100);
         // Never above the maximum.
         assert_eq!(adapt(&s, 40_000, Duration::ZERO), 50_000);
-        // On target: slightly under, as it aims below the ceiling.
-        assert_eq!(adapt(&s, 1000, Duration::from_millis(200)), 900);
+        // At the target: back under it, as the target is a ceiling.
+        assert_eq!(adapt(&s, 1000, Duration::from_millis(200)), 700);
     }
 
     #[test]

@@ -690,7 +690,8 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             .first()
             .map(|r| parse_kind(r.get::<_, &str>(0)))
             .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
-        // Unclaimed ranges first, in key order; then ranges whose claim is dead: its session is
+        // This worker's own claim first (after a reconnect it must not strand it), then
+        // unclaimed ranges in key order, then ranges whose claim is dead: its session is
         // gone from pg_stat_activity, or its heartbeat is older than `stale`. SKIP LOCKED
         // passes over a range another worker is claiming (or batching) right now.
         let sql = format!(
@@ -704,7 +705,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                         OR g.heartbeat < now() - make_interval(secs => $3)
                         OR NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
                                        WHERE a.pid = g.claim_pid AND extract(epoch FROM a.backend_start) = g.claim_start))
-                 ORDER BY g.claimed_by IS NOT NULL, g.ord
+                 ORDER BY g.claimed_by IS NOT DISTINCT FROM $2 DESC, g.claimed_by IS NOT NULL, g.ord
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED)
              RETURNING {RANGE_COLUMNS}"

@@ -698,7 +698,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let ranges = self.names.ranges();
         let candidates = format!(
             "SELECT {RANGE_COLUMNS} FROM {ranges} WHERE run_id = ?1 AND NOT done
-             ORDER BY claimed_by IS NOT NULL, ord"
+             ORDER BY claimed_by IS ?2 DESC, claimed_by IS NOT NULL, ord"
         );
         let take = format!(
             "UPDATE {ranges} SET claimed_by = ?2, claim_host = ?3, claim_pid = ?4, heartbeat = {NOW} WHERE id = ?1"
@@ -709,7 +709,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             let conn = s.conn();
             let raws = {
                 let mut stmt = conn.prepare(&candidates).map_err(db)?;
-                stmt.query_map([run_id], raw_range)
+                stmt.query_map(params![run_id, worker], raw_range)
                     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                     .map_err(db)?
             };
