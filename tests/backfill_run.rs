@@ -118,13 +118,14 @@ fn worker_process() {
 fn spawn_worker(config: &Config, args: &[&str]) -> Child {
     let mut all = vec!["run"];
     all.extend_from_slice(args);
+    // The test's name without the crate: `backfill_run::worker_process` in the single test
+    // binary, `worker_process` when this file is a test target of its own.
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::worker_process"),
+        None => "worker_process".to_string(),
+    };
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "backfill_run::worker_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+        .args([name.as_str(), "--exact", "--ignored", "--nocapture"])
         .env(WORKER_ROOT, &config.root)
         .env(WORKER_ARGS, serde_json::to_string(&all).unwrap())
         .env_remove("DATABASE_URL")
@@ -499,7 +500,7 @@ fn concurrent_application_writes_all_survive() {
         app.execute("UPDATE items SET note = note + 1 WHERE id = $1", &[&id])
             .unwrap();
         writes += 1;
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let new = 100_000 + i as i64;
             app.execute("INSERT INTO items (id, note) VALUES ($1, 1)", &[&new])
                 .unwrap();
@@ -1040,4 +1041,71 @@ fn sigterm_stops_after_the_current_batch() {
     assert_eq!(code, Some(0), "{out}{errors}");
     assert_eq!(differences(&mut client), (0, 0));
     assert_tiled(&mut client, "V1__bump");
+}
+
+/// Tracking tables go where the plan says; a table of someone else's with a tracking table's
+/// name is refused, not misread.
+#[test]
+fn tracking_names_are_configurable_and_foreign_tables_refused() {
+    let (url, mut client) = items_db("names", 200);
+    client
+        .batch_execute("CREATE TABLE xtask_backfill_runs (id text)")
+        .unwrap();
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 50))]);
+    let plan = ws.plan("V1", &["--ranges", "1"]);
+    let e = err(
+        &ws.config,
+        &["run", plan.to_str().unwrap(), "--database-url", &url],
+    );
+    assert!(e.contains("is not a tracking table"), "{e}");
+    let e = err(&ws.config, &["status", "--database-url", &url]);
+    assert!(e.contains("is not a tracking table"), "{e}");
+
+    let plan = ws.plan(
+        "V1",
+        &[
+            "--ranges",
+            "1",
+            "--tracking-schema",
+            "ops",
+            "--tracking-prefix",
+            "bf_",
+        ],
+    );
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("--tracking-schema ops --tracking-prefix bf_"),
+        "{text}"
+    );
+    let out = ok(
+        &ws.config,
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    assert!(out.contains("V1__bump done"), "{out}");
+    let state: String = client
+        .query_one("SELECT state FROM ops.bf_runs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "done");
+    assert_eq!(differences(&mut client), (0, 0));
+    let out = ok(
+        &ws.config,
+        &[
+            "status",
+            "--database-url",
+            &url,
+            "--tracking-schema",
+            "ops",
+            "--tracking-prefix",
+            "bf_",
+        ],
+    );
+    assert!(out.contains("V1__bump  done  200 rows"), "{out}");
 }

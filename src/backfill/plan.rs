@@ -117,6 +117,17 @@ impl Settings {
                 Settings::MAX_RANGES
             ));
         }
+        const DAY_MS: u64 = 86_400_000;
+        if self.lock_timeout_ms > DAY_MS
+            || self.statement_timeout_ms > DAY_MS
+            || self.pause_ms > 3_600_000
+            || self.claim_timeout_s > 86_400
+            || self.claim_timeout_s == 0
+        {
+            return Err(
+                "timeouts must be at most a day, the pause at most an hour, the claim timeout between 1s and a day".into(),
+            );
+        }
         if self.max_rows_per_second == Some(0) {
             return Err(
                 "a rows-per-second cap of 0 would never finish; pause the run instead".into(),

@@ -307,6 +307,99 @@ impl PgStore {
 /// Names the runner's sessions, so `pg_stat_activity` shows what they are.
 const SESSION: &str = "SET application_name = 'xtask-migrate backfill'";
 
+/// The columns each tracking table must have, with their types as `format_type` spells them.
+const SHAPES: [(&str, &[(&str, &str)]); 3] = [
+    (
+        "runs",
+        &[
+            ("id", "bigint"),
+            ("migration", "text"),
+            ("checksum", "text"),
+            ("state", "text"),
+            ("table_name", "text"),
+            ("key_column", "text"),
+            ("key_kind", "text"),
+            ("settings", "jsonb"),
+            ("rows_estimated", "bigint"),
+            ("pace_batch_size", "bigint"),
+            ("pace_pause_ms", "bigint"),
+            ("pace_max_rows_per_second", "bigint"),
+            ("last_error", "text"),
+            ("created_at", "timestamp with time zone"),
+            ("updated_at", "timestamp with time zone"),
+            ("finished_at", "timestamp with time zone"),
+        ],
+    ),
+    (
+        "ranges",
+        &[
+            ("id", "bigint"),
+            ("run_id", "bigint"),
+            ("ord", "integer"),
+            ("lower_key", "text"),
+            ("upper_key", "text"),
+            ("cursor_key", "text"),
+            ("done", "boolean"),
+            ("claimed_by", "text"),
+            ("claim_pid", "bigint"),
+            ("claim_start", "numeric"),
+            ("heartbeat", "timestamp with time zone"),
+            ("rows_done", "bigint"),
+            ("batches", "bigint"),
+        ],
+    ),
+    (
+        "batch_log",
+        &[
+            ("range_id", "bigint"),
+            ("run_id", "bigint"),
+            ("lower_key", "text"),
+            ("upper_key", "text"),
+            ("rows_changed", "bigint"),
+            ("worker", "text"),
+            ("held_ms", "double precision"),
+        ],
+    ),
+];
+
+impl PgStore {
+    /// Checks that tables with the tracking tables' names are ours: a table of the same name
+    /// made by someone else is an error here, not a surprise when a row is read.
+    /// `all`: every table must exist (else a missing one is skipped).
+    fn verify_tables(&mut self, all: bool) -> StoreResult<()> {
+        for (table, columns) in SHAPES {
+            let name = match table {
+                "runs" => self.names.runs(),
+                "ranges" => self.names.ranges(),
+                _ => self.names.batch_log(),
+            };
+            let rows = self.query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&name],
+            )?;
+            let found: HashMap<String, String> = rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect();
+            if found.is_empty() && !all {
+                continue;
+            }
+            for (column, ty) in columns {
+                if found.get(*column).map(String::as_str) != Some(*ty) {
+                    return Err(StoreError::fatal(Error::new(
+                        ErrorKind::Database,
+                        format!(
+                            "table {name} is not a tracking table of this version of xtask-migrate (column `{column}` should be {ty}); choose other names with --tracking-prefix or --tracking-schema"
+                        ),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store for PgStore {
     fn backend(&mut self) -> &mut dyn Backend {
         &mut self.backend
@@ -389,12 +482,19 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             ranges = n.ranges(),
             log = n.batch_log(),
         );
-        self.in_transaction("BEGIN", |s| s.batch(&ddl))
+        // Someone else's table of the same name would break the DDL in a confusing way.
+        self.verify_tables(false)?;
+        self.in_transaction("BEGIN", |s| s.batch(&ddl))?;
+        self.verify_tables(true)
     }
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
         let rows = self.query("SELECT to_regclass($1) IS NOT NULL", &[&self.names.runs()])?;
-        Ok(rows.first().is_some_and(|r| r.get(0)))
+        let exists = rows.first().is_some_and(|r| r.get(0));
+        if exists {
+            self.verify_tables(true)?;
+        }
+        Ok(exists)
     }
 
     fn max_key(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Option<KeyValue>> {
