@@ -74,7 +74,7 @@ impl Progress {
             };
             bar.set_draw_target(ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {human_pos}/~{human_len} rows {per_sec} ETA {eta} {msg}",
+                "{prefix} [{bar:30}] {human_pos}/~{human_len} rows · {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -118,8 +118,26 @@ impl Progress {
                 bar.set_length(total);
             }
             bar.set_position(control.rows_done);
+            // The rate and ETA are the run's (over the last seconds), not indicatif's, which
+            // would count from this worker's start.
+            let rate = match self.rate() {
+                Some(rate) => {
+                    let mut text = format!("{} rows/s", thousands(rate.round() as u64));
+                    if let Some(total) = self.total
+                        && rate > 0.0
+                    {
+                        let eta = total.saturating_sub(control.rows_done) as f64 / rate;
+                        text.push_str(&format!(
+                            " · ETA {}",
+                            format_duration(Duration::from_secs_f64(eta.min(1e7)))
+                        ));
+                    }
+                    text
+                }
+                None => "measuring rate".into(),
+            };
             bar.set_message(format!(
-                "batch {} · {} worker(s) · ranges {}/{}",
+                "{rate} · batch {} · {} worker(s) · ranges {}/{}",
                 thousands(self.size),
                 self.workers,
                 self.ranges.0,
