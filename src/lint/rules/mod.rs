@@ -1,17 +1,52 @@
 //! The rules, one per file. Each file has a `check` function that reads a [`FileCx`] and pushes
 //! [`Finding`]s, and ends with its `err`/`ok` tests (snapshots beside it in `snapshots/`).
 //!
-//! Rules report with the rule's default severity; configuration and suppression comments are
-//! applied afterwards by the driver, so a rule never looks at either.
+//! Rules report with the rule's default severity, or a milder one for a milder case (a seed-row
+//! fix-up); configuration and suppression comments are applied afterwards by the driver, so a rule
+//! never looks at either.
 
 use super::{FileCx, Finding};
+use crate::lint::Severity;
+use crate::sql::{Filter, Name, Origin, Statement, StmtKind};
 
+mod backfill_alter_column_type;
+mod backfill_copy;
+mod backfill_create_table_as;
+mod backfill_delete;
+mod backfill_do_block;
+mod backfill_insert_select;
+mod backfill_merge;
+mod backfill_stored_generated_column;
+mod backfill_table_rebuild;
 mod backfill_update;
+mod backfill_volatile_default;
+mod concurrently_in_transaction;
+mod constraint_without_not_valid;
+mod index_not_concurrent;
+mod require_lock_timeout;
+mod set_not_null;
 
 type Check = fn(&FileCx<'_>, &mut Vec<Finding>);
 
 /// Every rule's check, in the order findings are produced (the driver sorts them by position).
-const CHECKS: &[Check] = &[backfill_update::check];
+const CHECKS: &[Check] = &[
+    backfill_update::check,
+    backfill_delete::check,
+    backfill_merge::check,
+    backfill_insert_select::check,
+    backfill_create_table_as::check,
+    backfill_copy::check,
+    backfill_do_block::check,
+    backfill_alter_column_type::check,
+    backfill_volatile_default::check,
+    backfill_stored_generated_column::check,
+    backfill_table_rebuild::check,
+    index_not_concurrent::check,
+    concurrently_in_transaction::check,
+    constraint_without_not_valid::check,
+    set_not_null::check,
+    require_lock_timeout::check,
+];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     for check in CHECKS {
@@ -21,6 +56,93 @@ pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
 
 /// The help shared by the backfill rules: where the statement belongs instead.
 pub(crate) const MOVE_TO_DATA_MIGRATION: &str = "move it to `data-migrations/` as a batched data migration, try it with `cargo xtask backfill sample`, and keep only the structure change here";
+
+/// The help for a seed-row fix-up (a point-lookup WHERE): it may be fine, but someone must say so.
+pub(crate) const SEED_FIXUP_HELP: &str = "if it only fixes up a few seed rows, suppress it with a reason that says how many rows match in production; otherwise move it to `data-migrations/` as a batched data migration";
+
+/// How much of its table a filtered UPDATE/DELETE touches.
+pub(crate) enum Scope {
+    /// No WHERE: every row.
+    All,
+    /// A WHERE that can match any number of rows.
+    Matching,
+    /// Only `column = constant` comparisons: the shape of a seed-row fix-up. The text is the
+    /// filter, when it is short enough to quote in a message.
+    Point(Option<String>),
+}
+
+impl Scope {
+    pub(crate) fn of(filter: Option<&Filter>) -> Scope {
+        match filter {
+            None => Scope::All,
+            Some(f) if f.point_lookup => Scope::Point(quotable(&f.text)),
+            Some(_) => Scope::Matching,
+        }
+    }
+
+    /// Point lookups are still reported (a `status = 'pending'` can match millions of rows), but
+    /// as warnings: most are seed-row fix-ups that a reviewer can wave through.
+    pub(crate) fn severity(&self, default: Severity) -> Severity {
+        match self {
+            Scope::Point(_) => Severity::Warning,
+            _ => default,
+        }
+    }
+
+    /// "every row", "every row matching its WHERE", "only the rows matching `key = 'x'`".
+    pub(crate) fn rows(&self) -> String {
+        match self {
+            Scope::All => "every row".into(),
+            Scope::Matching => "every row matching its WHERE".into(),
+            Scope::Point(Some(text)) => format!("only the rows matching `{text}`"),
+            Scope::Point(None) => "only the rows matching its WHERE".into(),
+        }
+    }
+}
+
+/// `text` with its whitespace collapsed, when it is short enough to quote in a one-line message.
+pub(crate) fn quotable(text: &str) -> Option<String> {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!collapsed.is_empty() && collapsed.chars().count() <= 60 && !collapsed.contains('`'))
+        .then_some(collapsed)
+}
+
+/// The DO statement whose body runs `stmt`, if any: statements of the body (and of strings its
+/// EXECUTEs run) belong to `backfill-do-block` alone. A data-modifying CTE inside the body is
+/// listed with origin `Cte` but still runs with the DO block, so its anchor decides.
+pub(crate) fn enclosing_do<'a>(cx: &FileCx<'a>, stmt: &Statement) -> Option<&'a Statement> {
+    if stmt.origin == Origin::TopLevel {
+        return None;
+    }
+    let container = cx
+        .parsed
+        .statements
+        .iter()
+        .find(|s| s.origin == Origin::TopLevel && s.span == stmt.anchor)?;
+    matches!(container.kind, StmtKind::Do { .. }).then_some(container)
+}
+
+/// Whether `stmt` runs as part of a DO block (see [`enclosing_do`]).
+pub(crate) fn in_do_block(cx: &FileCx<'_>, stmt: &Statement) -> bool {
+    matches!(stmt.origin, Origin::DoBlock | Origin::DoExecute) || enclosing_do(cx, stmt).is_some()
+}
+
+/// The first of `reads` that is an existing, not-small table at statement `index`.
+pub(crate) fn first_existing<'n>(
+    cx: &FileCx<'_>,
+    index: usize,
+    reads: &'n [Name],
+) -> Option<&'n Name> {
+    reads.iter().find(|t| cx.is_existing_large_table(index, t))
+}
+
+/// The note for a statement found in a `WITH` clause of another one.
+pub(crate) fn cte_note(verb: &str, cx: &FileCx<'_>, stmt: &Statement) -> String {
+    format!(
+        "the {verb} is in a WITH clause of the statement at line {}",
+        cx.line_of(stmt.anchor.start)
+    )
+}
 
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -33,13 +155,23 @@ pub(crate) mod test_support {
 
     /// Lints `sql` and renders the findings of `rule` as plain text (for snapshots).
     fn render(sql: &str, dialect: Dialect, rule: RuleId) -> Vec<String> {
-        let options = LintOptions { dialect, ..LintOptions::default() };
+        let options = LintOptions {
+            dialect,
+            ..LintOptions::default()
+        };
         lint_text(Path::new("test.sql"), sql, &options)
             .into_iter()
             .filter(|f| f.rule == rule)
             .map(|f| {
+                // The severity is shown only where a rule chose a milder one than its default, so
+                // the common case stays short.
+                let severity = if f.severity == rule.default_severity() {
+                    String::new()
+                } else {
+                    format!(" ({})", f.severity.as_str())
+                };
                 let mut s = format!(
-                    "{}: {} [{:?}]\n  help: {}",
+                    "{}{severity}: {} [{:?}]\n  help: {}",
                     f.rule,
                     f.message,
                     &sql[f.span.clone()],
@@ -57,7 +189,10 @@ pub(crate) mod test_support {
     #[track_caller]
     pub fn lint_errors(sql: &str, dialect: Dialect, rule: RuleId) -> Vec<String> {
         let found = render(sql, dialect, rule);
-        assert!(!found.is_empty(), "expected `{rule}` findings in:\n{sql}\nuse `lint_ok` to assert there are none");
+        assert!(
+            !found.is_empty(),
+            "expected `{rule}` findings in:\n{sql}\nuse `lint_ok` to assert there are none"
+        );
         found
     }
 
@@ -65,6 +200,10 @@ pub(crate) mod test_support {
     #[track_caller]
     pub fn lint_ok(sql: &str, dialect: Dialect, rule: RuleId) {
         let found = render(sql, dialect, rule);
-        assert!(found.is_empty(), "expected no `{rule}` findings in:\n{sql}\nfound:\n{}\nuse `lint_errors` to assert there are some", found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "expected no `{rule}` findings in:\n{sql}\nfound:\n{}\nuse `lint_errors` to assert there are some",
+            found.join("\n")
+        );
     }
 }

@@ -1,0 +1,247 @@
+//! `backfill-do-block`: data changes inside a `DO` block (or a function this file defines and then
+//! calls), on tables that existed before the migration.
+//!
+//! A DO block runs when the migration runs, as one statement inside its transaction: a loop of
+//! UPDATEs over a big table in there is a backfill like any other, only harder to see, and no
+//! other linter looks inside. Every data-changing statement of the body (including SQL run by
+//! EXECUTE, whose `format()` placeholders the front end fills with stand-in names) is reported
+//! here and by no other backfill rule, with the span of the inner statement. A DO block that only
+//! RAISEs, creates things, or inserts constant rows is fine.
+//!
+//! The same goes for `SELECT f()` / `CALL p()` of a function or procedure created earlier in the
+//! same file whose body writes an existing table. Functions that are only defined (trigger
+//! functions, helpers for the application) are never reported: defining code runs nothing.
+
+use crate::lint::rules::{
+    MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, enclosing_do, first_existing, in_do_block,
+};
+use crate::lint::{FileCx, Finding, RuleId, Severity};
+use crate::sql::{CopyDirection, InsertSource, Name, Origin, Statement, StmtKind};
+
+pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    for (index, stmt, _) in cx.statements() {
+        if in_do_block(cx, stmt) {
+            if let Some(finding) = do_block_change(cx, index, stmt) {
+                out.push(finding);
+            }
+        } else if let Some(finding) = call_of_writing_function(cx, index, stmt) {
+            out.push(finding);
+        }
+    }
+}
+
+/// What a statement of a DO block's body does to an existing table, if it changes data.
+fn do_block_change(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Finding> {
+    let existing = |t: &Name| cx.is_existing_large_table(index, t);
+    let (what, severity) = match &stmt.kind {
+        StmtKind::Update { table, filter, .. } if existing(table) => {
+            let scope = Scope::of(filter.as_ref());
+            (
+                format!(
+                    "UPDATE of `{table}`, an existing table, rewrites {}",
+                    scope.rows()
+                ),
+                scope.severity(Severity::Error),
+            )
+        }
+        StmtKind::Delete { table, filter, .. } if existing(table) => {
+            let scope = Scope::of(filter.as_ref());
+            (
+                format!(
+                    "DELETE from `{table}`, an existing table, removes {}",
+                    scope.rows()
+                ),
+                scope.severity(Severity::Error),
+            )
+        }
+        StmtKind::Merge { table, source } => match first_existing(cx, index, &source.reads) {
+            Some(read) => (
+                format!(
+                    "MERGE into `{table}` writes a row for every matching row of `{read}`, an existing table,"
+                ),
+                Severity::Error,
+            ),
+            None if existing(table) && source.reads.is_empty() => (
+                format!("MERGE into `{table}`, an existing table, upserts constant rows"),
+                Severity::Warning,
+            ),
+            None if existing(table) => (
+                format!(
+                    "MERGE into `{table}`, an existing table, writes a row for every row of its source"
+                ),
+                Severity::Error,
+            ),
+            None => return None,
+        },
+        StmtKind::Insert {
+            table,
+            source: InsertSource::Query(query),
+            ..
+        } => {
+            let read = first_existing(cx, index, &query.reads)?;
+            (
+                format!(
+                    "INSERT ... SELECT copies rows of `{read}`, an existing table, into `{table}`"
+                ),
+                Severity::Error,
+            )
+        }
+        StmtKind::Copy {
+            table: Some(table),
+            direction: CopyDirection::From,
+        } if existing(table) => (
+            format!("COPY FROM loads rows into `{table}`, an existing table,"),
+            Severity::Error,
+        ),
+        StmtKind::CreateTable {
+            table,
+            as_query: Some(query),
+            with_no_data: false,
+            ..
+        }
+        | StmtKind::SelectInto { table, query } => {
+            let read = first_existing(cx, index, &query.reads)?;
+            (
+                format!("copying the rows of `{read}`, an existing table, into `{table}`"),
+                Severity::Error,
+            )
+        }
+        _ => return None,
+    };
+    let do_line = match enclosing_do(cx, stmt) {
+        Some(container) => cx.line_of(container.span.start),
+        None => cx.line_of(stmt.anchor.start),
+    };
+    let note = match stmt.origin {
+        Origin::DoExecute => {
+            format!("it is SQL run by EXECUTE in the DO block starting at line {do_line}")
+        }
+        Origin::Cte => {
+            format!("it is in a WITH clause inside the DO block starting at line {do_line}")
+        }
+        _ => format!("it is inside the DO block starting at line {do_line}"),
+    };
+    let help = if severity == Severity::Warning {
+        SEED_FIXUP_HELP
+    } else {
+        MOVE_TO_DATA_MIGRATION
+    };
+    let mut finding = Finding::at(
+        RuleId::BackfillDoBlock,
+        stmt,
+        format!("{what} in a DO block, which runs with the migration: nothing in it is batched and the deploy waits until it finishes"),
+        help,
+    )
+    .with_note(note);
+    finding.severity = severity;
+    Some(finding)
+}
+
+/// `SELECT f()` / `CALL p()` of a routine created earlier in this file whose body writes an
+/// existing table.
+fn call_of_writing_function(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Finding> {
+    let called = |name: &Name| match &stmt.kind {
+        StmtKind::Select { query } => query.calls.iter().any(|c| *c == name.name),
+        StmtKind::Call { name: called } => called.same_object(name),
+        _ => false,
+    };
+    if !matches!(stmt.kind, StmtKind::Select { .. } | StmtKind::Call { .. }) {
+        return None;
+    }
+    // The latest definition before the call is the one that runs (CREATE OR REPLACE).
+    let (defined_at, name, writes) =
+        cx.parsed.statements[..index]
+            .iter()
+            .rev()
+            .find_map(|s| match &s.kind {
+                StmtKind::CreateFunction {
+                    name, body_writes, ..
+                } if called(name) => Some((s, name, body_writes)),
+                _ => None,
+            })?;
+    let written = first_existing(cx, index, writes)?;
+    Some(
+        Finding::at(
+            RuleId::BackfillDoBlock,
+            stmt,
+            format!("this calls `{name}`, which writes `{written}`, an existing table, while the migration runs: nothing in it is batched and the deploy waits until it finishes"),
+            MOVE_TO_DATA_MIGRATION,
+        )
+        .with_note(format!("`{name}` is defined at line {}", cx.line_of(defined_at.span.start))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::RuleId::{self, BackfillDoBlock as RULE};
+    use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::sql::Dialect::Postgres;
+
+    // SQLite has no DO blocks or stored procedures; all of this is PostgreSQL's.
+
+    #[test]
+    fn err_update_loop_in_do_block() {
+        let sql = "ALTER TABLE users ADD COLUMN followers_count bigint;\n\nDO $$\nDECLARE\n  r record;\nBEGIN\n  FOR r IN SELECT id FROM users LOOP\n    UPDATE users SET followers_count = (SELECT count(*) FROM follows WHERE followee_id = r.id) WHERE id = r.id;\n  END LOOP;\nEND\n$$;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_execute_format_in_do_block() {
+        let sql = "DO $$\nBEGIN\n  EXECUTE format('UPDATE %I SET tenant_id = 1 WHERE tenant_id IS NULL', 'accounts');\nEND\n$$;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_every_kind_of_change_in_do_block() {
+        let sql = "DO $$\nBEGIN\n  DELETE FROM sessions WHERE expires_at < now();\n  INSERT INTO audit (user_id) SELECT id FROM users;\n  CREATE TABLE users_copy AS SELECT * FROM users;\n  MERGE INTO user_stats s USING users u ON s.user_id = u.id WHEN NOT MATCHED THEN INSERT (user_id) VALUES (u.id);\nEND\n$$;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_point_lookup_in_do_block_is_a_warning() {
+        let sql = "DO $$\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM settings WHERE key = 'theme') THEN\n    UPDATE settings SET value = 'dark' WHERE key = 'theme';\n  END IF;\nEND\n$$;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_calling_a_function_that_backfills() {
+        let sql = "CREATE FUNCTION fill_counts() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  UPDATE users SET posts_count = (SELECT count(*) FROM posts WHERE author_id = users.id);\nEND\n$$;\nSELECT fill_counts();\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_do_block_change_is_not_reported_by_other_rules() {
+        let sql = "DO $$ BEGIN UPDATE users SET n = 0; DELETE FROM sessions; INSERT INTO audit SELECT id FROM users; END $$;\n";
+        lint_errors(sql, Postgres, RULE);
+        for other in [
+            RuleId::BackfillUpdate,
+            RuleId::BackfillDelete,
+            RuleId::BackfillInsertSelect,
+        ] {
+            lint_ok(sql, Postgres, other);
+        }
+    }
+
+    #[test]
+    fn ok_do_block_that_raises_creates_or_inserts_constants() {
+        let sql = "DO $$\nBEGIN\n  IF current_setting('server_version_num')::int < 140000 THEN\n    RAISE EXCEPTION 'PostgreSQL 14 or later is required';\n  END IF;\n  CREATE TABLE IF NOT EXISTS flags (key text PRIMARY KEY);\n  INSERT INTO settings (key, value) VALUES ('theme', 'dark');\n  EXECUTE 'CREATE INDEX IF NOT EXISTS flags_key ON flags (key)';\nEND\n$$;\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn ok_do_block_writing_tables_it_created() {
+        let sql = "CREATE TABLE staging (id int);\nDO $$ BEGIN INSERT INTO staging SELECT generate_series(1, 10); UPDATE staging SET id = id + 1; END $$;\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn ok_trigger_function_defined_not_called() {
+        let sql = "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE users SET posts_count = posts_count + 1 WHERE id = NEW.author_id; RETURN NEW; END $$;\nCREATE TRIGGER bump AFTER INSERT ON posts FOR EACH ROW EXECUTE FUNCTION bump();\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn ok_update_outside_do_block() {
+        lint_ok("UPDATE users SET n = 0;\n", Postgres, RULE);
+    }
+}

@@ -1,0 +1,144 @@
+//! `concurrently-in-transaction` (PostgreSQL): CREATE/DROP INDEX CONCURRENTLY where PostgreSQL
+//! refuses it.
+//!
+//! PostgreSQL fails such a statement with "cannot run inside a transaction block" inside BEGIN ...
+//! COMMIT, and "cannot be executed from a function" inside a DO block. The BEGIN may be the
+//! file's own, or the migration runner's: refinery 0.10 runs every migration in a transaction and
+//! has no opt-out (`transactional-migrations = false` tells the linter when a runner does not).
+
+use crate::lint::{FileCx, Finding, RuleId};
+use crate::sql::{Dialect, StmtKind, TransactionControl};
+
+const RUNNER_HELP: &str = "build the index outside the migration runner (a deploy step that runs it with CONCURRENTLY IF NOT EXISTS) and keep a plain `IF NOT EXISTS` statement here so every environment converges, or set `transactional-migrations = false` in the config if your runner does not wrap migrations in a transaction";
+
+pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    if cx.dialect != Dialect::Postgres {
+        return;
+    }
+    for (index, stmt, facts) in cx.statements() {
+        let what = match &stmt.kind {
+            StmtKind::CreateIndex {
+                concurrently: true,
+                unique: true,
+                ..
+            } => "CREATE UNIQUE INDEX CONCURRENTLY",
+            StmtKind::CreateIndex {
+                concurrently: true, ..
+            } => "CREATE INDEX CONCURRENTLY",
+            StmtKind::DropIndex {
+                concurrently: true, ..
+            } => "DROP INDEX CONCURRENTLY",
+            _ => continue,
+        };
+        let finding = if crate::lint::rules::in_do_block(cx, stmt) {
+            Finding::at(
+                RuleId::ConcurrentlyInTransaction,
+                stmt,
+                format!(
+                    "{what} inside a DO block fails: PostgreSQL refuses it inside a function or transaction block, so the migration stops here"
+                ),
+                format!("move it out of the DO block; {RUNNER_HELP}"),
+            )
+        } else if facts.in_explicit_transaction {
+            let begin = cx.parsed.statements[..index]
+                .iter()
+                .rev()
+                .find(|s| matches!(s.kind, StmtKind::Transaction(TransactionControl::Begin)));
+            let at = begin
+                .map(|b| format!(" at line {}", cx.line_of(b.span.start)))
+                .unwrap_or_default();
+            let help = if cx.options.runner_wraps_in_transaction {
+                format!("remove the BEGIN ... COMMIT around it, and then: {RUNNER_HELP}")
+            } else {
+                "move it after the COMMIT of the file's transaction block (each statement outside one runs on its own)".to_string()
+            };
+            Finding::at(
+                RuleId::ConcurrentlyInTransaction,
+                stmt,
+                format!(
+                    "{what} fails inside the file's own BEGIN{at}: PostgreSQL refuses it inside a transaction block (\"cannot run inside a transaction block\")"
+                ),
+                help,
+            )
+        } else if facts.in_transaction {
+            Finding::at(
+                RuleId::ConcurrentlyInTransaction,
+                stmt,
+                format!(
+                    "{what} fails in this migration: refinery runs every migration in a transaction, and PostgreSQL refuses it inside a transaction block (\"cannot run inside a transaction block\")"
+                ),
+                RUNNER_HELP,
+            )
+        } else {
+            continue;
+        };
+        out.push(finding);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::lint::RuleId::ConcurrentlyInTransaction as RULE;
+    use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::lint::{LintOptions, lint_text};
+    use crate::sql::Dialect::Postgres;
+
+    #[test]
+    fn err_runner_wraps_migrations() {
+        let sql = "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_created_at_idx ON users (created_at);\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_explicit_begin() {
+        let sql = "BEGIN;\nDROP INDEX CONCURRENTLY posts_author_id_idx;\nCOMMIT;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_in_do_block() {
+        let sql = "DO $$ BEGIN EXECUTE 'CREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at)'; END $$;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    fn not_wrapped(sql: &str) -> Vec<String> {
+        let options = LintOptions {
+            dialect: Postgres,
+            runner_wraps_in_transaction: false,
+            ..LintOptions::default()
+        };
+        lint_text(Path::new("t.sql"), sql, &options)
+            .into_iter()
+            .filter(|f| f.rule == RULE)
+            .map(|f| f.message)
+            .collect()
+    }
+
+    #[test]
+    fn ok_runner_without_transaction() {
+        assert_eq!(
+            not_wrapped("CREATE INDEX CONCURRENTLY i ON users (created_at);\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn err_explicit_begin_with_runner_without_transaction() {
+        let found = not_wrapped(
+            "BEGIN;\nCREATE INDEX CONCURRENTLY i ON users (created_at);\nCOMMIT;\nCREATE INDEX CONCURRENTLY j ON users (handle);\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("BEGIN at line 1"), "{found:?}");
+    }
+
+    #[test]
+    fn ok_without_concurrently() {
+        lint_ok(
+            "CREATE INDEX users_created_at_idx ON users (created_at);\n",
+            Postgres,
+            RULE,
+        );
+    }
+}
