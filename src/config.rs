@@ -73,7 +73,14 @@ impl Config {
 
     /// Finds the workspace around the current directory with `cargo metadata` and reads its
     /// `[workspace.metadata.xtask-migrate]` table.
+    ///
+    /// Outside any Cargo workspace (no `Cargo.toml` in this directory or above), the defaults
+    /// apply with the current directory as root, so the linter also works in other repositories.
     pub fn discover() -> anyhow::Result<Config> {
+        let cwd = std::env::current_dir().context("read the current directory")?;
+        if !cwd.ancestors().any(|dir| dir.join("Cargo.toml").is_file()) {
+            return Ok(Config::defaults(&cwd));
+        }
         let metadata = cargo_metadata::MetadataCommand::new()
             .no_deps()
             .exec()
