@@ -1,1 +1,4 @@
+//! The integration tests: one binary (one link step), one module per area.
 
+mod lint_cli;
+mod support;
