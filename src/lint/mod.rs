@@ -41,12 +41,7 @@ pub struct Finding {
 
 impl Finding {
     /// A finding about `stmt`, with the rule's default severity.
-    pub fn at(
-        rule: RuleId,
-        stmt: &Statement,
-        message: impl Into<String>,
-        help: impl Into<String>,
-    ) -> Self {
+    pub fn at(rule: RuleId, stmt: &Statement, message: impl Into<String>, help: impl Into<String>) -> Self {
         Finding {
             rule,
             severity: rule.default_severity(),
@@ -122,9 +117,7 @@ impl LintOptions {
     }
 
     pub fn is_small_table(&self, table: &Name) -> bool {
-        self.small_tables
-            .iter()
-            .any(|small| small.same_object(table))
+        self.small_tables.iter().any(|small| small.same_object(table))
     }
 }
 
@@ -223,11 +216,10 @@ impl<'a> FileCx<'a> {
     }
 
     fn mark_created(&mut self, table: &Name, index: usize) {
-        self.created.entry(table.name.clone()).or_default().push((
-            table.schema.clone(),
-            index,
-            usize::MAX,
-        ));
+        self.created
+            .entry(table.name.clone())
+            .or_default()
+            .push((table.schema.clone(), index, usize::MAX));
     }
 
     fn mark_dropped(&mut self, table: &Name, index: usize) {
@@ -244,9 +236,9 @@ impl<'a> FileCx<'a> {
     /// dropped since): such a table is new, so writing to it is not a backfill.
     pub fn is_new_table(&self, index: usize, table: &Name) -> bool {
         self.created.get(&table.name).is_some_and(|entries| {
-            entries.iter().any(|(schema, from, to)| {
-                *from < index && index <= *to && schemas_match(schema, &table.schema)
-            })
+            entries
+                .iter()
+                .any(|(schema, from, to)| *from < index && index <= *to && schemas_match(schema, &table.schema))
         })
     }
 
@@ -268,11 +260,7 @@ impl<'a> FileCx<'a> {
     /// 1-based line of a byte offset (for notes that mention another line).
     pub fn line_of(&self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
-        self.text.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
     }
 }
 
@@ -305,9 +293,7 @@ impl Report {
     }
 
     pub fn findings(&self) -> impl Iterator<Item = (&FileReport, &Finding)> {
-        self.files
-            .iter()
-            .flat_map(|file| file.findings.iter().map(move |f| (file, f)))
+        self.files.iter().flat_map(|file| file.findings.iter().map(move |f| (file, f)))
     }
 }
 
