@@ -9,29 +9,55 @@
 //! unconstrained numeric, citext) is reported. SQLite has no such statement.
 
 use crate::lint::{FileCx, Finding, RuleId};
-use crate::sql::{AlterAction, Dialect, Name, StmtKind, TypeName};
+use std::collections::HashMap;
+
+use crate::sql::{AlterAction, Dialect, StmtKind, TypeName};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
+    // Column types declared by this file so far, by (unqualified table, column), in one forward
+    // pass; `None` for a column this file dropped. Earlier files are `cx.schema`'s.
+    let mut in_file: HashMap<(&str, &str), Option<&TypeName>> = HashMap::new();
     for (index, stmt, _) in cx.statements() {
         let StmtKind::AlterTable { table, actions } = &stmt.kind else {
             continue;
         };
-        if !cx.is_existing_large_table(index, table) {
-            continue;
-        }
-        for (position, action) in actions.iter().enumerate() {
-            let AlterAction::AlterColumnType {
-                column,
-                data_type,
-                using,
-            } = action
-            else {
-                continue;
+        let existing = cx.is_existing_large_table(index, table);
+        for action in actions {
+            let (column, data_type, using) = match action {
+                AlterAction::AlterColumnType {
+                    column,
+                    data_type,
+                    using,
+                } => (column, data_type, using),
+                AlterAction::AddColumn { column } => {
+                    in_file.insert((&table.name, &column.name), Some(&column.data_type));
+                    continue;
+                }
+                AlterAction::DropColumn { column } => {
+                    in_file.insert((&table.name, column), None);
+                    continue;
+                }
+                AlterAction::RenameColumn { from, to } => {
+                    let ty = match in_file.get(&(table.name.as_str(), from.as_str())) {
+                        Some(ty) => *ty,
+                        None => cx.schema.column_type(table, from),
+                    };
+                    in_file.insert((&table.name, from), None);
+                    in_file.insert((&table.name, to), ty);
+                    continue;
+                }
+                _ => continue,
             };
-            let old = type_before(cx, index, position, table, column);
+            let old = match in_file.insert((&table.name, column), Some(data_type)) {
+                Some(ty) => ty,
+                None => cx.schema.column_type(table, column),
+            };
+            if !existing {
+                continue;
+            }
             let change = match &old {
                 Some(old) => format!("from `{old}` to `{data_type}`"),
                 None => format!("to `{data_type}`"),
@@ -57,44 +83,6 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             out.push(finding);
         }
     }
-}
-
-/// The type of `table.column` just before action `position` of statement `index`: the latest
-/// earlier declaration in this file, else what earlier files built.
-fn type_before<'a>(
-    cx: &FileCx<'a>,
-    index: usize,
-    position: usize,
-    table: &Name,
-    column: &str,
-) -> Option<&'a TypeName> {
-    let in_file = cx.parsed.statements[..=index]
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, s)| {
-            let StmtKind::AlterTable { table: t, actions } = &s.kind else {
-                return None;
-            };
-            if !t.same_object(table) {
-                return None;
-            }
-            let before = if i == index {
-                &actions[..position]
-            } else {
-                &actions[..]
-            };
-            before.iter().rev().find_map(|a| match a {
-                AlterAction::AddColumn { column: c } if c.name == column => Some(&c.data_type),
-                AlterAction::AlterColumnType {
-                    column: c,
-                    data_type,
-                    ..
-                } if c == column => Some(data_type),
-                _ => None,
-            })
-        });
-    in_file.or_else(|| cx.schema.column_type(table, column))
 }
 
 /// New types that are free from the types columns usually start as (varchar(n), text), or at
@@ -300,8 +288,20 @@ mod tests {
 
     #[test]
     fn ok_unknown_old_type_to_usual_free_target() {
-        let sql = "ALTER TABLE users ALTER COLUMN handle TYPE text;\nALTER TABLE users ALTER COLUMN handle TYPE varchar(255);\nALTER TABLE accounts ALTER COLUMN balance TYPE numeric;\n";
+        let sql = "ALTER TABLE users ALTER COLUMN handle TYPE text;\nALTER TABLE users ALTER COLUMN bio TYPE varchar(255);\nALTER TABLE accounts ALTER COLUMN balance TYPE numeric;\n";
         lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn err_type_known_from_earlier_statement_of_same_file() {
+        // text -> varchar(255) checks every row's length: a rewrite, unlike the first change.
+        let sql = "ALTER TABLE users ALTER COLUMN handle TYPE text;\nALTER TABLE users ALTER COLUMN handle TYPE varchar(255);\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("from `text` to `varchar(255)`"),
+            "{found:?}"
+        );
     }
 
     #[test]

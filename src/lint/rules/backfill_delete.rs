@@ -5,11 +5,14 @@
 //! vacuum) until the migration commits: the time grows with the table, and the deploy waits. A
 //! DELETE inside a DO block is `backfill-do-block`'s.
 
-use crate::lint::rules::{MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, cte_note, in_do_block};
+use crate::lint::rules::{
+    LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, cte_note, in_do_block,
+};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
     for (index, stmt, _) in cx.statements() {
         let StmtKind::Delete { table, filter, .. } = &stmt.kind else {
             continue;
@@ -40,7 +43,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         };
         finding.severity = scope.severity(finding.severity);
         if stmt.origin == Origin::Cte {
-            finding = finding.with_note(cte_note("DELETE", cx, stmt));
+            finding = finding.with_note(cte_note("DELETE", &lines, stmt));
         }
         out.push(finding);
     }

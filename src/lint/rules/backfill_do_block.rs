@@ -12,65 +12,80 @@
 //! same file whose body writes an existing table. Functions that are only defined (trigger
 //! functions, helpers for the application) are never reported: defining code runs nothing.
 
+use std::collections::HashMap;
+
 use crate::lint::rules::{
-    MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, enclosing_do, first_existing, in_do_block,
+    LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, enclosing_do, first_existing,
+    in_do_block,
 };
 use crate::lint::{FileCx, Finding, RuleId, Severity};
+use crate::sql::postgres::STAND_IN;
 use crate::sql::{CopyDirection, InsertSource, Name, Origin, Statement, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
+    // Routines defined so far, by unqualified name: the latest definition is the one a call runs
+    // (CREATE OR REPLACE).
+    let mut routines: HashMap<&str, Routine<'_>> = HashMap::new();
     for (index, stmt, _) in cx.statements() {
+        if let StmtKind::CreateFunction {
+            name, body_writes, ..
+        } = &stmt.kind
+        {
+            routines.insert(&name.name, (stmt, name, body_writes));
+        }
         if in_do_block(cx, stmt) {
-            if let Some(finding) = do_block_change(cx, index, stmt) {
+            if let Some(finding) = do_block_change(cx, &lines, index, stmt) {
                 out.push(finding);
             }
-        } else if let Some(finding) = call_of_writing_function(cx, index, stmt) {
+        } else if let Some(finding) = call_of_writing_function(cx, &lines, &routines, index, stmt) {
             out.push(finding);
         }
     }
 }
 
+/// A routine's definition, its name and the tables its body writes.
+type Routine<'a> = (&'a Statement, &'a Name, &'a [Name]);
+
 /// What a statement of a DO block's body does to an existing table, if it changes data.
-fn do_block_change(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Finding> {
-    let existing = |t: &Name| cx.is_existing_large_table(index, t);
+fn do_block_change(
+    cx: &FileCx<'_>,
+    lines: &LineIndex<'_>,
+    index: usize,
+    stmt: &Statement,
+) -> Option<Finding> {
+    let is_existing = |t: &Name| cx.is_existing_large_table(index, t);
     let (what, severity) = match &stmt.kind {
-        StmtKind::Update { table, filter, .. } if existing(table) => {
+        StmtKind::Update { table, filter, .. } if is_existing(table) => {
             let scope = Scope::of(filter.as_ref());
-            (
-                format!(
-                    "UPDATE of `{table}`, an existing table, rewrites {}",
-                    scope.rows()
-                ),
-                scope.severity(Severity::Error),
-            )
+            let what = format!("UPDATE of {} rewrites {}", existing(table), scope.rows());
+            (what, scope.severity(Severity::Error))
         }
-        StmtKind::Delete { table, filter, .. } if existing(table) => {
+        StmtKind::Delete { table, filter, .. } if is_existing(table) => {
             let scope = Scope::of(filter.as_ref());
-            (
-                format!(
-                    "DELETE from `{table}`, an existing table, removes {}",
-                    scope.rows()
-                ),
-                scope.severity(Severity::Error),
-            )
+            let what = format!("DELETE from {} removes {}", existing(table), scope.rows());
+            (what, scope.severity(Severity::Error))
         }
         StmtKind::Merge { table, source } => match first_existing(cx, index, &source.reads) {
-            Some(read) => (
-                format!(
-                    "MERGE into `{table}` writes a row for every matching row of `{read}`, an existing table,"
-                ),
-                Severity::Error,
-            ),
-            None if existing(table) && source.reads.is_empty() => (
-                format!("MERGE into `{table}`, an existing table, upserts constant rows"),
-                Severity::Warning,
-            ),
-            None if existing(table) => (
-                format!(
-                    "MERGE into `{table}`, an existing table, writes a row for every row of its source"
-                ),
-                Severity::Error,
-            ),
+            Some(read) => {
+                let what = format!(
+                    "MERGE into {} writes a row for every matching row of {}",
+                    shown(table),
+                    existing(read)
+                );
+                (what, Severity::Error)
+            }
+            None if is_existing(table) && source.reads.is_empty() => {
+                let what = format!("MERGE into {} upserts constant rows", existing(table));
+                (what, Severity::Warning)
+            }
+            None if is_existing(table) => {
+                let what = format!(
+                    "MERGE into {} writes a row for every row of its source",
+                    existing(table)
+                );
+                (what, Severity::Error)
+            }
             None => return None,
         },
         StmtKind::Insert {
@@ -79,18 +94,18 @@ fn do_block_change(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Fi
             ..
         } => {
             let read = first_existing(cx, index, &query.reads)?;
-            (
-                format!(
-                    "INSERT ... SELECT copies rows of `{read}`, an existing table, into `{table}`"
-                ),
-                Severity::Error,
-            )
+            let what = format!(
+                "INSERT ... SELECT copies rows of {} into {}",
+                existing(read),
+                shown(table)
+            );
+            (what, Severity::Error)
         }
         StmtKind::Copy {
             table: Some(table),
             direction: CopyDirection::From,
-        } if existing(table) => (
-            format!("COPY FROM loads rows into `{table}`, an existing table,"),
+        } if is_existing(table) => (
+            format!("COPY FROM loads rows into {}", existing(table)),
             Severity::Error,
         ),
         StmtKind::CreateTable {
@@ -101,16 +116,18 @@ fn do_block_change(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Fi
         }
         | StmtKind::SelectInto { table, query } => {
             let read = first_existing(cx, index, &query.reads)?;
-            (
-                format!("copying the rows of `{read}`, an existing table, into `{table}`"),
-                Severity::Error,
-            )
+            let what = format!(
+                "copying the rows of {} into {}",
+                existing(read),
+                shown(table)
+            );
+            (what, Severity::Error)
         }
         _ => return None,
     };
     let do_line = match enclosing_do(cx, stmt) {
-        Some(container) => cx.line_of(container.span.start),
-        None => cx.line_of(stmt.anchor.start),
+        Some(container) => lines.line_of(container.span.start),
+        None => lines.line_of(stmt.anchor.start),
     };
     let note = match stmt.origin {
         Origin::DoExecute => {
@@ -137,29 +154,51 @@ fn do_block_change(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Fi
     Some(finding)
 }
 
+/// A table name for a message: SQL run by `EXECUTE format('UPDATE %I ...', ...)` names its table
+/// only at run time, and the front end puts a stand-in there.
+fn shown(table: &Name) -> String {
+    if table.name == STAND_IN {
+        "a table named at run time".to_string()
+    } else {
+        format!("`{table}`")
+    }
+}
+
+/// "`users`, an existing table," or, for a stand-in, "a table named at run time".
+fn existing(table: &Name) -> String {
+    if table.name == STAND_IN {
+        shown(table)
+    } else {
+        format!("`{table}`, an existing table,")
+    }
+}
+
 /// `SELECT f()` / `CALL p()` of a routine created earlier in this file whose body writes an
 /// existing table.
-fn call_of_writing_function(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> Option<Finding> {
-    let called = |name: &Name| match &stmt.kind {
-        StmtKind::Select { query } => query.calls.iter().any(|c| *c == name.name),
-        StmtKind::Call { name: called } => called.same_object(name),
-        _ => false,
-    };
-    if !matches!(stmt.kind, StmtKind::Select { .. } | StmtKind::Call { .. }) {
-        return None;
-    }
-    // The latest definition before the call is the one that runs (CREATE OR REPLACE).
-    let (defined_at, name, writes) =
-        cx.parsed.statements[..index]
+fn call_of_writing_function(
+    cx: &FileCx<'_>,
+    lines: &LineIndex<'_>,
+    routines: &HashMap<&str, Routine<'_>>,
+    index: usize,
+    stmt: &Statement,
+) -> Option<Finding> {
+    let called: Vec<Routine<'_>> = match &stmt.kind {
+        StmtKind::Select { query } => query
+            .calls
             .iter()
-            .rev()
-            .find_map(|s| match &s.kind {
-                StmtKind::CreateFunction {
-                    name, body_writes, ..
-                } if called(name) => Some((s, name, body_writes)),
-                _ => None,
-            })?;
-    let written = first_existing(cx, index, writes)?;
+            .filter_map(|call| routines.get(call.as_str()).copied())
+            .collect(),
+        StmtKind::Call { name } => routines
+            .get(name.name.as_str())
+            .copied()
+            .filter(|(_, defined, _)| defined.same_object(name))
+            .into_iter()
+            .collect(),
+        _ => return None,
+    };
+    let ((defined_at, name, _), written) = called.into_iter().find_map(|routine| {
+        first_existing(cx, index, routine.2).map(|written| (routine, written))
+    })?;
     Some(
         Finding::at(
             RuleId::BackfillDoBlock,
@@ -167,7 +206,7 @@ fn call_of_writing_function(cx: &FileCx<'_>, index: usize, stmt: &Statement) -> 
             format!("this calls `{name}`, which writes `{written}`, an existing table, while the migration runs: nothing in it is batched and the deploy waits until it finishes"),
             MOVE_TO_DATA_MIGRATION,
         )
-        .with_note(format!("`{name}` is defined at line {}", cx.line_of(defined_at.span.start))),
+        .with_note(format!("`{name}` is defined at line {}", lines.line_of(defined_at.span.start))),
     )
 }
 
@@ -187,7 +226,7 @@ mod tests {
 
     #[test]
     fn err_execute_format_in_do_block() {
-        let sql = "DO $$\nBEGIN\n  EXECUTE format('UPDATE %I SET tenant_id = 1 WHERE tenant_id IS NULL', 'accounts');\nEND\n$$;\n";
+        let sql = "DO $$\nBEGIN\n  EXECUTE format('UPDATE %I SET tenant_id = 1 WHERE tenant_id IS NULL', 'accounts');\n  EXECUTE 'DELETE FROM sessions';\nEND\n$$;\n";
         insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
     }
 

@@ -10,12 +10,14 @@
 use std::collections::HashSet;
 
 use crate::lint::rules::{
-    MOVE_TO_DATA_MIGRATION, backfill_table_rebuild, cte_note, first_existing, in_do_block,
+    LineIndex, MOVE_TO_DATA_MIGRATION, backfill_table_rebuild, cte_note, first_existing,
+    in_do_block,
 };
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{InsertSource, Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
     let rebuilds: HashSet<usize> = backfill_table_rebuild::find(cx)
         .iter()
         .map(|r| r.insert)
@@ -54,7 +56,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             MOVE_TO_DATA_MIGRATION,
         );
         if stmt.origin == Origin::Cte {
-            finding = finding.with_note(cte_note("INSERT", cx, stmt));
+            finding = finding.with_note(cte_note("INSERT", &lines, stmt));
         }
         out.push(finding);
     }

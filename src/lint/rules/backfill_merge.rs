@@ -8,12 +8,13 @@
 //! one. A MERGE inside a DO block is `backfill-do-block`'s.
 
 use crate::lint::rules::{
-    MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, first_existing, in_do_block,
+    LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, first_existing, in_do_block,
 };
 use crate::lint::{FileCx, Finding, RuleId, Severity};
 use crate::sql::{Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
     for (index, stmt, _) in cx.statements() {
         let StmtKind::Merge { table, source } = &stmt.kind else {
             continue;
@@ -64,7 +65,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             (false, None) => continue,
         };
         if stmt.origin == Origin::Cte {
-            finding = finding.with_note(cte_note("MERGE", cx, stmt));
+            finding = finding.with_note(cte_note("MERGE", &lines, stmt));
         }
         out.push(finding);
     }

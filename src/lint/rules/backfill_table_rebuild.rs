@@ -10,7 +10,9 @@
 //! then not also a `backfill-insert-select` finding ([`find`] is shared with that rule); a
 //! partial pattern (no drop or no rename) is left to `backfill-insert-select`.
 
-use crate::lint::rules::in_do_block;
+use std::collections::HashMap;
+
+use crate::lint::rules::{LineIndex, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{AlterAction, Dialect, InsertSource, Name, StmtKind};
 
@@ -32,6 +34,51 @@ pub(crate) struct Rebuild<'a> {
 /// Every rebuild in the file, one per INSERT at most.
 pub(crate) fn find<'a>(cx: &FileCx<'a>) -> Vec<Rebuild<'a>> {
     let stmts = &cx.parsed.statements;
+    // Where each name is created, dropped or renamed away (in statement order, one list per
+    // step), so that a file of many INSERTs costs one pass instead of one scan per INSERT.
+    let mut created: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut dropped: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut renamed: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, stmt) in stmts.iter().enumerate() {
+        match &stmt.kind {
+            StmtKind::CreateTable { table, .. } => created.entry(&table.name).or_default().push(i),
+            StmtKind::AlterTable { table, actions }
+                if actions
+                    .iter()
+                    .any(|a| matches!(a, AlterAction::RenameTable { .. })) =>
+            {
+                renamed.entry(&table.name).or_default().push(i)
+            }
+            StmtKind::DropTable { tables } => {
+                for table in tables {
+                    dropped.entry(&table.name).or_default().push(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    let before = |map: &HashMap<&str, Vec<usize>>,
+                  name: &Name,
+                  end: usize,
+                  pred: &dyn Fn(&StmtKind) -> bool| {
+        let list = map.get(name.name.as_str()).map_or(&[][..], Vec::as_slice);
+        list[..list.partition_point(|&i| i < end)]
+            .iter()
+            .rev()
+            .copied()
+            .find(|&i| pred(&stmts[i].kind))
+    };
+    let after = |map: &HashMap<&str, Vec<usize>>,
+                 name: &Name,
+                 start: usize,
+                 pred: &dyn Fn(&StmtKind) -> bool| {
+        let list = map.get(name.name.as_str()).map_or(&[][..], Vec::as_slice);
+        list[list.partition_point(|&i| i <= start)..]
+            .iter()
+            .copied()
+            .find(|&i| pred(&stmts[i].kind))
+    };
+
     let mut found = Vec::new();
     for (insert, stmt) in stmts.iter().enumerate() {
         let StmtKind::Insert {
@@ -45,7 +92,7 @@ pub(crate) fn find<'a>(cx: &FileCx<'a>) -> Vec<Rebuild<'a>> {
         if in_do_block(cx, stmt) || !cx.is_new_table(insert, into) {
             continue;
         }
-        let Some(create) = (0..insert).rev().find(|&i| creates(&stmts[i].kind, into)) else {
+        let Some(create) = before(&created, into, insert, &|k| creates(k, into)) else {
             continue;
         };
         let rebuild = query
@@ -53,11 +100,10 @@ pub(crate) fn find<'a>(cx: &FileCx<'a>) -> Vec<Rebuild<'a>> {
             .iter()
             .filter(|from| !from.same_object(into) && cx.is_existing_large_table(insert, from))
             .find_map(|from| {
-                let drop = (insert + 1..stmts.len()).find(|&i| drops(&stmts[i].kind, from))?;
+                let drop = after(&dropped, from, insert, &|k| drops(k, from))?;
+                let rename_step = |k: &StmtKind| renames(k, into, from);
                 // new -> old: the copy takes the old table's name once the old one is gone.
-                if let Some(rename) =
-                    (insert + 1..stmts.len()).find(|&i| renames(&stmts[i].kind, into, from))
-                {
+                if let Some(rename) = after(&renamed, into, insert, &rename_step) {
                     return Some(Rebuild {
                         table: from,
                         from,
@@ -69,20 +115,16 @@ pub(crate) fn find<'a>(cx: &FileCx<'a>) -> Vec<Rebuild<'a>> {
                     });
                 }
                 // old -> tmp first, then a new table under the old name is filled from tmp.
-                let rename = (0..create)
-                    .rev()
-                    .find(|&i| renames(&stmts[i].kind, into, from))?;
-                let original = renamed_from(&stmts[rename].kind)?;
-                cx.is_existing_large_table(rename, original)
-                    .then_some(Rebuild {
-                        table: into,
-                        from,
-                        into,
-                        create,
-                        insert,
-                        drop,
-                        rename,
-                    })
+                let rename = before(&renamed, into, create, &rename_step)?;
+                cx.is_existing_large_table(rename, into).then_some(Rebuild {
+                    table: into,
+                    from,
+                    into,
+                    create,
+                    insert,
+                    drop,
+                    rename,
+                })
             });
         found.extend(rebuild);
     }
@@ -113,14 +155,8 @@ fn renames(kind: &StmtKind, from: &Name, to: &Name) -> bool {
         })
 }
 
-fn renamed_from(kind: &StmtKind) -> Option<&Name> {
-    match kind {
-        StmtKind::AlterTable { table, .. } => Some(table),
-        _ => None,
-    }
-}
-
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
     for rebuild in find(cx) {
         let Rebuild {
             table, from, into, ..
@@ -146,7 +182,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             .map(|(i, what)| {
                 format!(
                     "{what} at line {}",
-                    cx.line_of(cx.parsed.statements[*i].span.start)
+                    lines.line_of(cx.parsed.statements[*i].span.start)
                 )
             })
             .collect();

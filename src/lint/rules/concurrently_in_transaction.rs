@@ -6,6 +6,7 @@
 //! file's own, or the migration runner's: refinery 0.10 runs every migration in a transaction and
 //! has no opt-out (`transactional-migrations = false` tells the linter when a runner does not).
 
+use crate::lint::rules::{LineIndex, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{Dialect, StmtKind, TransactionControl};
 
@@ -15,7 +16,13 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
-    for (index, stmt, facts) in cx.statements() {
+    let lines = LineIndex::new(cx.text);
+    // Where the file's latest BEGIN starts, for the message.
+    let mut last_begin = None;
+    for (_, stmt, facts) in cx.statements() {
+        if let StmtKind::Transaction(TransactionControl::Begin) = stmt.kind {
+            last_begin = Some(stmt.span.start);
+        }
         let what = match &stmt.kind {
             StmtKind::CreateIndex {
                 concurrently: true,
@@ -30,7 +37,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             } => "DROP INDEX CONCURRENTLY",
             _ => continue,
         };
-        let finding = if crate::lint::rules::in_do_block(cx, stmt) {
+        let finding = if in_do_block(cx, stmt) {
             Finding::at(
                 RuleId::ConcurrentlyInTransaction,
                 stmt,
@@ -40,12 +47,8 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 format!("move it out of the DO block; {RUNNER_HELP}"),
             )
         } else if facts.in_explicit_transaction {
-            let begin = cx.parsed.statements[..index]
-                .iter()
-                .rev()
-                .find(|s| matches!(s.kind, StmtKind::Transaction(TransactionControl::Begin)));
-            let at = begin
-                .map(|b| format!(" at line {}", cx.line_of(b.span.start)))
+            let at = last_begin
+                .map(|b| format!(" at line {}", lines.line_of(b)))
                 .unwrap_or_default();
             let help = if cx.options.runner_wraps_in_transaction {
                 format!("remove the BEGIN ... COMMIT around it, and then: {RUNNER_HELP}")

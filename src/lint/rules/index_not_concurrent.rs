@@ -11,89 +11,94 @@
 //!
 //! SQLite has no CONCURRENTLY, so there is nothing better to suggest there.
 
+use crate::lint::rules::IndexesCreated;
 use crate::lint::{FileCx, Finding, RuleId};
-use crate::sql::{AlterAction, ConstraintKind, Dialect, Name, StmtKind};
+use crate::sql::{AlterAction, ConstraintKind, Dialect, Statement, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
+    let mut created = IndexesCreated::default();
     for (index, stmt, _) in cx.statements() {
-        match &stmt.kind {
-            StmtKind::CreateIndex {
-                table,
-                concurrently: false,
-                unique,
-                ..
-            } if cx.is_existing_large_table(index, table) => {
-                let what = if *unique {
-                    "CREATE UNIQUE INDEX"
-                } else {
-                    "CREATE INDEX"
-                };
-                out.push(Finding::at(
+        judge(cx, index, stmt, &created, out);
+        created.record(stmt);
+    }
+}
+
+fn judge(
+    cx: &FileCx<'_>,
+    index: usize,
+    stmt: &Statement,
+    created: &IndexesCreated<'_>,
+    out: &mut Vec<Finding>,
+) {
+    match &stmt.kind {
+        StmtKind::CreateIndex {
+            table,
+            concurrently: false,
+            unique,
+            ..
+        } if cx.is_existing_large_table(index, table) => {
+            let what = if *unique {
+                "CREATE UNIQUE INDEX"
+            } else {
+                "CREATE INDEX"
+            };
+            out.push(Finding::at(
                     RuleId::IndexNotConcurrent,
                     stmt,
                     format!("{what} on `{table}`, an existing table, without CONCURRENTLY holds a SHARE lock for the whole build: every write to `{table}` waits until it finishes"),
                     format!("use {what} CONCURRENTLY, outside a transaction (see `concurrently-in-transaction`)"),
                 ));
-            }
-            StmtKind::DropIndex {
-                names,
-                concurrently: false,
-            } => {
-                let Some(name) = names.iter().find(|n| !created_earlier(cx, index, n)) else {
-                    continue;
-                };
-                out.push(Finding::at(
+        }
+        StmtKind::DropIndex {
+            names,
+            concurrently: false,
+        } => {
+            let Some(name) = names.iter().find(|n| !created.contains(n)) else {
+                return;
+            };
+            out.push(Finding::at(
                     RuleId::IndexNotConcurrent,
                     stmt,
                     format!("DROP INDEX `{name}` without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes wait until it finishes, and it waits for every running query first"),
                     "use DROP INDEX CONCURRENTLY, outside a transaction (see `concurrently-in-transaction`)",
                 ));
-            }
-            StmtKind::AlterTable { table, actions } if cx.is_existing_large_table(index, table) => {
-                for action in actions {
-                    let builds_index = |kind: &ConstraintKind| {
-                        matches!(
-                            kind,
-                            ConstraintKind::Unique { using_index: false }
-                                | ConstraintKind::PrimaryKey { using_index: false }
-                        )
-                    };
-                    let kind = match action {
-                        AlterAction::AddConstraint(c) if builds_index(&c.kind) => &c.kind,
-                        AlterAction::AddColumn { column } => {
-                            match column.constraints.iter().find(|c| builds_index(&c.kind)) {
-                                Some(c) => &c.kind,
-                                None => continue,
-                            }
+        }
+        StmtKind::AlterTable { table, actions } if cx.is_existing_large_table(index, table) => {
+            for action in actions {
+                let builds_index = |kind: &ConstraintKind| {
+                    matches!(
+                        kind,
+                        ConstraintKind::Unique { using_index: false }
+                            | ConstraintKind::PrimaryKey { using_index: false }
+                    )
+                };
+                let kind = match action {
+                    AlterAction::AddConstraint(c) if builds_index(&c.kind) => &c.kind,
+                    AlterAction::AddColumn { column } => {
+                        match column.constraints.iter().find(|c| builds_index(&c.kind)) {
+                            Some(c) => &c.kind,
+                            None => continue,
                         }
-                        _ => continue,
-                    };
-                    let what = match kind {
-                        ConstraintKind::PrimaryKey { .. } => "PRIMARY KEY",
-                        _ => "UNIQUE",
-                    };
-                    out.push(Finding::at(
+                    }
+                    _ => continue,
+                };
+                let what = match kind {
+                    ConstraintKind::PrimaryKey { .. } => "PRIMARY KEY",
+                    _ => "UNIQUE",
+                };
+                out.push(Finding::at(
                         RuleId::IndexNotConcurrent,
                         stmt,
                         format!("adding a {what} constraint to `{table}`, an existing table, builds its index under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole build"),
                         format!("build the index first with CREATE UNIQUE INDEX CONCURRENTLY (outside a transaction), then ADD CONSTRAINT ... {what} USING INDEX, which only updates the catalog"),
                     ));
-                }
             }
-            _ => {}
         }
+        _ => {}
     }
-}
-
-/// Whether an index of this name was created earlier in this file: dropping it again undoes the
-/// file's own work, and its creation was already judged by this rule.
-fn created_earlier(cx: &FileCx<'_>, index: usize, name: &Name) -> bool {
-    cx.parsed.statements[..index].iter().any(
-        |s| matches!(&s.kind, StmtKind::CreateIndex { name: Some(n), .. } if n.same_object(name)),
-    )
 }
 
 #[cfg(test)]

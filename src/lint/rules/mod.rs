@@ -5,6 +5,9 @@
 //! fix-up); configuration and suppression comments are applied afterwards by the driver, so a rule
 //! never looks at either.
 
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
 use super::{FileCx, Finding};
 use crate::lint::Severity;
 use crate::sql::{Filter, Name, Origin, Statement, StmtKind};
@@ -114,11 +117,16 @@ pub(crate) fn enclosing_do<'a>(cx: &FileCx<'a>, stmt: &Statement) -> Option<&'a 
     if stmt.origin == Origin::TopLevel {
         return None;
     }
-    let container = cx
-        .parsed
-        .statements
+    // Statements are in source order and a container starts before what it contains, so a
+    // binary search finds it; a linear scan covers a front end that breaks the order.
+    let statements = &cx.parsed.statements;
+    let is_container = |s: &Statement| s.origin == Origin::TopLevel && s.span == stmt.anchor;
+    let at = statements.partition_point(|s| s.span.start < stmt.anchor.start);
+    let container = statements[at..]
         .iter()
-        .find(|s| s.origin == Origin::TopLevel && s.span == stmt.anchor)?;
+        .take_while(|s| s.span.start == stmt.anchor.start)
+        .find(|s| is_container(s))
+        .or_else(|| statements.iter().find(|s| is_container(s)))?;
     matches!(container.kind, StmtKind::Do { .. }).then_some(container)
 }
 
@@ -136,12 +144,61 @@ pub(crate) fn first_existing<'n>(
     reads.iter().find(|t| cx.is_existing_large_table(index, t))
 }
 
+/// The indexes a file has created so far, for rules that walk it forward: dropping one of them
+/// again undoes the file's own work (its creation was judged when it happened).
+#[derive(Default)]
+pub(crate) struct IndexesCreated<'a>(HashMap<&'a str, Vec<&'a Name>>);
+
+impl<'a> IndexesCreated<'a> {
+    /// Records `stmt` if it creates a named index; call it after judging `stmt`.
+    pub(crate) fn record(&mut self, stmt: &'a Statement) {
+        if let StmtKind::CreateIndex {
+            name: Some(name), ..
+        } = &stmt.kind
+        {
+            self.0.entry(&name.name).or_default().push(name);
+        }
+    }
+
+    pub(crate) fn contains(&self, name: &Name) -> bool {
+        self.0
+            .get(name.name.as_str())
+            .is_some_and(|names| names.iter().any(|n| n.same_object(name)))
+    }
+}
+
 /// The note for a statement found in a `WITH` clause of another one.
-pub(crate) fn cte_note(verb: &str, cx: &FileCx<'_>, stmt: &Statement) -> String {
+pub(crate) fn cte_note(verb: &str, lines: &LineIndex<'_>, stmt: &Statement) -> String {
     format!(
         "the {verb} is in a WITH clause of the statement at line {}",
-        cx.line_of(stmt.anchor.start)
+        lines.line_of(stmt.anchor.start)
     )
+}
+
+/// Line numbers for notes, built on first use. `FileCx::line_of` counts from the start of the
+/// file on every call, which is quadratic for a file with many findings that mention a line.
+pub(crate) struct LineIndex<'t> {
+    text: &'t str,
+    starts: OnceCell<Vec<usize>>,
+}
+
+impl<'t> LineIndex<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        LineIndex {
+            text,
+            starts: OnceCell::new(),
+        }
+    }
+
+    /// 1-based line of a byte offset (clamped to the text), as `FileCx::line_of` counts.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        let starts = self.starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        starts.partition_point(|&start| start <= offset.min(self.text.len()))
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER. A table created earlier
 //! in the file has nobody waiting on it.
 
+use crate::lint::rules::IndexesCreated;
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{AlterAction, ConstraintKind, Dialect, Name, StmtKind};
 
@@ -15,11 +16,14 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
+    let mut created = IndexesCreated::default();
     for (index, stmt, facts) in cx.statements() {
+        let strong = strong_lock(cx, index, &stmt.kind, &created);
+        created.record(stmt);
         if facts.lock_timeout_set {
             continue;
         }
-        let Some((what, lock, table)) = strong_lock(cx, index, &stmt.kind) else {
+        let Some((what, lock, table)) = strong else {
             continue;
         };
         let on = match table {
@@ -42,6 +46,7 @@ fn strong_lock<'a>(
     cx: &FileCx<'_>,
     index: usize,
     kind: &'a StmtKind,
+    created: &IndexesCreated<'_>,
 ) -> Option<(&'static str, &'static str, Option<&'a Name>)> {
     let existing = |t: &Name| cx.is_existing_large_table(index, t);
     match kind {
@@ -75,18 +80,11 @@ fn strong_lock<'a>(
         StmtKind::DropIndex {
             names,
             concurrently: false,
-        } => {
-            let created_here = |n: &Name| {
-                cx.parsed.statements[..index]
-                    .iter()
-                    .any(|s| matches!(&s.kind, StmtKind::CreateIndex { name: Some(c), .. } if c.same_object(n)))
-            };
-            names.iter().any(|n| !created_here(n)).then_some((
-                "DROP INDEX",
-                "n ACCESS EXCLUSIVE",
-                None,
-            ))
-        }
+        } => names.iter().any(|n| !created.contains(n)).then_some((
+            "DROP INDEX",
+            "n ACCESS EXCLUSIVE",
+            None,
+        )),
         StmtKind::CreateTrigger { table, .. } if existing(table) => {
             Some(("CREATE TRIGGER", " SHARE ROW EXCLUSIVE", Some(table)))
         }

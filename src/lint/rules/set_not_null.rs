@@ -7,6 +7,8 @@
 //! not reported: the front end does not say what the validated check says, and reporting the
 //! path the help recommends would teach people to ignore the rule.
 
+use std::collections::HashSet;
+
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{AlterAction, Dialect, StmtKind};
 
@@ -14,18 +16,23 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
+    // Tables (unqualified) with a VALIDATE CONSTRAINT so far in this file.
+    let mut validated: HashSet<&str> = HashSet::new();
     for (index, stmt, _) in cx.statements() {
         let StmtKind::AlterTable { table, actions } = &stmt.kind else {
             continue;
         };
-        if !cx.is_existing_large_table(index, table) {
-            continue;
-        }
-        for (position, action) in actions.iter().enumerate() {
-            let AlterAction::SetNotNull { column } = action else {
-                continue;
+        let existing = cx.is_existing_large_table(index, table);
+        for action in actions {
+            let column = match action {
+                AlterAction::ValidateConstraint { .. } => {
+                    validated.insert(&table.name);
+                    continue;
+                }
+                AlterAction::SetNotNull { column } => column,
+                _ => continue,
             };
-            if validated_before(cx, index, position, table) {
+            if !existing || validated.contains(table.name.as_str()) {
                 continue;
             }
             out.push(Finding::at(
@@ -36,33 +43,6 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             ));
         }
     }
-}
-
-/// Whether a VALIDATE CONSTRAINT on `table` runs earlier in this file (or earlier in the same
-/// ALTER TABLE).
-fn validated_before(
-    cx: &FileCx<'_>,
-    index: usize,
-    position: usize,
-    table: &crate::sql::Name,
-) -> bool {
-    cx.parsed.statements[..=index]
-        .iter()
-        .enumerate()
-        .any(|(i, s)| {
-            let StmtKind::AlterTable { table: t, actions } = &s.kind else {
-                return false;
-            };
-            let actions = if i == index {
-                &actions[..position]
-            } else {
-                &actions[..]
-            };
-            t.same_object(table)
-                && actions
-                    .iter()
-                    .any(|a| matches!(a, AlterAction::ValidateConstraint { .. }))
-        })
 }
 
 #[cfg(test)]
