@@ -9,9 +9,10 @@
 //!   index under the ACCESS EXCLUSIVE lock of ALTER TABLE, unless it adopts one built beforehand
 //!   (`USING INDEX`).
 //!
-//! SQLite has no CONCURRENTLY, so there is nothing better to suggest there.
+//! An index on a materialized view created earlier in the file is not reported: nothing can have
+//! used the view yet. SQLite has no CONCURRENTLY, so there is nothing better to suggest there.
 
-use crate::lint::rules::IndexesCreated;
+use crate::lint::rules::CreatedHere;
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{AlterAction, ConstraintKind, Dialect, Statement, StmtKind};
 
@@ -19,7 +20,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
-    let mut created = IndexesCreated::default();
+    let mut created = CreatedHere::default();
     for (index, stmt, _) in cx.statements() {
         judge(cx, index, stmt, &created, out);
         created.record(stmt);
@@ -30,7 +31,7 @@ fn judge(
     cx: &FileCx<'_>,
     index: usize,
     stmt: &Statement,
-    created: &IndexesCreated<'_>,
+    created: &CreatedHere<'_>,
     out: &mut Vec<Finding>,
 ) {
     match &stmt.kind {
@@ -39,7 +40,7 @@ fn judge(
             concurrently: false,
             unique,
             ..
-        } if cx.is_existing_large_table(index, table) => {
+        } if cx.is_existing_large_table(index, table) && !created.has_view(table) => {
             let what = if *unique {
                 "CREATE UNIQUE INDEX"
             } else {
@@ -56,7 +57,7 @@ fn judge(
             names,
             concurrently: false,
         } => {
-            let Some(name) = names.iter().find(|n| !created.contains(n)) else {
+            let Some(name) = names.iter().find(|n| !created.has_index(n)) else {
                 return;
             };
             out.push(Finding::at(
@@ -160,6 +161,16 @@ mod tests {
     fn ok_index_on_table_created_in_same_file() {
         lint_ok(
             "CREATE TABLE t (id int, n int);\nCREATE INDEX t_n_idx ON t (n);\nALTER TABLE t ADD CONSTRAINT t_n_key UNIQUE (n);\nDROP INDEX t_n_idx;\n",
+            Postgres,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn ok_index_on_materialized_view_created_in_same_file() {
+        // LemmyNet/lemmy 2020-02-06-165953_change_post_title_length: recreate the view, index it.
+        lint_ok(
+            "CREATE MATERIALIZED VIEW post_stats AS SELECT id FROM posts;\nCREATE UNIQUE INDEX post_stats_id ON post_stats (id);\n",
             Postgres,
             RULE,
         );

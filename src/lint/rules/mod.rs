@@ -144,25 +144,41 @@ pub(crate) fn first_existing<'n>(
     reads.iter().find(|t| cx.is_existing_large_table(index, t))
 }
 
-/// The indexes a file has created so far, for rules that walk it forward: dropping one of them
-/// again undoes the file's own work (its creation was judged when it happened).
+/// Indexes and materialized views a file has created so far, for rules that walk it forward
+/// (`FileCx::is_new_table` knows only tables). Dropping such an index again undoes the file's own
+/// work, and indexing a view nobody can have used yet blocks nobody.
 #[derive(Default)]
-pub(crate) struct IndexesCreated<'a>(HashMap<&'a str, Vec<&'a Name>>);
+pub(crate) struct CreatedHere<'a> {
+    indexes: HashMap<&'a str, Vec<&'a Name>>,
+    views: HashMap<&'a str, Vec<&'a Name>>,
+}
 
-impl<'a> IndexesCreated<'a> {
-    /// Records `stmt` if it creates a named index; call it after judging `stmt`.
+impl<'a> CreatedHere<'a> {
+    /// Records what `stmt` creates; call it after judging `stmt`.
     pub(crate) fn record(&mut self, stmt: &'a Statement) {
-        if let StmtKind::CreateIndex {
-            name: Some(name), ..
-        } = &stmt.kind
-        {
-            self.0.entry(&name.name).or_default().push(name);
+        match &stmt.kind {
+            StmtKind::CreateIndex {
+                name: Some(name), ..
+            } => self.indexes.entry(&name.name).or_default().push(name),
+            StmtKind::CreateView {
+                name,
+                materialized: true,
+                ..
+            } => self.views.entry(&name.name).or_default().push(name),
+            _ => {}
         }
     }
 
-    pub(crate) fn contains(&self, name: &Name) -> bool {
-        self.0
-            .get(name.name.as_str())
+    pub(crate) fn has_index(&self, name: &Name) -> bool {
+        Self::has(&self.indexes, name)
+    }
+
+    pub(crate) fn has_view(&self, name: &Name) -> bool {
+        Self::has(&self.views, name)
+    }
+
+    fn has(map: &HashMap<&str, Vec<&Name>>, name: &Name) -> bool {
+        map.get(name.name.as_str())
             .is_some_and(|names| names.iter().any(|n| n.same_object(name)))
     }
 }

@@ -8,7 +8,7 @@
 //! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER. A table created earlier
 //! in the file has nobody waiting on it.
 
-use crate::lint::rules::IndexesCreated;
+use crate::lint::rules::CreatedHere;
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{AlterAction, ConstraintKind, Dialect, Name, StmtKind};
 
@@ -16,7 +16,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
-    let mut created = IndexesCreated::default();
+    let mut created = CreatedHere::default();
     for (index, stmt, facts) in cx.statements() {
         let strong = strong_lock(cx, index, &stmt.kind, &created);
         created.record(stmt);
@@ -46,7 +46,7 @@ fn strong_lock<'a>(
     cx: &FileCx<'_>,
     index: usize,
     kind: &'a StmtKind,
-    created: &IndexesCreated<'_>,
+    created: &CreatedHere<'_>,
 ) -> Option<(&'static str, &'static str, Option<&'a Name>)> {
     let existing = |t: &Name| cx.is_existing_large_table(index, t);
     match kind {
@@ -80,7 +80,7 @@ fn strong_lock<'a>(
         StmtKind::DropIndex {
             names,
             concurrently: false,
-        } => names.iter().any(|n| !created.contains(n)).then_some((
+        } => names.iter().any(|n| !created.has_index(n)).then_some((
             "DROP INDEX",
             "n ACCESS EXCLUSIVE",
             None,
