@@ -7,6 +7,7 @@
 //! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
+pub mod naming;
 pub mod output;
 pub mod rule_id;
 pub mod rules;
