@@ -1,3 +1,5 @@
-//! The integration tests: one binary, one module per area.
+//! The integration tests: one binary (one link step), one module per area.
 
+mod lint_cli;
 mod pre_commit_hook;
+mod support;
