@@ -13,6 +13,10 @@ use annotate_snippets::{
 use super::{LineIndex, Location};
 use crate::lint::{FileReport, Finding, Report, Severity};
 
+/// The most source a diagnostic hands to the renderer (the lines of one statement). The
+/// renderer folds long statements and trims long lines for display, but reads them whole.
+const MAX_QUOTED_BYTES: usize = 256 * 1024;
+
 pub(super) fn render(report: &Report, color: bool) -> String {
     let renderer = if color {
         Renderer::styled()
@@ -56,9 +60,10 @@ fn diagnostic<'a>(
         .primary_title(finding.message.as_str())
         .id(finding.rule.as_str());
     let lines = index.lines_of(&location.span);
-    let mut group = if location.whole_file || lines.is_empty() {
+    let mut group = if location.whole_file || lines.is_empty() || lines.len() > MAX_QUOTED_BYTES {
         // Nothing to quote: a finding about the file itself (its name, its encoding), or a
-        // position on an empty line.
+        // position on an empty line. Or too much: the renderer reads every line it is given, so
+        // a statement on megabytes of lines gets its position only.
         title.element(
             Origin::path(path)
                 .line(location.start.line)

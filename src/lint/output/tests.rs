@@ -400,3 +400,49 @@ fn every_format_survives_hostile_spans_and_text() {
         assert!(!render(&report, format, true).is_empty());
     }
 }
+
+#[test]
+fn positions_agree_with_counting_from_the_line_start_in_any_order() {
+    let text = "é✓a\nxyz ünï\n\n✓✓✓ end";
+    let index = LineIndex::new(text);
+    let naive = |offset: usize| {
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        Position {
+            line: text[..offset].matches('\n').count() + 1,
+            column: text[line_start..offset].chars().count() + 1,
+        }
+    };
+    let offsets: Vec<usize> = (0..=text.len())
+        .filter(|&o| text.is_char_boundary(o))
+        .collect();
+    for &offset in offsets
+        .iter()
+        .chain(offsets.iter().rev())
+        .chain(offsets.iter().step_by(3))
+    {
+        assert_eq!(index.position(offset), naive(offset), "offset {offset}");
+    }
+}
+
+#[test]
+fn human_gives_a_huge_statement_its_position_only() {
+    let values: String = (0..40_000).map(|i| format!("({i}),")).collect();
+    let text = format!("SELECT 1;\nINSERT INTO t SELECT * FROM (VALUES {values} (0)) v;\n");
+    let start = text.find("INSERT").unwrap();
+    let report = Report {
+        files: vec![FileReport {
+            path: PathBuf::from("V2__big.sql"),
+            findings: vec![finding(
+                RuleId::BackfillInsertSelect,
+                Severity::Error,
+                start..text.len() - 2,
+                "m",
+                "h",
+            )],
+            text,
+        }],
+    };
+    let out = render(&report, Format::Human, false);
+    assert!(out.contains("V2__big.sql:2:1"), "{out}");
+    assert!(out.len() < 500, "{} bytes", out.len());
+}
