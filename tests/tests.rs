@@ -2,4 +2,5 @@
 
 mod lint_cli;
 mod lint_example;
+mod pre_commit_hook;
 mod support;

@@ -7,6 +7,7 @@
 //! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
+pub mod naming;
 pub mod output;
 pub mod rule_id;
 pub mod rules;
@@ -428,13 +429,8 @@ fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The version in a refinery file name (`V12__add_users.sql` -> 12), if it has one.
-pub fn migration_version(path: &Path) -> Option<u64> {
-    let name = path.file_name()?.to_str()?;
-    let rest = name.strip_prefix(['V', 'U'])?;
-    let digits = rest.split("__").next()?;
-    digits.parse().ok()
-}
+/// The version refinery gives a migration file (`V12__add_users.sql` -> 12), if it loads it.
+pub use naming::migration_version;
 
 struct Loaded {
     text: String,
