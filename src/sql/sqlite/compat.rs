@@ -14,53 +14,93 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Word};
 
 use super::lex::Tok;
+use crate::sql::{Name, StmtKind};
 
-/// The outcome of a statement checked here: its `Other` description, or what is wrong and where.
+/// The outcome of a statement checked here: what it is, or what is wrong and where.
 pub(super) enum Own {
-    Ok(&'static str),
+    Ok(StmtKind),
     Err { at: usize, message: String },
 }
 
 /// Checks the statements whose grammar is handled here; `None` for all others.
 pub(super) fn own_grammar(sig: &[&Tok]) -> Option<Own> {
-    let first = sig.first()?;
+    let first = sig.first()?.keyword()?;
     let mut p = Cursor { sig, at: 1 };
-    let result = match first.keyword()? {
+    let other = |what: &str| StmtKind::Other { what: what.into() };
+    let result = match first {
         // PRAGMA [schema.]name [= value | (value)]
-        Keyword::PRAGMA => p.qualified_name("a pragma name").and_then(|()| {
-            if p.eat(&Token::Eq) {
-                p.pragma_value()
-            } else if p.eat(&Token::LParen) {
-                p.pragma_value()
-                    .and_then(|()| p.expect(&Token::RParen, "`)`"))
-            } else {
-                Ok(())
-            }
-        }),
+        Keyword::PRAGMA => p
+            .qualified_name("a pragma name")
+            .and_then(|_| {
+                if p.eat(&Token::Eq) {
+                    p.pragma_value()
+                } else if p.eat(&Token::LParen) {
+                    p.pragma_value()
+                        .and_then(|()| p.expect(&Token::RParen, "`)`"))
+                } else {
+                    Ok(())
+                }
+            })
+            .map(|()| other("PRAGMA")),
         // REINDEX [collation | [schema.]table-or-index]
-        Keyword::REINDEX => {
-            if p.peek().is_some() {
-                p.qualified_name("a table, index or collation name")
-            } else {
-                Ok(())
-            }
+        Keyword::REINDEX => if p.peek().is_some() {
+            p.qualified_name("a table, index or collation name")
+                .map(|_| ())
+        } else {
+            Ok(())
         }
+        .map(|()| other("REINDEX")),
         // DETACH [DATABASE] schema
         Keyword::DETACH => {
-            if p.peek().and_then(|t| t.keyword()) == Some(Keyword::DATABASE) && sig.len() > 2 {
+            if p.peek_keyword() == Some(Keyword::DATABASE) && sig.len() > 2 {
                 p.at += 1;
             }
-            p.name("a schema name")
+            p.name("a schema name").map(|_| other("DETACH"))
+        }
+        // VACUUM [schema] [INTO file]
+        Keyword::VACUUM => {
+            if p.peek().is_some() && p.peek_keyword() != Some(Keyword::INTO) {
+                p.at += 1;
+            }
+            if p.eat_keyword(Keyword::INTO) {
+                p.pragma_value()
+            } else {
+                Ok(())
+            }
+            .map(|()| other("VACUUM"))
+        }
+        // CREATE VIRTUAL TABLE [IF NOT EXISTS] [schema.]name USING module [(arguments)]: the
+        // arguments are the module's business, any tokens in balanced parentheses.
+        Keyword::CREATE if p.peek_keyword() == Some(Keyword::VIRTUAL) => {
+            p.at += 1;
+            p.expect_keyword(Keyword::TABLE)
+                .and_then(|()| {
+                    if p.peek_keyword() == Some(Keyword::IF) {
+                        p.at += 1;
+                        p.expect_keyword(Keyword::NOT)?;
+                        p.expect_keyword(Keyword::EXISTS)?;
+                    }
+                    let table = p.qualified_name("a table name")?;
+                    p.expect_keyword(Keyword::USING)?;
+                    p.name("a module name")?;
+                    if p.eat(&Token::LParen) {
+                        p.balanced()?;
+                    }
+                    Ok(table)
+                })
+                .map(|table| StmtKind::CreateTable {
+                    table,
+                    columns: Vec::new(),
+                    constraints: Vec::new(),
+                    as_query: None,
+                    with_no_data: false,
+                    temporary: false,
+                })
         }
         _ => return None,
     };
-    let what = match first.keyword() {
-        Some(Keyword::PRAGMA) => "PRAGMA",
-        Some(Keyword::REINDEX) => "REINDEX",
-        _ => "DETACH",
-    };
-    Some(match result.and_then(|()| p.end()) {
-        Ok(()) => Own::Ok(what),
+    Some(match result.and_then(|kind| p.end().map(|()| kind)) {
+        Ok(kind) => Own::Ok(kind),
         Err((at, message)) => Own::Err { at, message },
     })
 }
@@ -72,8 +112,8 @@ struct Cursor<'t, 'a> {
 
 type Step = Result<(), (usize, String)>;
 
-impl Cursor<'_, '_> {
-    fn peek(&self) -> Option<&Tok> {
+impl<'a> Cursor<'_, 'a> {
+    fn peek(&self) -> Option<&'a Tok> {
         self.sig.get(self.at).copied()
     }
 
@@ -93,6 +133,46 @@ impl Cursor<'_, '_> {
         }
     }
 
+    fn peek_keyword(&self) -> Option<Keyword> {
+        self.peek().and_then(|t| t.keyword())
+    }
+
+    fn eat_keyword(&mut self, kw: Keyword) -> bool {
+        if self.peek_keyword() == Some(kw) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_keyword(&mut self, kw: Keyword) -> Step {
+        if self.eat_keyword(kw) {
+            Ok(())
+        } else {
+            self.fail(&format!("{kw:?}"))
+        }
+    }
+
+    /// Skips to the `)` closing a `(` just eaten, and past it.
+    fn balanced(&mut self) -> Step {
+        let mut depth = 1usize;
+        while let Some(t) = self.peek() {
+            self.at += 1;
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.fail("`)`")
+    }
+
     fn eat(&mut self, token: &Token) -> bool {
         if self.peek().is_some_and(|t| &t.token == token) {
             self.at += 1;
@@ -110,22 +190,24 @@ impl Cursor<'_, '_> {
         }
     }
 
-    fn name(&mut self, what: &str) -> Step {
-        match self.peek().map(|t| &t.token) {
-            Some(Token::Word(_) | Token::SingleQuotedString(_)) => {
-                self.at += 1;
-                Ok(())
-            }
-            _ => self.fail(what),
-        }
+    /// A name (SQLite also takes a string literal where a name goes), normalized.
+    fn name(&mut self, what: &str) -> Result<String, (usize, String)> {
+        let name = match self.peek().map(|t| &t.token) {
+            Some(Token::Word(w)) => w.value.to_ascii_lowercase(),
+            Some(Token::SingleQuotedString(s)) => s.to_ascii_lowercase(),
+            _ => return self.fail(what).map(|()| String::new()),
+        };
+        self.at += 1;
+        Ok(name)
     }
 
-    fn qualified_name(&mut self, what: &str) -> Step {
-        self.name(what)?;
+    fn qualified_name(&mut self, what: &str) -> Result<Name, (usize, String)> {
+        let first = self.name(what)?;
         if self.eat(&Token::Period) {
-            self.name(what)?;
+            Ok(Name::qualified(first, self.name(what)?))
+        } else {
+            Ok(Name::new(first))
         }
-        Ok(())
     }
 
     /// A signed number, a name or keyword (`ON`, `WAL`), or a string.
@@ -218,6 +300,31 @@ pub(super) fn rewritten(toks: &[Tok]) -> Option<Vec<TokenWithSpan>> {
         }
     }
 
+    // `AS [NOT] MATERIALIZED (` in a CTE: a planner hint.
+    for n in 0..sig.len() {
+        if kw(n) != Some(Keyword::AS) {
+            continue;
+        }
+        let hint = match (kw(n + 1), kw(n + 2)) {
+            (Some(Keyword::MATERIALIZED), _) => 1,
+            (Some(Keyword::NOT), Some(Keyword::MATERIALIZED)) => 2,
+            _ => 0,
+        };
+        if hint > 0
+            && sig
+                .get(n + 1 + hint)
+                .is_some_and(|&i| toks[i].token == Token::LParen)
+        {
+            for m in n + 1..=n + hint {
+                skip[sig[m]] = true;
+            }
+        }
+    }
+
+    if kw(0) == Some(Keyword::CREATE) && (1..4).any(|n| kw(n) == Some(Keyword::TABLE)) {
+        create_table_clauses(toks, &sig, &mut skip);
+    }
+
     type_name_runs(toks, &sig, &mut merges);
 
     if !skip.iter().any(|&s| s) && merges.is_empty() {
@@ -253,6 +360,56 @@ pub(super) fn rewritten(toks: &[Tok]) -> Option<Vec<TokenWithSpan>> {
         i += 1;
     }
     Some(out)
+}
+
+/// In `CREATE TABLE`: conflict clauses (`ON CONFLICT REPLACE`), which sqlparser takes on columns
+/// but not on table constraints, and the table options after the column list (`WITHOUT ROWID,
+/// STRICT`), which it takes one at a time but not as a list.
+fn create_table_clauses(toks: &[Tok], sig: &[usize], skip: &mut [bool]) {
+    let kw = |n: usize| sig.get(n).and_then(|&i| toks[i].keyword());
+    let mut depth = 0usize;
+    let mut closed = false;
+    for n in 0..sig.len() {
+        match &toks[sig[n]].token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.saturating_sub(1);
+                closed |= depth == 0;
+            }
+            _ => {}
+        }
+        if kw(n) == Some(Keyword::ON)
+            && kw(n + 1) == Some(Keyword::CONFLICT)
+            && matches!(
+                kw(n + 2),
+                Some(
+                    Keyword::ROLLBACK
+                        | Keyword::ABORT
+                        | Keyword::FAIL
+                        | Keyword::IGNORE
+                        | Keyword::REPLACE
+                )
+            )
+        {
+            for m in n..n + 3 {
+                skip[sig[m]] = true;
+            }
+        }
+        if closed && depth == 0 && n + 1 < sig.len() {
+            let rest = &sig[n + 1..];
+            let options = rest.iter().all(|&i| {
+                toks[i].token == Token::Comma
+                    || matches!(toks[i].keyword(), Some(Keyword::WITHOUT | Keyword::STRICT))
+                    || matches!(&toks[i].token, Token::Word(w) if w.value.eq_ignore_ascii_case("ROWID"))
+            });
+            if options {
+                for &i in rest {
+                    skip[i] = true;
+                }
+            }
+            break;
+        }
+    }
 }
 
 /// Finds type names of two or more words in column definitions of `CREATE TABLE (...)` and

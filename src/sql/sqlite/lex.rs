@@ -7,10 +7,10 @@
 //! (`sqlite3_complete`): parentheses do not matter (an unbalanced `(` must not swallow the rest of
 //! the file), and only the body of a `CREATE TRIGGER ... BEGIN ... END` holds `;` of its own.
 
-use sqlparser::dialect::SQLiteDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, Tokenizer, Whitespace};
 
+use super::dialect;
 use crate::sql::{Comment, Span, SyntaxIssue};
 
 /// A token and where it is in the file, in bytes.
@@ -63,7 +63,7 @@ pub(super) fn lex(text: &str) -> Lexed {
     let mut out = Lexed::default();
     // Byte positions where the tokenizer failed; the statements holding them are not parsed.
     let mut broken_at = Vec::new();
-    let dialect = SQLiteDialect {};
+    let dialect = dialect::SQLITE;
     let mut offset = 0;
     while offset < text.len() {
         let rest = &text[offset..];

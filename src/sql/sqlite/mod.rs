@@ -15,6 +15,7 @@
 
 mod compat;
 mod convert;
+mod dialect;
 mod lex;
 mod names;
 mod walk;
@@ -25,7 +26,6 @@ mod tests;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use sqlparser::ast::Statement as Ast;
-use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -114,9 +114,7 @@ fn parse_statement(text: &str, toks: &[Tok], span: &Span) -> Result<Vec<Statemen
         kind,
     };
     match compat::own_grammar(&significant) {
-        Some(compat::Own::Ok(what)) => {
-            return Ok(vec![top(StmtKind::Other { what: what.into() })]);
-        }
+        Some(compat::Own::Ok(kind)) => return Ok(vec![top(kind)]),
         Some(compat::Own::Err { at, message }) => {
             return Err(SyntaxIssue {
                 span: at.max(span.start)..span.end,
@@ -158,7 +156,7 @@ fn parse_statement(text: &str, toks: &[Tok], span: &Span) -> Result<Vec<Statemen
 
 /// Parses exactly one statement from `tokens`.
 fn parse_tokens(tokens: Vec<TokenWithSpan>, span: &Span) -> Result<Ast, SyntaxIssue> {
-    let mut parser = Parser::new(&SQLiteDialect {})
+    let mut parser = Parser::new(&dialect::SQLITE)
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(tokens);
     let ast = parser
