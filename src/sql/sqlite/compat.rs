@@ -239,11 +239,76 @@ impl<'a> Cursor<'_, 'a> {
 }
 
 /// The statement's tokens for the parser, locations encoding byte offsets
-/// (`line 1, column byte + 1`).
+/// (`line 1, column byte + 1`), with SQLite's spellings of two operators put the way sqlparser
+/// spells them: `x ISNULL` as `x IS NULL`, and `a IS [NOT] b` (any `b`: SQLite's null-safe
+/// comparison) as `a IS [NOT] DISTINCT FROM b` with the negation flipped. sqlparser's dialect hooks
+/// could parse both, but only by copying the left operand, which is quadratic on chains.
 pub(super) fn parser_tokens(toks: &[Tok]) -> Vec<TokenWithSpan> {
-    toks.iter()
-        .map(|t| with_span(t.token.clone(), t.start, t.end))
-        .collect()
+    let mut out = Vec::with_capacity(toks.len());
+    let next_sig = |from: usize| (from..toks.len()).find(|&j| !toks[j].is_trivia());
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        let at_end = |token| with_span(token, t.end, t.end);
+        match t.keyword() {
+            _ if is_word(&t.token, "ISNULL") => {
+                out.push(with_span(Token::make_keyword("IS"), t.start, t.end));
+                out.push(at_end(Token::make_keyword("NULL")));
+                i += 1;
+                continue;
+            }
+            Some(Keyword::IS) => {
+                let after = next_sig(i + 1);
+                let negated = after.is_some_and(|j| toks[j].keyword() == Some(Keyword::NOT));
+                let operand = if negated {
+                    after.and_then(|j| next_sig(j + 1))
+                } else {
+                    after
+                };
+                let known = operand.is_some_and(|j| {
+                    matches!(
+                        toks[j].keyword(),
+                        Some(
+                            Keyword::NULL
+                                | Keyword::TRUE
+                                | Keyword::FALSE
+                                | Keyword::UNKNOWN
+                                | Keyword::DISTINCT
+                                | Keyword::JSON
+                                | Keyword::NORMALIZED
+                                | Keyword::NFC
+                                | Keyword::NFD
+                                | Keyword::NFKC
+                                | Keyword::NFKD
+                        )
+                    )
+                });
+                if let (false, Some(operand)) = (known, operand) {
+                    let end = if negated {
+                        toks[after.unwrap_or(i)].end
+                    } else {
+                        t.end
+                    };
+                    out.push(with_span(t.token.clone(), t.start, t.end));
+                    if !negated {
+                        out.push(with_span(Token::make_keyword("NOT"), end, end));
+                    }
+                    out.push(with_span(Token::make_keyword("DISTINCT"), end, end));
+                    out.push(with_span(Token::make_keyword("FROM"), end, end));
+                    i = operand;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(with_span(t.token.clone(), t.start, t.end));
+        i += 1;
+    }
+    out
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 
 fn with_span(token: Token, start: usize, end: usize) -> TokenWithSpan {
@@ -350,16 +415,20 @@ pub(super) fn rewritten(toks: &[Tok]) -> Option<Vec<TokenWithSpan>> {
                 quote_style: None,
                 keyword: Keyword::NoKeyword,
             });
-            out.push(with_span(merged, toks[i].start, toks[sig[to]].end));
+            out.push(Tok {
+                token: merged,
+                start: toks[i].start,
+                end: toks[sig[to]].end,
+            });
             i = sig[to] + 1;
             continue;
         }
         if !skip[i] {
-            out.push(with_span(toks[i].token.clone(), toks[i].start, toks[i].end));
+            out.push(toks[i].clone());
         }
         i += 1;
     }
-    Some(out)
+    Some(parser_tokens(&out))
 }
 
 /// In `CREATE TABLE`: conflict clauses (`ON CONFLICT REPLACE`), which sqlparser takes on columns

@@ -3,15 +3,13 @@
 //! [`Sqlite`] wraps [`SQLiteDialect`] the way sqlparser documents for wrapped dialects: it reports
 //! the SQLite dialect's type id (so the parser's own `dialect_of!(SQLiteDialect)` checks still
 //! hold), forwards every method the SQLite dialect overrides, and adds:
-//! - `a IS b` / `a IS NOT b` with any right-hand side (SQLite's null-safe comparison);
-//! - the postfix `ISNULL` (sqlparser knows `NOTNULL` only);
 //! - `NOT GLOB`, `NOT REGEXP`, `NOT MATCH`;
 //! - `<<` and `>>`, and `INSERT INTO t AS alias` (for upserts).
 
 use std::any::TypeId;
 
 use sqlparser::ast::{Expr, Statement, UnaryOperator};
-use sqlparser::dialect::{Dialect, Precedence, SQLiteDialect};
+use sqlparser::dialect::{Dialect, SQLiteDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
@@ -24,10 +22,6 @@ pub(super) struct Sqlite {
 pub(super) const SQLITE: Sqlite = Sqlite {
     inner: SQLiteDialect {},
 };
-
-fn is_word(token: &Token, word: &str) -> bool {
-    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
-}
 
 fn keyword(token: &Token) -> Option<Keyword> {
     match token {
@@ -96,62 +90,13 @@ impl Dialect for Sqlite {
         true
     }
 
-    fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
-        if is_word(&parser.peek_token_ref().token, "ISNULL") {
-            return Some(Ok(self.prec_value(Precedence::Is)));
-        }
-        None
-    }
-
     fn parse_infix(
         &self,
         parser: &mut Parser,
         expr: &Expr,
         precedence: u8,
     ) -> Option<Result<Expr, ParserError>> {
-        let next = &parser.peek_token_ref().token;
-        if is_word(next, "ISNULL") {
-            parser.advance_token();
-            return Some(Ok(Expr::IsNull(Box::new(expr.clone()))));
-        }
-        match keyword(next) {
-            Some(Keyword::IS) => {
-                let negated = keyword(&parser.peek_nth_token_ref(1).token) == Some(Keyword::NOT);
-                let operand = &parser.peek_nth_token_ref(if negated { 2 } else { 1 }).token;
-                // The forms sqlparser knows (`IS [NOT] NULL`, `IS [NOT] DISTINCT FROM`, ...).
-                if matches!(
-                    keyword(operand),
-                    Some(
-                        Keyword::NULL
-                            | Keyword::TRUE
-                            | Keyword::FALSE
-                            | Keyword::UNKNOWN
-                            | Keyword::DISTINCT
-                            | Keyword::JSON
-                            | Keyword::NORMALIZED
-                            | Keyword::NFC
-                            | Keyword::NFD
-                            | Keyword::NFKC
-                            | Keyword::NFKD
-                    )
-                ) {
-                    return None;
-                }
-                parser.advance_token();
-                if negated {
-                    parser.advance_token();
-                }
-                let right = match parser.parse_subexpr(self.prec_value(Precedence::Is)) {
-                    Ok(right) => Box::new(right),
-                    Err(e) => return Some(Err(e)),
-                };
-                let left = Box::new(expr.clone());
-                Some(Ok(if negated {
-                    Expr::IsDistinctFrom(left, right)
-                } else {
-                    Expr::IsNotDistinctFrom(left, right)
-                }))
-            }
+        match keyword(&parser.peek_token_ref().token) {
             Some(Keyword::NOT)
                 if matches!(
                     keyword(&parser.peek_nth_token_ref(1).token),

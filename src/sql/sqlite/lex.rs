@@ -107,7 +107,7 @@ pub(super) fn lex(text: &str) -> Lexed {
         let len = text[at..].chars().next().map_or(0, char::len_utf8);
         broken_at.push(at);
         out.issues.push(SyntaxIssue {
-            span: at..at + len,
+            span: bad.min(at)..at + len,
             message: lower_message(&err.message),
         });
         if len == 0 {
@@ -152,14 +152,17 @@ fn cut(out: &mut Lexed, broken_at: &[usize], text: &str) {
             continue;
         }
         if first.is_none() && tok.token == Token::SemiColon {
-            continue; // an empty statement
+            // An empty statement; a tokenizer error in it (`1_;`) is reported already.
+            while broken.next_if(|&b| b < tok.start).is_some() {}
+            continue;
         }
         if first.is_none() {
             splitter = Splitter::default();
         }
         if tok.token == Token::SemiColon && splitter.at_end() {
             if let Some(f) = first.take() {
-                out.pieces.push(piece(&out.toks, f, last, &mut broken));
+                out.pieces
+                    .push(piece(&out.toks, f, last, tok.start, &mut broken));
             }
             continue;
         }
@@ -168,31 +171,28 @@ fn cut(out: &mut Lexed, broken_at: &[usize], text: &str) {
         last = i;
     }
     if let Some(f) = first {
-        let mut p = piece(&out.toks, f, last, &mut broken);
-        // A tokenizer error after the last token (an unterminated literal) belongs to it too.
-        if broken.next().is_some() {
-            p.broken = true;
-        }
-        out.pieces.push(p);
+        out.pieces
+            .push(piece(&out.toks, f, last, usize::MAX, &mut broken));
     }
 }
 
+/// The statement from token `first` to token `last`, ended by a `;` at `limit` (or the end of
+/// input). It is broken when the tokenizer failed anywhere before `limit` since the previous
+/// statement ended.
 fn piece(
     toks: &[Tok],
     first: usize,
     last: usize,
+    limit: usize,
     broken: &mut std::iter::Peekable<impl Iterator<Item = usize>>,
 ) -> Piece {
-    let span = toks[first].start..toks[last].end;
     let mut is_broken = false;
-    // Errors are positioned at or after the start of the statement they break, and before the
-    // end of the statement's `;` (which is the next statement's start at the latest).
-    while broken.next_if(|&b| b <= span.end).is_some() {
+    while broken.next_if(|&b| b < limit).is_some() {
         is_broken = true;
     }
     Piece {
         toks: first..last + 1,
-        span,
+        span: toks[first].start..toks[last].end,
         broken: is_broken,
     }
 }

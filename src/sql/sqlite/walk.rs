@@ -356,7 +356,7 @@ impl<'s, 'a> Walker<'s, 'a> {
                 // `FROM json_each(x)`: a table-valued function, not a table.
                 Some(args) => {
                     self.call_name(name);
-                    self.function_args(&args.args);
+                    self.args(&args.args);
                 }
                 None => self.read_object(name),
             },
@@ -364,7 +364,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             TableFactor::TableFunction { expr, .. } => self.expr(expr),
             TableFactor::Function { name, args, .. } => {
                 self.call_name(name);
-                self.function_args(args);
+                self.args(args);
             }
             TableFactor::UNNEST { array_exprs, .. } => self.exprs(array_exprs),
             TableFactor::JsonTable { json_expr, .. } => self.expr(json_expr),
@@ -444,30 +444,34 @@ impl<'s, 'a> Walker<'s, 'a> {
         }
     }
 
-    fn opt_box(&mut self, e: &Option<Box<Expr>>) {
-        if let Some(e) = e {
-            self.expr(e);
-        }
-    }
-
     pub fn expr(&mut self, e: &Expr) {
-        // Binary operators chain to the left as long as the input goes on: walk down that side
-        // in a loop, then the operands in source order.
-        let mut rights = Vec::new();
-        let mut leftmost = e;
-        while let Expr::BinaryOp { left, right, .. } = leftmost {
-            rights.push(right.as_ref());
-            leftmost = left;
-        }
-        self.expr_node(leftmost);
-        for right in rights.into_iter().rev() {
-            self.expr(right);
+        self.walk(vec![Item::Expr(e)]);
+    }
+
+    /// Walks expressions with a work list rather than recursion: the parser builds chains
+    /// (`a + b + ...`, `x ISNULL ISNULL ...`) as deep as the input is long. Subqueries recurse,
+    /// which the parser's recursion limit bounds.
+    fn walk(&mut self, items: Vec<Item<'_>>) {
+        let mut stack: Vec<Item<'_>> = items.into_iter().rev().collect();
+        let mut kids = Kids(Vec::new());
+        while let Some(item) = stack.pop() {
+            match item {
+                Item::Query(q) => self.query(q),
+                Item::Expr(e) => {
+                    self.expr_node(e, &mut kids);
+                    stack.extend(kids.0.drain(..).rev());
+                }
+            }
         }
     }
 
-    fn expr_node(&mut self, e: &Expr) {
+    /// Records what `e` itself says (a call) and lists its children in source order.
+    fn expr_node<'e>(&mut self, e: &'e Expr, k: &mut Kids<'e>) {
         match e {
-            Expr::BinaryOp { .. } => self.expr(e),
+            Expr::BinaryOp { left, right, .. } => {
+                k.expr(left);
+                k.expr(right);
+            }
             Expr::Identifier(_)
             | Expr::CompoundIdentifier(_)
             | Expr::Value(_)
@@ -476,24 +480,24 @@ impl<'s, 'a> Walker<'s, 'a> {
             | Expr::QualifiedWildcard(..)
             | Expr::MatchAgainst { .. } => {}
             Expr::CompoundFieldAccess { root, access_chain } => {
-                self.expr(root);
+                k.expr(root);
                 for access in access_chain {
                     match access {
-                        AccessExpr::Dot(e) => self.expr(e),
-                        AccessExpr::Subscript(Subscript::Index { index }) => self.expr(index),
+                        AccessExpr::Dot(e) => k.expr(e),
+                        AccessExpr::Subscript(Subscript::Index { index }) => k.expr(index),
                         AccessExpr::Subscript(Subscript::Slice {
                             lower_bound,
                             upper_bound,
                             stride,
                         }) => {
-                            self.opt_expr(lower_bound.as_ref());
-                            self.opt_expr(upper_bound.as_ref());
-                            self.opt_expr(stride.as_ref());
+                            k.opt_expr(lower_bound.as_ref());
+                            k.opt_expr(upper_bound.as_ref());
+                            k.opt_expr(stride.as_ref());
                         }
                     }
                 }
             }
-            Expr::JsonAccess { value, .. } => self.expr(value),
+            Expr::JsonAccess { value, .. } => k.expr(value),
             Expr::IsFalse(x)
             | Expr::IsNotFalse(x)
             | Expr::IsTrue(x)
@@ -504,32 +508,32 @@ impl<'s, 'a> Walker<'s, 'a> {
             | Expr::IsNotUnknown(x)
             | Expr::Nested(x)
             | Expr::OuterJoin(x)
-            | Expr::Prior(x) => self.expr(x),
+            | Expr::Prior(x) => k.expr(x),
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-                self.expr(a);
-                self.expr(b);
+                k.expr(a);
+                k.expr(b);
             }
-            Expr::IsJson { expr, .. } | Expr::IsNormalized { expr, .. } => self.expr(expr),
+            Expr::IsJson { expr, .. } | Expr::IsNormalized { expr, .. } => k.expr(expr),
             Expr::InList { expr, list, .. } => {
-                self.expr(expr);
-                self.exprs(list);
+                k.expr(expr);
+                k.exprs(list);
             }
             Expr::InSubquery { expr, subquery, .. } => {
-                self.expr(expr);
-                self.query(subquery);
+                k.expr(expr);
+                k.query(subquery);
             }
             Expr::InUnnest {
                 expr, array_expr, ..
             } => {
-                self.expr(expr);
-                self.expr(array_expr);
+                k.expr(expr);
+                k.expr(array_expr);
             }
             Expr::Between {
                 expr, low, high, ..
             } => {
-                self.expr(expr);
-                self.expr(low);
-                self.expr(high);
+                k.expr(expr);
+                k.expr(low);
+                k.expr(high);
             }
             Expr::Like {
                 expr,
@@ -549,37 +553,37 @@ impl<'s, 'a> Walker<'s, 'a> {
                 escape_char,
                 ..
             } => {
-                self.expr(expr);
-                self.expr(pattern);
-                self.opt_box(escape_char);
+                k.expr(expr);
+                k.expr(pattern);
+                k.opt_box(escape_char);
             }
             Expr::RLike { expr, pattern, .. } => {
-                self.expr(expr);
-                self.expr(pattern);
+                k.expr(expr);
+                k.expr(pattern);
             }
             Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
-                self.expr(left);
-                self.expr(right);
+                k.expr(left);
+                k.expr(right);
             }
-            Expr::UnaryOp { expr, .. } => self.expr(expr),
+            Expr::UnaryOp { expr, .. } => k.expr(expr),
             Expr::Convert { expr, styles, .. } => {
-                self.expr(expr);
-                self.exprs(styles);
+                k.expr(expr);
+                k.exprs(styles);
             }
-            Expr::Cast { expr, .. } => self.expr(expr),
+            Expr::Cast { expr, .. } => k.expr(expr),
             Expr::AtTimeZone {
                 timestamp,
                 time_zone,
             } => {
-                self.expr(timestamp);
-                self.expr(time_zone);
+                k.expr(timestamp);
+                k.expr(time_zone);
             }
             Expr::Extract { expr, .. } | Expr::Ceil { expr, .. } | Expr::Floor { expr, .. } => {
-                self.expr(expr)
+                k.expr(expr)
             }
             Expr::Position { expr, r#in } => {
-                self.expr(expr);
-                self.expr(r#in);
+                k.expr(expr);
+                k.expr(r#in);
             }
             Expr::Substring {
                 expr,
@@ -588,9 +592,9 @@ impl<'s, 'a> Walker<'s, 'a> {
                 ..
             } => {
                 self.found.call("substring".to_string());
-                self.expr(expr);
-                self.opt_box(substring_from);
-                self.opt_box(substring_for);
+                k.expr(expr);
+                k.opt_box(substring_from);
+                k.opt_box(substring_for);
             }
             Expr::Trim {
                 expr,
@@ -599,10 +603,10 @@ impl<'s, 'a> Walker<'s, 'a> {
                 ..
             } => {
                 self.found.call("trim".to_string());
-                self.expr(expr);
-                self.opt_box(trim_what);
+                k.expr(expr);
+                k.opt_box(trim_what);
                 if let Some(chars) = trim_characters {
-                    self.exprs(chars);
+                    k.exprs(chars);
                 }
             }
             Expr::Overlay {
@@ -611,98 +615,104 @@ impl<'s, 'a> Walker<'s, 'a> {
                 overlay_from,
                 overlay_for,
             } => {
-                self.expr(expr);
-                self.expr(overlay_what);
-                self.expr(overlay_from);
-                self.opt_box(overlay_for);
+                k.expr(expr);
+                k.expr(overlay_what);
+                k.expr(overlay_from);
+                k.opt_box(overlay_for);
             }
-            Expr::Collate { expr, .. } => self.expr(expr),
-            Expr::Prefixed { value, .. } => self.expr(value),
-            Expr::Function(f) => self.function(f),
+            Expr::Collate { expr, .. } => k.expr(expr),
+            Expr::Prefixed { value, .. } => k.expr(value),
+            Expr::Function(f) => self.function(f, k),
             Expr::Case {
                 operand,
                 conditions,
                 else_result,
                 ..
             } => {
-                self.opt_box(operand);
+                k.opt_box(operand);
                 for when in conditions {
-                    self.expr(&when.condition);
-                    self.expr(&when.result);
+                    k.expr(&when.condition);
+                    k.expr(&when.result);
                 }
-                self.opt_box(else_result);
+                k.opt_box(else_result);
             }
-            Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => self.query(subquery),
+            Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => k.query(subquery),
             Expr::GroupingSets(sets) | Expr::Cube(sets) | Expr::Rollup(sets) => {
                 for set in sets {
-                    self.exprs(set);
+                    k.exprs(set);
                 }
             }
-            Expr::Tuple(items) => self.exprs(items),
-            Expr::Struct { values, .. } => self.exprs(values),
-            Expr::Named { expr, .. } => self.expr(expr),
+            Expr::Tuple(items) => k.exprs(items),
+            Expr::Struct { values, .. } => k.exprs(values),
+            Expr::Named { expr, .. } => k.expr(expr),
             Expr::Dictionary(fields) => {
                 for field in fields {
-                    self.expr(&field.value);
+                    k.expr(&field.value);
                 }
             }
             Expr::Map(map) => {
                 for entry in &map.entries {
-                    self.expr(&entry.key);
-                    self.expr(&entry.value);
+                    k.expr(&entry.key);
+                    k.expr(&entry.value);
                 }
             }
-            Expr::Array(array) => self.exprs(&array.elem),
-            Expr::Interval(interval) => self.expr(&interval.value),
-            Expr::Lambda(lambda) => self.expr(&lambda.body),
+            Expr::Array(array) => k.exprs(&array.elem),
+            Expr::Interval(interval) => k.expr(&interval.value),
+            Expr::Lambda(lambda) => k.expr(&lambda.body),
             Expr::MemberOf(member) => {
-                self.expr(&member.value);
-                self.expr(&member.array);
+                k.expr(&member.value);
+                k.expr(&member.array);
             }
         }
     }
 
-    fn function(&mut self, f: &Function) {
+    fn function<'e>(&mut self, f: &'e Function, k: &mut Kids<'e>) {
         self.call_name(&f.name);
         for args in [&f.parameters, &f.args] {
             match args {
                 FunctionArguments::None => {}
-                FunctionArguments::Subquery(q) => self.query(q),
+                FunctionArguments::Subquery(q) => k.query(q),
                 FunctionArguments::List(list) => {
-                    self.function_args(&list.args);
+                    Self::function_args(&list.args, k);
                     for clause in &list.clauses {
                         match clause {
                             FunctionArgumentClause::Where(e) | FunctionArgumentClause::Limit(e) => {
-                                self.expr(e)
+                                k.expr(e)
                             }
-                            FunctionArgumentClause::OrderBy(exprs) => self.order_by(exprs),
+                            FunctionArgumentClause::OrderBy(exprs) => k.order_by(exprs),
                             _ => {}
                         }
                     }
                 }
             }
         }
-        self.order_by(&f.within_group);
-        self.opt_box(&f.filter);
+        k.order_by(&f.within_group);
+        k.opt_box(&f.filter);
         if let Some(WindowType::WindowSpec(spec)) = &f.over {
-            self.exprs(&spec.partition_by);
-            self.order_by(&spec.order_by);
+            k.exprs(&spec.partition_by);
+            k.order_by(&spec.order_by);
         }
     }
 
-    fn function_args(&mut self, args: &[FunctionArg]) {
+    fn function_args<'e>(args: &'e [FunctionArg], k: &mut Kids<'e>) {
         for arg in args {
             let value = match arg {
                 FunctionArg::Named { arg, .. } | FunctionArg::Unnamed(arg) => arg,
                 FunctionArg::ExprNamed { name, arg, .. } => {
-                    self.expr(name);
+                    k.expr(name);
                     arg
                 }
             };
             if let FunctionArgExpr::Expr(e) = value {
-                self.expr(e);
+                k.expr(e);
             }
         }
+    }
+
+    fn args(&mut self, args: &[FunctionArg]) {
+        let mut kids = Kids(Vec::new());
+        Self::function_args(args, &mut kids);
+        self.walk(kids.0);
     }
 
     /// Tables in a `DELETE`'s `FROM` list after the first (the target), and its `USING`.
@@ -719,6 +729,41 @@ impl<'s, 'a> Walker<'s, 'a> {
         if let Some(using) = using {
             self.from(using);
         }
+    }
+}
+
+/// Work for [`Walker::walk`].
+enum Item<'e> {
+    Expr(&'e Expr),
+    Query(&'e Query),
+}
+
+/// The children of one node, in source order.
+struct Kids<'e>(Vec<Item<'e>>);
+
+impl<'e> Kids<'e> {
+    fn expr(&mut self, e: &'e Expr) {
+        self.0.push(Item::Expr(e));
+    }
+
+    fn exprs(&mut self, es: &'e [Expr]) {
+        self.0.extend(es.iter().map(Item::Expr));
+    }
+
+    fn opt_expr(&mut self, e: Option<&'e Expr>) {
+        self.0.extend(e.map(Item::Expr));
+    }
+
+    fn opt_box(&mut self, e: &'e Option<Box<Expr>>) {
+        self.0.extend(e.as_deref().map(Item::Expr));
+    }
+
+    fn query(&mut self, q: &'e Query) {
+        self.0.push(Item::Query(q));
+    }
+
+    fn order_by(&mut self, exprs: &'e [OrderByExpr]) {
+        self.0.extend(exprs.iter().map(|o| Item::Expr(&o.expr)));
     }
 }
 
