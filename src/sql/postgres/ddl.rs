@@ -17,14 +17,9 @@ pub(super) fn create_table(it: &ast::CreateTable, scope: &Scope) -> Option<StmtK
     for arg in it.table_arg_list().into_iter().flat_map(|list| list.args()) {
         match arg {
             ast::TableArg::Column(column) => {
-                if let Some(name) = column.name() {
+                if let Some(name) = name(column.name().map(|n| n.syntax().clone())) {
                     let constraints = column.syntax().children().filter_map(ast::Constraint::cast);
-                    columns.push(column_def(
-                        normalize_name_node(name.syntax()),
-                        column.ty(),
-                        constraints,
-                        scope,
-                    ));
+                    columns.push(column_def(name, column.ty(), constraints, scope));
                 }
             }
             ast::TableArg::TableConstraint(c) => {
@@ -80,17 +75,13 @@ pub(super) fn alter_table(it: &ast::AlterTable, scope: &Scope) -> Option<StmtKin
 fn alter_action(action: &ast::AlterTableAction, scope: &Scope) -> AlterAction {
     use ast::AlterTableAction as A;
     let mapped = match action {
-        A::AddColumn(add) => add.column_name().map(|name| AlterAction::AddColumn {
-            column: column_def(
-                normalize_name_node(name.syntax()),
-                add.ty(),
-                add.constraints(),
-                scope,
-            ),
-        }),
-        A::DropColumn(drop) => drop.column_name_ref().map(|c| AlterAction::DropColumn {
-            column: normalize_name_node(c.syntax()),
-        }),
+        A::AddColumn(add) => {
+            name(add.column_name().map(|n| n.syntax().clone())).map(|name| AlterAction::AddColumn {
+                column: column_def(name, add.ty(), add.constraints(), scope),
+            })
+        }
+        A::DropColumn(drop) => name(drop.column_name_ref().map(|n| n.syntax().clone()))
+            .map(|column| AlterAction::DropColumn { column }),
         A::AlterColumn(alter) => alter_column(alter, scope),
         A::AddConstraint(add) => add
             .constraint()
@@ -105,11 +96,11 @@ fn alter_action(action: &ast::AlterTableAction, scope: &Scope) -> AlterAction {
             .and_then(|t| t.path())
             .and_then(|p| query::path_name(p.syntax()))
             .map(|new_name| AlterAction::RenameTable { new_name }),
-        A::RenameColumn(rename) => match (rename.column_name_ref(), rename.column_name()) {
-            (Some(from), Some(to)) => Some(AlterAction::RenameColumn {
-                from: normalize_name_node(from.syntax()),
-                to: normalize_name_node(to.syntax()),
-            }),
+        A::RenameColumn(rename) => match (
+            name(rename.column_name_ref().map(|n| n.syntax().clone())),
+            name(rename.column_name().map(|n| n.syntax().clone())),
+        ) {
+            (Some(from), Some(to)) => Some(AlterAction::RenameColumn { from, to }),
             _ => None,
         },
         _ => None,
@@ -119,9 +110,15 @@ fn alter_action(action: &ast::AlterTableAction, scope: &Scope) -> AlterAction {
     })
 }
 
+/// A column or constraint name; `None` when error recovery left it empty.
+fn name(node: Option<SyntaxNode>) -> Option<String> {
+    let name = normalize_name_node(&node?);
+    (!name.is_empty()).then_some(name)
+}
+
 fn alter_column(alter: &ast::AlterColumn, scope: &Scope) -> Option<AlterAction> {
     use ast::AlterColumnOption as O;
-    let column = normalize_name_node(alter.column_name_ref()?.syntax());
+    let column = name(alter.column_name_ref().map(|n| n.syntax().clone()))?;
     let option = alter.option()?;
     Some(match option {
         O::SetType(set) => AlterAction::AlterColumnType {
@@ -149,10 +146,7 @@ fn constraint_ref(name: Option<ast::ConstraintNameRef>) -> Option<String> {
     let name = name?;
     match name.path_ref() {
         Some(path) => query::path_name(path.syntax()).map(|n| n.name),
-        None => {
-            let name = normalize_name_node(name.syntax());
-            (!name.is_empty()).then_some(name)
-        }
+        None => self::name(Some(name.syntax().clone())),
     }
 }
 

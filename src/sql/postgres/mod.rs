@@ -36,7 +36,7 @@ mod tests;
 
 use rowan::{TextRange, TextSize};
 use squawk_syntax::ast::{self, AstNode};
-use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
+use squawk_syntax::{SourceFile, SyntaxElement, SyntaxKind, SyntaxNode, SyntaxToken};
 
 use super::{
     Comment, CopyDirection, Filter, InsertSource, Name, Origin, ParsedFile, Span, Statement,
@@ -45,7 +45,9 @@ use super::{
 use query::Scope;
 
 /// What a run-time value in dynamic SQL (`format`'s `%I`/`%s`/`%L`, a variable in a `||` chain)
-/// becomes, so the text can be parsed: a plain identifier that no real schema uses.
+/// becomes, so the text can be parsed: a plain identifier that no real schema uses. It may be
+/// glued to literal text (`'idx_' || name` is `idx___dynamic__`): a name that contains it was
+/// built at run time.
 pub const STAND_IN: &str = "__dynamic__";
 
 /// How deep `DO` blocks and `EXECUTE` strings nest before the front end stops reading them. Each
@@ -58,14 +60,7 @@ pub fn parse(text: &str) -> ParsedFile {
     let parse = SourceFile::parse(text);
     let root = parse.syntax_node();
     let mut file = ParsedFile {
-        syntax_errors: parse
-            .errors()
-            .into_iter()
-            .map(|error| SyntaxIssue {
-                span: clamp(to_span(error.range()), text.len()),
-                message: clean_message(error.message()),
-            })
-            .collect(),
+        syntax_errors: syntax_issues(&root, &parse.errors(), text.len()),
         comments: comments(&root),
         statements: Vec::new(),
     };
@@ -514,21 +509,60 @@ fn text_after_first_token(node: &SyntaxNode) -> String {
 /// The statement's range without leading trivia and without its terminating `;`. `None` for a
 /// node with no tokens of its own.
 fn stmt_range(node: &SyntaxNode) -> Option<TextRange> {
-    let range = node.text_range();
-    let mut first = node.first_token()?;
-    while first.kind().is_trivia() {
-        first = first.next_token()?;
-    }
-    let mut last = node.last_token()?;
-    let mut seen_semicolon = false;
-    while last.kind().is_trivia() || (last.kind() == SyntaxKind::SEMICOLON && !seen_semicolon) {
-        seen_semicolon |= last.kind() == SyntaxKind::SEMICOLON;
-        last = last.prev_token()?;
+    let first = tokens(node, Direction::Forward).find(|t| !t.kind().is_trivia())?;
+    let mut backward = tokens(node, Direction::Backward).filter(|t| !t.kind().is_trivia());
+    let mut last = backward.next()?;
+    if last.kind() == SyntaxKind::SEMICOLON {
+        last = backward.next()?;
     }
     let start = first.text_range().start();
     let end = last.text_range().end();
-    (start < end && range.contains_range(TextRange::new(start, end)))
-        .then(|| TextRange::new(start, end))
+    (start < end).then(|| TextRange::new(start, end))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// The tokens under `node`, from either end. rowan's `first_token` / `prev_token` give up at an
+/// empty node (error recovery leaves those, e.g. a missing column name), this does not.
+fn tokens(node: &SyntaxNode, direction: Direction) -> impl Iterator<Item = SyntaxToken> {
+    let step = move |element: &SyntaxElement| match direction {
+        Direction::Forward => element.next_sibling_or_token(),
+        Direction::Backward => element.prev_sibling_or_token(),
+    };
+    let child = move |node: &SyntaxNode| match direction {
+        Direction::Forward => node.first_child_or_token(),
+        Direction::Backward => node.last_child_or_token(),
+    };
+    let root = node.clone();
+    let mut next = child(node);
+    std::iter::from_fn(move || {
+        loop {
+            let element = next.take()?;
+            // The element after this one: its first child, else its sibling, else the sibling of
+            // the nearest ancestor that has one (without leaving `root`).
+            let descend = element.as_node().and_then(child);
+            next = descend.or_else(|| {
+                let mut at = element.clone();
+                loop {
+                    if let Some(sibling) = step(&at) {
+                        return Some(sibling);
+                    }
+                    let parent = at.parent()?;
+                    if parent == root {
+                        return None;
+                    }
+                    at = rowan::NodeOrToken::Node(parent);
+                }
+            });
+            if let rowan::NodeOrToken::Token(token) = element {
+                return Some(token);
+            }
+        }
+    })
 }
 
 /// The statement's leading keywords in upper case (`CREATE TYPE`, `GRANT`), to describe a
@@ -560,6 +594,59 @@ fn leading_keywords(node: &SyntaxNode) -> String {
         }
     }
     words.join(" ")
+}
+
+/// squawk's errors as issues. squawk reports every token it skips while looking for the next
+/// statement (`expected command, found ...`); a run of skipped tokens is one issue, whose span
+/// covers the run.
+fn syntax_issues(
+    root: &SyntaxNode,
+    errors: &[squawk_syntax::syntax_error::SyntaxError],
+    len: usize,
+) -> Vec<SyntaxIssue> {
+    const SKIPPED: &str = "expected command, found";
+    let mut issues: Vec<SyntaxIssue> = Vec::with_capacity(errors.len());
+    // The issue of the current run of skipped tokens, and where the token after the run starts.
+    // Other errors (the lexer's, found inside the run) do not end the run.
+    let mut run: Option<(usize, usize)> = None;
+    for error in errors {
+        let span = clamp(to_span(error.range()), len);
+        if !error.message().starts_with(SKIPPED) {
+            issues.push(SyntaxIssue {
+                span,
+                message: clean_message(error.message()),
+            });
+            continue;
+        }
+        let token = root.token_at_offset(error.range().start()).right_biased();
+        let token_end = token
+            .as_ref()
+            .map_or(span.end, |t| usize::from(t.text_range().end()).min(len))
+            .max(span.end);
+        let next_start = token
+            .and_then(|t| {
+                let mut next = t.next_token()?;
+                while next.kind().is_trivia() {
+                    next = next.next_token()?;
+                }
+                Some(usize::from(next.text_range().start()))
+            })
+            .unwrap_or(len);
+        match run {
+            Some((index, expected)) if expected == span.start => {
+                issues[index].span.end = token_end;
+                run = Some((index, next_start));
+            }
+            _ => {
+                run = Some((issues.len(), next_start));
+                issues.push(SyntaxIssue {
+                    span: span.start..token_end,
+                    message: clean_message(error.message()),
+                });
+            }
+        }
+    }
+    issues
 }
 
 fn comments(root: &SyntaxNode) -> Vec<Comment> {
@@ -639,6 +726,8 @@ fn token_text(name: &str) -> Option<(String, bool)> {
         "IDENT" => Some("an identifier"),
         "STRING" => Some("a string"),
         "INT_NUMBER" | "NUMERIC_NUMBER" => Some("a number"),
+        "DOLLAR_QUOTED_STRING" | "ESC_STRING" | "BYTE_STRING" | "BIT_STRING" => Some("a string"),
+        "POSITIONAL_PARAM" => Some("a parameter"),
         "EOF" => Some("the end of the file"),
         _ => None,
     };
@@ -660,6 +749,17 @@ fn token_text(name: &str) -> Option<(String, bool)> {
         "SLASH" => "/",
         "COLON" => ":",
         "COLON_COLON" => "::",
+        "PERCENT" => "%",
+        "CARET" => "^",
+        "L_ANGLE" => "<",
+        "R_ANGLE" => ">",
+        "PIPE" => "|",
+        "AMP" => "&",
+        "TILDE" => "~",
+        "BANG" => "!",
+        "QUESTION" => "?",
+        "AT" => "@",
+        "POUND" => "#",
         _ => return None,
     };
     Some((text.to_owned(), true))

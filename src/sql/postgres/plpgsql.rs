@@ -185,7 +185,7 @@ fn dynamic_sql(query: &ast::PlpgsqlExpr) -> Option<String> {
                 pieces.push(expand_format(&format_string(call)?)?);
                 literal_seen = true;
             }
-            _ => pieces.push(format!(" {STAND_IN} ")),
+            _ => pieces.push(STAND_IN.to_owned()),
         }
     }
     literal_seen.then(|| pieces.concat())
@@ -228,7 +228,7 @@ fn format_string(call: &ast::CallExpr) -> Option<String> {
 
 /// `format()`'s specifiers (`%I`, `%s`, `%L`, `%1$I`, `%-10s`, `%*s`) become [`STAND_IN`];
 /// `%%` is `%`. `None` for a format string PostgreSQL would reject.
-fn expand_format(format: &str) -> Option<String> {
+pub(super) fn expand_format(format: &str) -> Option<String> {
     let mut out = String::with_capacity(format.len());
     let mut chars = format.chars().peekable();
     while let Some(c) = chars.next() {
@@ -249,9 +249,7 @@ fn expand_format(format: &str) -> Option<String> {
                 _ => return None,
             }
         }
-        out.push(' ');
         out.push_str(STAND_IN);
-        out.push(' ');
     }
     Some(out)
 }

@@ -10,6 +10,7 @@ use rowan::WalkEvent;
 use squawk_syntax::ast::{self, AstNode, BinOp, normalize_name_node};
 use squawk_syntax::{SyntaxKind, SyntaxNode};
 
+use super::STAND_IN;
 use crate::sql::{Expr, Name, Query};
 
 /// The CTEs of one statement: their names (to tell a CTE from a table) and their data-modifying
@@ -290,6 +291,8 @@ fn is_constant(expr: &ast::Expr) -> bool {
                 Some(inner) => inner,
                 None => return false,
             },
+            // A value put in by `format()` or `||` at run time.
+            ast::Expr::NameRef(name) => return name.text() == STAND_IN,
             _ => return false,
         }
     }
