@@ -92,6 +92,18 @@ mod tests {
     }
 
     #[test]
+    fn err_delete_moving_rows_through_a_with_clause() {
+        // The INSERT reads only the CTE; the DELETE is what scales with `events`.
+        let sql = "CREATE TABLE events_archive (id bigint);\nWITH moved AS (DELETE FROM events WHERE created_at < '2020-01-01' RETURNING *)\nINSERT INTO events_archive SELECT id FROM moved;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        crate::lint::rules::test_support::lint_ok(
+            sql,
+            Postgres,
+            crate::lint::RuleId::BackfillInsertSelect,
+        );
+    }
+
+    #[test]
     fn err_delete_using_another_table() {
         let sql =
             "DELETE FROM posts USING users WHERE posts.author_id = users.id AND users.banned;\n";

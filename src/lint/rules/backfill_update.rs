@@ -51,9 +51,13 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use crate::lint::RuleId::BackfillUpdate as RULE;
     use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::lint::{LintOptions, lint_text};
     use crate::sql::Dialect::{Postgres, Sqlite};
+    use crate::sql::Name;
 
     #[test]
     fn err_update_existing_table() {
@@ -63,6 +67,43 @@ mod tests {
             "err_update_existing_table_sqlite",
             lint_errors(sql, Sqlite, RULE)
         );
+    }
+
+    #[test]
+    fn err_update_point_lookup_is_a_warning() {
+        let sql =
+            "UPDATE settings SET value = 'dark' WHERE key = 'theme' AND scope IN ('web', 'app');\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_update_point_lookup_is_a_warning_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn err_update_in_with_clause() {
+        let sql = "CREATE TABLE audit (id bigint);\nWITH touched AS (UPDATE users SET seen = true WHERE seen IS NULL RETURNING id)\nINSERT INTO audit SELECT id FROM touched;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn ok_update_of_configured_small_table() {
+        let options = LintOptions {
+            small_tables: vec![Name::new("roles")],
+            ..LintOptions::default()
+        };
+        let found = lint_text(
+            Path::new("t.sql"),
+            "UPDATE roles SET name = lower(name);\nUPDATE users SET n = 0;\n",
+            &options,
+        );
+        let rules: Vec<_> = found
+            .iter()
+            .filter(|f| f.rule == RULE)
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert!(rules[0].contains("`users`"), "{rules:?}");
     }
 
     #[test]
