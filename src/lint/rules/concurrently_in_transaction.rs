@@ -10,7 +10,22 @@ use crate::lint::rules::{LineIndex, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{Dialect, StmtKind, TransactionControl};
 
-const RUNNER_HELP: &str = "build the index outside the migration runner (a deploy step that runs it with CONCURRENTLY IF NOT EXISTS) and keep a plain `IF NOT EXISTS` statement here so every environment converges, or set `transactional-migrations = false` in the config if your runner does not wrap migrations in a transaction";
+/// What to do when the runner wraps the migration: the statement for a deploy step, and the plain
+/// one to keep in the migration (a no-op once the deploy step ran, so every environment
+/// converges; `index-not-concurrent` then reports it, and its suppression names the step).
+fn runner_help(create: bool) -> String {
+    let (step, keep) = if create {
+        (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS",
+            "CREATE INDEX IF NOT EXISTS",
+        )
+    } else {
+        ("DROP INDEX CONCURRENTLY IF EXISTS", "DROP INDEX IF EXISTS")
+    };
+    format!(
+        "run `{step}` outside the migration runner (a deploy step before the migration) and keep a plain `{keep}` here so every environment converges (allow `index-not-concurrent` on it, naming that step), or set `transactional-migrations = false` in the config if your runner does not wrap migrations in a transaction"
+    )
+}
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
@@ -37,6 +52,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             } => "DROP INDEX CONCURRENTLY",
             _ => continue,
         };
+        let create = matches!(stmt.kind, StmtKind::CreateIndex { .. });
         let finding = if in_do_block(cx, stmt) {
             Finding::at(
                 RuleId::ConcurrentlyInTransaction,
@@ -44,14 +60,17 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 format!(
                     "{what} inside a DO block fails: PostgreSQL refuses it inside a function or transaction block, so the migration stops here"
                 ),
-                format!("move it out of the DO block; {RUNNER_HELP}"),
+                format!("move it out of the DO block: {}", runner_help(create)),
             )
         } else if facts.in_explicit_transaction {
             let at = last_begin
                 .map(|b| format!(" at line {}", lines.line_of(b)))
                 .unwrap_or_default();
             let help = if cx.options.runner_wraps_in_transaction {
-                format!("remove the BEGIN ... COMMIT around it, and then: {RUNNER_HELP}")
+                format!(
+                    "remove the BEGIN ... COMMIT around it, then {}",
+                    runner_help(create)
+                )
             } else {
                 "move it after the COMMIT of the file's transaction block (each statement outside one runs on its own)".to_string()
             };
@@ -70,7 +89,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 format!(
                     "{what} fails in this migration: refinery runs every migration in a transaction, and PostgreSQL refuses it inside a transaction block (\"cannot run inside a transaction block\")"
                 ),
-                RUNNER_HELP,
+                runner_help(create),
             )
         } else {
             continue;
