@@ -34,13 +34,14 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         {
             routines.insert(&name.name, (stmt, name, body_writes));
         }
-        if in_do_block(cx, stmt) {
-            if let Some(finding) = do_block_change(cx, &lines, index, stmt) {
-                out.push(finding);
-            }
-        } else if let Some(finding) = call_of_writing_function(cx, &lines, &routines, index, stmt) {
-            out.push(finding);
-        }
+        // A DO block's statements are judged for what they change; a call of a routine defined
+        // in this file (top level, or PERFORM in a DO block) for what the routine writes.
+        let found = if in_do_block(cx, stmt) {
+            do_block_change(cx, &lines, index, stmt)
+        } else {
+            None
+        };
+        out.extend(found.or_else(|| call_of_writing_function(cx, &lines, &routines, index, stmt)));
     }
 }
 
@@ -270,6 +271,27 @@ mod tests {
     #[test]
     fn ok_do_block_writing_tables_it_created() {
         let sql = "CREATE TABLE staging (id int);\nDO $$ BEGIN INSERT INTO staging SELECT generate_series(1, 10); UPDATE staging SET id = id + 1; END $$;\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn err_calling_routines_with_call_and_perform() {
+        let sql = "CREATE PROCEDURE fill() LANGUAGE plpgsql AS $$ BEGIN UPDATE users SET n = 0; END $$;\nCALL fill();\nCREATE FUNCTION purge() RETURNS void LANGUAGE sql AS $$ DELETE FROM sessions $$;\nDO $$ BEGIN PERFORM purge(); END $$;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("calls `fill`, which writes `users`"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("calls `purge`, which writes `sessions`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn ok_calling_a_routine_that_writes_only_new_tables() {
+        let sql = "CREATE TABLE staging (id int);\nCREATE FUNCTION load() RETURNS void LANGUAGE sql AS $$ INSERT INTO staging VALUES (1) $$;\nSELECT load();\n";
         lint_ok(sql, Postgres, RULE);
     }
 
