@@ -7,11 +7,12 @@
 //! rebuilds with REFRESH, not a copy the application then writes to. Inside a DO block these
 //! belong to `backfill-do-block`.
 
-use crate::lint::rules::{MOVE_TO_DATA_MIGRATION, first_existing, in_do_block};
+use crate::lint::rules::{FileViews, MOVE_TO_DATA_MIGRATION, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::StmtKind;
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let views = FileViews::new(cx);
     for (index, stmt, _) in cx.statements() {
         let (table, query, verb) = match &stmt.kind {
             StmtKind::CreateTable {
@@ -26,13 +27,13 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         if in_do_block(cx, stmt) {
             continue;
         }
-        let Some(read) = first_existing(cx, index, &query.reads) else {
+        let Some(read) = views.first_existing(cx, index, &query.reads) else {
             continue;
         };
         out.push(Finding::at(
             RuleId::BackfillCreateTableAs,
             stmt,
-            format!("{verb} copies the rows of `{read}`, an existing table, into `{table}` inside the migration: it runs as long as `{read}` is large and the deploy waits until it finishes"),
+            format!("{verb} copies the rows of {} into `{table}` inside the migration: it runs as long as `{}` is large and the deploy waits until it finishes", read.phrase(), read.table),
             format!("create `{table}` empty here (or `WITH NO DATA`) and {MOVE_TO_DATA_MIGRATION}"),
         ));
     }
@@ -82,6 +83,24 @@ mod tests {
     #[test]
     fn ok_create_table_as_constants_or_new_tables() {
         let sql = "CREATE TABLE t (id int);\nCREATE TABLE t2 AS SELECT id FROM t;\nCREATE TABLE one AS SELECT 1 AS id;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn err_create_table_as_from_view_created_in_same_file() {
+        // LemmyNet/lemmy 2020-06-30-135809_remove_mat_views materializes its views this way.
+        let sql = "CREATE VIEW user_view AS SELECT u.id, count(p.id) AS posts FROM users u LEFT JOIN posts p ON p.author_id = u.id GROUP BY u.id;\nCREATE TABLE user_fast AS SELECT * FROM user_view;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_create_table_as_from_view_created_in_same_file_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn ok_create_table_as_from_view_of_new_tables() {
+        let sql = "CREATE TABLE t (id int);\nCREATE VIEW v AS SELECT id FROM t;\nCREATE TABLE t2 AS SELECT id FROM v;\n";
         lint_ok(sql, Postgres, RULE);
         lint_ok(sql, Sqlite, RULE);
     }

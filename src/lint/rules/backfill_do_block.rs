@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use crate::lint::rules::{
-    LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, enclosing_do, first_existing,
-    in_do_block,
+    FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, Read, SEED_FIXUP_HELP, Scope, enclosing_do,
+    first_existing, in_do_block,
 };
 use crate::lint::{FileCx, Finding, RuleId, Severity};
 use crate::sql::postgres::STAND_IN;
@@ -24,6 +24,7 @@ use crate::sql::{CopyDirection, InsertSource, Name, Origin, Statement, StmtKind}
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     let lines = LineIndex::new(cx.text);
+    let views = FileViews::new(cx);
     // Routines defined so far, by unqualified name: the latest definition is the one a call runs
     // (CREATE OR REPLACE).
     let mut routines: HashMap<&str, Routine<'_>> = HashMap::new();
@@ -37,7 +38,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         // A DO block's statements are judged for what they change; a call of a routine defined
         // in this file (top level, or PERFORM in a DO block) for what the routine writes.
         let found = if in_do_block(cx, stmt) {
-            do_block_change(cx, &lines, index, stmt)
+            do_block_change(cx, &lines, &views, index, stmt)
         } else {
             None
         };
@@ -52,6 +53,7 @@ type Routine<'a> = (&'a Statement, &'a Name, &'a [Name]);
 fn do_block_change(
     cx: &FileCx<'_>,
     lines: &LineIndex<'_>,
+    views: &FileViews<'_>,
     index: usize,
     stmt: &Statement,
 ) -> Option<Finding> {
@@ -67,12 +69,12 @@ fn do_block_change(
             let what = format!("DELETE from {} removes {}", existing(table), scope.rows());
             (what, scope.severity(Severity::Error))
         }
-        StmtKind::Merge { table, source } => match first_existing(cx, index, &source.reads) {
+        StmtKind::Merge { table, source } => match views.first_existing(cx, index, &source.reads) {
             Some(read) => {
                 let what = format!(
                     "MERGE into {} writes a row for every matching row of {}",
                     shown(table),
-                    existing(read)
+                    read_phrase(&read)
                 );
                 (what, Severity::Error)
             }
@@ -94,10 +96,10 @@ fn do_block_change(
             source: InsertSource::Query(query),
             ..
         } => {
-            let read = first_existing(cx, index, &query.reads)?;
+            let read = views.first_existing(cx, index, &query.reads)?;
             let what = format!(
                 "INSERT ... SELECT copies rows of {} into {}",
-                existing(read),
+                read_phrase(&read),
                 shown(table)
             );
             (what, Severity::Error)
@@ -116,10 +118,10 @@ fn do_block_change(
             ..
         }
         | StmtKind::SelectInto { table, query } => {
-            let read = first_existing(cx, index, &query.reads)?;
+            let read = views.first_existing(cx, index, &query.reads)?;
             let what = format!(
                 "copying the rows of {} into {}",
-                existing(read),
+                read_phrase(&read),
                 shown(table)
             );
             (what, Severity::Error)
@@ -171,6 +173,15 @@ fn existing(table: &Name) -> String {
         shown(table)
     } else {
         format!("`{table}`, an existing table,")
+    }
+}
+
+/// An existing table a statement reads, for a message (see [`existing`]).
+fn read_phrase(read: &Read<'_>) -> String {
+    if read.table.name == STAND_IN {
+        shown(read.table)
+    } else {
+        read.phrase()
     }
 }
 

@@ -10,14 +10,14 @@
 use std::collections::HashSet;
 
 use crate::lint::rules::{
-    LineIndex, MOVE_TO_DATA_MIGRATION, backfill_table_rebuild, cte_note, first_existing,
-    in_do_block,
+    FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, backfill_table_rebuild, cte_note, in_do_block,
 };
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{InsertSource, Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     let lines = LineIndex::new(cx.text);
+    let views = FileViews::new(cx);
     let rebuilds: HashSet<usize> = backfill_table_rebuild::find(cx)
         .iter()
         .map(|r| r.insert)
@@ -34,7 +34,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         if in_do_block(cx, stmt) || rebuilds.contains(&index) {
             continue;
         }
-        let Some(read) = first_existing(cx, index, &query.reads) else {
+        let Some(read) = views.first_existing(cx, index, &query.reads) else {
             continue;
         };
         let verb = if *replace {
@@ -51,7 +51,9 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             RuleId::BackfillInsertSelect,
             stmt,
             format!(
-                "{verb} copies rows of `{read}`, an existing table, into {target} inside the migration: it runs as long as `{read}` is large and the deploy waits until it finishes"
+                "{verb} copies rows of {} into {target} inside the migration: it runs as long as `{}` is large and the deploy waits until it finishes",
+                read.phrase(),
+                read.table
             ),
             MOVE_TO_DATA_MIGRATION,
         );

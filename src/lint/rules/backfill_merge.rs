@@ -8,13 +8,14 @@
 //! one. A MERGE inside a DO block is `backfill-do-block`'s.
 
 use crate::lint::rules::{
-    LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, first_existing, in_do_block,
+    FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, in_do_block,
 };
 use crate::lint::{FileCx, Finding, RuleId, Severity};
 use crate::sql::{Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     let lines = LineIndex::new(cx.text);
+    let views = FileViews::new(cx);
     for (index, stmt, _) in cx.statements() {
         let StmtKind::Merge { table, source } = &stmt.kind else {
             continue;
@@ -23,12 +24,16 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         let target_exists = cx.is_existing_large_table(index, table);
-        let mut finding = match (target_exists, first_existing(cx, index, &source.reads)) {
+        let mut finding = match (
+            target_exists,
+            views.first_existing(cx, index, &source.reads),
+        ) {
             (true, Some(read)) => Finding::at(
                 RuleId::BackfillMerge,
                 stmt,
                 format!(
-                    "MERGE into `{table}`, an existing table, writes a row for every matching row of `{read}` inside the migration: the rows stay locked and the deploy waits until it finishes"
+                    "MERGE into `{table}`, an existing table, writes a row for every matching row of `{}` inside the migration: the rows stay locked and the deploy waits until it finishes",
+                    read.table
                 ),
                 MOVE_TO_DATA_MIGRATION,
             ),
@@ -37,7 +42,9 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 RuleId::BackfillMerge,
                 stmt,
                 format!(
-                    "MERGE copies the rows of `{read}`, an existing table, into `{table}` inside the migration: it runs as long as `{read}` is large and the deploy waits until it finishes"
+                    "MERGE copies the rows of {} into `{table}` inside the migration: it runs as long as `{}` is large and the deploy waits until it finishes",
+                    read.phrase(),
+                    read.table
                 ),
                 MOVE_TO_DATA_MIGRATION,
             ),

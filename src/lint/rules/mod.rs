@@ -144,6 +144,95 @@ pub(crate) fn first_existing<'n>(
     reads.iter().find(|t| cx.is_existing_large_table(index, t))
 }
 
+/// Views this file creates, so that reading one counts as reading what it reads: selecting from
+/// a view over existing tables copies their rows, from a view over new tables nothing old.
+pub(crate) struct FileViews<'a>(HashMap<&'a str, Vec<(usize, &'a Name, &'a [Name])>>);
+
+/// An existing table a query reads, and the view of this file it reads it through, if any.
+pub(crate) struct Read<'a> {
+    pub table: &'a Name,
+    pub via: Option<&'a Name>,
+}
+
+impl Read<'_> {
+    /// "`users`, an existing table," or "`users`, an existing table read through the view `v`,".
+    pub(crate) fn phrase(&self) -> String {
+        match self.via {
+            None => format!("`{}`, an existing table,", self.table),
+            Some(view) => format!(
+                "`{}`, an existing table read through the view `{view}`,",
+                self.table
+            ),
+        }
+    }
+}
+
+/// How many views one lookup may expand: views of views are rare, and a hostile file must not
+/// make each statement walk a huge graph. Past it the view itself counts as the existing read.
+const VIEW_BUDGET: usize = 64;
+
+impl<'a> FileViews<'a> {
+    pub(crate) fn new(cx: &FileCx<'a>) -> Self {
+        let mut views: HashMap<&str, Vec<_>> = HashMap::new();
+        for (index, stmt) in cx.parsed.statements.iter().enumerate() {
+            if let StmtKind::CreateView { name, query, .. } = &stmt.kind {
+                views.entry(name.name.as_str()).or_default().push((
+                    index,
+                    name,
+                    query.reads.as_slice(),
+                ));
+            }
+        }
+        FileViews(views)
+    }
+
+    /// The first table of `reads` that existed before the migration (and is not configured
+    /// small), at statement `index`, directly or through views this file created before it.
+    pub(crate) fn first_existing(
+        &self,
+        cx: &FileCx<'_>,
+        index: usize,
+        reads: &'a [Name],
+    ) -> Option<Read<'a>> {
+        let mut budget = VIEW_BUDGET;
+        self.find(cx, index, reads, None, &mut budget)
+    }
+
+    fn find(
+        &self,
+        cx: &FileCx<'_>,
+        index: usize,
+        reads: &'a [Name],
+        via: Option<&'a Name>,
+        budget: &mut usize,
+    ) -> Option<Read<'a>> {
+        for read in reads {
+            let view = self.0.get(read.name.as_str()).and_then(|defs| {
+                defs.iter()
+                    .rev()
+                    .find(|(at, name, _)| *at < index && name.same_object(read))
+            });
+            match view {
+                Some(&(_, name, view_reads)) if *budget > 0 => {
+                    *budget -= 1;
+                    if let Some(found) =
+                        self.find(cx, index, view_reads, via.or(Some(name)), budget)
+                    {
+                        return Some(found);
+                    }
+                }
+                // Out of budget: assume the worst of the view.
+                Some(_) => return Some(Read { table: read, via }),
+                None if cx.is_existing_large_table(index, read) => {
+                    return Some(Read { table: read, via });
+                }
+                None => {}
+            }
+        }
+        None
+    }
+}
+
 /// Indexes and materialized views a file has created so far, for rules that walk it forward
 /// (`FileCx::is_new_table` knows only tables). Dropping such an index again undoes the file's own
 /// work, and indexing a view nobody can have used yet blocks nobody.
