@@ -305,3 +305,31 @@ fn directory_of_ten_thousand_files() {
     assert_eq!(doc["files"], 10_001);
     assert_eq!(rules(&doc), vec!["backfill-update".to_string()]);
 }
+
+#[test]
+fn naming_rules_apply_to_the_configured_migrations_directory() {
+    let ws = workspace("");
+    write(&ws.path().join("migrations/V1__create-users.sql"), "CREATE TABLE users (id bigint);\n");
+    write(&ws.path().join("migrations/V2__a.sql"), "CREATE TABLE a (id bigint);\n");
+    write(&ws.path().join("migrations/V02__b.sql"), "CREATE TABLE b (id bigint);\n");
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    let found: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap().into(), f["path"].as_str().unwrap().into()))
+        .collect();
+    assert!(
+        found.contains(&("migration-name-skipped".into(), "migrations/V1__create-users.sql".into())),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|(rule, _)| rule == "duplicate-migration-version"), "{found:?}");
+
+    // The same files outside the migrations directory follow no naming convention.
+    let elsewhere = tempfile::tempdir().unwrap();
+    write(&elsewhere.path().join("V1__create-users.sql"), "CREATE TABLE users (id bigint);\n");
+    let out = lint(elsewhere.path(), &["--format", "json", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -332,22 +332,26 @@ pub fn lint_parsed(
         }
         rules::check_all(&cx, &mut findings);
         findings = suppress::apply(parsed, text, findings);
-        // A configured level replaces whatever the rule chose; otherwise the rule's choice stands
-        // (a rule may report a milder case as a warning).
-        findings.retain_mut(|f| match options.levels.get(&f.rule) {
-            Some(level) => match level.severity() {
-                Some(severity) => {
-                    f.severity = severity;
-                    true
-                }
-                None => false,
-            },
-            None => true,
-        });
+        apply_levels(&mut findings, options);
         findings.sort_by_key(|f| (f.span.start, f.rule));
     }
     schema.apply(parsed);
     findings
+}
+
+/// A configured level replaces whatever the rule chose (`off` drops the finding); otherwise the
+/// rule's choice stands (a rule may report a milder case as a warning).
+fn apply_levels(findings: &mut Vec<Finding>, options: &LintOptions) {
+    findings.retain_mut(|f| match options.levels.get(&f.rule) {
+        Some(level) => match level.severity() {
+            Some(severity) => {
+                f.severity = severity;
+                true
+            }
+            None => false,
+        },
+        None => true,
+    });
 }
 
 /// Parses on a thread with a large stack: recursive-descent parsers and tree destructors recurse
@@ -399,7 +403,45 @@ pub fn lint_paths(inputs: &[PathBuf], options: &LintOptions) -> anyhow::Result<R
             findings,
         });
     }
+    add_naming_findings(&mut report, options)?;
     Ok(report)
+}
+
+/// Naming rules look at the whole migrations directory (a duplicate version needs both files),
+/// and report on the linted files that lie in it.
+fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let Some(dir) = options.migrations_dir.as_deref().filter(|d| d.is_dir()) else {
+        return Ok(());
+    };
+    let Ok(canonical_dir) = dir.canonicalize() else {
+        return Ok(());
+    };
+    let canonical = |p: &Path| p.canonicalize().ok();
+    let linted: HashMap<PathBuf, usize> = report
+        .files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| canonical(&f.path).filter(|c| c.starts_with(&canonical_dir)).map(|c| (c, i)))
+        .collect();
+    if linted.is_empty() {
+        return Ok(());
+    }
+    let mut all = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
+        if entry.file_type().is_file() {
+            all.push(entry.into_path());
+        }
+    }
+    for (path, finding) in naming::check_names(dir, &all) {
+        if let Some(&i) = canonical(&path).and_then(|c| linted.get(&c)) {
+            let mut findings = vec![finding];
+            apply_levels(&mut findings, options);
+            report.files[i].findings.splice(0..0, findings);
+        }
+    }
+    Ok(())
 }
 
 /// Expands directories and orders files for linting. A path that does not exist is an error.
