@@ -1,1 +1,5 @@
+//! The integration tests: one binary (one link step), one module per area.
 
+mod lint_cli;
+mod pre_commit_hook;
+mod support;

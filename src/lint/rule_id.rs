@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 /// A rule's family. Shown as `category` in every output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// Row-scaling data changes hidden in a schema migration.
     Backfill,
