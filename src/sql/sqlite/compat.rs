@@ -392,13 +392,58 @@ pub(super) fn rewritten(toks: &[Tok]) -> Option<Vec<TokenWithSpan>> {
 
     type_name_runs(toks, &sig, &mut merges);
 
-    if !skip.iter().any(|&s| s) && merges.is_empty() {
+    // `x IN table` is `x IN (SELECT * FROM table)`; the table is read either way.
+    let mut wrap: Vec<(usize, usize)> = Vec::new(); // first and last token of the table name
+    for n in 0..sig.len() {
+        let is_name = |m: usize| {
+            sig.get(m)
+                .is_some_and(|&i| matches!(toks[i].token, Token::Word(_)))
+        };
+        let tok = |m: usize| sig.get(m).map(|&i| &toks[i].token);
+        if kw(n) == Some(Keyword::IN) && is_name(n + 1) && tok(n + 2) != Some(&Token::LParen) {
+            let last = if tok(n + 2) == Some(&Token::Period) && is_name(n + 3) {
+                n + 3
+            } else {
+                n + 1
+            };
+            if tok(last + 1) != Some(&Token::LParen) {
+                wrap.push((sig[n + 1], sig[last]));
+            }
+        }
+    }
+
+    if !skip.iter().any(|&s| s) && merges.is_empty() && wrap.is_empty() {
         return None;
     }
     let mut out = Vec::with_capacity(toks.len());
     let mut merges = merges.into_iter().peekable();
+    let mut wrap = wrap.into_iter().peekable();
     let mut i = 0;
     while i < toks.len() {
+        if let Some(&(first, last)) = wrap.peek()
+            && first == i
+        {
+            wrap.next();
+            let at = toks[first].start;
+            let synthetic = |token| Tok {
+                token,
+                start: at,
+                end: at,
+            };
+            out.push(synthetic(Token::LParen));
+            out.push(synthetic(Token::make_keyword("SELECT")));
+            out.push(synthetic(Token::Mul));
+            out.push(synthetic(Token::make_keyword("FROM")));
+            out.extend(toks[first..=last].iter().cloned());
+            let end = toks[last].end;
+            out.push(Tok {
+                token: Token::RParen,
+                start: end,
+                end,
+            });
+            i = last + 1;
+            continue;
+        }
         if let Some(&(from, to)) = merges.peek()
             && sig[from] == i
         {

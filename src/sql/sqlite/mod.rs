@@ -220,12 +220,15 @@ fn parser_issue(e: &ParserError, span: &Span) -> SyntaxIssue {
         }
         None => (raw, None),
     };
-    let message = match message
-        .strip_prefix("Expected: ")
-        .and_then(|m| m.rsplit_once(", found: "))
-    {
-        Some((expected, found)) => format!("expected {expected}, found {}", quote(found)),
-        None => lower_first(message),
+    // "Expected: an expression, found: FROM" reads "expected an expression, found `FROM`".
+    let message = lower_first(message);
+    let message = match message.rsplit_once(", found: ") {
+        Some((expected, found)) => format!("{expected}, found {}", quote(found)),
+        None => message,
+    };
+    let message = match message.strip_prefix("expected: ") {
+        Some(rest) => format!("expected {rest}"),
+        None => message,
     };
     let start = at
         .filter(|at| (span.start..span.end).contains(at))
