@@ -146,7 +146,10 @@ pub(crate) fn first_existing<'n>(
 
 /// Views this file creates, so that reading one counts as reading what it reads: selecting from
 /// a view over existing tables copies their rows, from a view over new tables nothing old.
-pub(crate) struct FileViews<'a>(HashMap<&'a str, Vec<(usize, &'a Name, &'a [Name])>>);
+pub(crate) struct FileViews<'a>(HashMap<&'a str, Vec<ViewDef<'a>>>);
+
+/// Where a view is created, its name, and the tables its query reads.
+type ViewDef<'a> = (usize, &'a Name, &'a [Name]);
 
 /// An existing table a query reads, and the view of this file it reads it through, if any.
 pub(crate) struct Read<'a> {
