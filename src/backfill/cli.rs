@@ -13,6 +13,26 @@ use super::sample::{self, Inputs, SampleOptions};
 use super::snapshot::{self, Approval, Mode, Outcome};
 use crate::config::Config;
 
+/// The `backfill` subcommands of this issue, to mount as `backfill <command>`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BackfillCommand {
+    /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
+    ///
+    /// Exit status: 0 all passed, 1 a check failed or a snapshot differs (or is stale), 2 error.
+    Sample(SampleArgs),
+    /// List every data migration: approved, snapshot stale, or no snapshot
+    Status(StatusArgs),
+}
+
+impl BackfillCommand {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        match self {
+            BackfillCommand::Sample(args) => args.run(config),
+            BackfillCommand::Status(args) => args.run(config),
+        }
+    }
+}
+
 /// Run data migrations on the fixtures in a fresh database, check them, compare their snapshots.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SampleArgs {
@@ -21,7 +41,8 @@ pub struct SampleArgs {
     /// Write nothing; fail on any snapshot difference, printing the diff (what CI runs).
     #[arg(long)]
     pub check: bool,
-    /// Rows per batch (default: the data migration's, at most 100, so boundaries are exercised).
+    /// Rows per batch (default: about 100 batches of at least 100 rows, at most the data
+    /// migration's own batch size)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
     /// Sample on a throwaway schema of this PostgreSQL server instead of SQLite.
