@@ -169,3 +169,53 @@ fn select(config: &Config, name: Option<&str>) -> anyhow::Result<Vec<DataMigrati
         None => format::load_dir(dir)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: BackfillCommand,
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let cli = Cli::try_parse_from([
+            "backfill",
+            "sample",
+            "V1",
+            "--check",
+            "--batch-size",
+            "7",
+            "--database-url",
+            "postgres://u@h/db",
+        ])
+        .unwrap();
+        let BackfillCommand::Sample(args) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.name.as_deref(), Some("V1"));
+        assert!(args.check);
+        assert_eq!(args.batch_size, Some(7));
+        assert_eq!(args.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert!(matches!(
+            Cli::try_parse_from(["backfill", "status"]).unwrap().command,
+            BackfillCommand::Status(_)
+        ));
+    }
+
+    #[test]
+    fn a_zero_batch_size_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["backfill", "sample", "--batch-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_command_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
