@@ -81,22 +81,24 @@ impl Config {
 
     /// Finds the workspace around the current directory with `cargo metadata` and reads its
     /// `[workspace.metadata.xtask-migrate]` table.
+    ///
+    /// Outside any Cargo workspace (no `Cargo.toml` in this directory or above), the defaults
+    /// apply with the current directory as root, so the linter also works in other repositories.
     pub fn discover() -> anyhow::Result<Config> {
+        let cwd = std::env::current_dir().context("read the current directory")?;
+        if !cwd.ancestors().any(|dir| dir.join("Cargo.toml").is_file()) {
+            return Ok(Config::defaults(&cwd));
+        }
         let metadata = cargo_metadata::MetadataCommand::new()
             .no_deps()
             .exec()
-            .context(
-                "run `cargo metadata` to find the workspace (is this inside a Cargo workspace?)",
-            )?;
+            .context("run `cargo metadata` to find the workspace (is this inside a Cargo workspace?)")?;
         let root = metadata.workspace_root.into_std_path_buf();
         Config::from_metadata(&root, &metadata.workspace_metadata)
     }
 
     /// Reads the config from the `[workspace.metadata]` value of a workspace rooted at `root`.
-    pub fn from_metadata(
-        root: &Path,
-        workspace_metadata: &serde_json::Value,
-    ) -> anyhow::Result<Config> {
+    pub fn from_metadata(root: &Path, workspace_metadata: &serde_json::Value) -> anyhow::Result<Config> {
         let manifest = root.join("Cargo.toml");
         let raw = match workspace_metadata.get(METADATA_KEY) {
             None => RawConfig::default(),
@@ -122,8 +124,7 @@ impl Config {
             };
             rule_levels.insert(rule, level);
         }
-        let dir =
-            |p: Option<PathBuf>, default: &str| root.join(p.unwrap_or_else(|| default.into()));
+        let dir = |p: Option<PathBuf>, default: &str| root.join(p.unwrap_or_else(|| default.into()));
         Ok(Config {
             root: root.to_path_buf(),
             migrations: dir(raw.migrations, "migrations"),
@@ -131,11 +132,7 @@ impl Config {
             fixtures: dir(raw.fixtures, "fixtures"),
             dialect: raw.dialect.unwrap_or(Dialect::Postgres),
             baseline: raw.baseline,
-            small_tables: raw
-                .small_tables
-                .iter()
-                .map(|t| parse_table_name(t))
-                .collect(),
+            small_tables: raw.small_tables.iter().map(|t| parse_table_name(t)).collect(),
             transactional_migrations: raw.transactional_migrations.unwrap_or(true),
             rule_levels,
             tracking_schema: raw.tracking_schema,
@@ -186,38 +183,25 @@ mod tests {
         assert_eq!(config.data_migrations, Path::new("/ws/data-migrations"));
         assert_eq!(config.dialect, Dialect::Sqlite);
         assert_eq!(config.baseline, Some(3));
-        assert_eq!(
-            config.small_tables,
-            vec![Name::new("roles"), Name::qualified("app", "settings")]
-        );
+        assert_eq!(config.small_tables, vec![Name::new("roles"), Name::qualified("app", "settings")]);
         assert!(!config.transactional_migrations);
         assert_eq!(config.tracking_schema.as_deref(), Some("ops"));
         assert_eq!(config.tracking_table_prefix.as_deref(), Some("bf_"));
-        assert_eq!(
-            config.rule_levels[&RuleId::RequireLockTimeout],
-            Level::Error
-        );
+        assert_eq!(config.rule_levels[&RuleId::RequireLockTimeout], Level::Error);
         assert_eq!(config.rule_levels[&RuleId::SetNotNull], Level::Off);
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_the_manifest() {
         let meta = serde_json::json!({ METADATA_KEY: { "small-table": ["roles"] } });
-        let err = Config::from_metadata(Path::new("/ws"), &meta)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/ws/Cargo.toml") && err.contains("small-table"),
-            "{err}"
-        );
+        let err = Config::from_metadata(Path::new("/ws"), &meta).unwrap_err().to_string();
+        assert!(err.contains("/ws/Cargo.toml") && err.contains("small-table"), "{err}");
     }
 
     #[test]
     fn unknown_rule_is_an_error() {
         let meta = serde_json::json!({ METADATA_KEY: { "rules": { "backfil-update": "off" } } });
-        let err = Config::from_metadata(Path::new("/ws"), &meta)
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_metadata(Path::new("/ws"), &meta).unwrap_err().to_string();
         assert!(err.contains("backfil-update"), "{err}");
     }
 

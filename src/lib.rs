@@ -5,12 +5,16 @@
 //!   ([`backfill`]).
 //! - `backfill plan` / `run` execute an approved data migration on production, batch by batch.
 //!
-//! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum).
+//! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum), or make a
+//! thin binary whose `main` is [`cli::main`].
 
 pub mod backfill;
+pub mod cli;
 pub mod config;
 pub mod lint;
 pub mod sql;
 #[cfg(unix)]
 #[doc(hidden)]
 pub mod testing;
+
+pub use cli::Command;

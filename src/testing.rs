@@ -196,9 +196,15 @@ fn free_port() -> Result<u16, String> {
 
 impl PgServer {
     /// initdb + postgres in a new temporary directory; waits until it accepts connections.
+    /// The binaries come from `XTASK_PG_BIN`, else [`DEFAULT_PG_BIN`].
     pub fn start() -> Result<PgServer, String> {
         let bin = std::env::var_os("XTASK_PG_BIN")
             .map_or_else(|| PathBuf::from(DEFAULT_PG_BIN), PathBuf::from);
+        PgServer::start_with(&bin)
+    }
+
+    /// [`PgServer::start`] with the binaries of `bin`.
+    pub fn start_with(bin: &Path) -> Result<PgServer, String> {
         for tool in ["initdb", "postgres"] {
             if !bin.join(tool).is_file() {
                 return Err(format!(
@@ -587,6 +593,17 @@ mod tests {
         }
         assert_eq!(sizes.users, 300);
         assert!(sizes.follows > 300, "{sizes:?}");
+    }
+
+    #[test]
+    fn missing_binaries_are_a_clear_error() {
+        let e = PgServer::start_with(Path::new("/nonexistent/pg/bin"))
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("PostgreSQL server binary `/nonexistent/pg/bin/initdb` not found"),
+            "{e}"
+        );
     }
 
     #[test]

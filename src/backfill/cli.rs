@@ -13,6 +13,26 @@ use super::sample::{self, Inputs, SampleOptions};
 use super::snapshot::{self, Approval, Mode, Outcome};
 use crate::config::Config;
 
+/// The `backfill` subcommands of this issue, to mount as `backfill <command>`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BackfillCommand {
+    /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
+    ///
+    /// Exit status: 0 all passed, 1 a check failed or a snapshot differs (or is stale), 2 error.
+    Sample(SampleArgs),
+    /// List every data migration: approved, snapshot stale, or no snapshot
+    Status(StatusArgs),
+}
+
+impl BackfillCommand {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        match self {
+            BackfillCommand::Sample(args) => args.run(config),
+            BackfillCommand::Status(args) => args.run(config),
+        }
+    }
+}
+
 /// Run data migrations on the fixtures in a fresh database, check them, compare their snapshots.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SampleArgs {
@@ -21,7 +41,8 @@ pub struct SampleArgs {
     /// Write nothing; fail on any snapshot difference, printing the diff (what CI runs).
     #[arg(long)]
     pub check: bool,
-    /// Rows per batch (default: the data migration's, at most 100, so boundaries are exercised).
+    /// Rows per batch (default: about 100 batches of at least 100 rows, at most the data
+    /// migration's own batch size)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
     /// Sample on a throwaway schema of this PostgreSQL server instead of SQLite.
@@ -155,4 +176,54 @@ fn select(config: &Config, name: Option<&str>) -> anyhow::Result<Vec<DataMigrati
         Some(name) => vec![format::find(dir, name)?],
         None => format::load_dir(dir)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: BackfillCommand,
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let cli = Cli::try_parse_from([
+            "backfill",
+            "sample",
+            "V1",
+            "--check",
+            "--batch-size",
+            "7",
+            "--database-url",
+            "postgres://u@h/db",
+        ])
+        .unwrap();
+        let BackfillCommand::Sample(args) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.name.as_deref(), Some("V1"));
+        assert!(args.check);
+        assert_eq!(args.batch_size, Some(7));
+        assert_eq!(args.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert!(matches!(
+            Cli::try_parse_from(["backfill", "status"]).unwrap().command,
+            BackfillCommand::Status(_)
+        ));
+    }
+
+    #[test]
+    fn a_zero_batch_size_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["backfill", "sample", "--batch-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_command_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

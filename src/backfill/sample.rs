@@ -22,9 +22,21 @@ use super::snapshot::{self, Mode, Outcome};
 use super::sqlite::SqliteBackend;
 use crate::config::Config;
 
-/// Batch size of a sample run unless `--batch-size` says otherwise (or the data migration's own
-/// is smaller): small enough that a few thousand fixture rows cross many batch boundaries.
+/// The smallest default batch size of a sample run: a few thousand fixture rows cross dozens of
+/// batch boundaries.
 pub const SAMPLE_BATCH_SIZE: u64 = 100;
+
+/// The batch size a sample uses unless `--batch-size` says otherwise: about a hundred batches
+/// (at least [`SAMPLE_BATCH_SIZE`] rows each), and never more than the data migration's own size.
+/// Small enough to exercise many batch boundaries; large enough that, on a big fixture, the
+/// per-batch commit does not dwarf the work the way it never would in production.
+pub fn sample_batch_size(migration_batch_size: u64, table_rows: u64) -> u64 {
+    table_rows
+        .div_ceil(100)
+        .max(SAMPLE_BATCH_SIZE)
+        .min(migration_batch_size)
+        .max(1)
+}
 
 /// Offending rows printed for a failing check.
 pub const CHECK_ROWS_SHOWN: usize = 5;
@@ -225,16 +237,16 @@ pub fn sample_on(
         },
     );
 
+    let table_rows = count_rows(db, migration)?;
     let batch_size = options
         .batch_size
-        .unwrap_or(SAMPLE_BATCH_SIZE.min(migration.batch_size.value));
+        .unwrap_or_else(|| sample_batch_size(migration.batch_size.value, table_rows));
     if batch_size == 0 {
         return Err(Error::new(
             ErrorKind::Format,
             "--batch-size must be at least 1",
         ));
     }
-    let table_rows = count_rows(db, migration)?;
     let engine_options = EngineOptions {
         batch_size,
         pause: Duration::ZERO,
@@ -396,6 +408,15 @@ pub fn snapshot_dir(config: &Config) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_batch_sizes() {
+        assert_eq!(sample_batch_size(500, 2_500), 100);
+        assert_eq!(sample_batch_size(500, 30_000), 300);
+        assert_eq!(sample_batch_size(500, 100_000), 500);
+        assert_eq!(sample_batch_size(50, 2_500), 50);
+        assert_eq!(sample_batch_size(1000, 0), 100);
+    }
 
     #[test]
     fn formats_numbers() {

@@ -87,11 +87,7 @@ pub fn apply(parsed: &ParsedFile, text: &str, findings: Vec<Finding>) -> Vec<Fin
     for (i, d) in directives.iter().enumerate() {
         for rule in &d.rules {
             if !used.contains(&(i, *rule)) {
-                let scope = if d.file_level {
-                    "this file"
-                } else {
-                    "the next statement"
-                };
+                let scope = if d.file_level { "this file" } else { "the next statement" };
                 problems.push(suppression_finding(
                     RuleId::SuppressionUnused,
                     &d.comment,
@@ -142,10 +138,7 @@ fn parse_directive(comment: &Comment, problems: &mut Vec<Finding>) -> Option<(bo
                 RuleId::SuppressionUnknownRule,
                 &comment.span,
                 format!("`{id}` is not a rule id, so this comment suppresses nothing for it"),
-                format!(
-                    "use one of the ids `cargo xtask migrate lint --list-rules` prints{}",
-                    suggest(id)
-                ),
+                format!("use one of the ids `cargo xtask migrate lint --list-rules` prints{}", suggest(id)),
             )),
         }
     }
@@ -171,12 +164,7 @@ fn parse_directive(comment: &Comment, problems: &mut Vec<Finding>) -> Option<(bo
     Some((file_level, rules))
 }
 
-fn suppression_finding(
-    rule: RuleId,
-    span: &Span,
-    message: impl Into<String>,
-    help: impl Into<String>,
-) -> Finding {
+fn suppression_finding(rule: RuleId, span: &Span, message: impl Into<String>, help: impl Into<String>) -> Finding {
     Finding {
         rule,
         severity: rule.default_severity(),
@@ -195,9 +183,7 @@ fn suggest(id: &str) -> String {
         .map(|r| (edit_distance(id, r.as_str()), r))
         .min_by_key(|(d, _)| *d);
     match best {
-        Some((d, rule)) if d <= 3 || rule.as_str().contains(id) => {
-            format!("; did you mean `{rule}`?")
-        }
+        Some((d, rule)) if d <= 3 || rule.as_str().contains(id) => format!("; did you mean `{rule}`?"),
         _ => String::new(),
     }
 }
