@@ -29,6 +29,9 @@ pub enum Command {
     /// Schema migrations: lint them for hidden backfills and long locks
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Data migrations: sample them on fixtures, plan, run, watch and control them in production
+    #[command(subcommand)]
+    Backfill(crate::backfill::cli::BackfillCommand),
 }
 
 impl Command {
@@ -42,6 +45,7 @@ impl Command {
     pub fn run_with(self, config: &Config) -> anyhow::Result<ExitCode> {
         match self {
             Command::Migrate(MigrateCommand::Lint(args)) => args.run(config),
+            Command::Backfill(command) => command.run(config),
         }
     }
 }

@@ -3,9 +3,9 @@
 //! restart, row locks, concurrent application writes, several workers, live control, refused
 //! plans, and no password anywhere.
 //!
-//! Workers run as separate processes where it matters (kills, control from another process):
-//! the test binary runs itself with a filter that selects [`worker_process`], which runs the
-//! real `backfill run` command code (`RunArgs::run`) and exits with its exit code.
+//! Workers run as separate processes of the real binary where it matters (kills, signals,
+//! control from another process); the other commands run in this process through their `run`
+//! functions.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,8 @@ use xtask_migrate::backfill::snapshot;
 use xtask_migrate::backfill::target::Target;
 use xtask_migrate::config::Config;
 use xtask_migrate::testing::{self, PgServer};
+
+use crate::support::bin;
 
 #[derive(Parser)]
 struct Cli {
@@ -81,53 +83,12 @@ fn err(config: &Config, args: &[&str]) -> String {
     }
 }
 
-const WORKER_ROOT: &str = "XTASK_TEST_WORKER_ROOT";
-const WORKER_ARGS: &str = "XTASK_TEST_WORKER_ARGS";
-
-/// Not a test: the body of a worker process that the other tests start (see the module docs).
-#[test]
-#[ignore = "run as a child process by the tests of this module"]
-fn worker_process() {
-    let (Ok(root), Ok(args)) = (std::env::var(WORKER_ROOT), std::env::var(WORKER_ARGS)) else {
-        return;
-    };
-    let args: Vec<String> = serde_json::from_str(&args).unwrap();
-    let config = Config::defaults(Path::new(&root));
-    let cli = Cli::parse_from(std::iter::once("backfill".to_string()).chain(args));
-    let Sub::Run(run) = cli.command else {
-        panic!("workers only run plans")
-    };
-    let code = match run.run(&config) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    };
-    // ExitCode cannot be read back as a number: map the codes `backfill run` uses.
-    std::process::exit(if code == ExitCode::SUCCESS {
-        0
-    } else if code == ExitCode::from(1) {
-        1
-    } else {
-        2
-    })
-}
-
-/// A worker process running `backfill run` with `args`.
+/// A worker: the real binary running `backfill run ARGS` in the workspace.
 fn spawn_worker(config: &Config, args: &[&str]) -> Child {
-    let mut all = vec!["run"];
-    all.extend_from_slice(args);
-    // The test's name without the crate: `backfill_run::worker_process` in the single test
-    // binary, `worker_process` when this file is a test target of its own.
-    let name = match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::worker_process"),
-        None => "worker_process".to_string(),
-    };
-    Command::new(std::env::current_exe().unwrap())
-        .args([name.as_str(), "--exact", "--ignored", "--nocapture"])
-        .env(WORKER_ROOT, &config.root)
-        .env(WORKER_ARGS, serde_json::to_string(&all).unwrap())
+    Command::new(bin())
+        .current_dir(&config.root)
+        .args(["backfill", "run"])
+        .args(args)
         .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -173,6 +134,14 @@ fn bump_text(extra: &str, batch_size: u64) -> String {
 impl Ws {
     fn new(files: &[(&str, String)]) -> Ws {
         let dir = tempfile::tempdir().unwrap();
+        // A Cargo workspace, for the binary's config discovery.
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
         let config = Config::defaults(dir.path());
         std::fs::create_dir_all(&config.data_migrations).unwrap();
         let ws = Ws { _dir: dir, config };
@@ -337,14 +306,14 @@ fn run_here(
 }
 
 /// SIGKILL at random points, many times, then resume: exactly the rows one UPDATE gives, with
-/// a batch that is not idempotent (`n = n + 1`). Batches sleep 10ms inside their transaction,
+/// a batch that is not idempotent (`n = n + 1`). Batches sleep 20ms inside their transaction,
 /// so most kills land in the middle of one.
 #[test]
 fn killed_at_random_points_and_resumed_gives_exactly_one_update() {
-    let (url, mut client) = items_db("kill", 6000);
+    let (url, mut client) = items_db("kill", 9000);
     let ws = Ws::new(&[(
         "V1__bump.sql",
-        bump_text(" AND (SELECT pg_sleep(0.01)) IS NOT NULL", 40),
+        bump_text(" AND (SELECT pg_sleep(0.02)) IS NOT NULL", 40),
     )]);
     let plan = ws.plan("V1", &["--fixed-batch-size", "--ranges", "3"]);
     let plan = plan.to_str().unwrap();
@@ -359,7 +328,8 @@ fn killed_at_random_points_and_resumed_gives_exactly_one_update() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(60 + (seed >> 33) % 200);
+        // The binary first finds its workspace (cargo metadata), then connects and runs.
+        let after = Duration::from_millis(150 + (seed >> 33) % 250);
         std::thread::sleep(after);
         let mut child = child;
         if child.try_wait().unwrap().is_some() {
@@ -869,6 +839,15 @@ fn the_password_never_appears_anywhere() {
             &format!("postgres://u:{SECRET}@[::1/x"),
         ],
     ));
+    // Help shows where the URL may come from, never its value.
+    let help = Command::new(bin())
+        .args(["backfill", "run", "--help"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(help.contains("DATABASE_URL"), "{help}");
+    seen.push_str(&help);
     // Every text value of every tracking row.
     for table in [
         "xtask_backfill_runs",

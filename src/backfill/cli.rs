@@ -20,8 +20,23 @@ pub enum BackfillCommand {
     ///
     /// Exit status: 0 all passed, 1 a check failed or a snapshot differs (or is stale), 2 error.
     Sample(SampleArgs),
-    /// List every data migration: approved, snapshot stale, or no snapshot
+    /// List every data migration: approved, snapshot stale, or no snapshot; with
+    /// --database-url, the runs recorded on that database and their progress
     Status(StatusArgs),
+    /// Make the reviewable plan of a production run (refuses an unapproved data migration)
+    Plan(super::commands::PlanArgs),
+    /// Execute a plan batch by batch, exactly once and resumable; start several to scale out
+    ///
+    /// Exit status: 0 done, 1 cancelled or stopped by SIGINT/SIGTERM, 2 error.
+    Run(super::commands::RunArgs),
+    /// Pause a run: its workers wait after their current batch
+    Pause(super::commands::PauseArgs),
+    /// Resume a paused run
+    Resume(super::commands::ResumeArgs),
+    /// Cancel a run for good (what ran stays applied)
+    Cancel(super::commands::CancelArgs),
+    /// Change the batch size, pause or rows-per-second cap of a running backfill
+    Pace(super::commands::PaceArgs),
 }
 
 impl BackfillCommand {
@@ -29,6 +44,12 @@ impl BackfillCommand {
         match self {
             BackfillCommand::Sample(args) => args.run(config),
             BackfillCommand::Status(args) => args.run(config),
+            BackfillCommand::Plan(args) => args.run(config),
+            BackfillCommand::Run(args) => args.run(config),
+            BackfillCommand::Pause(args) => args.run(config),
+            BackfillCommand::Resume(args) => args.run(config),
+            BackfillCommand::Cancel(args) => args.run(config),
+            BackfillCommand::Pace(args) => args.run(config),
         }
     }
 }

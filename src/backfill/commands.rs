@@ -22,36 +22,6 @@ use super::target::Target;
 use super::tracking::{PaceChange, RunState, TrackingNames};
 use crate::config::Config;
 
-/// `backfill ...`: every data-migration command, to mount as one subcommand of a CLI.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum BackfillCommand {
-    /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
-    Sample(super::cli::SampleArgs),
-    /// Approval of every data migration; with --database-url, the runs recorded there
-    Status(super::cli::StatusArgs),
-    Plan(PlanArgs),
-    Run(RunArgs),
-    Pause(PauseArgs),
-    Resume(ResumeArgs),
-    Cancel(CancelArgs),
-    Pace(PaceArgs),
-}
-
-impl BackfillCommand {
-    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
-        match self {
-            BackfillCommand::Sample(a) => a.run(config),
-            BackfillCommand::Status(a) => a.run(config),
-            BackfillCommand::Plan(a) => a.run(config),
-            BackfillCommand::Run(a) => a.run(config),
-            BackfillCommand::Pause(a) => a.run(config),
-            BackfillCommand::Resume(a) => a.run(config),
-            BackfillCommand::Cancel(a) => a.run(config),
-            BackfillCommand::Pace(a) => a.run(config),
-        }
-    }
-}
-
 /// Where the run's database is, and its tracking tables.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DbArgs {

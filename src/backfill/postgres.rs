@@ -121,7 +121,7 @@ impl Drop for PgBackend {
     }
 }
 
-pub(crate) fn connect(url: &str) -> Result<Client> {
+fn connect(url: &str) -> Result<Client> {
     Client::connect(url, NoTls).map_err(|e| {
         Error::new(
             ErrorKind::Database,
@@ -191,7 +191,7 @@ pub(crate) fn describe_pg(e: &postgres::Error) -> String {
     }
 }
 
-pub(crate) fn is_transient(e: &postgres::Error) -> bool {
+fn is_transient(e: &postgres::Error) -> bool {
     use postgres::error::SqlState;
     if e.is_closed() {
         return true;
@@ -210,11 +210,11 @@ pub(crate) fn is_transient(e: &postgres::Error) -> bool {
     }
 }
 
-pub(crate) fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
+fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
     Error::new(kind, describe_pg(&e)).transient(is_transient(&e))
 }
 
-pub(crate) fn statement_error(e: postgres::Error) -> Error {
+fn statement_error(e: postgres::Error) -> Error {
     pg_error(e, ErrorKind::Statement)
 }
 
