@@ -255,7 +255,7 @@ impl PgServer {
         // A free port can be taken between finding it and the server binding it: try again.
         for _ in 0..3 {
             let port = free_port()?;
-            let (pid, waiter) = spawn(&bin, &data, &socket, port, user, &log_path, false)?;
+            let (pid, waiter) = spawn(bin, &data, &socket, port, user, &log_path, false)?;
             let mut server = PgServer {
                 dir: dir.clone(),
                 _tempdir: None,

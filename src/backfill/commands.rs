@@ -243,14 +243,20 @@ impl RunArgs {
         })?)
         .map_err(anyhow::Error::msg)?;
         let scrub = |e: anyhow::Error| anyhow::anyhow!(target.scrub(&e.to_string()));
-        let plan = Plan::load(&self.plan)?;
+        // The plan's own commands name it relative to the workspace root.
+        let plan_path = if !self.plan.exists() && self.plan.is_relative() {
+            config.root.join(&self.plan)
+        } else {
+            self.plan.clone()
+        };
+        let plan = Plan::load(&plan_path)?;
         let file = config.root.join(&plan.migration.file);
         let migration = if file.is_file() {
             format::load_file(&file)?
         } else {
             format::find(&config.data_migrations, &plan.migration.id)?
         };
-        run::check_plan(&plan, &migration, &self.plan)?;
+        run::check_plan(&plan, &migration, &plan_path)?;
         run::install_signal_handlers();
         let options = RunOptions {
             worker: self
