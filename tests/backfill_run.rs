@@ -1157,4 +1157,41 @@ fn the_example_counter_caches_run_end_to_end() {
             found.rows
         );
     }
+    // `run --checks` runs them too (the run is done: it only checks).
+    let out = ok(
+        &config,
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--checks",
+        ],
+    );
+    assert!(out.contains("is already done"), "{out}");
+    assert_eq!(
+        out.matches("check passed: ").count(),
+        m.checks.len(),
+        "{out}"
+    );
+    // A counter broken by hand fails its check.
+    db.execute(
+        "UPDATE users SET posts_count = posts_count + 1 WHERE id = (SELECT min(id) FROM users)",
+    )
+    .unwrap();
+    let (result, out) = command(
+        &config,
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--checks",
+        ],
+    );
+    assert_eq!(result.unwrap(), ExitCode::from(1), "{out}");
+    assert!(
+        out.contains("check FAILED: every user's posts_count equals the posts they wrote (1 rows"),
+        "{out}"
+    );
 }

@@ -230,6 +230,10 @@ pub struct RunArgs {
     /// Seconds between two progress lines when not on a terminal
     #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "5s")]
     pub progress_interval: Duration,
+    /// Once the run is done, run the data migration's checks (queries that must return no
+    /// rows); they may scan the table, so they are not run unless asked. Exit 1 if one fails.
+    #[arg(long)]
+    pub checks: bool,
 }
 
 impl RunArgs {
@@ -268,11 +272,65 @@ impl RunArgs {
             poll: Duration::from_millis(200),
         };
         let report = run::run(&target, &plan, &migration, options, out).map_err(scrub)?;
-        Ok(match report.finish {
-            Finish::Done | Finish::AlreadyDone => ExitCode::SUCCESS,
-            Finish::Cancelled | Finish::Interrupted => ExitCode::from(1),
-        })
+        match report.finish {
+            Finish::Done | Finish::AlreadyDone if self.checks => {
+                let passed = run_checks(&target, &plan, &migration, out).map_err(scrub)?;
+                Ok(if passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+            Finish::Done | Finish::AlreadyDone => Ok(ExitCode::SUCCESS),
+            Finish::Cancelled | Finish::Interrupted => Ok(ExitCode::from(1)),
+        }
     }
+}
+
+/// Runs the data migration's checks on the target; whether every one returned no rows.
+fn run_checks(
+    target: &Target,
+    plan: &Plan,
+    migration: &format::DataMigration,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let mut store = target.open(&plan.tracking)?;
+    if target.dialect() == crate::sql::Dialect::Postgres {
+        // A check reads the whole table: the batches' statement timeout does not apply.
+        store.backend().execute("SET statement_timeout = 0")?;
+    }
+    let mut passed = true;
+    for check in &migration.checks {
+        let rows = store.backend().query(&check.section.sql).map_err(|e| {
+            migration.error_at(
+                e.kind,
+                check.section.line,
+                format!("check `{}` failed to run: {}", check.description, e.message),
+            )
+        })?;
+        if rows.rows.is_empty() {
+            writeln!(out, "check passed: {}", check.description)?;
+        } else {
+            passed = false;
+            writeln!(
+                out,
+                "check FAILED: {} ({} rows, e.g. {})",
+                check.description,
+                rows.rows.len(),
+                rows.rows
+                    .iter()
+                    .take(super::sample::CHECK_ROWS_SHOWN)
+                    .map(|r| r
+                        .iter()
+                        .map(super::snapshot::render_cell)
+                        .collect::<Vec<_>>()
+                        .join(" | "))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )?;
+        }
+    }
+    Ok(passed)
 }
 
 macro_rules! state_command {
