@@ -234,7 +234,7 @@ impl Backend for SqliteBackend {
 
     fn query(&mut self, sql: &str) -> Result<Rows> {
         let mut stmt = self.conn.prepare(sql).map_err(statement_error)?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
         let width = columns.len();
         let mut out = Vec::new();
         let mut rows = stmt.query([]).map_err(statement_error)?;
