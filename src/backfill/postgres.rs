@@ -187,7 +187,16 @@ fn describe_pg(e: &postgres::Error) -> String {
             }
             message
         }
-        None => e.to_string(),
+        None => {
+            // "error connecting to server" alone does not say why; the cause does.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            message
+        }
     }
 }
 
