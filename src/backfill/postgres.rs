@@ -474,7 +474,7 @@ impl Backend for PgBackend {
 
     fn ensure_tracking(&mut self) -> Result<()> {
         self.client
-            .batch_execute(&super::sqlite::tracking_ddl())
+            .batch_execute(&super::backend::tracking_ddl())
             .map_err(|e| pg_error(e, ErrorKind::Database))
     }
 
