@@ -387,7 +387,7 @@ impl<'s, 'a> Walker<'s, 'a> {
     }
 
     fn read(&mut self, name: Name) {
-        if name.schema.is_none() && self.ctes.iter().any(|c| *c == name.name) {
+        if name.schema.is_none() && self.ctes.contains(&name.name) {
             return;
         }
         self.found.read(name);
@@ -787,7 +787,7 @@ fn dml_start(stmt: &Ast) -> Option<usize> {
 }
 
 /// The byte offset a token location stands for: the parent module hands the parser tokens whose
-/// locations are `line 1, column byte + 1` (see `super::parser_tokens`).
+/// locations are `line 1, column byte + 1` (see `super::compat::parser_tokens`).
 pub(super) fn location_byte(loc: sqlparser::tokenizer::Location) -> Option<usize> {
     (loc.line == 1 && loc.column >= 1).then(|| (loc.column - 1) as usize)
 }
