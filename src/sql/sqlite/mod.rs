@@ -1,10 +1,11 @@
 //! SQLite front end: sqlparser's SQLite dialect to the neutral view of [`crate::sql`].
 //!
 //! sqlparser fails a whole input on its first bad statement and leaves many statements without a
-//! position, so this front end does the framing itself: [`lex`] tokenizes the file once (byte
-//! ranges for every token, comments, tokenizer errors as issues) and cuts it into statements;
-//! each statement is then parsed on its own, so one bad statement is one [`SyntaxIssue`] and the
-//! others still parse with exact spans. [`convert`] and [`walk`] map the parsed statement to
+//! position, so this front end does the framing itself: [`lex`] tokenizes the file (byte ranges
+//! for every token, comments, tokenizer errors as issues) and cuts it into statements; each
+//! statement is then parsed on its own, so one bad statement is one [`SyntaxIssue`] and the others
+//! still parse with exact spans. Statements are handed over one at a time, so memory follows the
+//! largest statement, not the file. [`convert`] and [`walk`] map the parsed statement to
 //! [`StmtKind`]; [`names`] says how names are normalized (ASCII-lower-cased, quoted or not, as
 //! SQLite compares them).
 //!
