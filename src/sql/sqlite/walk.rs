@@ -2,10 +2,10 @@
 //! statement reads, the functions it calls, and data-modifying statements hidden in `WITH`.
 //!
 //! CTE names are in scope for the query that defines them (and, with `WITH RECURSIVE`, for their
-//! own bodies), so a reference to one is not a table read. Chains the parser builds by looping
-//! rather than recursing (`a + b + c ...`, `SELECT .. UNION SELECT ..`) are walked by looping too;
-//! anything else is as deep as the parser's recursion limit allows, or runs on a stack sized for
-//! the statement (see the parent module).
+//! own bodies), so a reference to one is not a table read. The parser builds some chains by
+//! looping, as deep as the input is long (`a + b + ...`, `x ISNULL ISNULL ...`, `.. UNION ..`):
+//! expressions are walked with a work list and set operations with a loop, so only subqueries
+//! recurse, as deep as the parser's recursion limit lets them nest.
 
 use std::collections::HashSet;
 
