@@ -104,8 +104,10 @@ pub enum Origin {
     Cte,
     /// A statement of a `DO` block's body: it runs now, when the migration runs.
     DoBlock,
-    /// SQL text run by `EXECUTE` in a `DO` block: a string literal, or the format string of
-    /// `format(...)` with its `%I`/`%s`/`%L` placeholders replaced by stand-in identifiers.
+    /// SQL text run by `EXECUTE` in a `DO` block: a string literal, the format string of
+    /// `format(...)`, or a `||` chain of literals, with run-time values (`%I`/`%s`/`%L`
+    /// placeholders, variables) replaced by stand-in identifiers. The statements carry the span of
+    /// the `EXECUTE` statement.
     DoExecute,
 }
 
@@ -230,8 +232,9 @@ pub enum StmtKind {
     Do {
         /// `plpgsql` unless a `LANGUAGE` clause says otherwise.
         language: String,
-        /// Whether the body parsed; when it did not, the front end reports a syntax issue for
-        /// the body and no nested statements.
+        /// Whether the front end understood the whole body. When it did not (another language,
+        /// PL/pgSQL its grammar does not know), the statements it could read are still listed
+        /// and no syntax issue is reported: PostgreSQL checks a `DO` body only when it runs it.
         body_parsed: bool,
     },
     /// `CREATE [OR REPLACE] FUNCTION` / `PROCEDURE`: defines code that runs later. Its body's

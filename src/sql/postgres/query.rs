@@ -1,0 +1,299 @@
+//! What a query reads and calls, names, and `WHERE` summaries: the parts of the PostgreSQL front end
+//! that look inside queries and expressions.
+//!
+//! A statement's tables are read off its tree in one pass: every relation in a `FROM` / `JOIN` /
+//! `USING` (at any depth: subqueries, set operations, `LATERAL`, CTE bodies) and every `TABLE t`,
+//! minus the names of the CTEs in scope. The data-modifying statements of `WITH` clauses are
+//! skipped: they are listed as statements of their own.
+
+use rowan::WalkEvent;
+use squawk_syntax::ast::{self, AstNode, BinOp, normalize_name_node};
+use squawk_syntax::{SyntaxKind, SyntaxNode};
+
+use super::STAND_IN;
+use crate::sql::{Expr, Name, Query};
+
+/// The CTEs of one statement: their names (to tell a CTE from a table) and their data-modifying
+/// statements (listed after the statement).
+#[derive(Default)]
+pub(super) struct Scope {
+    cte_names: Vec<String>,
+    /// `INSERT` / `UPDATE` / `DELETE` / `MERGE` bodies of `WITH` clauses, in source order.
+    pub dml: Vec<SyntaxNode>,
+}
+
+impl Scope {
+    /// Reads the CTEs of the statement `stmt`. `runs_dml` says whether the data-modifying ones
+    /// run now (they do not in a view or a rule) and should be listed.
+    pub fn of(stmt: &SyntaxNode, runs_dml: bool) -> Scope {
+        let mut scope = Scope::default();
+        for node in stmt.descendants() {
+            if node.kind() != SyntaxKind::WITH_TABLE {
+                continue;
+            }
+            let Some(table) = ast::WithTable::cast(node) else {
+                continue;
+            };
+            if let Some(name) = table.name() {
+                let name = normalize_name_node(name.syntax());
+                if !scope.cte_names.contains(&name) {
+                    scope.cte_names.push(name);
+                }
+            }
+            if runs_dml
+                && let Some(query) = table.query()
+                && is_dml(query.syntax().kind())
+            {
+                scope.dml.push(query.syntax().clone());
+            }
+        }
+        scope
+    }
+
+    /// Whether `name`, read at `at`, is a CTE visible there rather than a table.
+    fn is_cte(&self, name: &Name, at: &SyntaxNode) -> bool {
+        if name.schema.is_some() || !self.cte_names.contains(&name.name) {
+            return false;
+        }
+        for ancestor in at.ancestors() {
+            match ancestor.kind() {
+                SyntaxKind::SOURCE_FILE => break,
+                SyntaxKind::SELECT
+                | SyntaxKind::SELECT_INTO
+                | SyntaxKind::PAREN_SELECT
+                | SyntaxKind::VALUES
+                | SyntaxKind::TABLE
+                | SyntaxKind::INSERT
+                | SyntaxKind::UPDATE
+                | SyntaxKind::DELETE
+                | SyntaxKind::MERGE => {
+                    let defined_here = ancestor
+                        .children()
+                        .filter(|child| child.kind() == SyntaxKind::WITH_CLAUSE)
+                        .flat_map(|clause| clause.children())
+                        .filter_map(ast::WithTable::cast)
+                        .filter_map(|table| table.name())
+                        .any(|cte| normalize_name_node(cte.syntax()) == name.name);
+                    if defined_here {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+}
+
+fn is_dml(kind: SyntaxKind) -> bool {
+    matches!(
+        kind,
+        SyntaxKind::INSERT | SyntaxKind::UPDATE | SyntaxKind::DELETE | SyntaxKind::MERGE
+    )
+}
+
+/// Tables read and functions called anywhere under `node`.
+pub(super) fn of(node: &SyntaxNode, scope: &Scope) -> Query {
+    let mut query = Query::default();
+    let mut walk = node.preorder();
+    while let Some(event) = walk.next() {
+        let WalkEvent::Enter(node_here) = event else {
+            continue;
+        };
+        match node_here.kind() {
+            SyntaxKind::RELATION_FROM_ITEM | SyntaxKind::TABLE => {
+                let path = node_here
+                    .descendants()
+                    .find(|n| n.kind() == SyntaxKind::PATH_REF);
+                if let Some(name) = path.and_then(|p| path_name(&p))
+                    && !scope.is_cte(&name, &node_here)
+                    && !query.reads.contains(&name)
+                {
+                    query.reads.push(name);
+                }
+            }
+            SyntaxKind::CALL_EXPR => {
+                if let Some(call) = call_name(&node_here)
+                    && !query.calls.contains(&call)
+                {
+                    query.calls.push(call);
+                }
+            }
+            SyntaxKind::NAME_REF => {
+                if let Some(call) = value_function(&node_here)
+                    && !query.calls.contains(&call)
+                {
+                    query.calls.push(call);
+                }
+            }
+            // A CTE's data-modifying statement is a statement of its own.
+            kind if is_dml(kind)
+                && &node_here != node
+                && node_here.parent().map(|p| p.kind()) == Some(SyntaxKind::WITH_TABLE) =>
+            {
+                walk.skip_subtree();
+            }
+            _ => {}
+        }
+    }
+    query
+}
+
+/// An expression's text, calls and reads.
+pub(super) fn expr(expr: &ast::Expr, scope: &Scope) -> Expr {
+    let Query { reads, calls } = of(expr.syntax(), scope);
+    Expr {
+        text: expr.syntax().text().to_string(),
+        calls,
+        reads,
+    }
+}
+
+/// The function a call expression calls, lower-cased and unqualified.
+fn call_name(call: &SyntaxNode) -> Option<String> {
+    let callee = call.first_child()?;
+    match callee.kind() {
+        SyntaxKind::NAME_REF => Some(normalize_name_node(&callee)),
+        SyntaxKind::FIELD_EXPR => callee
+            .children()
+            .filter(|n| n.kind() == SyntaxKind::NAME_REF)
+            .last()
+            .map(|n| normalize_name_node(&n)),
+        // Predicates spelled like calls, not functions.
+        SyntaxKind::EXISTS_FN | SyntaxKind::ANY_FN | SyntaxKind::SOME_FN | SyntaxKind::ALL_FN => {
+            None
+        }
+        // Functions with special syntax (`extract(...)`, `substring(... from ...)`): the keyword
+        // is the function's name.
+        _ => callee
+            .first_token()
+            .filter(|t| t.kind().is_keyword())
+            .map(|t| t.text().to_ascii_lowercase()),
+    }
+}
+
+/// `current_timestamp` and friends: functions called without parentheses.
+fn value_function(name_ref: &SyntaxNode) -> Option<String> {
+    let token = name_ref.first_token()?;
+    matches!(
+        token.kind(),
+        SyntaxKind::CURRENT_TIMESTAMP_KW
+            | SyntaxKind::CURRENT_DATE_KW
+            | SyntaxKind::CURRENT_TIME_KW
+            | SyntaxKind::LOCALTIME_KW
+            | SyntaxKind::LOCALTIMESTAMP_KW
+    )
+    .then(|| token.text().to_ascii_lowercase())
+}
+
+/// The name a `PATH` or `PATH_REF` node spells: its last segment, qualified by the one before.
+pub(super) fn path_name(path: &SyntaxNode) -> Option<Name> {
+    let name = segment(path)?;
+    let schema = path
+        .children()
+        .find(|n| n.kind() == SyntaxKind::PATH_REF)
+        .and_then(|qualifier| segment(&qualifier));
+    Some(Name { schema, name })
+}
+
+fn segment(path: &SyntaxNode) -> Option<String> {
+    let segment = path.children().find(|n| {
+        matches!(
+            n.kind(),
+            SyntaxKind::PATH_SEGMENT | SyntaxKind::PATH_SEGMENT_REF
+        )
+    })?;
+    let name = normalize_name_node(&segment);
+    (!name.is_empty()).then_some(name)
+}
+
+/// A dotted name as one string (`app.setting`, `pg_catalog.int4`).
+pub(super) fn dotted(path: &SyntaxNode) -> Option<String> {
+    path_name(path).map(|name| name.to_string())
+}
+
+/// Whether a `WHERE` expression is only `column = constant` / `column IN (constants)` joined by
+/// `AND`.
+pub(super) fn is_point_lookup(expr: &ast::Expr) -> bool {
+    let mut pending = vec![expr.clone()];
+    while let Some(expr) = pending.pop() {
+        match expr {
+            ast::Expr::ParenExpr(paren) => match paren.expr() {
+                Some(inner) if paren.select().is_none() => pending.push(inner),
+                _ => return false,
+            },
+            ast::Expr::BinExpr(bin) => {
+                let (Some(lhs), Some(rhs), Some(op)) = (bin.lhs(), bin.rhs(), bin.op()) else {
+                    return false;
+                };
+                match op {
+                    BinOp::And(_) => {
+                        pending.push(rhs);
+                        pending.push(lhs);
+                    }
+                    BinOp::Eq(_) => {
+                        let matches = (is_column(&lhs) && is_constant(&rhs))
+                            || (is_constant(&lhs) && is_column(&rhs));
+                        if !matches {
+                            return false;
+                        }
+                    }
+                    BinOp::In(_) => {
+                        let constants = match &rhs {
+                            ast::Expr::TupleExpr(tuple) => tuple.exprs().all(|e| is_constant(&e)),
+                            ast::Expr::ParenExpr(_) => is_constant(&rhs),
+                            _ => false,
+                        };
+                        if !(is_column(&lhs) && constants) {
+                            return false;
+                        }
+                    }
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn is_column(expr: &ast::Expr) -> bool {
+    match expr {
+        ast::Expr::NameRef(name) => value_function(name.syntax()).is_none(),
+        ast::Expr::FieldExpr(_) => true,
+        _ => false,
+    }
+}
+
+/// A literal, possibly cast, signed or parenthesized (`'a'::uuid`, `-1`, `(2)`).
+fn is_constant(expr: &ast::Expr) -> bool {
+    let mut expr = expr.clone();
+    loop {
+        expr = match expr {
+            ast::Expr::Literal(literal) => {
+                return !literal
+                    .syntax()
+                    .children_with_tokens()
+                    .any(|t| t.kind() == SyntaxKind::DEFAULT_KW);
+            }
+            ast::Expr::CastExpr(cast) => {
+                if let Some(inner) = cast.expr() {
+                    inner
+                } else {
+                    return cast.literal().is_some();
+                }
+            }
+            ast::Expr::PrefixExpr(prefix) => match prefix.expr() {
+                Some(inner) => inner,
+                None => return false,
+            },
+            ast::Expr::ParenExpr(paren) => match paren.expr() {
+                Some(inner) => inner,
+                None => return false,
+            },
+            // A value put in by `format()` or `||` at run time.
+            ast::Expr::NameRef(name) => return name.text() == STAND_IN,
+            _ => return false,
+        }
+    }
+}
