@@ -680,3 +680,14 @@ fn a_file_of_200k_statements_is_parsed_linearly() {
     // Generous for an unoptimized build on a busy machine; quadratic work would take minutes.
     assert!(elapsed.as_secs() < 60, "took {elapsed:?}");
 }
+
+#[test]
+fn recovered_and_executed_statements_keep_file_spans() {
+    assert_snapshot!(render(
+        "DO E'DECLARE x int; BEGIN\\n SELECT 1 INTO x FROM t WHERE s = ''a\\\\nb'';\\n UPDATE u SET a = 1 RETURNING a INTO x;\\nEND';
+DO $$ BEGIN
+    EXECUTE 'WITH d AS (DELETE FROM a RETURNING 1) SELECT 1';
+    EXECUTE 'DO $x$ BEGIN UPDATE z SET q = 1; END $x$';
+END $$;"
+    ));
+}
