@@ -4,7 +4,12 @@
 //! - `backfill sample` runs a data migration on fixtures in SQLite and snapshots the result.
 //! - `backfill plan` / `run` execute an approved data migration on production, batch by batch.
 //!
-//! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum).
+//! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum), or make a
+//! thin binary whose `main` is [`cli::main`].
 
+pub mod cli;
+pub mod config;
 pub mod lint;
 pub mod sql;
+
+pub use cli::Command;

@@ -7,6 +7,7 @@
 //! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
+pub mod naming;
 pub mod output;
 pub mod rule_id;
 pub mod rules;
@@ -331,22 +332,26 @@ pub fn lint_parsed(
         }
         rules::check_all(&cx, &mut findings);
         findings = suppress::apply(parsed, text, findings);
-        // A configured level replaces whatever the rule chose; otherwise the rule's choice stands
-        // (a rule may report a milder case as a warning).
-        findings.retain_mut(|f| match options.levels.get(&f.rule) {
-            Some(level) => match level.severity() {
-                Some(severity) => {
-                    f.severity = severity;
-                    true
-                }
-                None => false,
-            },
-            None => true,
-        });
+        apply_levels(&mut findings, options);
         findings.sort_by_key(|f| (f.span.start, f.rule));
     }
     schema.apply(parsed);
     findings
+}
+
+/// A configured level replaces whatever the rule chose (`off` drops the finding); otherwise the
+/// rule's choice stands (a rule may report a milder case as a warning).
+fn apply_levels(findings: &mut Vec<Finding>, options: &LintOptions) {
+    findings.retain_mut(|f| match options.levels.get(&f.rule) {
+        Some(level) => match level.severity() {
+            Some(severity) => {
+                f.severity = severity;
+                true
+            }
+            None => false,
+        },
+        None => true,
+    });
 }
 
 /// Parses on a thread with a large stack: recursive-descent parsers and tree destructors recurse
@@ -370,3 +375,172 @@ pub fn parse_guarded(text: &str, dialect: Dialect) -> ParsedFile {
 }
 
 const PARSE_STACK: usize = 512 * 1024 * 1024;
+
+/// Lints files and directories: a directory contributes every `*.sql` file under it. Files are
+/// linted in migration order (refinery version, then path), so each sees the schema the ones
+/// before it built. Only I/O problems are errors (a path that does not exist or cannot be read);
+/// everything about a file's content is a finding.
+pub fn lint_paths(inputs: &[PathBuf], options: &LintOptions) -> anyhow::Result<Report> {
+    let files = collect_files(inputs)?;
+    let parsed = read_and_parse_all(&files, options.dialect)?;
+
+    let mut schema = Schema::default();
+    let mut report = Report::default();
+    for (path, loaded) in files.iter().zip(parsed) {
+        let findings = match &loaded.parsed {
+            Some(parsed) => {
+                let linted = match (options.baseline, migration_version(path)) {
+                    (Some(baseline), Some(version)) => version > baseline,
+                    _ => true,
+                };
+                lint_parsed(path, &loaded.text, parsed, &mut schema, options, linted)
+            }
+            None => loaded.findings.clone(),
+        };
+        report.files.push(FileReport {
+            path: path.clone(),
+            text: loaded.text,
+            findings,
+        });
+    }
+    add_naming_findings(&mut report, options)?;
+    Ok(report)
+}
+
+/// Naming rules look at the whole migrations directory (a duplicate version needs both files),
+/// and report on the linted files that lie in it.
+fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let Some(dir) = options.migrations_dir.as_deref().filter(|d| d.is_dir()) else {
+        return Ok(());
+    };
+    let Ok(canonical_dir) = dir.canonicalize() else {
+        return Ok(());
+    };
+    let canonical = |p: &Path| p.canonicalize().ok();
+    let linted: HashMap<PathBuf, usize> = report
+        .files
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| canonical(&f.path).filter(|c| c.starts_with(&canonical_dir)).map(|c| (c, i)))
+        .collect();
+    if linted.is_empty() {
+        return Ok(());
+    }
+    let mut all = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
+        if entry.file_type().is_file() {
+            all.push(entry.into_path());
+        }
+    }
+    for (path, finding) in naming::check_names(dir, &all) {
+        if let Some(&i) = canonical(&path).and_then(|c| linted.get(&c)) {
+            let mut findings = vec![finding];
+            apply_levels(&mut findings, options);
+            report.files[i].findings.splice(0..0, findings);
+        }
+    }
+    Ok(())
+}
+
+/// Expands directories and orders files for linting. A path that does not exist is an error.
+fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    let mut files = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).with_context(|| format!("{}: cannot read", input.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            for entry in walkdir::WalkDir::new(input).follow_links(true) {
+                let entry = entry.with_context(|| format!("{}: cannot list", input.display()))?;
+                if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "sql") {
+                    found.push(entry.into_path());
+                }
+            }
+            files.extend(found);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    files.sort_by(|a, b| {
+        let key = |p: &PathBuf| (migration_version(p).unwrap_or(u64::MAX), p.clone());
+        key(a).cmp(&key(b))
+    });
+    files.dedup();
+    Ok(files)
+}
+
+/// The version refinery gives a migration file (`V12__add_users.sql` -> 12), if it loads it.
+pub use naming::migration_version;
+
+struct Loaded {
+    text: String,
+    /// `None` when the file could not be parsed at all (not UTF-8); `findings` says why.
+    parsed: Option<ParsedFile>,
+    findings: Vec<Finding>,
+}
+
+/// Reads and parses every file on worker threads with large stacks (see [`parse_guarded`]).
+fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec<Loaded>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<anyhow::Result<Loaded>>>> =
+        Mutex::new((0..files.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            std::thread::Builder::new()
+                .stack_size(PARSE_STACK)
+                .spawn_scoped(scope, || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        let loaded = load(path, dialect);
+                        results.lock().expect("no worker panics while holding the lock")[i] = Some(loaded);
+                    }
+                })
+                .expect("spawn parser thread");
+        }
+    });
+    results
+        .into_inner()
+        .expect("workers finished")
+        .into_iter()
+        .map(|r| r.expect("every file was loaded"))
+        .collect()
+}
+
+fn load(path: &Path, dialect: Dialect) -> anyhow::Result<Loaded> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => {
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sql::parse(&text, dialect)))
+                .unwrap_or_else(|_| ParsedFile {
+                    syntax_errors: vec![sql::SyntaxIssue {
+                        span: 0..0,
+                        message: "the parser failed on this file (please report it); nothing in it was linted".into(),
+                    }],
+                    ..ParsedFile::default()
+                });
+            Ok(Loaded { text, parsed: Some(parsed), findings: Vec::new() })
+        }
+        Err(err) => {
+            let at = err.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(err.as_bytes()).into_owned();
+            let finding = Finding {
+                rule: RuleId::SyntaxError,
+                severity: RuleId::SyntaxError.default_severity(),
+                span: at..at,
+                anchor: None,
+                message: format!("the file is not UTF-8 text (invalid byte at offset {at}), so it was not linted"),
+                help: "save migrations as UTF-8; a binary file does not belong in the migrations directory".into(),
+                note: None,
+            };
+            Ok(Loaded { text, parsed: None, findings: vec![finding] })
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 /// A rule's family. Shown as `category` in every output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// Row-scaling data changes hidden in a schema migration.
     Backfill,
@@ -35,7 +35,9 @@ impl Category {
 }
 
 /// How a finding counts. `error` findings make `migrate lint` exit 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,
@@ -113,7 +115,7 @@ rules! {
     BackfillUpdate = "backfill-update", Backfill, Error;
     /// A DELETE from a table that existed before the migration scans and deletes rows inside the migration.
     BackfillDelete = "backfill-delete", Backfill, Error;
-    /// A MERGE into a table that existed before the migration writes rows inside the migration.
+    /// A MERGE into a table that existed before the migration (or from one into a new table) writes rows inside the migration.
     BackfillMerge = "backfill-merge", Backfill, Error;
     /// INSERT ... SELECT (or REPLACE ... SELECT) copies rows from existing tables inside the migration.
     BackfillInsertSelect = "backfill-insert-select", Backfill, Error;
@@ -121,7 +123,7 @@ rules! {
     BackfillCreateTableAs = "backfill-create-table-as", Backfill, Error;
     /// COPY ... FROM loads rows into an existing table inside the migration.
     BackfillCopy = "backfill-copy", Backfill, Error;
-    /// DML inside a DO block runs now, with the migration, on existing tables.
+    /// DML inside a DO block (or in a function the migration defines and then calls) runs now, with the migration, on existing tables.
     BackfillDoBlock = "backfill-do-block", Backfill, Error;
     /// ALTER COLUMN ... TYPE to a type that is not binary-coercible rewrites the whole table.
     BackfillAlterColumnType = "backfill-alter-column-type", Backfill, Error;
@@ -131,15 +133,15 @@ rules! {
     BackfillStoredGeneratedColumn = "backfill-stored-generated-column", Backfill, Error;
     /// The table-rebuild pattern (create new, copy rows, drop old, rename) copies every row.
     BackfillTableRebuild = "backfill-table-rebuild", Backfill, Error;
-    /// CREATE INDEX / DROP INDEX without CONCURRENTLY blocks writes to an existing table while it runs.
+    /// CREATE INDEX / DROP INDEX without CONCURRENTLY, or ADD UNIQUE / PRIMARY KEY without USING INDEX, blocks writes to an existing table while it runs.
     IndexNotConcurrent = "index-not-concurrent", Lock, Error;
     /// CREATE/DROP INDEX CONCURRENTLY cannot run inside a transaction block, and refinery wraps each migration in one.
     ConcurrentlyInTransaction = "concurrently-in-transaction", Lock, Error;
-    /// ADD FOREIGN KEY or CHECK without NOT VALID scans the whole table under a strong lock.
+    /// ADD FOREIGN KEY or CHECK without NOT VALID (or inline in ADD COLUMN) scans the whole table under a strong lock.
     ConstraintWithoutNotValid = "constraint-without-not-valid", Lock, Error;
     /// SET NOT NULL on an existing column scans the whole table under an ACCESS EXCLUSIVE lock.
     SetNotNull = "set-not-null", Lock, Error;
-    /// An ACCESS EXCLUSIVE operation without a preceding lock_timeout can queue every query behind it.
+    /// An ACCESS EXCLUSIVE (or SHARE ROW EXCLUSIVE) operation without a preceding lock_timeout can queue every query behind it.
     RequireLockTimeout = "require-lock-timeout", Lock, Warning;
     /// A migration file refinery silently skips because its name does not match `[UV]{version}__{name}.sql`.
     MigrationNameSkipped = "migration-name-skipped", Naming, Error;

@@ -5,34 +5,45 @@
 //! commits: concurrent writers to those rows wait, the deploy waits, and the time grows with the
 //! table. An UPDATE inside a DO block is `backfill-do-block`'s.
 
-use crate::lint::rules::MOVE_TO_DATA_MIGRATION;
+use crate::lint::rules::{
+    LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, Scope, cte_note, in_do_block,
+};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
     for (index, stmt, _) in cx.statements() {
-        if matches!(stmt.origin, Origin::DoBlock | Origin::DoExecute) {
-            continue;
-        }
         let StmtKind::Update { table, filter, .. } = &stmt.kind else {
             continue;
         };
-        if !cx.is_existing_large_table(index, table) {
+        if in_do_block(cx, stmt) || !cx.is_existing_large_table(index, table) {
             continue;
         }
-        let scope = match filter {
-            None => "every row".to_string(),
-            Some(f) if f.point_lookup => "the rows matching its WHERE".to_string(),
-            Some(_) => "every matching row".to_string(),
+        let scope = Scope::of(filter.as_ref());
+        let mut finding = match scope {
+            Scope::Point(_) => Finding::at(
+                RuleId::BackfillUpdate,
+                stmt,
+                format!(
+                    "UPDATE of `{table}`, an existing table, rewrites {} inside the migration: a seed-row fix-up if few rows match, but they stay locked until the deploy finishes",
+                    scope.rows()
+                ),
+                SEED_FIXUP_HELP,
+            ),
+            _ => Finding::at(
+                RuleId::BackfillUpdate,
+                stmt,
+                format!(
+                    "UPDATE of `{table}`, an existing table, rewrites {} inside the migration: the rows stay locked and the deploy waits until it finishes",
+                    scope.rows()
+                ),
+                MOVE_TO_DATA_MIGRATION,
+            ),
         };
-        let mut finding = Finding::at(
-            RuleId::BackfillUpdate,
-            stmt,
-            format!("UPDATE rewrites {scope} of `{table}`, an existing table, inside the migration: the rows stay locked and the deploy waits until it finishes"),
-            MOVE_TO_DATA_MIGRATION,
-        );
+        finding.severity = scope.severity(finding.severity);
         if stmt.origin == Origin::Cte {
-            finding = finding.with_note("the UPDATE is in a WITH clause of this statement");
+            finding = finding.with_note(cte_note("UPDATE", &lines, stmt));
         }
         out.push(finding);
     }
@@ -40,15 +51,59 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use crate::lint::RuleId::BackfillUpdate as RULE;
     use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::lint::{LintOptions, lint_text};
     use crate::sql::Dialect::{Postgres, Sqlite};
+    use crate::sql::Name;
 
     #[test]
     fn err_update_existing_table() {
         let sql = "ALTER TABLE users ADD COLUMN followers_count bigint;\nUPDATE users SET followers_count = (SELECT count(*) FROM follows WHERE follows.followee_id = users.id);\n";
         insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
-        insta::assert_yaml_snapshot!("err_update_existing_table_sqlite", lint_errors(sql, Sqlite, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_update_existing_table_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn err_update_point_lookup_is_a_warning() {
+        let sql =
+            "UPDATE settings SET value = 'dark' WHERE key = 'theme' AND scope IN ('web', 'app');\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_update_point_lookup_is_a_warning_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn err_update_in_with_clause() {
+        let sql = "CREATE TABLE audit (id bigint);\nWITH touched AS (UPDATE users SET seen = true WHERE seen IS NULL RETURNING id)\nINSERT INTO audit SELECT id FROM touched;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn ok_update_of_configured_small_table() {
+        let options = LintOptions {
+            small_tables: vec![Name::new("roles")],
+            ..LintOptions::default()
+        };
+        let found = lint_text(
+            Path::new("t.sql"),
+            "UPDATE roles SET name = lower(name);\nUPDATE users SET n = 0;\n",
+            &options,
+        );
+        let rules: Vec<_> = found
+            .iter()
+            .filter(|f| f.rule == RULE)
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert!(rules[0].contains("`users`"), "{rules:?}");
     }
 
     #[test]
@@ -69,6 +124,10 @@ mod tests {
 
     #[test]
     fn ok_update_in_comment_or_string() {
-        lint_ok("-- UPDATE users SET n = 1;\nSELECT 'UPDATE users SET n = 1';\n", Postgres, RULE);
+        lint_ok(
+            "-- UPDATE users SET n = 1;\nSELECT 'UPDATE users SET n = 1';\n",
+            Postgres,
+            RULE,
+        );
     }
 }

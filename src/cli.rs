@@ -1,0 +1,220 @@
+//! The command line: clap subcommands another workspace's xtask can mount as they are.
+//!
+//! ```ignore
+//! #[derive(clap::Parser)]
+//! enum Xtask {
+//!     #[command(flatten)]
+//!     Migrate(xtask_migrate::Command),
+//!     Dist, // the workspace's own tasks
+//! }
+//! ```
+//!
+//! Exit codes are the contract pre-commit hooks and CI rely on: 0 clean, 1 findings (or a
+//! snapshot difference), 2 usage or I/O error. Errors print as one line, `error: ...`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use crate::config::{Config, parse_table_name};
+use crate::lint::output::{self, Format};
+use crate::lint::{self, Level, RuleId};
+use crate::sql::Dialect;
+
+/// The subcommands this crate provides.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Schema migrations: lint them for hidden backfills and long locks
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+impl Command {
+    /// Runs the command in the workspace around the current directory.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = Config::discover()?;
+        self.run_with(&config)
+    }
+
+    /// Runs the command with an explicit configuration.
+    pub fn run_with(self, config: &Config) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Migrate(MigrateCommand::Lint(args)) => args.run(config),
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrateCommand {
+    /// Find backfills and long locks hidden in schema migrations
+    ///
+    /// Lints the configured migrations directory, or the files and directories given.
+    /// SQL that does not parse is a finding like any other.
+    ///
+    /// Exit status: 0 no error-severity finding, 1 findings, 2 usage or I/O error.
+    ///
+    /// Suppress a finding with a comment before the statement that gives a reason:
+    ///     -- migrate-lint: allow(backfill-update) roles has five rows everywhere
+    /// or for the whole file:
+    ///     -- migrate-lint: allow-file(require-lock-timeout) runs before launch
+    #[command(verbatim_doc_comment)]
+    Lint(LintArgs),
+}
+
+/// `migrate lint`.
+#[derive(Debug, clap::Args)]
+pub struct LintArgs {
+    /// Files or directories to lint (default: the configured migrations directory)
+    pub paths: Vec<PathBuf>,
+
+    /// SQL dialect of the migrations (default: from the config, else postgres)
+    #[arg(long, value_enum)]
+    pub dialect: Option<Dialect>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+
+    /// Do not report on migrations with a version at or below this (they have run everywhere);
+    /// they are still read, so later migrations know the schema they built
+    #[arg(long, value_name = "VERSION")]
+    pub baseline: Option<u64>,
+
+    /// A table known to stay small, where a backfill is allowed (repeat for more; replaces the
+    /// configured list)
+    #[arg(long = "small-table", value_name = "TABLE")]
+    pub small_tables: Vec<String>,
+
+    /// Set a rule's severity: `--rule set-not-null=off` (off, warning or error; repeatable)
+    #[arg(long = "rule", value_name = "ID=LEVEL", value_parser = parse_rule_level)]
+    pub rules: Vec<(RuleId, Level)>,
+
+    /// Whether the migration runner wraps each migration in a transaction (refinery does)
+    #[arg(long, value_name = "BOOL")]
+    pub transactional_migrations: Option<bool>,
+
+    /// Colors in human output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+
+    /// List every rule with its id, category, default severity and description, and exit
+    #[arg(long)]
+    pub list_rules: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_rule_level(text: &str) -> Result<(RuleId, Level), String> {
+    let (id, level) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=LEVEL, e.g. set-not-null=off, got `{text}`"))?;
+    let rule = id
+        .trim()
+        .parse::<RuleId>()
+        .map_err(|()| format!("`{id}` is not a rule id (see --list-rules)"))?;
+    let level = match level.trim() {
+        "off" => Level::Off,
+        "warning" | "warn" => Level::Warning,
+        "error" => Level::Error,
+        other => return Err(format!("`{other}` is not a level: use off, warning or error")),
+    };
+    Ok((rule, level))
+}
+
+impl LintArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        let mut out = std::io::stdout().lock();
+        if self.list_rules {
+            for rule in RuleId::ALL {
+                writeln!(
+                    out,
+                    "{:<34} {:<15} {:<8} {}",
+                    rule.as_str(),
+                    rule.category().as_str(),
+                    rule.default_severity().as_str(),
+                    rule.description()
+                )?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+
+        let mut options = config.lint_options();
+        if let Some(dialect) = self.dialect {
+            options.dialect = dialect;
+        }
+        if let Some(baseline) = self.baseline {
+            options.baseline = Some(baseline);
+        }
+        if !self.small_tables.is_empty() {
+            options.small_tables = self.small_tables.iter().map(|t| parse_table_name(t)).collect();
+        }
+        if let Some(wraps) = self.transactional_migrations {
+            options.runner_wraps_in_transaction = wraps;
+        }
+        options.levels.extend(self.rules.iter().copied());
+
+        let paths = if self.paths.is_empty() {
+            if !config.migrations.is_dir() {
+                bail!(
+                    "{}: the migrations directory does not exist (configure `migrations` under [workspace.metadata.{}] or pass paths)",
+                    config.migrations.display(),
+                    crate::config::METADATA_KEY
+                );
+            }
+            vec![relative_to_cwd(&config.migrations)]
+        } else {
+            self.paths
+        };
+
+        let report = lint::lint_paths(&paths, &options)?;
+        let color = match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                self.format == Format::Human && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        };
+        out.write_all(output::render(&report, self.format, color).as_bytes())?;
+        out.flush()?;
+        Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    }
+}
+
+/// Paths print relative to where the user stands when they can.
+fn relative_to_cwd(path: &std::path::Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// The whole program for a thin `xtask` binary: parse arguments, run, map errors to exit 2.
+pub fn main() -> ExitCode {
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Safe schema migrations and resumable backfills")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    let cli = Cli::parse();
+    match cli.command.run() {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the context chain joined, newlines flattened.
+            let message = format!("{err:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Configuration: `[workspace.metadata.xtask-migrate]` in the workspace's root `Cargo.toml`,
+//! found with cargo_metadata. Command-line flags override it (each command applies its own).
+//!
+//! ```toml
+//! [workspace.metadata.xtask-migrate]
+//! migrations = "migrations"            # schema migrations, refinery format
+//! data-migrations = "data-migrations"
+//! fixtures = "fixtures"
+//! dialect = "postgres"                 # or "sqlite": the production database's dialect
+//! baseline = 3                         # V1..V3 have run everywhere: not linted (still read)
+//! small-tables = ["roles", "settings"] # backfills of these are allowed
+//! transactional-migrations = true      # the runner wraps each migration in a transaction
+//!
+//! [workspace.metadata.xtask-migrate.rules]
+//! require-lock-timeout = "error"       # off | warning | error
+//! ```
+//!
+//! Unknown keys are errors, not silently ignored: a misspelt `small-table` must not quietly
+//! re-enable every backfill finding.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::lint::{Level, LintOptions, RuleId};
+use crate::sql::{Dialect, Name};
+
+/// The table under `[workspace.metadata]` this tool reads.
+pub const METADATA_KEY: &str = "xtask-migrate";
+
+/// Settings as written in `Cargo.toml`; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawConfig {
+    migrations: Option<PathBuf>,
+    data_migrations: Option<PathBuf>,
+    fixtures: Option<PathBuf>,
+    dialect: Option<Dialect>,
+    baseline: Option<u64>,
+    #[serde(default)]
+    small_tables: Vec<String>,
+    transactional_migrations: Option<bool>,
+    #[serde(default)]
+    rules: HashMap<String, Level>,
+}
+
+/// The resolved configuration of a workspace.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The workspace root: relative paths in the config are relative to it.
+    pub root: PathBuf,
+    /// Schema migrations (refinery `V{n}__{name}.sql` files).
+    pub migrations: PathBuf,
+    /// Data migrations.
+    pub data_migrations: PathBuf,
+    /// Sampled fixture rows, one file per table.
+    pub fixtures: PathBuf,
+    /// The production database's dialect (what `migrate lint` parses by default).
+    pub dialect: Dialect,
+    pub baseline: Option<u64>,
+    pub small_tables: Vec<Name>,
+    pub transactional_migrations: bool,
+    pub rule_levels: HashMap<RuleId, Level>,
+}
+
+impl Config {
+    /// Defaults for a workspace rooted at `root`, with no metadata table.
+    pub fn defaults(root: &Path) -> Config {
+        Config::from_raw(root, RawConfig::default()).expect("defaults are valid")
+    }
+
+    /// Finds the workspace around the current directory with `cargo metadata` and reads its
+    /// `[workspace.metadata.xtask-migrate]` table.
+    ///
+    /// Outside any Cargo workspace (no `Cargo.toml` in this directory or above), the defaults
+    /// apply with the current directory as root, so the linter also works in other repositories.
+    pub fn discover() -> anyhow::Result<Config> {
+        let cwd = std::env::current_dir().context("read the current directory")?;
+        if !cwd.ancestors().any(|dir| dir.join("Cargo.toml").is_file()) {
+            return Ok(Config::defaults(&cwd));
+        }
+        let metadata = cargo_metadata::MetadataCommand::new()
+            .no_deps()
+            .exec()
+            .context("run `cargo metadata` to find the workspace (is this inside a Cargo workspace?)")?;
+        let root = metadata.workspace_root.into_std_path_buf();
+        Config::from_metadata(&root, &metadata.workspace_metadata)
+    }
+
+    /// Reads the config from the `[workspace.metadata]` value of a workspace rooted at `root`.
+    pub fn from_metadata(root: &Path, workspace_metadata: &serde_json::Value) -> anyhow::Result<Config> {
+        let manifest = root.join("Cargo.toml");
+        let raw = match workspace_metadata.get(METADATA_KEY) {
+            None => RawConfig::default(),
+            Some(value) => RawConfig::deserialize(value).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: invalid [workspace.metadata.{METADATA_KEY}]: {e}",
+                    manifest.display()
+                )
+            })?,
+        };
+        Config::from_raw(root, raw)
+    }
+
+    fn from_raw(root: &Path, raw: RawConfig) -> anyhow::Result<Config> {
+        let manifest = root.join("Cargo.toml");
+        let mut rule_levels = HashMap::new();
+        for (id, level) in raw.rules {
+            let Ok(rule) = id.parse::<RuleId>() else {
+                bail!(
+                    "{}: [workspace.metadata.{METADATA_KEY}.rules] names `{id}`, which is not a rule id (see `cargo xtask migrate lint --list-rules`)",
+                    manifest.display()
+                );
+            };
+            rule_levels.insert(rule, level);
+        }
+        let dir = |p: Option<PathBuf>, default: &str| root.join(p.unwrap_or_else(|| default.into()));
+        Ok(Config {
+            root: root.to_path_buf(),
+            migrations: dir(raw.migrations, "migrations"),
+            data_migrations: dir(raw.data_migrations, "data-migrations"),
+            fixtures: dir(raw.fixtures, "fixtures"),
+            dialect: raw.dialect.unwrap_or(Dialect::Postgres),
+            baseline: raw.baseline,
+            small_tables: raw.small_tables.iter().map(|t| parse_table_name(t)).collect(),
+            transactional_migrations: raw.transactional_migrations.unwrap_or(true),
+            rule_levels,
+        })
+    }
+
+    /// The lint settings this config implies (before command-line overrides).
+    pub fn lint_options(&self) -> LintOptions {
+        LintOptions {
+            dialect: self.dialect,
+            levels: self.rule_levels.clone(),
+            small_tables: self.small_tables.clone(),
+            baseline: self.baseline,
+            runner_wraps_in_transaction: self.transactional_migrations,
+            migrations_dir: Some(self.migrations.clone()),
+        }
+    }
+}
+
+/// `schema.table` or `table`, normalized like unquoted SQL identifiers.
+pub fn parse_table_name(text: &str) -> Name {
+    let text = text.trim();
+    match text.split_once('.') {
+        Some((schema, name)) => Name::qualified(schema.to_lowercase(), name.to_lowercase()),
+        None => Name::new(text.to_lowercase()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_key() {
+        let meta = serde_json::json!({ METADATA_KEY: {
+            "migrations": "db/schema",
+            "dialect": "sqlite",
+            "baseline": 3,
+            "small-tables": ["Roles", "app.settings"],
+            "transactional-migrations": false,
+            "rules": { "require-lock-timeout": "error", "set-not-null": "off" },
+        }});
+        let config = Config::from_metadata(Path::new("/ws"), &meta).unwrap();
+        assert_eq!(config.migrations, Path::new("/ws/db/schema"));
+        assert_eq!(config.data_migrations, Path::new("/ws/data-migrations"));
+        assert_eq!(config.dialect, Dialect::Sqlite);
+        assert_eq!(config.baseline, Some(3));
+        assert_eq!(config.small_tables, vec![Name::new("roles"), Name::qualified("app", "settings")]);
+        assert!(!config.transactional_migrations);
+        assert_eq!(config.rule_levels[&RuleId::RequireLockTimeout], Level::Error);
+        assert_eq!(config.rule_levels[&RuleId::SetNotNull], Level::Off);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_manifest() {
+        let meta = serde_json::json!({ METADATA_KEY: { "small-table": ["roles"] } });
+        let err = Config::from_metadata(Path::new("/ws"), &meta).unwrap_err().to_string();
+        assert!(err.contains("/ws/Cargo.toml") && err.contains("small-table"), "{err}");
+    }
+
+    #[test]
+    fn unknown_rule_is_an_error() {
+        let meta = serde_json::json!({ METADATA_KEY: { "rules": { "backfil-update": "off" } } });
+        let err = Config::from_metadata(Path::new("/ws"), &meta).unwrap_err().to_string();
+        assert!(err.contains("backfil-update"), "{err}");
+    }
+
+    #[test]
+    fn bad_level_is_an_error() {
+        let meta = serde_json::json!({ METADATA_KEY: { "rules": { "set-not-null": "loud" } } });
+        assert!(Config::from_metadata(Path::new("/ws"), &meta).is_err());
+    }
+}

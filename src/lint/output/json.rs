@@ -1,0 +1,58 @@
+//! One JSON document for the whole run: `{"files": N, "findings": [...]}`, each finding with its
+//! path, 1-based start and (exclusive) end, rule, category, severity, message, help, and a note
+//! only when there is one.
+
+use serde::Serialize;
+
+use super::located;
+use crate::lint::{Report, Severity};
+
+#[derive(Serialize)]
+struct Document<'a> {
+    files: usize,
+    findings: Vec<JsonFinding<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    path: String,
+    line: usize,
+    column: usize,
+    end_line: usize,
+    end_column: usize,
+    rule: &'static str,
+    /// `Category::as_str` (`data-migration`), not its serde name (`datamigration`).
+    category: &'static str,
+    severity: Severity,
+    message: &'a str,
+    help: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+}
+
+pub(super) fn render(report: &Report) -> String {
+    let findings = located(report)
+        .into_iter()
+        .map(|(file, finding, location)| JsonFinding {
+            path: file.path.display().to_string(),
+            line: location.start.line,
+            column: location.start.column,
+            end_line: location.end.line,
+            end_column: location.end.column,
+            rule: finding.rule.as_str(),
+            category: finding.rule.category().as_str(),
+            severity: finding.severity,
+            message: &finding.message,
+            help: &finding.help,
+            note: finding.note.as_deref(),
+        })
+        .collect();
+    let document = Document {
+        files: report.files.len(),
+        findings,
+    };
+    // Plain data (strings and integers): serializing it cannot fail.
+    let mut out = serde_json::to_string_pretty(&document).unwrap_or_default();
+    out.push('\n');
+    out
+}

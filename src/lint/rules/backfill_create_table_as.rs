@@ -1,0 +1,120 @@
+//! `backfill-create-table-as`: CREATE TABLE ... AS query and SELECT ... INTO reading a table that
+//! existed before the migration.
+//!
+//! Both copy every row the query returns into the new table inside the migration, so the time
+//! grows with the table read. `WITH NO DATA` copies nothing. Views are not backfills: a plain view
+//! copies nothing, and a materialized view is left out by design: it is derived data the database
+//! rebuilds with REFRESH, not a copy the application then writes to. Inside a DO block these
+//! belong to `backfill-do-block`.
+
+use crate::lint::rules::{FileViews, MOVE_TO_DATA_MIGRATION, in_do_block};
+use crate::lint::{FileCx, Finding, RuleId};
+use crate::sql::StmtKind;
+
+pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let views = FileViews::new(cx);
+    for (index, stmt, _) in cx.statements() {
+        let (table, query, verb) = match &stmt.kind {
+            StmtKind::CreateTable {
+                table,
+                as_query: Some(query),
+                with_no_data: false,
+                ..
+            } => (table, query, "CREATE TABLE ... AS"),
+            StmtKind::SelectInto { table, query } => (table, query, "SELECT ... INTO"),
+            _ => continue,
+        };
+        if in_do_block(cx, stmt) {
+            continue;
+        }
+        let Some(read) = views.first_existing(cx, index, &query.reads) else {
+            continue;
+        };
+        out.push(Finding::at(
+            RuleId::BackfillCreateTableAs,
+            stmt,
+            format!("{verb} copies the rows of {} into `{table}` inside the migration: it runs as long as `{}` is large and the deploy waits until it finishes", read.phrase(), read.table),
+            format!("create `{table}` empty here (or `WITH NO DATA`) and {MOVE_TO_DATA_MIGRATION}"),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::RuleId::BackfillCreateTableAs as RULE;
+    use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::sql::Dialect::{Postgres, Sqlite};
+
+    #[test]
+    fn err_create_table_as_select() {
+        let sql = "CREATE TABLE active_users AS SELECT id, handle FROM users WHERE created_at > '2024-01-01';\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_create_table_as_select_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn err_select_into() {
+        let sql = "SELECT id, handle INTO users_backup FROM users;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_create_temp_table_as() {
+        let sql = "CREATE TEMP TABLE ids AS SELECT id FROM users;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_create_temp_table_as_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn ok_create_table_as_with_no_data() {
+        lint_ok(
+            "CREATE TABLE users_archive AS SELECT * FROM users WITH NO DATA;\n",
+            Postgres,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn ok_create_table_as_constants_or_new_tables() {
+        let sql = "CREATE TABLE t (id int);\nCREATE TABLE t2 AS SELECT id FROM t;\nCREATE TABLE one AS SELECT 1 AS id;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn err_create_table_as_from_view_created_in_same_file() {
+        // LemmyNet/lemmy 2020-06-30-135809_remove_mat_views materializes its views this way.
+        let sql = "CREATE VIEW user_view AS SELECT u.id, count(p.id) AS posts FROM users u LEFT JOIN posts p ON p.author_id = u.id GROUP BY u.id;\nCREATE TABLE user_fast AS SELECT * FROM user_view;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_create_table_as_from_view_created_in_same_file_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn ok_create_table_as_from_view_of_new_tables() {
+        let sql = "CREATE TABLE t (id int);\nCREATE VIEW v AS SELECT id FROM t;\nCREATE TABLE t2 AS SELECT id FROM v;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn ok_views_are_not_backfills() {
+        let sql =
+            "CREATE VIEW active_users AS SELECT * FROM users WHERE created_at > '2024-01-01';\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+        lint_ok(
+            "CREATE MATERIALIZED VIEW user_counts AS SELECT count(*) FROM users;\n",
+            Postgres,
+            RULE,
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! `backfill-insert-select`: INSERT ... SELECT (or REPLACE ... SELECT) reading a table that
+//! existed before the migration.
+//!
+//! Copying rows from an existing table scales with that table, whether the target is new or not:
+//! the copy runs inside the migration's transaction and the deploy waits for it. INSERT of
+//! constant rows (VALUES, or a SELECT that reads no table) and copies between tables this file
+//! created are not backfills. The INSERT of a table rebuild is reported by
+//! `backfill-table-rebuild` instead, and an INSERT inside a DO block by `backfill-do-block`.
+
+use std::collections::HashSet;
+
+use crate::lint::rules::{
+    FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, backfill_table_rebuild, cte_note, in_do_block,
+};
+use crate::lint::{FileCx, Finding, RuleId};
+use crate::sql::{InsertSource, Origin, StmtKind};
+
+pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    let lines = LineIndex::new(cx.text);
+    let views = FileViews::new(cx);
+    let rebuilds: HashSet<usize> = backfill_table_rebuild::find(cx)
+        .iter()
+        .map(|r| r.insert)
+        .collect();
+    for (index, stmt, _) in cx.statements() {
+        let StmtKind::Insert {
+            table,
+            source: InsertSource::Query(query),
+            replace,
+        } = &stmt.kind
+        else {
+            continue;
+        };
+        if in_do_block(cx, stmt) || rebuilds.contains(&index) {
+            continue;
+        }
+        let Some(read) = views.first_existing(cx, index, &query.reads) else {
+            continue;
+        };
+        let verb = if *replace {
+            "REPLACE ... SELECT"
+        } else {
+            "INSERT ... SELECT"
+        };
+        let target = if cx.is_existing_large_table(index, table) {
+            format!("`{table}`, also an existing table,")
+        } else {
+            format!("`{table}`")
+        };
+        let mut finding = Finding::at(
+            RuleId::BackfillInsertSelect,
+            stmt,
+            format!(
+                "{verb} copies rows of {} into {target} inside the migration: it runs as long as `{}` is large and the deploy waits until it finishes",
+                read.phrase(),
+                read.table
+            ),
+            MOVE_TO_DATA_MIGRATION,
+        );
+        if stmt.origin == Origin::Cte {
+            finding = finding.with_note(cte_note("INSERT", &lines, stmt));
+        }
+        out.push(finding);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::RuleId::BackfillInsertSelect as RULE;
+    use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::sql::Dialect::{Postgres, Sqlite};
+
+    #[test]
+    fn err_insert_select_into_new_table() {
+        let sql = "CREATE TABLE user_handles (user_id bigint, handle text);\nINSERT INTO user_handles (user_id, handle) SELECT id, handle FROM users;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_insert_select_into_new_table_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn err_insert_select_into_existing_table() {
+        let sql = "INSERT INTO follows (follower_id, followee_id, created_at)\nSELECT u.id, 1, now() FROM users u WHERE u.id <> 1;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_replace_select() {
+        let sql = "REPLACE INTO user_stats (user_id, posts) SELECT author_id, count(*) FROM posts GROUP BY author_id;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Sqlite, RULE));
+    }
+
+    #[test]
+    fn err_insert_select_reading_through_a_join() {
+        // The first table read is new; the join still reads an existing one.
+        let sql = "CREATE TABLE picks (id bigint);\nCREATE TABLE featured (user_id bigint);\nINSERT INTO featured SELECT u.id FROM picks p JOIN users u ON u.id = p.id;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        insta::assert_yaml_snapshot!(
+            "err_insert_select_reading_through_a_join_sqlite",
+            lint_errors(sql, Sqlite, RULE)
+        );
+    }
+
+    #[test]
+    fn ok_insert_constant_rows() {
+        let sql = "INSERT INTO settings (key, value) VALUES ('theme', 'dark'), ('lang', 'en');\nINSERT INTO settings (key, value) SELECT 'tz', 'UTC';\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn ok_insert_select_from_table_created_in_same_file() {
+        let sql = "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\nINSERT INTO a VALUES (1);\nINSERT INTO b SELECT id FROM a;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn ok_insert_select_in_trigger_function() {
+        lint_ok(
+            "CREATE FUNCTION log_user() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit SELECT NEW.id, now() FROM users WHERE id = NEW.id; RETURN NEW; END $$;",
+            Postgres,
+            RULE,
+        );
+        lint_ok(
+            "CREATE TRIGGER log_user AFTER INSERT ON users BEGIN INSERT INTO audit SELECT id FROM users WHERE id = NEW.id; END;",
+            Sqlite,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn ok_insert_select_in_do_block_belongs_to_do_block_rule() {
+        lint_ok(
+            "DO $$ BEGIN INSERT INTO audit SELECT id FROM users; END $$;",
+            Postgres,
+            RULE,
+        );
+    }
+}

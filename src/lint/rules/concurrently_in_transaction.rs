@@ -1,0 +1,166 @@
+//! `concurrently-in-transaction` (PostgreSQL): CREATE/DROP INDEX CONCURRENTLY where PostgreSQL
+//! refuses it.
+//!
+//! PostgreSQL fails such a statement with "cannot run inside a transaction block" inside BEGIN ...
+//! COMMIT, and "cannot be executed from a function" inside a DO block. The BEGIN may be the
+//! file's own, or the migration runner's: refinery 0.10 runs every migration in a transaction and
+//! has no opt-out (`transactional-migrations = false` tells the linter when a runner does not).
+
+use crate::lint::rules::{LineIndex, in_do_block};
+use crate::lint::{FileCx, Finding, RuleId};
+use crate::sql::{Dialect, StmtKind, TransactionControl};
+
+/// What to do when the runner wraps the migration: the statement for a deploy step, and the plain
+/// one to keep in the migration (a no-op once the deploy step ran, so every environment
+/// converges; `index-not-concurrent` then reports it, and its suppression names the step).
+fn runner_help(create: bool) -> String {
+    let (step, keep) = if create {
+        (
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS",
+            "CREATE INDEX IF NOT EXISTS",
+        )
+    } else {
+        ("DROP INDEX CONCURRENTLY IF EXISTS", "DROP INDEX IF EXISTS")
+    };
+    format!(
+        "run `{step}` outside the migration runner (a deploy step before the migration) and keep a plain `{keep}` here so every environment converges (allow `index-not-concurrent` on it, naming that step), or set `transactional-migrations = false` in the config if your runner does not wrap migrations in a transaction"
+    )
+}
+
+pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    if cx.dialect != Dialect::Postgres {
+        return;
+    }
+    let lines = LineIndex::new(cx.text);
+    // Where the file's latest BEGIN starts, for the message.
+    let mut last_begin = None;
+    for (_, stmt, facts) in cx.statements() {
+        if let StmtKind::Transaction(TransactionControl::Begin) = stmt.kind {
+            last_begin = Some(stmt.span.start);
+        }
+        let what = match &stmt.kind {
+            StmtKind::CreateIndex {
+                concurrently: true,
+                unique: true,
+                ..
+            } => "CREATE UNIQUE INDEX CONCURRENTLY",
+            StmtKind::CreateIndex {
+                concurrently: true, ..
+            } => "CREATE INDEX CONCURRENTLY",
+            StmtKind::DropIndex {
+                concurrently: true, ..
+            } => "DROP INDEX CONCURRENTLY",
+            _ => continue,
+        };
+        let create = matches!(stmt.kind, StmtKind::CreateIndex { .. });
+        let finding = if in_do_block(cx, stmt) {
+            Finding::at(
+                RuleId::ConcurrentlyInTransaction,
+                stmt,
+                format!(
+                    "{what} inside a DO block fails: PostgreSQL refuses it inside a function or transaction block, so the migration stops here"
+                ),
+                format!("move it out of the DO block: {}", runner_help(create)),
+            )
+        } else if facts.in_explicit_transaction {
+            let at = last_begin
+                .map(|b| format!(" at line {}", lines.line_of(b)))
+                .unwrap_or_default();
+            let help = if cx.options.runner_wraps_in_transaction {
+                format!(
+                    "remove the BEGIN ... COMMIT around it, then {}",
+                    runner_help(create)
+                )
+            } else {
+                "move it after the COMMIT of the file's transaction block (each statement outside one runs on its own)".to_string()
+            };
+            Finding::at(
+                RuleId::ConcurrentlyInTransaction,
+                stmt,
+                format!(
+                    "{what} fails inside the file's own BEGIN{at}: PostgreSQL refuses it inside a transaction block (\"cannot run inside a transaction block\")"
+                ),
+                help,
+            )
+        } else if facts.in_transaction {
+            Finding::at(
+                RuleId::ConcurrentlyInTransaction,
+                stmt,
+                format!(
+                    "{what} fails in this migration: refinery runs every migration in a transaction, and PostgreSQL refuses it inside a transaction block (\"cannot run inside a transaction block\")"
+                ),
+                runner_help(create),
+            )
+        } else {
+            continue;
+        };
+        out.push(finding);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::lint::RuleId::ConcurrentlyInTransaction as RULE;
+    use crate::lint::rules::test_support::{lint_errors, lint_ok};
+    use crate::lint::{LintOptions, lint_text};
+    use crate::sql::Dialect::Postgres;
+
+    #[test]
+    fn err_runner_wraps_migrations() {
+        let sql = "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_created_at_idx ON users (created_at);\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_explicit_begin() {
+        let sql = "BEGIN;\nDROP INDEX CONCURRENTLY posts_author_id_idx;\nCOMMIT;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn err_in_do_block() {
+        let sql = "DO $$ BEGIN EXECUTE 'CREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at)'; END $$;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    fn not_wrapped(sql: &str) -> Vec<String> {
+        let options = LintOptions {
+            dialect: Postgres,
+            runner_wraps_in_transaction: false,
+            ..LintOptions::default()
+        };
+        lint_text(Path::new("t.sql"), sql, &options)
+            .into_iter()
+            .filter(|f| f.rule == RULE)
+            .map(|f| f.message)
+            .collect()
+    }
+
+    #[test]
+    fn ok_runner_without_transaction() {
+        assert_eq!(
+            not_wrapped("CREATE INDEX CONCURRENTLY i ON users (created_at);\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn err_explicit_begin_with_runner_without_transaction() {
+        let found = not_wrapped(
+            "BEGIN;\nCREATE INDEX CONCURRENTLY i ON users (created_at);\nCOMMIT;\nCREATE INDEX CONCURRENTLY j ON users (handle);\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("BEGIN at line 1"), "{found:?}");
+    }
+
+    #[test]
+    fn ok_without_concurrently() {
+        lint_ok(
+            "CREATE INDEX users_created_at_idx ON users (created_at);\n",
+            Postgres,
+            RULE,
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! `migrate lint` as users run it: the real binary, real files, exit codes, config in a real
+//! Cargo workspace, and hostile input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::{bin, write};
+
+/// Runs `xtask-migrate migrate lint ARGS` in `dir`.
+fn lint(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .current_dir(dir)
+        .args(["migrate", "lint"])
+        .args(args)
+        .env_remove("CI")
+        .output()
+        .expect("run xtask-migrate")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn rules(doc: &Value) -> Vec<String> {
+    doc["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| f["rule"].as_str().expect("rule").to_string())
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A Cargo workspace in a temp dir with `metadata` as its `[workspace.metadata.xtask-migrate]`.
+fn workspace(metadata: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("Cargo.toml"),
+        &format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[workspace.metadata.xtask-migrate]\n{metadata}\n"
+        ),
+    );
+    write(&dir.path().join("src/lib.rs"), "");
+    dir
+}
+
+const BACKFILL: &str = "ALTER TABLE users ADD COLUMN n bigint;\nUPDATE users SET n = 1;\n";
+
+#[test]
+fn exit_1_with_findings_and_json_contract() {
+    let ws = workspace("");
+    write(&ws.path().join("migrations/V1__backfill.sql"), BACKFILL);
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["files"], 1);
+    let finding = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "backfill-update")
+        .expect("a backfill-update finding");
+    assert_eq!(finding["path"], "migrations/V1__backfill.sql");
+    assert_eq!(finding["line"], 2);
+    assert_eq!(finding["column"], 1);
+    assert_eq!(finding["end_line"], 2);
+    assert_eq!(finding["end_column"], 23);
+    assert_eq!(finding["category"], "backfill");
+    assert_eq!(finding["severity"], "error");
+    assert!(finding["message"].as_str().unwrap().contains("users"));
+    assert!(finding["help"].as_str().unwrap().contains("data-migrations/"));
+}
+
+#[test]
+fn exit_0_when_clean() {
+    let ws = workspace("");
+    write(
+        &ws.path().join("migrations/V1__users.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    );
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["findings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn warnings_alone_exit_0() {
+    let ws = workspace("[workspace.metadata.xtask-migrate.rules]\nbackfill-update = \"warning\"");
+    write(&ws.path().join("migrations/V1__backfill.sql"), BACKFILL);
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = json(&out);
+    // `require-lock-timeout` (a warning too) also reports the ALTER TABLE before it.
+    let finding = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["rule"] == "backfill-update")
+        .expect("a backfill-update finding");
+    assert_eq!(finding["severity"], "warning");
+}
+
+#[test]
+fn config_small_tables_and_rule_off() {
+    let ws = workspace("small-tables = [\"users\"]");
+    write(&ws.path().join("migrations/V1__backfill.sql"), BACKFILL);
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert!(!rules(&json(&out)).contains(&"backfill-update".to_string()));
+
+    // A flag replaces the configured list.
+    let out = lint(ws.path(), &["--format", "json", "--small-table", "roles"]);
+    assert!(rules(&json(&out)).contains(&"backfill-update".to_string()));
+
+    let out = lint(ws.path(), &["--format", "json", "--rule", "backfill-update=off"]);
+    assert!(!rules(&json(&out)).contains(&"backfill-update".to_string()));
+}
+
+#[test]
+fn config_baseline_skips_old_migrations_but_keeps_their_schema() {
+    let ws = workspace("baseline = 1");
+    write(&ws.path().join("migrations/V1__old.sql"), BACKFILL);
+    write(&ws.path().join("migrations/V2__new.sql"), "UPDATE users SET n = 2;\n");
+    let out = lint(ws.path(), &["--format", "json"]);
+    let doc = json(&out);
+    let paths: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.iter().all(|p| p.ends_with("V2__new.sql")), "{paths:?}");
+    assert!(!paths.is_empty());
+
+    let out = lint(ws.path(), &["--format", "json", "--baseline", "0"]);
+    assert!(json(&out)["findings"].as_array().unwrap().iter().any(|f| f["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("V1__old.sql")));
+}
+
+#[test]
+fn config_dialect_and_flag_override() {
+    let ws = workspace("dialect = \"sqlite\"");
+    // SQLite's INSERT OR REPLACE is not PostgreSQL.
+    write(
+        &ws.path().join("migrations/V1__x.sql"),
+        "CREATE TABLE t (id integer);\nINSERT OR REPLACE INTO t VALUES (1);\n",
+    );
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert!(!rules(&json(&out)).contains(&"syntax-error".to_string()));
+    let out = lint(ws.path(), &["--format", "json", "--dialect", "postgres"]);
+    assert!(rules(&json(&out)).contains(&"syntax-error".to_string()));
+}
+
+#[test]
+fn invalid_config_is_exit_2_naming_the_manifest() {
+    let ws = workspace("small-table = [\"users\"]");
+    write(&ws.path().join("migrations/V1__x.sql"), "SELECT 1;\n");
+    let out = lint(ws.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: ") && err.contains("Cargo.toml") && err.contains("small-table"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn missing_path_is_exit_2_with_the_path() {
+    let ws = workspace("");
+    let out = lint(ws.path(), &["no/such/file.sql"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("no/such/file.sql"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn unknown_flag_is_exit_2() {
+    let ws = workspace("");
+    assert_eq!(lint(ws.path(), &["--frobnicate"]).status.code(), Some(2));
+    assert_eq!(lint(ws.path(), &["--rule", "nope=off"]).status.code(), Some(2));
+}
+
+#[test]
+fn list_rules_names_every_rule() {
+    let ws = workspace("");
+    let out = lint(ws.path(), &["--list-rules"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for rule in xtask_migrate::lint::RuleId::ALL {
+        assert!(text.contains(rule.as_str()), "{rule} missing from --list-rules");
+    }
+}
+
+#[test]
+fn works_outside_a_cargo_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("m.sql"), BACKFILL);
+    let out = lint(dir.path(), &["--format", "json", "m.sql"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(rules(&json(&out)).contains(&"backfill-update".to_string()));
+}
+
+// Hostile input: a finding or a one-line error, exit 1 or 2, never a crash or a hang.
+
+fn lint_bytes(name: &str, bytes: &[u8]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), bytes).unwrap();
+    let out = lint(dir.path(), &["--format", "json", name]);
+    (out, dir)
+}
+
+#[test]
+fn empty_file_is_clean() {
+    let (out, _dir) = lint_bytes("empty.sql", b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn binary_and_invalid_utf8_are_findings_with_the_path() {
+    let mut junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    junk.extend_from_slice(&[0xff, 0xfe, 0x00]);
+    for (name, bytes) in [("junk.sql", junk.clone()), ("latin1.sql", b"SELECT 'caf\xe9';\n".to_vec())] {
+        let (out, _dir) = lint_bytes(name, &bytes);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let doc = json(&out);
+        assert_eq!(doc["findings"][0]["rule"], "syntax-error", "{name}");
+        assert_eq!(doc["findings"][0]["path"], name);
+    }
+}
+
+#[test]
+fn nul_bytes_in_utf8_text_are_a_finding() {
+    let (out, _dir) = lint_bytes("nul.sql", b"SELECT 1;\n\0\0\0 UPDATE\0;\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(rules(&json(&out)).contains(&"syntax-error".to_string()));
+}
+
+#[test]
+fn unterminated_dollar_quote_is_a_finding_and_earlier_statements_are_linted() {
+    let sql = "UPDATE users SET n = 1;\nDO $$ BEGIN UPDATE users SET n = 2;\n";
+    let (out, _dir) = lint_bytes("dollar.sql", sql.as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let found = rules(&json(&out));
+    assert!(found.contains(&"syntax-error".to_string()), "{found:?}");
+    assert!(found.contains(&"backfill-update".to_string()), "{found:?}");
+}
+
+#[test]
+fn ten_thousand_nested_parentheses_do_not_overflow() {
+    for dialect in ["postgres", "sqlite"] {
+        let sql = format!("SELECT {}1{};\nUPDATE users SET n = 1;\n", "(".repeat(10_000), ")".repeat(10_000));
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("deep.sql"), &sql);
+        let out = lint(dir.path(), &["--format", "json", "--dialect", dialect, "deep.sql"]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{dialect}: {:?} {}", out.status, stderr(&out));
+        assert!(rules(&json(&out)).contains(&"backfill-update".to_string()), "{dialect}");
+    }
+}
+
+#[test]
+fn fifty_megabyte_file() {
+    let mut sql = String::with_capacity(52 * 1024 * 1024);
+    sql.push_str("CREATE TABLE seed (id bigint, name text);\n");
+    let mut i = 0u64;
+    while sql.len() < 50 * 1024 * 1024 {
+        sql.push_str(&format!("INSERT INTO seed VALUES ({i}, 'row number {i} of the seed data');\n"));
+        i += 1;
+    }
+    sql.push_str("UPDATE users SET n = 1;\n");
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("big.sql"), &sql);
+    let out = lint(dir.path(), &["--format", "json", "big.sql"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(rules(&doc), vec!["backfill-update".to_string()]);
+}
+
+#[test]
+fn directory_of_ten_thousand_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("many");
+    std::fs::create_dir(&migrations).unwrap();
+    for i in 1..=10_000 {
+        std::fs::write(
+            migrations.join(format!("V{i}__t{i}.sql")),
+            format!("CREATE TABLE t{i} (id bigint PRIMARY KEY);\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(migrations.join("V10001__backfill.sql"), "UPDATE t1 SET id = id + 1;\n").unwrap();
+    let out = lint(dir.path(), &["--format", "json", "many"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["files"], 10_001);
+    assert_eq!(rules(&doc), vec!["backfill-update".to_string()]);
+}
+
+#[test]
+fn naming_rules_apply_to_the_configured_migrations_directory() {
+    let ws = workspace("");
+    write(&ws.path().join("migrations/V1__create-users.sql"), "CREATE TABLE users (id bigint);\n");
+    write(&ws.path().join("migrations/V2__a.sql"), "CREATE TABLE a (id bigint);\n");
+    write(&ws.path().join("migrations/V02__b.sql"), "CREATE TABLE b (id bigint);\n");
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    let found: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap().into(), f["path"].as_str().unwrap().into()))
+        .collect();
+    assert!(
+        found.contains(&("migration-name-skipped".into(), "migrations/V1__create-users.sql".into())),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|(rule, _)| rule == "duplicate-migration-version"), "{found:?}");
+
+    // The same files outside the migrations directory follow no naming convention.
+    let elsewhere = tempfile::tempdir().unwrap();
+    write(&elsewhere.path().join("V1__create-users.sql"), "CREATE TABLE users (id bigint);\n");
+    let out = lint(elsewhere.path(), &["--format", "json", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
