@@ -56,21 +56,14 @@ fn kinds(sql: &str) -> Vec<StmtKind> {
 }
 
 fn only(sql: &str) -> StmtKind {
-    let parsed = parse(sql);
+    let mut parsed = parse(sql);
     assert!(
         parsed.syntax_errors.is_empty(),
         "{:?}",
         parsed.syntax_errors
     );
     assert_eq!(parsed.statements.len(), 1, "{:#?}", parsed.statements);
-    parsed
-        .statements
-        .into_iter()
-        .next()
-        .map(|s| s.kind)
-        .unwrap_or(StmtKind::Other {
-            what: String::new(),
-        })
+    parsed.statements.remove(0).kind
 }
 
 fn assert_clean(parsed: &ParsedFile) {
