@@ -3,7 +3,8 @@
 //! Usage: `cargo run --release --example bench_lint -- --ours target/release/xtask
 //!         --squawk "$(pyenv which squawk)" [--runs 7] DIR...`
 //!
-//! Both tools get the same explicit list of `*.sql` files under the directories, both write JSON,
+//! Both tools get the same explicit list of files under the directories (`*.sql`, and Synapse's
+//! PostgreSQL-only `*.sql.postgres`), both write JSON,
 //! and they run alternately (so a busy neighbour slows both alike). Prints each tool's median wall
 //! time and the ratio ours/squawk (below 1.0: faster than squawk), plus what each found, to show
 //! the extra work (backfill findings squawk does not look for).
@@ -34,7 +35,10 @@ fn main() {
     let mut files: Vec<String> = dirs
         .iter()
         .flat_map(|d| walkdir::WalkDir::new(d).into_iter().filter_map(Result::ok))
-        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "sql"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.file_type().is_file() && (name.ends_with(".sql") || name.ends_with(".sql.postgres"))
+        })
         .map(|e| e.path().display().to_string())
         .collect();
     files.sort();

@@ -1,11 +1,22 @@
 //! The command line: clap subcommands another workspace's xtask can mount as they are.
 //!
-//! ```ignore
+//! ```no_run
+//! use clap::Parser;
+//!
 //! #[derive(clap::Parser)]
+//! #[command(name = "cargo xtask")]
 //! enum Xtask {
 //!     #[command(flatten)]
 //!     Migrate(xtask_migrate::Command),
-//!     Dist, // the workspace's own tasks
+//!     /// Build the release artifacts (the workspace's own task)
+//!     Dist,
+//! }
+//!
+//! fn main() -> anyhow::Result<std::process::ExitCode> {
+//!     match Xtask::parse() {
+//!         Xtask::Migrate(command) => command.run(),
+//!         Xtask::Dist => Ok(std::process::ExitCode::SUCCESS),
+//!     }
 //! }
 //! ```
 //!

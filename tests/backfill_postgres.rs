@@ -305,3 +305,23 @@ fn the_throwaway_schema_is_dropped_after_an_error() {
         "nothing written"
     );
 }
+
+#[test]
+fn an_unreachable_server_is_a_one_line_error_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/db");
+    let (code, _) = sample_on(&url, &Config::discover().unwrap());
+    let e = code.unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "cannot connect to postgres://app:***@127.0.0.1:{port}/db: "
+        )),
+        "{e}"
+    );
+    assert!(e.to_lowercase().contains("connection refused"), "{e}");
+    assert!(!e.contains("s3cret") && !e.contains('\n'), "{e}");
+}

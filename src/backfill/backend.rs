@@ -21,6 +21,23 @@ use crate::sql::Dialect;
 /// The tracking table: one row per committed batch, written in the batch's own transaction.
 pub const TRACKING_TABLE: &str = "xtask_backfill_batches";
 
+/// The tracking table's DDL, valid in both dialects.
+pub fn tracking_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (
+    migration text NOT NULL,
+    batch bigint NOT NULL,
+    checksum text NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    rows_changed bigint NOT NULL,
+    committed_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (migration, batch),
+    UNIQUE (migration, upper_key)
+)"
+    )
+}
+
 /// The type of a batch key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {

@@ -142,6 +142,9 @@ fn csv_error(path: &Path, e: &csv::Error) -> Error {
     Error::at(ErrorKind::Fixture, path, line, message)
 }
 
+/// A fixture file matched to its columns, its rows converted.
+type Prepared<'a> = (&'a FixtureFile, Vec<Column>, Vec<Vec<SqlValue>>);
+
 /// Loads `files` into the database: checks them against the schema, orders them parents first,
 /// inserts everything in one transaction.
 pub fn load(
@@ -149,7 +152,7 @@ pub fn load(
     files: &[FixtureFile],
     schema_version: u64,
 ) -> Result<LoadReport> {
-    let mut prepared: Vec<(&FixtureFile, Vec<Column>, Vec<Vec<SqlValue>>)> = Vec::new();
+    let mut prepared: Vec<Prepared<'_>> = Vec::new();
     for file in files {
         let Some(all) = db.columns(&file.table)? else {
             return Err(Error::file(

@@ -992,7 +992,7 @@ fn deterministic(query: &Query) -> bool {
                 && !select.projection.is_empty()
                 && select.projection.iter().all(|item| match item {
                     SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                        single_value(e, select.from.is_empty())
+                        single_value(e)
                     }
                     _ => false,
                 })
@@ -1004,19 +1004,17 @@ fn deterministic(query: &Query) -> bool {
 
 /// An expression that has one value over all rows of a `SELECT` without `GROUP BY`: an aggregate
 /// whose result does not depend on row order, a constant, a deterministic scalar subquery, or
-/// arithmetic of those. `no_from`: the select reads no table, so any column-free term is fine.
-fn single_value(expr: &Expr, no_from: bool) -> bool {
+/// arithmetic of those. A bare column is not: without `GROUP BY` it has one value per row.
+fn single_value(expr: &Expr) -> bool {
     const ORDER_FREE_AGGREGATES: [&str; 8] = [
         "count", "sum", "total", "min", "max", "avg", "bool_and", "bool_or",
     ];
     match expr {
         Expr::Value(_) => true,
         Expr::Nested(e) | Expr::Cast { expr: e, .. } | Expr::UnaryOp { expr: e, .. } => {
-            single_value(e, no_from)
+            single_value(e)
         }
-        Expr::BinaryOp { left, right, .. } => {
-            single_value(left, no_from) && single_value(right, no_from)
-        }
+        Expr::BinaryOp { left, right, .. } => single_value(left) && single_value(right),
         Expr::Subquery(q) => deterministic(q),
         Expr::Function(f) => {
             let name = f.name.0.last().and_then(|p| match p {

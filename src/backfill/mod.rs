@@ -1,6 +1,6 @@
 //! Data migrations: their file format, fixtures, the batch engine and `backfill sample`.
 //!
-//! A data migration (`data-migrations/V{n}__{name}.sql`, see [`format`]) changes rows of one
+//! A data migration (`data-migrations/V{n}__{name}.sql`, see [`mod@format`]) changes rows of one
 //! table in key order, one batch per transaction. `backfill sample` runs it on a fresh database
 //! loaded with [`fixtures`], through the same [`engine`] and [`backend`] trait that production
 //! runs use, checks the result and snapshots it ([`snapshot`]); an accepted snapshot taken from

@@ -187,7 +187,16 @@ pub(crate) fn describe_pg(e: &postgres::Error) -> String {
             }
             message
         }
-        None => e.to_string(),
+        None => {
+            // "error connecting to server" alone does not say why; the cause does.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            message
+        }
     }
 }
 
@@ -465,7 +474,7 @@ impl Backend for PgBackend {
 
     fn ensure_tracking(&mut self) -> Result<()> {
         self.client
-            .batch_execute(&super::sqlite::tracking_ddl())
+            .batch_execute(&super::backend::tracking_ddl())
             .map_err(|e| pg_error(e, ErrorKind::Database))
     }
 

@@ -175,23 +175,6 @@ impl rusqlite::ToSql for Bind<'_> {
     }
 }
 
-/// The tracking table's DDL, valid in both dialects.
-pub(crate) fn tracking_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (
-    migration text NOT NULL,
-    batch bigint NOT NULL,
-    checksum text NOT NULL,
-    lower_key text NOT NULL,
-    upper_key text NOT NULL,
-    rows_changed bigint NOT NULL,
-    committed_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    PRIMARY KEY (migration, batch),
-    UNIQUE (migration, upper_key)
-)"
-    )
-}
-
 impl Backend for SqliteBackend {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
@@ -239,7 +222,7 @@ impl Backend for SqliteBackend {
 
     fn query(&mut self, sql: &str) -> Result<Rows> {
         let mut stmt = self.conn.prepare(sql).map_err(statement_error)?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
         let width = columns.len();
         let mut out = Vec::new();
         let mut rows = stmt.query([]).map_err(statement_error)?;
@@ -328,7 +311,9 @@ impl Backend for SqliteBackend {
     }
 
     fn ensure_tracking(&mut self) -> Result<()> {
-        self.conn.execute_batch(&tracking_ddl()).map_err(db_error)
+        self.conn
+            .execute_batch(&super::backend::tracking_ddl())
+            .map_err(db_error)
     }
 
     fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>> {

@@ -160,7 +160,7 @@ fn do_block_change(
 /// A table name for a message: SQL run by `EXECUTE format('UPDATE %I ...', ...)` names its table
 /// only at run time, and the front end puts a stand-in there.
 fn shown(table: &Name) -> String {
-    if table.name == STAND_IN {
+    if table.name.contains(STAND_IN) {
         "a table named at run time".to_string()
     } else {
         format!("`{table}`")
@@ -169,7 +169,7 @@ fn shown(table: &Name) -> String {
 
 /// "`users`, an existing table," or, for a stand-in, "a table named at run time".
 fn existing(table: &Name) -> String {
-    if table.name == STAND_IN {
+    if table.name.contains(STAND_IN) {
         shown(table)
     } else {
         format!("`{table}`, an existing table,")
@@ -178,7 +178,7 @@ fn existing(table: &Name) -> String {
 
 /// An existing table a statement reads, for a message (see [`existing`]).
 fn read_phrase(read: &Read<'_>) -> String {
-    if read.table.name == STAND_IN {
+    if read.table.name.contains(STAND_IN) {
         shown(read.table)
     } else {
         read.phrase()

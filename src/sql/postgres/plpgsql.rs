@@ -257,27 +257,29 @@ pub(super) fn expand_format(format: &str) -> Option<String> {
 /// Recovers a statement squawk's PL/pgSQL grammar rejected because of its `INTO` clause
 /// (`SELECT a INTO v FROM t`, `UPDATE ... RETURNING id INTO v`), as PostgreSQL's PL/pgSQL does
 /// it: the `INTO [STRICT] target` tokens are taken out and the rest is parsed as SQL. The clause
-/// is blanked with spaces so offsets do not move. Returns whether statements were recovered.
+/// is blanked with spaces so offsets do not move. Returns whether statements were recovered
+/// (the rest parsed as SQL without errors).
 fn recover(error: &SyntaxNode, cx: &Cx<'_>, out: &mut Vec<Statement>) -> bool {
     let tokens: Vec<SyntaxToken> = error
         .descendants_with_tokens()
         .filter_map(|e| e.into_token())
         .filter(|t| !t.kind().is_trivia())
         .collect();
-    let Some(clause) = into_clause(&tokens) else {
-        return false;
-    };
     let start = error.text_range().start();
     let mut text = error.text().to_string();
-    let blank_from = usize::from(clause.start() - start);
-    let blank_to = usize::from(clause.end() - start);
-    if blank_to > text.len()
-        || !text.is_char_boundary(blank_from)
-        || !text.is_char_boundary(blank_to)
-    {
-        return false;
+    // Without an INTO clause, the statement may still be SQL that squawk's PL/pgSQL grammar does
+    // not expect there; parsing it as SQL decides.
+    if let Some(clause) = into_clause(&tokens) {
+        let blank_from = usize::from(clause.start() - start);
+        let blank_to = usize::from(clause.end() - start);
+        if blank_to > text.len()
+            || !text.is_char_boundary(blank_from)
+            || !text.is_char_boundary(blank_to)
+        {
+            return false;
+        }
+        text.replace_range(blank_from..blank_to, &" ".repeat(blank_to - blank_from));
     }
-    text.replace_range(blank_from..blank_to, &" ".repeat(blank_to - blank_from));
     let parse = SourceFile::parse(&text);
     if !parse.errors().is_empty() {
         return false;
@@ -288,11 +290,14 @@ fn recover(error: &SyntaxNode, cx: &Cx<'_>, out: &mut Vec<Statement>) -> bool {
         ..*cx
     };
     let before = out.len();
+    let mut statements = 0;
     for stmt in parse.syntax_node().children() {
+        statements += usize::from(ast::Stmt::can_cast(stmt.kind()));
         emit(&stmt, &inner, out);
     }
     // The statement, as written, includes the INTO clause.
-    if out.len() > before
+    if statements == 1
+        && out.len() > before
         && let Some(range) = stmt_range(error)
     {
         out[before].span = cx.coords.map(range);

@@ -56,21 +56,14 @@ fn kinds(sql: &str) -> Vec<StmtKind> {
 }
 
 fn only(sql: &str) -> StmtKind {
-    let parsed = parse(sql);
+    let mut parsed = parse(sql);
     assert!(
         parsed.syntax_errors.is_empty(),
         "{:?}",
         parsed.syntax_errors
     );
     assert_eq!(parsed.statements.len(), 1, "{:#?}", parsed.statements);
-    parsed
-        .statements
-        .into_iter()
-        .next()
-        .map(|s| s.kind)
-        .unwrap_or(StmtKind::Other {
-            what: String::new(),
-        })
+    parsed.statements.remove(0).kind
 }
 
 fn assert_clean(parsed: &ParsedFile) {
@@ -679,4 +672,15 @@ fn a_file_of_200k_statements_is_parsed_linearly() {
     assert_eq!(parsed.statements[199_999].span.start, 199_999 * 37);
     // Generous for an unoptimized build on a busy machine; quadratic work would take minutes.
     assert!(elapsed.as_secs() < 60, "took {elapsed:?}");
+}
+
+#[test]
+fn recovered_and_executed_statements_keep_file_spans() {
+    assert_snapshot!(render(
+        "DO E'DECLARE x int; BEGIN\\n SELECT 1 INTO x FROM t WHERE s = ''a\\\\nb'';\\n UPDATE u SET a = 1 RETURNING a INTO x;\\nEND';
+DO $$ BEGIN
+    EXECUTE 'WITH d AS (DELETE FROM a RETURNING 1) SELECT 1';
+    EXECUTE 'DO $x$ BEGIN UPDATE z SET q = 1; END $x$';
+END $$;"
+    ));
 }

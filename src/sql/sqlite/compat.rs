@@ -243,12 +243,19 @@ impl<'a> Cursor<'_, 'a> {
 /// spells them: `x ISNULL` as `x IS NULL`, and `a IS [NOT] b` (any `b`: SQLite's null-safe
 /// comparison) as `a IS [NOT] DISTINCT FROM b` with the negation flipped. sqlparser's dialect hooks
 /// could parse both, but only by copying the left operand, which is quadratic on chains.
+///
+/// Whitespace and comments are left out: the parser skips them anyway, and only MySQL and
+/// Snowflake syntax looks at them.
 pub(super) fn parser_tokens(toks: &[Tok]) -> Vec<TokenWithSpan> {
     let mut out = Vec::with_capacity(toks.len());
     let next_sig = |from: usize| (from..toks.len()).find(|&j| !toks[j].is_trivia());
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
+        if t.is_trivia() {
+            i += 1;
+            continue;
+        }
         let at_end = |token| with_span(token, t.end, t.end);
         match t.keyword() {
             _ if is_word(&t.token, "ISNULL") => {

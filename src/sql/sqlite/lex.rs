@@ -1,11 +1,14 @@
-//! Tokenizing a whole file with sqlparser's tokenizer and cutting it into statements.
+//! Tokenizing a file with sqlparser's tokenizer and cutting it into statements.
 //!
 //! sqlparser's own `parse_sql` gives up on the whole file at the first statement it cannot parse,
-//! and loses the position of many statements. So the file is tokenized once here, every token
-//! gets its byte range, and the token stream is cut at the `;` that end statements; each piece is
-//! then parsed on its own (see the parent module). Cutting follows SQLite's own rule
+//! and loses the position of many statements. So the file is tokenized here, every token gets its
+//! byte range, and the token stream is cut at the `;` that end statements; each piece is then
+//! parsed on its own (see the parent module), one after the other, so that only one statement's
+//! tokens are held at a time. Cutting follows SQLite's own rule
 //! (`sqlite3_complete`): parentheses do not matter (an unbalanced `(` must not swallow the rest of
 //! the file), and only the body of a `CREATE TRIGGER ... BEGIN ... END` holds `;` of its own.
+
+use std::collections::VecDeque;
 
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, Tokenizer, Whitespace};
@@ -37,92 +40,215 @@ impl Tok {
     }
 }
 
-/// One statement's share of the token stream.
+/// One statement's tokens.
 #[derive(Debug, Clone)]
 pub(super) struct Piece {
-    /// Index range into [`Lexed::toks`]: from the first to the last significant token, trivia in
-    /// between included, the terminating `;` excluded.
-    pub toks: std::ops::Range<usize>,
+    /// From the first to the last significant token, trivia in between included, the
+    /// terminating `;` excluded.
+    pub toks: Vec<Tok>,
     /// From the first significant token's start to the last one's end.
     pub span: Span,
     /// The tokenizer failed inside this statement; it was already reported and is not parsed.
     pub broken: bool,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct Lexed {
-    pub toks: Vec<Tok>,
-    pub pieces: Vec<Piece>,
+/// How much text one tokenizer run starts with. The tokenizer only works on whole inputs and
+/// keeps every token; running it window by window keeps memory to about one window's tokens (a
+/// token costs about 90 bytes, whatever its length) instead of the whole file's.
+const WINDOW: usize = 64 * 1024;
+/// A tokenizer error this far before the end of its window cannot have been caused by the cut.
+const LOOKAHEAD: usize = 16;
+
+/// Tokenizes a file and hands out its statements one by one. Never fails: a tokenizer error
+/// becomes an issue, and tokenizing resumes after it where that makes sense.
+pub(super) struct Lexer<'t> {
+    text: &'t str,
+    /// Where the next tokenizer run starts.
+    offset: usize,
+    window: usize,
+    /// Tokens read and not handed out yet.
+    queue: VecDeque<Tok>,
+    /// Positions where the tokenizer failed; the statements holding them are not parsed.
+    broken_at: VecDeque<usize>,
     pub comments: Vec<Comment>,
     pub issues: Vec<SyntaxIssue>,
 }
 
-/// Tokenizes `text` and cuts it into statements. Never fails: a tokenizer error becomes an issue,
-/// and tokenizing resumes after it where that makes sense.
-pub(super) fn lex(text: &str) -> Lexed {
-    let mut out = Lexed::default();
-    // Byte positions where the tokenizer failed; the statements holding them are not parsed.
-    let mut broken_at = Vec::new();
-    let dialect = dialect::SQLITE;
-    let mut offset = 0;
-    while offset < text.len() {
-        let rest = &text[offset..];
-        let mut buf = Vec::new();
-        let result = Tokenizer::new(&dialect, rest).tokenize_with_location_into_buf(&mut buf);
-        let mut cursor = Cursor::new(rest);
-        for t in buf {
-            let start = cursor.byte;
-            let end = cursor.advance_to(t.span.end);
-            out.toks.push(Tok {
-                token: t.token,
-                start: offset + start,
-                end: offset + end,
-            });
+impl<'t> Lexer<'t> {
+    pub fn new(text: &'t str) -> Self {
+        Lexer {
+            text,
+            offset: 0,
+            window: WINDOW,
+            queue: VecDeque::new(),
+            broken_at: VecDeque::new(),
+            comments: Vec::new(),
+            issues: Vec::new(),
         }
-        let Err(err) = result else { break };
-        // The failing token starts where the last good one ended.
-        let bad = offset + cursor.byte;
-        let at = offset + cursor.advance_to(err.location).max(cursor.byte);
+    }
+
+    fn next_token(&mut self) -> Option<Tok> {
+        while self.queue.is_empty() && self.offset < self.text.len() {
+            self.refill();
+        }
+        self.queue.pop_front()
+    }
+
+    /// The next statement, cut where SQLite cuts it.
+    pub fn next_piece(&mut self) -> Option<Piece> {
+        let mut splitter = Splitter::default();
+        let mut toks: Vec<Tok> = Vec::new();
+        let mut significant = 0; // length of `toks` up to its last significant token
+        while let Some(tok) = self.next_token() {
+            if let Token::Whitespace(ws) = &tok.token {
+                if let Some(comment) = comment(ws, &tok, self.text) {
+                    self.comments.push(comment);
+                }
+                if !toks.is_empty() {
+                    toks.push(tok);
+                }
+                continue;
+            }
+            if tok.token == Token::SemiColon && splitter.at_end() {
+                if toks.is_empty() {
+                    // An empty statement; a tokenizer error in it (`1_;`) is reported already.
+                    while self.broken_at.pop_front_if(|b| *b < tok.start).is_some() {}
+                    continue;
+                }
+                toks.truncate(significant);
+                return Some(self.piece(toks, tok.start));
+            }
+            splitter.push(tok.keyword());
+            toks.push(tok);
+            significant = toks.len();
+        }
+        toks.truncate(significant);
+        (!toks.is_empty()).then(|| self.piece(toks, usize::MAX))
+    }
+
+    /// The statement made of `toks`, ended by a `;` at `limit` (or the end of input). It is
+    /// broken when the tokenizer failed anywhere before `limit` since the previous statement.
+    fn piece(&mut self, toks: Vec<Tok>, limit: usize) -> Piece {
+        let mut broken = false;
+        while self.broken_at.pop_front_if(|b| *b < limit).is_some() {
+            broken = true;
+        }
+        let span = toks[0].start..toks[toks.len() - 1].end;
+        Piece { toks, span, broken }
+    }
+
+    /// Tokenizes the next window of text and queues the tokens known to be final: up to the last
+    /// `;` (a one-character token: everything before it was read without looking past the
+    /// window), or all of them when the window reaches the end of input.
+    fn refill(&mut self) {
+        let text = self.text;
+        let mut end = (self.offset + self.window).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        let at_eof = end == text.len();
+        let rest = &text[self.offset..end];
+        let mut buf = Vec::new();
+        let result =
+            Tokenizer::new(&dialect::SQLITE, rest).tokenize_with_location_into_buf(&mut buf);
+        let mut cursor = Cursor::new(rest);
+        let base = self.offset;
+        let mut toks: Vec<Tok> = buf
+            .into_iter()
+            .map(|t| {
+                let start = base + cursor.byte;
+                let end = base + cursor.advance_to(t.span.end);
+                Tok {
+                    token: t.token,
+                    start,
+                    end,
+                }
+            })
+            .collect();
+        // Where the failing token starts (the end of the last good one), and where it failed.
+        let failure = result.err().map(|err| {
+            (
+                base + cursor.byte,
+                base + cursor.advance_to(err.location),
+                err.message,
+            )
+        });
+        if !at_eof {
+            let last_semicolon = toks.iter().rposition(|t| t.token == Token::SemiColon);
+            let real_error = failure
+                .as_ref()
+                .filter(|(bad, at, _)| !runs_to_end(&text[*bad..]) && at + LOOKAHEAD < end);
+            match (last_semicolon, real_error) {
+                (Some(k), _) => {
+                    toks.truncate(k + 1);
+                    self.offset = toks[k].end;
+                    self.queue.extend(toks);
+                    self.window = WINDOW;
+                }
+                (None, Some(_)) => self.fail(toks, failure),
+                (None, None) => self.window = self.window.saturating_mul(2), // read on
+            }
+            return;
+        }
+        match failure {
+            None => {
+                self.offset = text.len();
+                self.queue.extend(toks);
+            }
+            failure => self.fail(toks, failure),
+        }
+    }
+
+    /// Queues the tokens before a tokenizer error and reports it: the rest of the input when the
+    /// failing token runs to the end, or one bad character, after which tokenizing goes on.
+    fn fail(&mut self, toks: Vec<Tok>, failure: Option<(usize, usize, String)>) {
+        let text = self.text;
+        self.queue.extend(toks);
+        let Some((bad, at, message)) = failure else {
+            return;
+        };
+        let at = at.max(bad);
         let tail = &text[bad..];
-        if tail.starts_with("/*") {
+        if let Some(body) = tail.strip_prefix("/*") {
             // SQLite reads an unterminated block comment as a comment up to the end of input.
-            out.toks.push(Tok {
-                token: Token::Whitespace(Whitespace::MultiLineComment(tail[2..].to_string())),
+            self.queue.push_back(Tok {
+                token: Token::Whitespace(Whitespace::MultiLineComment(body.to_string())),
                 start: bad,
                 end: text.len(),
             });
-            break;
+            self.offset = text.len();
+            return;
         }
-        if tail.starts_with(['\'', '"', '`', '[']) || starts_prefixed_literal(tail) {
-            // An unterminated literal or quoted name runs to the end of the file: nothing after
-            // it can be recovered.
-            broken_at.push(bad);
-            out.issues.push(SyntaxIssue {
+        if runs_to_end(tail) {
+            // An unterminated literal or quoted name: nothing after it can be recovered.
+            self.broken_at.push_back(bad);
+            self.issues.push(SyntaxIssue {
                 span: bad..text.len(),
-                message: lower_message(&err.message),
+                message: lower_message(&message),
             });
-            break;
+            self.offset = text.len();
+            return;
         }
-        // Anything else is one bad character: report it and carry on after it.
         let len = text[at..].chars().next().map_or(0, char::len_utf8);
-        broken_at.push(at);
-        out.issues.push(SyntaxIssue {
-            span: bad.min(at)..at + len,
-            message: lower_message(&err.message),
+        self.broken_at.push_back(at);
+        self.issues.push(SyntaxIssue {
+            span: bad..at + len,
+            message: lower_message(&message),
         });
-        if len == 0 {
-            break;
-        }
-        offset = at + len;
+        self.offset = if len == 0 { text.len() } else { at + len };
     }
-    cut(&mut out, &broken_at, text);
-    out
 }
 
-/// `X'..'`, `N'..'` and other one-letter prefixes of a string literal.
-fn starts_prefixed_literal(tail: &str) -> bool {
+/// Whether a token starting here runs to the end of input when it is not closed: a string, a
+/// quoted name, a block comment, a prefixed literal (`X'..'`).
+fn runs_to_end(tail: &str) -> bool {
     let mut chars = tail.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic()) && chars.next() == Some('\'')
+    match chars.next() {
+        Some('\'' | '"' | '`' | '[') => true,
+        Some('/') => chars.next() == Some('*'),
+        Some(c) if c.is_ascii_alphabetic() => chars.next() == Some('\''),
+        _ => false,
+    }
 }
 
 /// The tokenizer's messages start upper-case ("Unterminated string literal").
@@ -135,65 +261,6 @@ fn lower_message(message: &str) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => "the tokenizer failed here".to_string(),
-    }
-}
-
-/// Cuts the token stream into statements and collects comments.
-fn cut(out: &mut Lexed, broken_at: &[usize], text: &str) {
-    let mut splitter = Splitter::default();
-    let mut first: Option<usize> = None;
-    let mut last = 0;
-    let mut broken = broken_at.iter().copied().peekable();
-    for (i, tok) in out.toks.iter().enumerate() {
-        if let Token::Whitespace(ws) = &tok.token {
-            if let Some(comment) = comment(ws, tok, text) {
-                out.comments.push(comment);
-            }
-            continue;
-        }
-        if first.is_none() && tok.token == Token::SemiColon {
-            // An empty statement; a tokenizer error in it (`1_;`) is reported already.
-            while broken.next_if(|&b| b < tok.start).is_some() {}
-            continue;
-        }
-        if first.is_none() {
-            splitter = Splitter::default();
-        }
-        if tok.token == Token::SemiColon && splitter.at_end() {
-            if let Some(f) = first.take() {
-                out.pieces
-                    .push(piece(&out.toks, f, last, tok.start, &mut broken));
-            }
-            continue;
-        }
-        splitter.push(tok.keyword());
-        first.get_or_insert(i);
-        last = i;
-    }
-    if let Some(f) = first {
-        out.pieces
-            .push(piece(&out.toks, f, last, usize::MAX, &mut broken));
-    }
-}
-
-/// The statement from token `first` to token `last`, ended by a `;` at `limit` (or the end of
-/// input). It is broken when the tokenizer failed anywhere before `limit` since the previous
-/// statement ended.
-fn piece(
-    toks: &[Tok],
-    first: usize,
-    last: usize,
-    limit: usize,
-    broken: &mut std::iter::Peekable<impl Iterator<Item = usize>>,
-) -> Piece {
-    let mut is_broken = false;
-    while broken.next_if(|&b| b < limit).is_some() {
-        is_broken = true;
-    }
-    Piece {
-        toks: first..last + 1,
-        span: toks[first].start..toks[last].end,
-        broken: is_broken,
     }
 }
 

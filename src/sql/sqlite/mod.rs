@@ -1,10 +1,11 @@
 //! SQLite front end: sqlparser's SQLite dialect to the neutral view of [`crate::sql`].
 //!
 //! sqlparser fails a whole input on its first bad statement and leaves many statements without a
-//! position, so this front end does the framing itself: [`lex`] tokenizes the file once (byte
-//! ranges for every token, comments, tokenizer errors as issues) and cuts it into statements;
-//! each statement is then parsed on its own, so one bad statement is one [`SyntaxIssue`] and the
-//! others still parse with exact spans. [`convert`] and [`walk`] map the parsed statement to
+//! position, so this front end does the framing itself: [`lex`] tokenizes the file (byte ranges
+//! for every token, comments, tokenizer errors as issues) and cuts it into statements; each
+//! statement is then parsed on its own, so one bad statement is one [`SyntaxIssue`] and the others
+//! still parse with exact spans. Statements are handed over one at a time, so memory follows the
+//! largest statement, not the file. [`convert`] and [`walk`] map the parsed statement to
 //! [`StmtKind`]; [`names`] says how names are normalized (ASCII-lower-cased, quoted or not, as
 //! SQLite compares them).
 //!
@@ -50,27 +51,29 @@ const MAX_COPYING_OPERATORS: usize = 1_000;
 
 /// Parses `text` as SQLite SQL. Never panics, whatever the input.
 pub fn parse(text: &str) -> ParsedFile {
-    let lexed = lex::lex(text);
-    let mut out = ParsedFile {
-        statements: Vec::new(),
-        syntax_errors: lexed.issues,
-        comments: lexed.comments,
-    };
-    for piece in &lexed.pieces {
+    let mut lexer = lex::Lexer::new(text);
+    let mut statements = Vec::new();
+    let mut issues = Vec::new();
+    while let Some(piece) = lexer.next_piece() {
         if piece.broken {
             continue; // the tokenizer already reported it
         }
-        match parse_piece(text, &lexed.toks, piece) {
-            Ok(statements) => out.statements.extend(statements),
-            Err(issue) => out.syntax_errors.push(issue),
+        match parse_piece(text, &piece) {
+            Ok(parsed) => statements.extend(parsed),
+            Err(issue) => issues.push(issue),
         }
     }
-    out.syntax_errors.sort_by_key(|issue| issue.span.start);
-    out
+    issues.append(&mut lexer.issues);
+    issues.sort_by_key(|issue| issue.span.start);
+    ParsedFile {
+        statements,
+        syntax_errors: issues,
+        comments: lexer.comments,
+    }
 }
 
-fn parse_piece(text: &str, toks: &[Tok], piece: &Piece) -> Result<Vec<Statement>, SyntaxIssue> {
-    let toks = &toks[piece.toks.clone()];
+fn parse_piece(text: &str, piece: &Piece) -> Result<Vec<Statement>, SyntaxIssue> {
+    let toks = piece.toks.as_slice();
     let significant = toks.iter().filter(|t| !t.is_trivia()).count();
     let run = || {
         catch_unwind(AssertUnwindSafe(|| {

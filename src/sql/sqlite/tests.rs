@@ -653,6 +653,44 @@ fn too_many_copying_operators_is_an_issue() {
     );
 }
 
+/// The tokenizer runs over 64 KiB windows: statements, literals, comments, trigger bodies and
+/// tokenizer errors that straddle a window's end come out as if the file were read whole.
+#[test]
+fn statements_across_tokenizer_windows() {
+    let long_string = format!("SELECT '{}' FROM t", "ab; ".repeat(40_000));
+    let long_comment = format!("/* {} */", "é;".repeat(50_000));
+    let trigger = format!(
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN {} END",
+        "UPDATE u SET n = n + 1 WHERE id = NEW.id; ".repeat(2_000)
+    );
+    for pad in (65_490..65_560).step_by(7) {
+        // Multi-byte padding, so that some windows end inside a character; with `pad` 65_525 the
+        // first window ends between `1_` and `0`.
+        let padding = format!("--{}\n", "é".repeat(pad / 2));
+        let statements = [
+            "SELECT 1_0 FROM t WHERE a = 'ü'",
+            "SELECT 2",
+            long_string.as_str(),
+            trigger.as_str(),
+            "SELECT 3",
+        ];
+        let [first, second, third, fourth, fifth] = statements;
+        let sql = format!(
+            "{padding}{first};\n{second};\n{third};\n{long_comment}\nSELECT 4_;\n{fourth};\n{fifth};"
+        );
+        let p = parse_checked(&sql);
+        let texts: Vec<&str> = p.statements.iter().map(|s| &sql[s.span.clone()]).collect();
+        assert_eq!(texts, statements, "pad {pad}");
+        assert_eq!(p.syntax_errors.len(), 1, "pad {pad}: {:?}", p.syntax_errors);
+        assert_eq!(&sql[p.syntax_errors[0].span.clone()], "4_", "pad {pad}");
+        assert_eq!(p.comments.len(), 2, "pad {pad}");
+        assert!(matches!(
+            p.statements[3].kind,
+            StmtKind::CreateTrigger { .. }
+        ));
+    }
+}
+
 #[test]
 fn two_hundred_thousand_statements() {
     let sql = "INSERT INTO t (a) VALUES (1);\n".repeat(200_000);

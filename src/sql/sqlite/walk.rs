@@ -2,10 +2,10 @@
 //! statement reads, the functions it calls, and data-modifying statements hidden in `WITH`.
 //!
 //! CTE names are in scope for the query that defines them (and, with `WITH RECURSIVE`, for their
-//! own bodies), so a reference to one is not a table read. Chains the parser builds by looping
-//! rather than recursing (`a + b + c ...`, `SELECT .. UNION SELECT ..`) are walked by looping too;
-//! anything else is as deep as the parser's recursion limit allows, or runs on a stack sized for
-//! the statement (see the parent module).
+//! own bodies), so a reference to one is not a table read. The parser builds some chains by
+//! looping, as deep as the input is long (`a + b + ...`, `x ISNULL ISNULL ...`, `.. UNION ..`):
+//! expressions are walked with a work list and set operations with a loop, so only subqueries
+//! recurse, as deep as the parser's recursion limit lets them nest.
 
 use std::collections::HashSet;
 
@@ -387,7 +387,7 @@ impl<'s, 'a> Walker<'s, 'a> {
     }
 
     fn read(&mut self, name: Name) {
-        if name.schema.is_none() && self.ctes.iter().any(|c| *c == name.name) {
+        if name.schema.is_none() && self.ctes.contains(&name.name) {
             return;
         }
         self.found.read(name);
@@ -787,7 +787,7 @@ fn dml_start(stmt: &Ast) -> Option<usize> {
 }
 
 /// The byte offset a token location stands for: the parent module hands the parser tokens whose
-/// locations are `line 1, column byte + 1` (see `super::parser_tokens`).
+/// locations are `line 1, column byte + 1` (see `super::compat::parser_tokens`).
 pub(super) fn location_byte(loc: sqlparser::tokenizer::Location) -> Option<usize> {
     (loc.line == 1 && loc.column >= 1).then(|| (loc.column - 1) as usize)
 }
