@@ -134,15 +134,16 @@ fn sleep(d: Duration, stop: &AtomicBool) {
 const AIM: f64 = 0.7;
 
 /// The next batch size: toward [`AIM`] of the target from how long `size` rows held the
-/// transaction. Grows at most twofold per batch (one fast batch proves little) and shrinks up
-/// to fivefold (a slow one is a lock held too long).
+/// transaction. Grows at most by half per batch (one fast batch proves little; a bigger step
+/// overshoots when the next keys are denser) and shrinks up to fivefold (a slow batch is a
+/// lock held too long).
 pub fn adapt(settings: &Settings, size: u64, held: Duration) -> u64 {
     let goal = settings.target_batch_ms as f64 * AIM;
     let held_ms = held.as_secs_f64() * 1000.0;
     let factor = if held_ms <= 0.0 {
-        2.0
+        1.5
     } else {
-        (goal / held_ms).clamp(0.2, 2.0)
+        (goal / held_ms).clamp(0.2, 1.5)
     };
     let next = (size as f64 * factor).round() as u64;
     settings.clamp(next.max(1))
@@ -672,8 +673,8 @@ mod tests {
     #[test]
     fn batch_size_moves_toward_the_target_at_most_twofold() {
         let s = settings();
-        // Ten times too fast: doubles (the cap on growth).
-        assert_eq!(adapt(&s, 1000, Duration::from_millis(20)), 2000);
+        // Ten times too fast: grows by half (the cap on growth).
+        assert_eq!(adapt(&s, 1000, Duration::from_millis(20)), 1500);
         // Twice too slow: down to 70% of the target, 140ms of 400ms.
         assert_eq!(adapt(&s, 1000, Duration::from_millis(400)), 350);
         // Far too slow: at most fivefold smaller, never below the minimum.
@@ -681,6 +682,7 @@ mod tests {
         assert_eq!(adapt(&s, 150, Duration::from_secs(10)), 100);
         // Never above the maximum.
         assert_eq!(adapt(&s, 40_000, Duration::ZERO), 50_000);
+        assert_eq!(adapt(&s, 20_000, Duration::ZERO), 30_000);
         // At the target: back under it, as the target is a ceiling.
         assert_eq!(adapt(&s, 1000, Duration::from_millis(200)), 700);
     }

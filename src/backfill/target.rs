@@ -116,10 +116,11 @@ impl Target {
                     })
                 });
                 let port = config.as_ref().and_then(|c| c.get_ports().first().copied());
+                // Without a database name the server picks the user's: not shown either.
                 let database = config
                     .as_ref()
-                    .and_then(|c| c.get_dbname().or(c.get_user()).map(str::to_string))
-                    .unwrap_or_else(|| "postgres".into());
+                    .and_then(|c| c.get_dbname().map(str::to_string))
+                    .unwrap_or_else(|| "(the user's default database)".into());
                 TargetInfo {
                     dialect: Dialect::Postgres,
                     host,
@@ -287,6 +288,8 @@ mod tests {
         assert!(!json.contains("s3cr") && !json.contains("app:"), "{json}");
         assert!(!format!("{t:?}").contains("s3cr"));
         assert_eq!(info.describe(), "PostgreSQL db.internal:6432/prod");
+        let info = Target::parse("postgres://alice@db").unwrap().info();
+        assert!(!info.database.contains("alice"), "{info:?}");
     }
 
     #[test]
