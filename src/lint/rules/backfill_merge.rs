@@ -4,9 +4,8 @@
 //! inside the migration's transaction: every row it writes stays locked until the migration
 //! commits, and the time grows with the source and the target. A source whose rows come from no
 //! table (constant rows in VALUES, whatever the ON condition reads) is an upsert of seed rows:
-//! still reported, as a warning. A
-//! MERGE into a new table from an existing one is a copy, like INSERT ... SELECT, and reported as
-//! one. A MERGE inside a DO block is `backfill-do-block`'s.
+//! still reported, as a warning. A MERGE into a new table from an existing one is a copy, like
+//! INSERT ... SELECT, and reported as one. A MERGE inside a DO block is `backfill-do-block`'s.
 
 use crate::lint::rules::{
     FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, in_do_block,
