@@ -275,13 +275,13 @@ pub struct Query {
     /// its own CTEs, deduplicated, in first-seen order.
     pub reads: Vec<Name>,
     /// The tables the query's result rows are produced from: what a statement that stores those
-    /// rows (`INSERT ... SELECT`, `CREATE TABLE AS`, `MERGE ... USING`) copies. A subset of
-    /// `reads`, deduplicated, in first-seen order. It holds the `FROM` / `JOIN` items of the
-    /// query's `SELECT` (every branch of a `UNION` / `INTERSECT` / `EXCEPT`, and `TABLE t`),
-    /// followed through:
+    /// rows (`INSERT ... SELECT`, `CREATE TABLE AS`, `MERGE ... USING`) copies. Deduplicated, in
+    /// first-seen order. It holds the `FROM` / `JOIN` items of the query's `SELECT` (every branch
+    /// of a `UNION` / `INTERSECT` / `EXCEPT`, and `TABLE t`), followed through:
     /// - derived tables (`FROM (SELECT ...) AS d`, `LATERAL` ones included): their sources;
-    /// - references to the query's own CTEs: the referenced CTE's sources (a data-modifying CTE
-    ///   has none: it is a statement of its own);
+    /// - references to CTEs (the query's own, or the siblings of the data-modifying CTE it is):
+    ///   the referenced CTE's sources (a data-modifying CTE has none: it is a statement of its
+    ///   own);
     /// - table functions in `FROM` (`generate_series(1, (SELECT max(id) FROM t))`,
     ///   `unnest(...)`): every table read anywhere in their arguments, since the number of rows
     ///   may follow them.
@@ -291,6 +291,10 @@ pub struct Query {
     /// `LIMIT`, nor by CTEs the query never selects from. A `VALUES` list has no sources, even when
     /// its rows hold subqueries. So `SELECT 'a' WHERE NOT EXISTS (SELECT 1 FROM t)` reads `t` and
     /// has no source: it produces at most one row, whatever the size of `t`.
+    ///
+    /// It is a subset of `reads` but for one case: a data-modifying statement in a `WITH` clause
+    /// that selects from a sibling CTE has that CTE's sources, while its `reads` leave out the
+    /// sibling's body (its container reads it).
     pub sources: Vec<Name>,
     /// Functions the query calls, lower-cased and unqualified (`now`, `gen_random_uuid`).
     pub calls: Vec<String>,

@@ -171,6 +171,21 @@ mod tests {
     }
 
     #[test]
+    fn err_insert_in_a_cte_copying_rows_of_a_sibling_cte() {
+        // documenso's 20250522054050_add_organisations fills a new table this way.
+        let sql = "WITH src AS (SELECT id FROM users), ins AS (INSERT INTO orgs (owner_id) SELECT id FROM src RETURNING id) SELECT count(*) FROM ins;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains(
+                "INSERT ... SELECT copies rows of `users`, an existing table, into `orgs`"
+            ),
+            "{found:?}"
+        );
+        assert!(found[0].contains("note:"), "{found:?}");
+    }
+
+    #[test]
     fn err_guard_does_not_hide_a_copy() {
         // A guard in WHERE does not make the rows constant when they come from a table.
         let sql = "INSERT INTO settings (key, value) SELECT key, value FROM legacy_settings WHERE NOT EXISTS (SELECT 1 FROM settings);\n";

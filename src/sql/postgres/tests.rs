@@ -831,6 +831,28 @@ fn sources_are_the_tables_rows_come_from() {
 }
 
 #[test]
+fn a_data_modifying_cte_has_the_sources_of_the_sibling_it_selects_from() {
+    // documenso's 20250522054050_add_organisations: the rows the INSERT copies come from `users`
+    // through `src`, whose body its `reads` leave to the container.
+    let parsed = parse(
+        "WITH src AS (SELECT id FROM users), ins AS (INSERT INTO t SELECT id FROM src RETURNING id) SELECT count(*) FROM ins",
+    );
+    assert_clean(&parsed);
+    let [container, insert] = parsed.statements.as_slice() else {
+        panic!("{:#?}", parsed.statements);
+    };
+    assert!(
+        matches!(&container.kind, StmtKind::Select { query } if query.reads == [Name::new("users")] && query.sources.is_empty()),
+        "{container:#?}"
+    );
+    assert_eq!(insert.origin, Origin::Cte);
+    assert!(
+        matches!(&insert.kind, StmtKind::Insert { source: InsertSource::Query(q), .. } if q.reads.is_empty() && q.sources == [Name::new("users")]),
+        "{insert:#?}"
+    );
+}
+
+#[test]
 fn sources_of_deeply_nested_queries_do_not_overflow() {
     // Derived tables and set operations nest as deep as the input: the walk is a work list (the
     // parser itself needs the driver's large stack).
