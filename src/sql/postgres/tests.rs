@@ -762,6 +762,12 @@ fn sources_are_the_tables_rows_come_from() {
             &[],
             &[],
         ),
+        // A CTE referenced twice gives its sources once.
+        (
+            "WITH c AS (SELECT id FROM a UNION SELECT id FROM b) SELECT * FROM c JOIN c AS c2 USING (id) WHERE id IN (SELECT id FROM c)",
+            &["a", "b"],
+            &["a", "b"],
+        ),
         // `users` in FROM is the table; the CTE of that name is only visible in the subquery.
         (
             "SELECT * FROM users WHERE id IN (WITH users AS (SELECT 1 AS id FROM admins) SELECT id FROM users)",

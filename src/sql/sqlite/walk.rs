@@ -45,6 +45,9 @@ pub(super) struct Found {
 struct Names {
     list: Vec<Name>,
     seen: HashSet<Name>,
+    /// The CTEs (by [`CteScope::id`]) whose sources were added already: a CTE referenced many
+    /// times costs its sources once, not once per reference.
+    merged: HashSet<usize>,
 }
 
 impl Names {
@@ -196,6 +199,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             // known so far: its recursive part adds no table its other parts do not).
             if with.recursive {
                 self.ctes.push(CteScope {
+                    id: cte_id(cte),
                     name,
                     sources: Names::default(),
                 });
@@ -205,7 +209,11 @@ impl<'s, 'a> Walker<'s, 'a> {
                 }
             } else {
                 let sources = self.cte(cte);
-                self.ctes.push(CteScope { name, sources });
+                self.ctes.push(CteScope {
+                    id: cte_id(cte),
+                    name,
+                    sources,
+                });
             }
         }
         self.ctes.len() - before
@@ -464,8 +472,10 @@ impl<'s, 'a> Walker<'s, 'a> {
         };
         match cte {
             Some(cte) if self.in_source => {
-                for source in &cte.sources.list {
-                    self.found.sources.add(source);
+                if self.found.sources.merged.insert(cte.id) {
+                    for source in &cte.sources.list {
+                        self.found.sources.add(source);
+                    }
                 }
             }
             Some(_) => {}
@@ -820,8 +830,14 @@ impl<'s, 'a> Walker<'s, 'a> {
 /// A CTE in scope: its name, and the tables its rows come from.
 #[derive(Clone)]
 struct CteScope {
+    /// Which CTE of the tree this is: its node's address, unique while the tree is walked.
+    id: usize,
     name: String,
     sources: Names,
+}
+
+fn cte_id(cte: &Cte) -> usize {
+    std::ptr::from_ref(cte).addr()
 }
 
 /// Work for [`Walker::walk`].
