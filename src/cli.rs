@@ -29,6 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
+use crate::backfill::cli::BackfillCommand;
 use crate::config::{Config, parse_table_name};
 use crate::lint::output::{self, Format};
 use crate::lint::{self, Level, RuleId};
@@ -40,6 +41,9 @@ pub enum Command {
     /// Schema migrations: lint them for hidden backfills and long locks
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Data migrations: sample them on fixtures, snapshot and approve them
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
 }
 
 impl Command {
@@ -53,6 +57,7 @@ impl Command {
     pub fn run_with(self, config: &Config) -> anyhow::Result<ExitCode> {
         match self {
             Command::Migrate(MigrateCommand::Lint(args)) => args.run(config),
+            Command::Backfill(command) => command.run(config),
         }
     }
 }
@@ -61,8 +66,10 @@ impl Command {
 pub enum MigrateCommand {
     /// Find backfills and long locks hidden in schema migrations
     ///
-    /// Lints the configured migrations directory, or the files and directories given.
-    /// SQL that does not parse is a finding like any other.
+    /// Lints the configured migrations and data-migrations directories, or the files and
+    /// directories given. SQL that does not parse is a finding like any other. Data migrations
+    /// are checked as data migrations: placeholders bounding the key, one target table, no DDL,
+    /// a snapshot query with a deterministic order.
     ///
     /// Exit status: 0 no error-severity finding, 1 findings, 2 usage or I/O error.
     ///
@@ -171,7 +178,8 @@ impl LintArgs {
         }
         options.levels.extend(self.rules.iter().copied());
 
-        let paths = if self.paths.is_empty() {
+        let defaulted = self.paths.is_empty();
+        let paths = if defaulted {
             if !config.migrations.is_dir() {
                 bail!(
                     "{}: the migrations directory does not exist (configure `migrations` under [workspace.metadata.{}] or pass paths)",
@@ -184,7 +192,26 @@ impl LintArgs {
             self.paths
         };
 
-        let report = lint::lint_paths(&paths, &options)?;
+        // Data migrations are not schema migrations (their UPDATE is the point): they get the
+        // data-migration checks instead of the schema rules.
+        let data_dir = config.data_migrations.canonicalize().ok();
+        let is_data = |p: &PathBuf| {
+            data_dir
+                .as_ref()
+                .is_some_and(|dir| p.canonicalize().is_ok_and(|c| c.starts_with(dir)))
+        };
+        let (data_paths, schema_paths): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(is_data);
+        let mut report = if schema_paths.is_empty() {
+            lint::Report::default()
+        } else {
+            lint::lint_paths(&schema_paths, &options)?
+        };
+        if defaulted && config.data_migrations.is_dir() {
+            lint_data_migrations(&mut report, &config.data_migrations, None, &options)?;
+        } else if !data_paths.is_empty() {
+            lint_data_migrations(&mut report, &config.data_migrations, Some(&data_paths), &options)?;
+        }
+
         let color = match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -196,6 +223,70 @@ impl LintArgs {
         out.flush()?;
         Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
     }
+}
+
+/// Adds the data-migration findings for the files of `dir` (all of them, or those under `only`).
+fn lint_data_migrations(
+    report: &mut lint::Report,
+    dir: &std::path::Path,
+    only: Option<&[PathBuf]>,
+    options: &lint::LintOptions,
+) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+
+    let Some(severity) = options.severity(RuleId::DataMigrationInvalid) else {
+        return Ok(());
+    };
+    let wanted = |p: &std::path::Path| match only {
+        None => true,
+        Some(only) => {
+            let c = p.canonicalize().ok();
+            only.iter().any(|o| match (o.canonicalize().ok(), &c) {
+                (Some(o), Some(c)) => c.starts_with(&o),
+                _ => false,
+            })
+        }
+    };
+    let mut files: BTreeMap<PathBuf, Vec<lint::Finding>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "sql") && wanted(&path) {
+            files.entry(path).or_default();
+        }
+    }
+    for error in crate::backfill::format::check_dir(dir) {
+        let Some(path) = error.path.clone().filter(|p| files.contains_key(p)) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let span = error.line.map_or(0..0, |line| line_span(&text, line));
+        files.entry(path).or_default().push(lint::Finding {
+            rule: RuleId::DataMigrationInvalid,
+            severity,
+            span: span.clone(),
+            anchor: Some(span),
+            message: error.message.clone(),
+            help: "fix the data migration; `data-migrations/README.md` describes the format".into(),
+            note: None,
+        });
+    }
+    for (path, findings) in files {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        report.files.push(lint::FileReport { path: relative_to_cwd(&path), text, findings });
+    }
+    Ok(())
+}
+
+/// The byte range of 1-based line `line` of `text` (without its line break).
+fn line_span(text: &str, line: usize) -> std::ops::Range<usize> {
+    let mut start = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return start..start + l.trim_end_matches(['\n', '\r']).len();
+        }
+        start += l.len();
+    }
+    text.len()..text.len()
 }
 
 /// Paths print relative to where the user stands when they can.

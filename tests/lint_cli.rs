@@ -333,3 +333,46 @@ fn naming_rules_apply_to_the_configured_migrations_directory() {
     let out = lint(elsewhere.path(), &["--format", "json", "."]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// This repository's example data migration, as a known-good data migration.
+fn example_data_migration() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data-migrations/V1__backfill_counter_caches.sql"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn data_migrations_get_data_migration_checks_not_backfill_rules() {
+    let ws = workspace("");
+    write(&ws.path().join("migrations/V1__users.sql"), "CREATE TABLE users (id bigint PRIMARY KEY);\n");
+    write(&ws.path().join("data-migrations/V1__fill.sql"), &example_data_migration());
+
+    // By default both directories are linted, and a good data migration is clean (its UPDATE is
+    // the point of it, not a backfill hidden in a schema migration).
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(json(&out)["files"], 2);
+
+    // Passed explicitly, too.
+    let out = lint(ws.path(), &["--format", "json", "data-migrations/V1__fill.sql"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(json(&out)["files"], 1);
+
+    // The batch statement no longer bounded by the key: a finding on the batch statement's line.
+    let broken = example_data_migration().replace("WHERE id > :lower AND id <= :upper;", "WHERE true;");
+    write(&ws.path().join("data-migrations/V1__fill.sql"), &broken);
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    let finding = &doc["findings"][0];
+    assert_eq!(finding["rule"], "data-migration-invalid");
+    assert_eq!(finding["category"], "data-migration");
+    assert_eq!(finding["path"], "data-migrations/V1__fill.sql");
+    let line = finding["line"].as_u64().unwrap() as usize;
+    let text_line = broken.lines().nth(line - 1).unwrap();
+    assert!(
+        broken.lines().skip(line - 1).take(6).any(|l| l.contains("WHERE true")),
+        "finding at line {line} ({text_line:?}) is not on the batch statement: {finding}"
+    );
+}

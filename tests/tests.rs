@@ -1,5 +1,7 @@
 //! The integration tests: one binary (one link step), one module per area.
 
+mod backfill_postgres;
+mod backfill_sample;
 mod lint_cli;
 mod lint_example;
 mod pre_commit_hook;

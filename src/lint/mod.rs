@@ -331,7 +331,7 @@ pub fn lint_parsed(
             });
         }
         rules::check_all(&cx, &mut findings);
-        findings = suppress::apply(parsed, text, findings);
+        findings = suppress::apply(parsed, findings);
         apply_levels(&mut findings, options);
         findings.sort_by_key(|f| (f.span.start, f.rule));
     }

@@ -31,8 +31,7 @@ struct Directive {
 }
 
 /// Removes suppressed findings and adds findings about the suppression comments themselves.
-pub fn apply(parsed: &ParsedFile, text: &str, findings: Vec<Finding>) -> Vec<Finding> {
-    let _ = text;
+pub fn apply(parsed: &ParsedFile, findings: Vec<Finding>) -> Vec<Finding> {
     let mut problems = Vec::new();
     let mut directives = Vec::new();
 
@@ -200,4 +199,109 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::lint::{LintOptions, RuleId, Severity, lint_text};
+    use crate::sql::Dialect;
+
+    fn rules(sql: &str, dialect: Dialect) -> Vec<(RuleId, Severity, usize)> {
+        let options = LintOptions {
+            dialect,
+            ..LintOptions::default()
+        };
+        lint_text(Path::new("t.sql"), sql, &options)
+            .into_iter()
+            .filter(|f| f.rule != RuleId::RequireLockTimeout)
+            .map(|f| (f.rule, f.severity, sql[..f.span.start].matches('\n').count() + 1))
+            .collect()
+    }
+
+    const BOTH: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
+
+    #[test]
+    fn allow_covers_the_next_statement_only() {
+        for d in BOTH {
+            let sql = "-- migrate-lint: allow(backfill-update) roles has five rows\nUPDATE roles SET n = 1;\nUPDATE users SET n = 1;\n";
+            assert_eq!(rules(sql, d), vec![(RuleId::BackfillUpdate, Severity::Error, 3)], "{d}");
+        }
+    }
+
+    #[test]
+    fn allow_covers_a_whole_do_block() {
+        let sql = "-- migrate-lint: allow(backfill-do-block) one-off fix, 3 rows\nDO $$\nBEGIN\n  UPDATE users SET n = 1 WHERE id = 7;\n  DELETE FROM posts WHERE id = 9;\nEND $$;\n";
+        assert_eq!(rules(sql, Dialect::Postgres), vec![]);
+    }
+
+    #[test]
+    fn allow_file_covers_every_statement_wherever_it_is() {
+        for d in BOTH {
+            let sql = "UPDATE users SET n = 1;\nDELETE FROM posts;\n-- migrate-lint: allow-file(backfill-update, backfill-delete) runs before launch, tables empty\n";
+            assert_eq!(rules(sql, d), vec![], "{d}");
+        }
+    }
+
+    #[test]
+    fn several_rules_in_one_comment() {
+        let sql = "-- migrate-lint: allow(backfill-update, index-not-concurrent) tiny table\nUPDATE users SET n = 1;\n";
+        // index-not-concurrent has nothing to suppress on the next statement: reported as unused.
+        assert_eq!(rules(sql, Dialect::Postgres), vec![(RuleId::SuppressionUnused, Severity::Warning, 1)]);
+    }
+
+    #[test]
+    fn missing_reason_is_a_finding_and_suppresses_nothing() {
+        for d in BOTH {
+            let sql = "-- migrate-lint: allow(backfill-update)\nUPDATE users SET n = 1;\n";
+            assert_eq!(
+                rules(sql, d),
+                vec![
+                    (RuleId::SuppressionMissingReason, Severity::Error, 1),
+                    (RuleId::BackfillUpdate, Severity::Error, 2)
+                ],
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_rule_is_a_finding_with_a_suggestion() {
+        let options = LintOptions::default();
+        let sql = "-- migrate-lint: allow(backfil-update) typo\nUPDATE users SET n = 1;\n";
+        let findings = lint_text(Path::new("t.sql"), sql, &options);
+        let unknown = findings
+            .iter()
+            .find(|f| f.rule == RuleId::SuppressionUnknownRule)
+            .expect("an unknown-rule finding");
+        assert!(unknown.message.contains("backfil-update"), "{}", unknown.message);
+        assert!(unknown.help.contains("did you mean `backfill-update`"), "{}", unknown.help);
+        assert!(findings.iter().any(|f| f.rule == RuleId::BackfillUpdate));
+    }
+
+    #[test]
+    fn malformed_directive_is_a_finding() {
+        for sql in [
+            "-- migrate-lint: ignore backfill-update because\nUPDATE users SET n = 1;\n",
+            "-- migrate-lint: allow(backfill-update because\nUPDATE users SET n = 1;\n",
+            "-- migrate-lint: allow() because\nUPDATE users SET n = 1;\n",
+        ] {
+            let found = rules(sql, Dialect::Postgres);
+            assert!(found.contains(&(RuleId::SuppressionUnknownRule, Severity::Error, 1)), "{sql}: {found:?}");
+            assert!(found.iter().any(|f| f.0 == RuleId::BackfillUpdate), "{sql}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_comments_and_strings_are_not_directives() {
+        let sql = "-- allow(backfill-update) not for us\nSELECT '-- migrate-lint: allow(backfill-update) x';\nUPDATE users SET n = 1;\n";
+        assert_eq!(rules(sql, Dialect::Postgres), vec![(RuleId::BackfillUpdate, Severity::Error, 3)]);
+    }
+
+    #[test]
+    fn block_comment_directive() {
+        let sql = "/* migrate-lint: allow(backfill-update) five rows */\nUPDATE roles SET n = 1;\n";
+        assert_eq!(rules(sql, Dialect::Postgres), vec![]);
+    }
 }

@@ -1,0 +1,381 @@
+//! The one trait the batch engine talks to a database through, with its value types. SQLite
+//! ([`super::sqlite`]) and PostgreSQL ([`super::postgres`]) implement it; `backfill sample` and
+//! the production runner use the same engine over either.
+//!
+//! The trait is shaped by what a production run needs, not only by what sampling needs:
+//! - a batch is one call, [`Backend::run_batch`], that runs the statement and records the batch
+//!   in the tracking table inside one transaction, so a batch is applied exactly once: the
+//!   tracking row's primary key makes a second commit of the same batch fail and roll back;
+//! - per-batch lock and statement timeouts are parameters of that call ([`BatchLimits`]);
+//! - errors say whether a retry may succeed ([`super::Error::transient`]), and
+//!   [`Backend::reconnect`] replaces a lost connection;
+//! - the bounds of the next batch come from the key itself ([`Backend::next_upper`]), read
+//!   with the table's own ordering and collation, never compared in Rust.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::error::Result;
+use crate::sql::Dialect;
+
+/// The tracking table: one row per committed batch, written in the batch's own transaction.
+pub const TRACKING_TABLE: &str = "xtask_backfill_batches";
+
+/// The tracking table's DDL, valid in both dialects.
+pub fn tracking_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (
+    migration text NOT NULL,
+    batch bigint NOT NULL,
+    checksum text NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    rows_changed bigint NOT NULL,
+    committed_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    PRIMARY KEY (migration, batch),
+    UNIQUE (migration, upper_key)
+)"
+    )
+}
+
+/// The type of a batch key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Integer,
+    Text,
+}
+
+/// One value of a batch key: a batch's bound.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyValue {
+    Int(i64),
+    Text(String),
+}
+
+impl KeyValue {
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            KeyValue::Int(_) => KeyKind::Integer,
+            KeyValue::Text(_) => KeyKind::Text,
+        }
+    }
+
+    /// The key as stored in the tracking table (text, whatever its type).
+    pub fn to_stored(&self) -> String {
+        match self {
+            KeyValue::Int(i) => i.to_string(),
+            KeyValue::Text(s) => s.clone(),
+        }
+    }
+
+    /// The inverse of [`KeyValue::to_stored`].
+    pub fn from_stored(kind: KeyKind, stored: &str) -> Option<KeyValue> {
+        match kind {
+            KeyKind::Integer => stored.parse().ok().map(KeyValue::Int),
+            KeyKind::Text => Some(KeyValue::Text(stored.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Int(i) => write!(f, "{i}"),
+            KeyValue::Text(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// A value bound to a statement (fixture rows).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    /// A decimal number kept as written, so no digit is lost on the way (`numeric`).
+    Decimal(String),
+    Text(String),
+    Blob(Vec<u8>),
+    Bool(bool),
+}
+
+/// One value of a query result, typed only as far as every backend can tell the same way, so the
+/// same query gives the same cells on SQLite and PostgreSQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    /// An integer, float or decimal, in its shortest text form.
+    Number(String),
+    Text(String),
+    Bool(bool),
+    Blob(Vec<u8>),
+}
+
+/// The rows a query returned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// A column as the database's catalog describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// The declared type, as the catalog spells it (`bigint`, `timestamp without time zone`).
+    pub declared: String,
+    pub ty: ColumnType,
+    pub not_null: bool,
+}
+
+/// What a fixture value must look like to go into a column, from its declared type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Integer,
+    Real,
+    Decimal,
+    Text,
+    Blob,
+    Bool,
+    Timestamp,
+    Date,
+}
+
+impl ColumnType {
+    /// Classifies a declared type the way both databases would store it. Names follow
+    /// PostgreSQL's types and SQLite's affinity rules; anything unknown is text, which both
+    /// accept and PostgreSQL then checks against the real type (uuid, json, enums).
+    pub fn from_declared(declared: &str) -> ColumnType {
+        let lower = declared.to_ascii_lowercase();
+        let base = lower.split('(').next().unwrap_or("").trim();
+        if base.starts_with("bool") {
+            ColumnType::Bool
+        } else if base.starts_with("timestamp") || base.starts_with("datetime") {
+            ColumnType::Timestamp
+        } else if base == "date" {
+            ColumnType::Date
+        } else if base.starts_with("interval") || base == "point" {
+            ColumnType::Text
+        } else if base.contains("int") || base.ends_with("serial") {
+            ColumnType::Integer
+        } else if base.contains("char") || base.contains("clob") || base.contains("text") {
+            ColumnType::Text
+        } else if base.contains("blob") || base == "bytea" {
+            ColumnType::Blob
+        } else if base.contains("real") || base.contains("floa") || base.contains("doub") {
+            ColumnType::Real
+        } else if base.starts_with("numeric") || base.starts_with("decimal") {
+            ColumnType::Decimal
+        } else {
+            ColumnType::Text
+        }
+    }
+
+    pub fn key_kind(self) -> Option<KeyKind> {
+        match self {
+            ColumnType::Integer => Some(KeyKind::Integer),
+            ColumnType::Text => Some(KeyKind::Text),
+            _ => None,
+        }
+    }
+}
+
+/// What the batch's transaction records about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint<'a> {
+    /// The data migration's id (`V1__backfill_counter_caches`).
+    pub migration: &'a str,
+    pub checksum: &'a str,
+    /// 1-based number of the batch in its run.
+    pub batch: u64,
+}
+
+/// A committed batch, as read back from the tracking table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBatch {
+    pub checksum: String,
+    pub batch: u64,
+    pub lower: String,
+    pub upper: String,
+    pub rows: u64,
+}
+
+/// Limits on waiting. PostgreSQL applies them as `lock_timeout` and `statement_timeout`; SQLite
+/// waits at most `lock_timeout` for a lock (busy timeout) and has no statement timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchLimits {
+    pub lock_timeout: Option<Duration>,
+    pub statement_timeout: Option<Duration>,
+}
+
+/// A database the engine can run batches on.
+pub trait Backend {
+    fn dialect(&self) -> Dialect;
+
+    /// Where this is, for people: a path, or a URL without its password.
+    fn describe(&self) -> String;
+
+    /// Replaces the connection with a new one (after a lost connection). Session settings the
+    /// backend made itself (search path) are made again.
+    fn reconnect(&mut self) -> Result<()>;
+
+    /// Applies `limits` to everything this connection runs from now on (the bound queries as
+    /// well as the batches), so nothing the engine does waits on a lock forever.
+    fn apply_limits(&mut self, limits: &BatchLimits) -> Result<()>;
+
+    /// Runs SQL text that needs no parameters and returns no rows (may hold several statements).
+    fn execute(&mut self, sql: &str) -> Result<()>;
+
+    /// The columns of `table` in the current schema, or `None` when there is no such table.
+    fn columns(&mut self, table: &str) -> Result<Option<Vec<Column>>>;
+
+    /// Runs a query and returns every row.
+    fn query(&mut self, sql: &str) -> Result<Rows>;
+
+    /// The smallest key of `table`, `None` when it is empty.
+    fn min_key(&mut self, table: &str, key: &str, kind: KeyKind) -> Result<Option<KeyValue>>;
+
+    /// How many rows of `table` have a NULL key (they would never be in any batch).
+    fn count_null_keys(&mut self, table: &str, key: &str) -> Result<u64>;
+
+    /// The upper bound of the batch after `lower`: the key `batch_size` rows past `lower`, or the
+    /// largest key when fewer rows are left; `None` when no row is past `lower`.
+    fn next_upper(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        batch_size: u64,
+    ) -> Result<Option<KeyValue>>;
+
+    /// Creates the tracking table if it does not exist.
+    fn ensure_tracking(&mut self) -> Result<()>;
+
+    /// The last committed batch of `migration`, if any.
+    fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>>;
+
+    /// In one transaction: runs `sql` with `lower` and `upper` bound to its two parameters, and
+    /// records the batch in the tracking table. Returns the number of rows the statement changed.
+    /// On any error the transaction is rolled back and nothing of the batch remains.
+    fn run_batch(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        checkpoint: &Checkpoint<'_>,
+        limits: &BatchLimits,
+    ) -> Result<u64>;
+}
+
+/// What `backfill sample` needs beyond the engine: building the database it samples on.
+pub trait SampleBackend: Backend {
+    /// Applies the schema migrations up to and including `version` with refinery; `dir` is
+    /// where they were read from (errors name the file).
+    fn apply_migrations(
+        &mut self,
+        migrations: &[refinery::Migration],
+        version: u64,
+        dir: &std::path::Path,
+    ) -> Result<()>;
+
+    /// `(child, parent)` for every foreign key between tables of the current schema.
+    fn foreign_keys(&mut self) -> Result<Vec<(String, String)>>;
+
+    /// Inserts `rows` into `columns` of `table` with one prepared statement, inside whatever
+    /// transaction the caller opened. On failure: the index of the row that failed (when one
+    /// did) and the error.
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[Column],
+        rows: &[Vec<SqlValue>],
+    ) -> std::result::Result<(), (Option<usize>, super::Error)>;
+}
+
+/// Quotes an identifier for both dialects: `"name"`, with `"` doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Text form of a float that SQLite and PostgreSQL agree on for ordinary values (`2`, `0.1`).
+pub fn format_real(value: f64) -> String {
+    if value.is_finite() {
+        value.to_string()
+    } else if value.is_nan() {
+        "NaN".into()
+    } else if value > 0.0 {
+        "Infinity".into()
+    } else {
+        "-Infinity".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_declared_types() {
+        use ColumnType::*;
+        for (declared, ty) in [
+            ("bigint", Integer),
+            ("INTEGER", Integer),
+            ("int4", Integer),
+            ("bigserial", Integer),
+            ("smallint", Integer),
+            ("interval", Text),
+            ("point", Text),
+            ("text", Text),
+            ("character varying(20)", Text),
+            ("VARCHAR(255)", Text),
+            ("boolean", Bool),
+            ("bool", Bool),
+            ("timestamp", Timestamp),
+            ("timestamp with time zone", Timestamp),
+            ("datetime", Timestamp),
+            ("date", Date),
+            ("double precision", Real),
+            ("REAL", Real),
+            ("float8", Real),
+            ("numeric(10,2)", Decimal),
+            ("decimal", Decimal),
+            ("bytea", Blob),
+            ("BLOB", Blob),
+            ("uuid", Text),
+            ("jsonb", Text),
+            ("", Text),
+        ] {
+            assert_eq!(ColumnType::from_declared(declared), ty, "{declared}");
+        }
+    }
+
+    #[test]
+    fn stored_keys_round_trip() {
+        for key in [
+            KeyValue::Int(-5),
+            KeyValue::Int(i64::MAX),
+            KeyValue::Text("a b".into()),
+        ] {
+            assert_eq!(
+                KeyValue::from_stored(key.kind(), &key.to_stored()),
+                Some(key)
+            );
+        }
+        assert_eq!(KeyValue::from_stored(KeyKind::Integer, "x"), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("users"), "\"users\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn reals_print_like_the_databases() {
+        assert_eq!(format_real(2.0), "2");
+        assert_eq!(format_real(0.1), "0.1");
+        assert_eq!(format_real(-1.5), "-1.5");
+        assert_eq!(format_real(f64::INFINITY), "Infinity");
+    }
+}

@@ -1,0 +1,221 @@
+//! The `backfill sample` and `backfill status` commands as clap argument structs with a `run`
+//! method, for the binary (or another workspace's xtask) to mount.
+//!
+//! Exit codes: 0 when everything passed, 1 when a check failed or a snapshot differs (or is
+//! stale), and errors (bad input, a statement the database refuses) bubble up for the binary to
+//! print on one line and exit 2.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::format::{self, DataMigration};
+use super::sample::{self, Inputs, SampleOptions};
+use super::snapshot::{self, Approval, Mode, Outcome};
+use crate::config::Config;
+
+/// The `backfill` subcommands of this issue, to mount as `backfill <command>`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BackfillCommand {
+    /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
+    ///
+    /// Exit status: 0 all passed, 1 a check failed or a snapshot differs (or is stale), 2 error.
+    Sample(SampleArgs),
+    /// List every data migration: approved, snapshot stale, or no snapshot
+    Status(StatusArgs),
+}
+
+impl BackfillCommand {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        match self {
+            BackfillCommand::Sample(args) => args.run(config),
+            BackfillCommand::Status(args) => args.run(config),
+        }
+    }
+}
+
+/// Run data migrations on the fixtures in a fresh database, check them, compare their snapshots.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SampleArgs {
+    /// The data migration: file name, `V1`, or its name (default: every data migration).
+    pub name: Option<String>,
+    /// Write nothing; fail on any snapshot difference, printing the diff (what CI runs).
+    #[arg(long)]
+    pub check: bool,
+    /// Rows per batch (default: about 100 batches of at least 100 rows, at most the data
+    /// migration's own batch size)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+    /// Sample on a throwaway schema of this PostgreSQL server instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl SampleArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    /// [`SampleArgs::run`], printing to `out`.
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let mode = Mode::from_env(self.check)?;
+        let migrations = select(config, self.name.as_deref())?;
+        if migrations.is_empty() {
+            writeln!(
+                out,
+                "no data migrations in {}",
+                super::error::display_path(&config.data_migrations)
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let inputs = Inputs::load(config)?;
+        let options = SampleOptions {
+            batch_size: self.batch_size,
+            database_url: self.database_url,
+            mode,
+        };
+        let mut failed = Vec::new();
+        let mut pending = false;
+        for migration in &migrations {
+            let report = sample::sample(config, &inputs, migration, &options, out)?;
+            pending |= matches!(report.outcome, Outcome::Pending { .. });
+            if !report.passed() {
+                failed.push(report.id);
+            }
+        }
+        writeln!(
+            out,
+            "{} data {} sampled: {} passed, {} failed",
+            migrations.len(),
+            if migrations.len() == 1 {
+                "migration"
+            } else {
+                "migrations"
+            },
+            migrations.len() - failed.len(),
+            failed.len()
+        )?;
+        if failed.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if pending {
+            writeln!(
+                out,
+                "review the new snapshots with `cargo insta review` (or accept them with `cargo insta accept`)"
+            )?;
+        } else if mode == Mode::Check {
+            writeln!(
+                out,
+                "to update: run `cargo xtask backfill sample {}` and review with `cargo insta review`",
+                if failed.len() == 1 {
+                    failed[0].as_str()
+                } else {
+                    ""
+                }
+            )?;
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// List every data migration with its approval: approved, snapshot stale, no snapshot.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StatusArgs {}
+
+impl StatusArgs {
+    pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
+        self.run_to(config, &mut std::io::stdout().lock())
+    }
+
+    pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        let migrations = select(config, None)?;
+        if migrations.is_empty() {
+            writeln!(
+                out,
+                "no data migrations in {}",
+                super::error::display_path(&config.data_migrations)
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let dir = sample::snapshot_dir(config);
+        let width = migrations.iter().map(|m| m.id().len()).max().unwrap_or(0);
+        for migration in &migrations {
+            let approval = snapshot::approval(&dir, migration)?;
+            let mut line = format!("{:<width$}  {}", migration.id(), approval.label());
+            if let Approval::Stale { recorded } = &approval {
+                line.push_str(&format!(
+                    " (taken from checksum {}, the file is {})",
+                    recorded
+                        .as_deref()
+                        .map_or("none", |c| c.get(..12).unwrap_or(c)),
+                    migration.checksum.get(..12).unwrap_or(&migration.checksum)
+                ));
+            }
+            if snapshot::has_pending(&dir, migration) {
+                line.push_str(", a new snapshot awaits `cargo insta review`");
+            }
+            writeln!(out, "{line}")?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn select(config: &Config, name: Option<&str>) -> anyhow::Result<Vec<DataMigration>> {
+    let dir = &config.data_migrations;
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(match name {
+        Some(name) => vec![format::find(dir, name)?],
+        None => format::load_dir(dir)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: BackfillCommand,
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let cli = Cli::try_parse_from([
+            "backfill",
+            "sample",
+            "V1",
+            "--check",
+            "--batch-size",
+            "7",
+            "--database-url",
+            "postgres://u@h/db",
+        ])
+        .unwrap();
+        let BackfillCommand::Sample(args) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.name.as_deref(), Some("V1"));
+        assert!(args.check);
+        assert_eq!(args.batch_size, Some(7));
+        assert_eq!(args.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert!(matches!(
+            Cli::try_parse_from(["backfill", "status"]).unwrap().command,
+            BackfillCommand::Status(_)
+        ));
+    }
+
+    #[test]
+    fn a_zero_batch_size_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["backfill", "sample", "--batch-size", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_command_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,676 @@
+//! Fixtures: a sampled subset of production-shaped rows, one CSV file per table, loaded into the
+//! database `backfill sample` builds, after the schema migrations and before the data migration.
+//!
+//! Format (`fixtures/<table>.csv`, RFC 4180 CSV as the `csv` crate reads it):
+//! - the first line names the columns; columns left out get their default;
+//! - `\N` (unquoted or quoted, the whole field) is NULL; `\\N` is the two-character text `\N`;
+//!   an empty field is the empty string, and an error for a column that is not text, so a
+//!   forgotten value never passes for NULL;
+//! - values are checked and converted by the column's declared type in the schema: integer,
+//!   real, decimal (kept exact), bool (`true`/`false`, `t`/`f`, `1`/`0`), timestamp
+//!   (`YYYY-MM-DD HH:MM[:SS[.ffffff]]`, `T` allowed, optional zone), date (`YYYY-MM-DD`),
+//!   blob (`\x` then hex, PostgreSQL's bytea form); anything else is text.
+//!
+//! Loading reads the foreign keys from the database's catalog and inserts parents before
+//! children, all tables in one transaction with one prepared statement per table. Every problem
+//! is an error naming `file:line`, and a failed load leaves no row behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::backend::{Column, ColumnType, SampleBackend, SqlValue};
+use super::error::{Error, ErrorKind, Result};
+
+/// The field that means NULL.
+pub const NULL: &str = "\\N";
+
+/// One fixture file, read and split into fields, not yet matched to a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixtureFile {
+    pub table: String,
+    pub path: PathBuf,
+    pub header: Vec<String>,
+    /// `(line, fields)`; a field is `None` for NULL.
+    pub rows: Vec<(usize, Vec<Option<String>>)>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadReport {
+    /// `(table, rows)` in the order they were loaded.
+    pub tables: Vec<(String, usize)>,
+    pub rows: usize,
+}
+
+/// Every `*.csv` file of `dir`, by file name. A missing directory is no fixtures.
+pub fn read_dir(dir: &Path) -> Result<Vec<FixtureFile>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::file(
+            ErrorKind::Io,
+            dir,
+            format!("cannot read the fixtures directory: {e}"),
+        )
+    })?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| Error::file(ErrorKind::Io, dir, e.to_string()))?
+            .path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "csv") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths.iter().map(|p| read_file(p)).collect()
+}
+
+/// Reads one fixture file; the table is the file's name without `.csv`.
+pub fn read_file(path: &Path) -> Result<FixtureFile> {
+    let err = |line: usize, message: String| Error::at(ErrorKind::Fixture, path, line, message);
+    let table = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Error::file(
+                ErrorKind::Fixture,
+                path,
+                "a fixture file is named after its table: `<table>.csv`",
+            )
+        })?
+        .to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(|e| Error::file(ErrorKind::Io, path, format!("cannot read: {e}")))?;
+    let mut records = reader.records();
+    let header = match records.next() {
+        None => {
+            return Err(err(
+                1,
+                "empty fixture: the first line names the columns".into(),
+            ));
+        }
+        Some(Err(e)) => return Err(csv_error(path, &e)),
+        Some(Ok(record)) => record.iter().map(str::to_string).collect::<Vec<_>>(),
+    };
+    let mut seen = BTreeSet::new();
+    for name in &header {
+        if name.trim().is_empty() {
+            return Err(err(1, "the header has an empty column name".into()));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(err(1, format!("the header names column `{name}` twice")));
+        }
+    }
+    let mut rows = Vec::new();
+    for record in records {
+        let record = record.map_err(|e| csv_error(path, &e))?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let fields = record
+            .iter()
+            .map(|f| match f {
+                NULL => None,
+                "\\\\N" => Some(NULL.to_string()),
+                other => Some(other.to_string()),
+            })
+            .collect();
+        rows.push((line, fields));
+    }
+    Ok(FixtureFile {
+        table,
+        path: path.to_path_buf(),
+        header,
+        rows,
+    })
+}
+
+fn csv_error(path: &Path, e: &csv::Error) -> Error {
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("this row has {len} fields, the header has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8 text".to_string(),
+        _ => format!("malformed CSV: {e}"),
+    };
+    Error::at(ErrorKind::Fixture, path, line, message)
+}
+
+/// A fixture file matched to its columns, its rows converted.
+type Prepared<'a> = (&'a FixtureFile, Vec<Column>, Vec<Vec<SqlValue>>);
+
+/// Loads `files` into the database: checks them against the schema, orders them parents first,
+/// inserts everything in one transaction.
+pub fn load(
+    db: &mut dyn SampleBackend,
+    files: &[FixtureFile],
+    schema_version: u64,
+) -> Result<LoadReport> {
+    let mut prepared: Vec<Prepared<'_>> = Vec::new();
+    for file in files {
+        let Some(all) = db.columns(&file.table)? else {
+            return Err(Error::file(
+                ErrorKind::Fixture,
+                &file.path,
+                format!(
+                    "no table `{}` in the schema at version {schema_version}",
+                    file.table
+                ),
+            ));
+        };
+        let mut columns = Vec::with_capacity(file.header.len());
+        for name in &file.header {
+            let Some(column) = all.iter().find(|c| &c.name == name) else {
+                let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+                return Err(Error::at(
+                    ErrorKind::Fixture,
+                    &file.path,
+                    1,
+                    format!(
+                        "column `{name}` is not in table `{}` at schema version {schema_version} (it has: {})",
+                        file.table,
+                        names.join(", ")
+                    ),
+                ));
+            };
+            columns.push(column.clone());
+        }
+        let mut rows = Vec::with_capacity(file.rows.len());
+        for (line, fields) in &file.rows {
+            let mut row = Vec::with_capacity(fields.len());
+            for (field, column) in fields.iter().zip(&columns) {
+                let value = convert(field.as_deref(), column).map_err(|m| {
+                    Error::at(
+                        ErrorKind::Fixture,
+                        &file.path,
+                        *line,
+                        format!("column `{}`: {m}", column.name),
+                    )
+                })?;
+                row.push(value);
+            }
+            rows.push(row);
+        }
+        prepared.push((file, columns, rows));
+    }
+
+    let order = dependency_order(db, files)?;
+    prepared.sort_by_key(|(file, _, _)| order.iter().position(|t| t == &file.table));
+
+    db.execute("BEGIN")?;
+    let mut report = LoadReport::default();
+    for (file, columns, rows) in &prepared {
+        if let Err((index, e)) = db.insert_rows(&file.table, columns, rows) {
+            let _ = db.execute("ROLLBACK");
+            let e = e.with_kind(ErrorKind::Fixture).in_file(&file.path);
+            return Err(match index.and_then(|i| file.rows.get(i)) {
+                Some((line, _)) => e.at_line(*line),
+                None => e,
+            });
+        }
+        report.tables.push((file.table.clone(), rows.len()));
+        report.rows += rows.len();
+    }
+    if let Err(e) = db.execute("COMMIT") {
+        let _ = db.execute("ROLLBACK");
+        return Err(e.context("commit the fixtures"));
+    }
+    Ok(report)
+}
+
+/// The fixture tables, parents before children (by the foreign keys in the catalog), otherwise
+/// alphabetical. A table referencing itself orders its own rows: parents first in the file.
+fn dependency_order(db: &mut dyn SampleBackend, files: &[FixtureFile]) -> Result<Vec<String>> {
+    let tables: BTreeSet<String> = files.iter().map(|f| f.table.clone()).collect();
+    let mut parents: BTreeMap<&str, BTreeSet<String>> = tables
+        .iter()
+        .map(|t| (t.as_str(), BTreeSet::new()))
+        .collect();
+    for (child, parent) in db.foreign_keys()? {
+        if child != parent
+            && tables.contains(&parent)
+            && let Some(set) = parents.get_mut(child.as_str())
+        {
+            set.insert(parent);
+        }
+    }
+    let mut order: Vec<String> = Vec::with_capacity(tables.len());
+    while order.len() < tables.len() {
+        let ready = parents
+            .iter()
+            .find(|(table, deps)| {
+                !order.iter().any(|o| o == *table) && deps.iter().all(|d| order.contains(d))
+            })
+            .map(|(table, _)| table.to_string());
+        match ready {
+            Some(table) => order.push(table),
+            None => {
+                let stuck: Vec<&str> = parents
+                    .keys()
+                    .copied()
+                    .filter(|t| !order.iter().any(|o| o == t))
+                    .collect();
+                let path = files
+                    .iter()
+                    .find(|f| f.table == stuck[0])
+                    .map(|f| f.path.clone())
+                    .unwrap_or_default();
+                return Err(Error::file(
+                    ErrorKind::Fixture,
+                    &path,
+                    format!(
+                        "the foreign keys between {} form a cycle: fixtures cannot be loaded parents first",
+                        stuck.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Converts one field by its column's type.
+pub fn convert(field: Option<&str>, column: &Column) -> std::result::Result<SqlValue, String> {
+    let Some(text) = field else {
+        return Ok(SqlValue::Null);
+    };
+    let ty = column.ty;
+    if text.is_empty() && ty != ColumnType::Text {
+        return Err(format!(
+            "empty value for a {} column (write \\N for NULL)",
+            type_name(ty)
+        ));
+    }
+    let bad = |expected: &str| format!("`{text}` is not {expected}");
+    match ty {
+        ColumnType::Text => Ok(SqlValue::Text(text.to_string())),
+        ColumnType::Integer => text
+            .parse::<i64>()
+            .map(SqlValue::Int)
+            .map_err(|_| bad("an integer")),
+        ColumnType::Real => text
+            .parse::<f64>()
+            .map(SqlValue::Real)
+            .map_err(|_| bad("a number")),
+        ColumnType::Decimal => {
+            if is_decimal(text) {
+                Ok(SqlValue::Decimal(text.to_string()))
+            } else {
+                Err(bad("a decimal number"))
+            }
+        }
+        ColumnType::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" => Ok(SqlValue::Bool(true)),
+            "false" | "f" | "0" | "no" => Ok(SqlValue::Bool(false)),
+            _ => Err(bad("a bool (true/false, t/f, 1/0)")),
+        },
+        ColumnType::Date => {
+            if is_date(text) {
+                Ok(SqlValue::Text(text.to_string()))
+            } else {
+                Err(bad("a date (YYYY-MM-DD)"))
+            }
+        }
+        ColumnType::Timestamp => timestamp(text)
+            .map(SqlValue::Text)
+            .ok_or_else(|| bad("a timestamp (YYYY-MM-DD HH:MM:SS)")),
+        ColumnType::Blob => text
+            .strip_prefix("\\x")
+            .and_then(hex)
+            .map(SqlValue::Blob)
+            .ok_or_else(|| bad("a blob (\\x followed by hex digits)")),
+    }
+}
+
+fn type_name(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Integer => "integer",
+        ColumnType::Real => "real",
+        ColumnType::Decimal => "decimal",
+        ColumnType::Text => "text",
+        ColumnType::Blob => "blob",
+        ColumnType::Bool => "bool",
+        ColumnType::Timestamp => "timestamp",
+        ColumnType::Date => "date",
+    }
+}
+
+fn is_decimal(text: &str) -> bool {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    (!int.is_empty() || !frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
+}
+
+fn number_in(text: &str, range: std::ops::RangeInclusive<u32>) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<u32>().is_ok_and(|n| range.contains(&n))
+}
+
+fn is_date(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    matches!(parts.as_slice(), [y, m, d]
+        if y.len() == 4 && number_in(y, 0..=9999) && m.len() == 2 && number_in(m, 1..=12) && d.len() == 2 && number_in(d, 1..=31))
+}
+
+/// Checks a timestamp and writes it with a space between date and time, so text timestamps in
+/// SQLite compare in time order whichever separator the fixture used.
+fn timestamp(text: &str) -> Option<String> {
+    if is_date(text) {
+        return Some(text.to_string());
+    }
+    let (date, rest) = text.split_at_checked(10)?;
+    let rest = rest.strip_prefix([' ', 'T'])?;
+    if !is_date(date) {
+        return None;
+    }
+    // Zone: `Z`, or `+HH[:MM]` / `-HH[:MM]` after the time.
+    let (time, zone) = match rest.find(['Z', '+', '-']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let zone_ok = zone.is_empty() || zone == "Z" || {
+        let z = &zone[1..];
+        let (h, m) = z
+            .split_once(':')
+            .unwrap_or((z.get(..2).unwrap_or(z), z.get(2..).unwrap_or("")));
+        h.len() == 2
+            && number_in(h, 0..=15)
+            && (m.is_empty() || (m.len() == 2 && number_in(m, 0..=59)))
+    };
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let fields: Vec<&str> = clock.split(':').collect();
+    let clock_ok = match fields.as_slice() {
+        [h, m] => h.len() == 2 && number_in(h, 0..=23) && m.len() == 2 && number_in(m, 0..=59),
+        [h, m, s] => {
+            h.len() == 2
+                && number_in(h, 0..=23)
+                && m.len() == 2
+                && number_in(m, 0..=59)
+                && s.len() == 2
+                && number_in(s, 0..=60)
+        }
+        _ => false,
+    };
+    let fraction_ok = match time.split_once('.') {
+        Some(_) => !fraction.is_empty() && fraction.bytes().all(|b| b.is_ascii_digit()),
+        None => true,
+    };
+    (zone_ok && clock_ok && fraction_ok).then(|| format!("{date} {rest}"))
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(declared: &str) -> Column {
+        Column {
+            name: "c".into(),
+            declared: declared.into(),
+            ty: ColumnType::from_declared(declared),
+            not_null: false,
+        }
+    }
+
+    #[test]
+    fn conversions() {
+        let ok = |declared: &str, text: &str| convert(Some(text), &column(declared)).unwrap();
+        assert_eq!(ok("bigint", "-42"), SqlValue::Int(-42));
+        assert_eq!(ok("real", "1.5"), SqlValue::Real(1.5));
+        assert_eq!(
+            ok("numeric(10,2)", "10.50"),
+            SqlValue::Decimal("10.50".into())
+        );
+        assert_eq!(ok("boolean", "T"), SqlValue::Bool(true));
+        assert_eq!(ok("boolean", "0"), SqlValue::Bool(false));
+        assert_eq!(ok("text", ""), SqlValue::Text(String::new()));
+        assert_eq!(
+            ok("date", "2024-02-29"),
+            SqlValue::Text("2024-02-29".into())
+        );
+        assert_eq!(
+            ok("timestamp", "2024-02-29T13:05:00"),
+            SqlValue::Text("2024-02-29 13:05:00".into())
+        );
+        assert_eq!(
+            ok("timestamp", "2024-02-29 13:05"),
+            SqlValue::Text("2024-02-29 13:05".into())
+        );
+        assert_eq!(
+            ok("timestamptz", "2024-02-29 13:05:00.123456+01:00"),
+            SqlValue::Text("2024-02-29 13:05:00.123456+01:00".into())
+        );
+        assert_eq!(
+            ok("timestamp", "2024-02-29 13:05:00Z"),
+            SqlValue::Text("2024-02-29 13:05:00Z".into())
+        );
+        assert_eq!(ok("bytea", "\\x00ff"), SqlValue::Blob(vec![0, 255]));
+        assert_eq!(convert(None, &column("bigint")), Ok(SqlValue::Null));
+    }
+
+    #[test]
+    fn bad_values() {
+        let bad = |declared: &str, text: &str| convert(Some(text), &column(declared)).unwrap_err();
+        assert_eq!(bad("bigint", "4.5"), "`4.5` is not an integer");
+        assert_eq!(
+            bad("bigint", ""),
+            "empty value for a integer column (write \\N for NULL)"
+        );
+        assert!(bad("bigint", "99999999999999999999").contains("not an integer"));
+        assert!(bad("numeric", "1.2.3").contains("decimal"));
+        assert!(bad("numeric", "e5").contains("decimal"));
+        assert!(bad("boolean", "maybe").contains("bool"));
+        assert!(bad("date", "2024-13-01").contains("date"));
+        assert!(bad("timestamp", "2024-01-01 25:00:00").contains("timestamp"));
+        assert!(bad("timestamp", "2024-01-01 10:00:00.").contains("timestamp"));
+        assert!(bad("timestamp", "yesterday").contains("timestamp"));
+        assert!(bad("timestamp", "2024-01-01x10:00").contains("timestamp"));
+        assert!(bad("timestamp", "2024-01-01 é:00").contains("timestamp"));
+        assert!(bad("bytea", "\\x0").contains("blob"));
+        assert!(bad("bytea", "00").contains("blob"));
+        assert!(bad("bytea", "\\xé0").contains("blob"));
+    }
+
+    fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_null_empty_and_escaped_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "users.csv",
+            "id,name\n1,\\N\n2,\n3,\\\\N\n4,\"\\N\"\n5,\"a, \"\"quoted\"\"\nline\"\n6,x\n",
+        );
+        let f = read_file(&path).unwrap();
+        assert_eq!(f.table, "users");
+        assert_eq!(f.header, vec!["id", "name"]);
+        let names: Vec<Option<&str>> = f.rows.iter().map(|(_, r)| r[1].as_deref()).collect();
+        assert_eq!(
+            names,
+            vec![
+                None,
+                Some(""),
+                Some("\\N"),
+                None,
+                Some("a, \"quoted\"\nline"),
+                Some("x")
+            ]
+        );
+        let lines: Vec<usize> = f.rows.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5, 6, 8]);
+    }
+
+    #[test]
+    fn malformed_rows_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "users.csv", "id,name\n1,a\n2\n");
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("users.csv:3: this row has 1 fields, the header has 2"),
+            "{e}"
+        );
+        let path = write(dir.path(), "posts.csv", b"id,body\n1,\xff\n");
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.ends_with("posts.csv:2: not UTF-8 text"), "{e}");
+        let path = write(dir.path(), "empty.csv", "");
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("empty.csv:1: empty fixture: the first line names the columns"),
+            "{e}"
+        );
+        let path = write(dir.path(), "twice.csv", "id,id\n");
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("twice.csv:1: the header names column `id` twice"),
+            "{e}"
+        );
+    }
+
+    fn schema() -> crate::backfill::sqlite::SqliteBackend {
+        use crate::backfill::backend::Backend;
+        let mut db = crate::backfill::sqlite::SqliteBackend::throwaway().unwrap();
+        db.execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY, handle text NOT NULL, active boolean, created_at timestamp);
+             CREATE TABLE follows (follower_id bigint NOT NULL REFERENCES users (id), followee_id bigint NOT NULL REFERENCES users (id));
+             CREATE TABLE zeta (id bigint PRIMARY KEY, parent bigint REFERENCES zeta (id));",
+        )
+        .unwrap();
+        db
+    }
+
+    fn count(db: &mut crate::backfill::sqlite::SqliteBackend, table: &str) -> String {
+        use crate::backfill::backend::{Backend, Cell};
+        match &db
+            .query(&format!("SELECT count(*) FROM {table}"))
+            .unwrap()
+            .rows[0][0]
+        {
+            Cell::Number(n) => n.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn loads_parents_first_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "follows.csv",
+            "follower_id,followee_id\n1,2\n2,1\n",
+        );
+        write(
+            dir.path(),
+            "users.csv",
+            "id,handle,active,created_at\n1,a,t,2024-01-01T00:00:00\n2,,\\N,\\N\n",
+        );
+        write(dir.path(), "zeta.csv", "id,parent\n1,\\N\n2,1\n");
+        let mut db = schema();
+        let files = read_dir(dir.path()).unwrap();
+        let report = load(&mut db, &files, 3).unwrap();
+        assert_eq!(
+            report.tables,
+            vec![
+                ("users".to_string(), 2),
+                ("follows".to_string(), 2),
+                ("zeta".to_string(), 2)
+            ]
+        );
+        assert_eq!(report.rows, 6);
+        use crate::backfill::backend::{Backend, Cell};
+        let rows = db
+            .query("SELECT handle, active, created_at FROM users ORDER BY id")
+            .unwrap()
+            .rows;
+        assert_eq!(
+            rows[0],
+            vec![
+                Cell::Text("a".into()),
+                Cell::Number("1".into()),
+                Cell::Text("2024-01-01 00:00:00".into())
+            ]
+        );
+        assert_eq!(
+            rows[1],
+            vec![Cell::Text(String::new()), Cell::Null, Cell::Null]
+        );
+    }
+
+    #[test]
+    fn a_failing_row_names_its_line_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "users.csv", "id,handle\n1,a\n2,b\n");
+        write(
+            dir.path(),
+            "follows.csv",
+            "follower_id,followee_id\n1,2\n2,3\n",
+        );
+        let mut db = schema();
+        let e = load(&mut db, &read_dir(dir.path()).unwrap(), 3).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("follows.csv:3: FOREIGN KEY constraint failed"),
+            "{s}"
+        );
+        assert_eq!(e.kind, ErrorKind::Fixture);
+        assert_eq!(
+            (count(&mut db, "users"), count(&mut db, "follows")),
+            ("0".into(), "0".into())
+        );
+    }
+
+    #[test]
+    fn fixture_that_does_not_fit_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = schema();
+        write(dir.path(), "users.csv", "id,handle,nickname\n1,a,x\n");
+        let e = load(&mut db, &read_dir(dir.path()).unwrap(), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("users.csv:1: column `nickname` is not in table `users` at schema version 3 (it has: id, handle, active, created_at)"), "{e}");
+        write(dir.path(), "users.csv", "id,handle\n1,a\nx,b\n");
+        let e = load(&mut db, &read_dir(dir.path()).unwrap(), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("users.csv:3: column `id`: `x` is not an integer"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.path().join("users.csv")).unwrap();
+        write(dir.path(), "posts.csv", "id\n1\n");
+        let e = load(&mut db, &read_dir(dir.path()).unwrap(), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("posts.csv: no table `posts` in the schema at version 3"),
+            "{e}"
+        );
+        assert_eq!(count(&mut db, "users"), "0");
+    }
+}

@@ -1,0 +1,674 @@
+//! The PostgreSQL backend (the synchronous `postgres` crate): production runs, and
+//! `backfill sample --database-url postgres://...` on a throwaway schema of a real server.
+//!
+//! A batch is one transaction with `SET LOCAL lock_timeout` / `statement_timeout` when asked, the
+//! statement, and the tracking row. Errors that a retry may cure (serialization failure,
+//! deadlock, lock timeout, statement timeout, shutdown, lost connection) are marked transient.
+//! Query results are read in PostgreSQL's text format, typed by the prepared statement's column
+//! types, so a snapshot taken here reads like one taken on SQLite.
+
+use std::collections::HashMap;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
+
+use super::backend::{
+    Backend, BatchLimits, Cell, Checkpoint, Column, ColumnType, KeyKind, KeyValue, Rows,
+    SampleBackend, SqlValue, StoredBatch, TRACKING_TABLE, format_real, quote_ident,
+};
+use super::error::{Error, ErrorKind, Result};
+use crate::sql::Dialect;
+
+pub struct PgBackend {
+    client: Client,
+    url: String,
+    /// A schema this backend created and drops when it is dropped.
+    throwaway: Option<String>,
+    /// Prepared statements by SQL text, valid for the current connection.
+    prepared: HashMap<String, Statement>,
+    /// Session limits, set again after a reconnect.
+    limits: BatchLimits,
+}
+
+impl PgBackend {
+    /// Connects to `url` and works in its default schema.
+    pub fn connect(url: &str) -> Result<PgBackend> {
+        Ok(PgBackend {
+            client: connect(url)?,
+            url: url.to_string(),
+            throwaway: None,
+            prepared: HashMap::new(),
+            limits: BatchLimits::default(),
+        })
+    }
+
+    /// Connects to `url` and works in a new, empty schema that is dropped (with everything in it)
+    /// when this value is dropped, also after an error or a panic.
+    pub fn throwaway_schema(url: &str) -> Result<PgBackend> {
+        let mut backend = PgBackend::connect(url)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let schema = format!("xtask_sample_{}_{nanos}", std::process::id());
+        backend
+            .client
+            .batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&schema)))
+            .map_err(|e| pg_error(e, ErrorKind::Database).context("create a throwaway schema"))?;
+        backend.throwaway = Some(schema);
+        backend.set_search_path()?;
+        Ok(backend)
+    }
+
+    /// The throwaway schema's name, if this backend made one.
+    pub fn schema(&self) -> Option<&str> {
+        self.throwaway.as_deref()
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Only the throwaway schema is searched: a table missing there must not be found in
+    /// `public` by accident.
+    fn set_search_path(&mut self) -> Result<()> {
+        if let Some(schema) = &self.throwaway {
+            self.client
+                .batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
+                .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(stmt) = self.prepared.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql)?;
+        self.prepared.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    fn key_query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        kind: KeyKind,
+    ) -> Result<Option<KeyValue>> {
+        let stmt = self.prepare(sql).map_err(statement_error)?;
+        let rows = self.client.query(&stmt, params).map_err(statement_error)?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => read_key(row, kind),
+        }
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        if let Some(schema) = self.throwaway.take() {
+            if self.client.is_closed()
+                && let Ok(client) = connect(&self.url)
+            {
+                self.client = client;
+            }
+            // An aborted transaction would refuse the DROP; end it first.
+            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.client.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                quote_ident(&schema)
+            ));
+        }
+    }
+}
+
+fn connect(url: &str) -> Result<Client> {
+    Client::connect(url, NoTls).map_err(|e| {
+        Error::new(
+            ErrorKind::Database,
+            format!("cannot connect to {}: {}", redact_url(url), describe_pg(&e)),
+        )
+        .transient(true)
+    })
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let url = &redact_query_password(url);
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let userinfo = &rest[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &rest[at..]
+                );
+            }
+        }
+        return url.clone();
+    }
+    // key=value form: hide the value of `password=`.
+    url.split_whitespace()
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `?password=...` (or `&password=...`) in a URL's query, replaced by `***`.
+fn redact_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+fn describe_pg(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut message = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                message.push_str(&format!(" (detail: {detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                message.push_str(&format!(" (hint: {hint})"));
+            }
+            message
+        }
+        None => {
+            // "error connecting to server" alone does not say why; the cause does.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            message
+        }
+    }
+}
+
+fn is_transient(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::ADMIN_SHUTDOWN,
+        ]
+        .contains(code),
+        // No SQLSTATE: an I/O or protocol failure, i.e. the connection.
+        None => e.as_db_error().is_none(),
+    }
+}
+
+fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
+    Error::new(kind, describe_pg(&e)).transient(is_transient(&e))
+}
+
+fn statement_error(e: postgres::Error) -> Error {
+    pg_error(e, ErrorKind::Statement)
+}
+
+/// A key bound as the statement's parameter type wants it.
+fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
+    let out_of_range = || {
+        Error::new(
+            ErrorKind::Statement,
+            format!("key {key} does not fit the parameter type {ty}"),
+        )
+    };
+    Ok(match key {
+        KeyValue::Int(i) if *ty == Type::INT8 => Box::new(*i),
+        KeyValue::Int(i) if *ty == Type::INT4 => {
+            Box::new(i32::try_from(*i).map_err(|_| out_of_range())?)
+        }
+        KeyValue::Int(i) if *ty == Type::INT2 => {
+            Box::new(i16::try_from(*i).map_err(|_| out_of_range())?)
+        }
+        KeyValue::Int(i) if *ty == Type::NUMERIC || *ty == Type::TEXT => Box::new(i.to_string()),
+        KeyValue::Text(s)
+            if [
+                Type::TEXT,
+                Type::VARCHAR,
+                Type::BPCHAR,
+                Type::NAME,
+                Type::UNKNOWN,
+            ]
+            .contains(ty) =>
+        {
+            Box::new(s.clone())
+        }
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the batch bounds are compared as {ty}, but the key is {key:?}; compare the key column itself"
+                ),
+            ));
+        }
+    })
+}
+
+fn read_key(row: &postgres::Row, kind: KeyKind) -> Result<Option<KeyValue>> {
+    let ty = row.columns()[0].type_().clone();
+    let bad = |e: postgres::Error| {
+        Error::new(
+            ErrorKind::Statement,
+            format!("cannot read a key of type {ty}: {e}"),
+        )
+    };
+    Ok(match kind {
+        KeyKind::Integer if ty == Type::INT8 => row
+            .try_get::<_, Option<i64>>(0)
+            .map_err(bad)?
+            .map(KeyValue::Int),
+        KeyKind::Integer if ty == Type::INT4 => row
+            .try_get::<_, Option<i32>>(0)
+            .map_err(bad)?
+            .map(|i| KeyValue::Int(i.into())),
+        KeyKind::Integer if ty == Type::INT2 => row
+            .try_get::<_, Option<i16>>(0)
+            .map_err(bad)?
+            .map(|i| KeyValue::Int(i.into())),
+        KeyKind::Text => row
+            .try_get::<_, Option<String>>(0)
+            .map_err(bad)?
+            .map(KeyValue::Text),
+        KeyKind::Integer => {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!("integer keys of type {ty} are not supported"),
+            ));
+        }
+    })
+}
+
+fn cell(text: Option<&str>, ty: &Type) -> Cell {
+    let Some(text) = text else { return Cell::Null };
+    if [
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::OID,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::NUMERIC,
+    ]
+    .contains(ty)
+    {
+        Cell::Number(text.to_string())
+    } else if *ty == Type::BOOL {
+        Cell::Bool(text == "t")
+    } else if *ty == Type::BYTEA {
+        let hex = text.strip_prefix("\\x").unwrap_or(text);
+        let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
+            .map(|i| {
+                hex.get(2 * i..2 * i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        bytes.map_or_else(|| Cell::Text(text.to_string()), Cell::Blob)
+    } else {
+        Cell::Text(text.to_string())
+    }
+}
+
+/// A fixture value in PostgreSQL's text input format (cast to the column's type by the INSERT).
+fn text_value(value: &SqlValue) -> Option<String> {
+    match value {
+        SqlValue::Null => None,
+        SqlValue::Int(i) => Some(i.to_string()),
+        SqlValue::Real(f) => Some(format_real(*f)),
+        SqlValue::Decimal(s) | SqlValue::Text(s) => Some(s.clone()),
+        SqlValue::Blob(b) => Some(format!(
+            "\\x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        )),
+        SqlValue::Bool(b) => Some(b.to_string()),
+    }
+}
+
+impl Backend for PgBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn describe(&self) -> String {
+        match &self.throwaway {
+            Some(schema) => format!("PostgreSQL {} (schema {schema})", redact_url(&self.url)),
+            None => format!("PostgreSQL {}", redact_url(&self.url)),
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<()> {
+        self.client = connect(&self.url)?;
+        self.prepared.clear();
+        self.set_search_path()?;
+        let limits = self.limits;
+        self.apply_limits(&limits)
+    }
+
+    fn apply_limits(&mut self, limits: &BatchLimits) -> Result<()> {
+        let mut settings = String::new();
+        if let Some(t) = limits.lock_timeout {
+            settings.push_str(&format!("SET lock_timeout = '{}ms';", t.as_millis()));
+        }
+        if let Some(t) = limits.statement_timeout {
+            settings.push_str(&format!("SET statement_timeout = '{}ms';", t.as_millis()));
+        }
+        if !settings.is_empty() {
+            self.client
+                .batch_execute(&settings)
+                .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        }
+        self.limits = *limits;
+        Ok(())
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).map_err(statement_error)
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Option<Vec<Column>>> {
+        let sql = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+                   FROM pg_attribute AS a
+                   WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped
+                   ORDER BY a.attnum";
+        let rows = self
+            .client
+            .query(sql, &[&table])
+            .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        let columns: Vec<Column> = rows
+            .iter()
+            .map(|r| {
+                let declared: String = r.get(1);
+                Column {
+                    name: r.get(0),
+                    ty: ColumnType::from_declared(&declared),
+                    declared,
+                    not_null: r.get(2),
+                }
+            })
+            .collect();
+        Ok((!columns.is_empty()).then_some(columns))
+    }
+
+    fn query(&mut self, sql: &str) -> Result<Rows> {
+        let stmt = self.client.prepare(sql).map_err(statement_error)?;
+        let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+        let columns: Vec<String> = stmt
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        let messages = self.client.simple_query(sql).map_err(statement_error)?;
+        let mut rows = Vec::new();
+        for message in messages {
+            if let SimpleQueryMessage::Row(row) = message {
+                let cells = (0..types.len())
+                    .map(|i| cell(row.get(i), &types[i]))
+                    .collect();
+                rows.push(cells);
+            }
+        }
+        Ok(Rows { columns, rows })
+    }
+
+    fn min_key(&mut self, table: &str, key: &str, kind: KeyKind) -> Result<Option<KeyValue>> {
+        let sql = format!(
+            "SELECT {k} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} LIMIT 1",
+            k = quote_ident(key),
+            t = quote_ident(table)
+        );
+        self.key_query(&sql, &[], kind)
+    }
+
+    fn count_null_keys(&mut self, table: &str, key: &str) -> Result<u64> {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {} IS NULL",
+            quote_ident(table),
+            quote_ident(key)
+        );
+        let row = self.client.query_one(&sql, &[]).map_err(statement_error)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    fn next_upper(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        batch_size: u64,
+    ) -> Result<Option<KeyValue>> {
+        let (k, t) = (quote_ident(key), quote_ident(table));
+        let ahead = format!("SELECT {k} FROM {t} WHERE {k} > $1 ORDER BY {k} LIMIT 1 OFFSET $2");
+        let stmt = self.prepare(&ahead).map_err(statement_error)?;
+        let bound = key_param(lower, &stmt.params()[0])?;
+        let offset = i64::try_from(batch_size.saturating_sub(1)).unwrap_or(i64::MAX);
+        if let Some(found) = self.key_query(&ahead, &[&*bound, &offset], kind)? {
+            return Ok(Some(found));
+        }
+        // Fewer than batch_size rows left: the last batch ends at the largest key.
+        let last = format!("SELECT max({k}) FROM {t} WHERE {k} > $1");
+        self.key_query(&last, &[&*bound], kind)
+    }
+
+    fn ensure_tracking(&mut self) -> Result<()> {
+        self.client
+            .batch_execute(&super::backend::tracking_ddl())
+            .map_err(|e| pg_error(e, ErrorKind::Database))
+    }
+
+    fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>> {
+        let sql = format!(
+            "SELECT checksum, batch, lower_key, upper_key, rows_changed FROM {TRACKING_TABLE}
+             WHERE migration = $1 ORDER BY batch DESC LIMIT 1"
+        );
+        let rows = self
+            .client
+            .query(&sql, &[&migration])
+            .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        Ok(rows.first().map(|r| StoredBatch {
+            checksum: r.get(0),
+            batch: r.get::<_, i64>(1).max(0) as u64,
+            lower: r.get(2),
+            upper: r.get(3),
+            rows: r.get::<_, i64>(4).max(0) as u64,
+        }))
+    }
+
+    fn run_batch(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        checkpoint: &Checkpoint<'_>,
+        limits: &BatchLimits,
+    ) -> Result<u64> {
+        let stmt = self.prepare(sql).map_err(statement_error)?;
+        let params = stmt.params();
+        if params.len() != 2 {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the batch statement has {} parameters, expected 2 (:lower and :upper)",
+                    params.len()
+                ),
+            ));
+        }
+        let (lo, hi) = (key_param(lower, &params[0])?, key_param(upper, &params[1])?);
+        let record = format!(
+            "INSERT INTO {TRACKING_TABLE} (migration, batch, checksum, lower_key, upper_key, rows_changed)
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        );
+        let record = self
+            .prepare(&record)
+            .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        let mut settings = String::new();
+        if let Some(t) = limits.lock_timeout {
+            settings.push_str(&format!("SET LOCAL lock_timeout = '{}ms';", t.as_millis()));
+        }
+        if let Some(t) = limits.statement_timeout {
+            settings.push_str(&format!(
+                "SET LOCAL statement_timeout = '{}ms';",
+                t.as_millis()
+            ));
+        }
+        if !settings.is_empty() {
+            tx.batch_execute(&settings)
+                .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        }
+        let changed = tx.execute(&stmt, &[&*lo, &*hi]).map_err(statement_error)?;
+        let batch = i64::try_from(checkpoint.batch).unwrap_or(i64::MAX);
+        let rows = i64::try_from(changed).unwrap_or(i64::MAX);
+        tx.execute(
+            &record,
+            &[
+                &checkpoint.migration,
+                &batch,
+                &checkpoint.checksum,
+                &lower.to_stored(),
+                &upper.to_stored(),
+                &rows,
+            ],
+        )
+        .map_err(|e| {
+            pg_error(e, ErrorKind::Database).context("record the batch in the tracking table")
+        })?;
+        tx.commit().map_err(|e| pg_error(e, ErrorKind::Database))?;
+        Ok(changed)
+    }
+}
+
+impl SampleBackend for PgBackend {
+    fn apply_migrations(
+        &mut self,
+        migrations: &[refinery::Migration],
+        version: u64,
+        dir: &std::path::Path,
+    ) -> Result<()> {
+        let prepared = super::schema::prepare(migrations, version, Dialect::Postgres)?;
+        super::schema::apply(&mut self.client, &prepared, version, dir, &|e, sql| {
+            match e.downcast_ref::<postgres::Error>() {
+                Some(pg) => {
+                    let offset = match pg.as_db_error().and_then(|db| db.position()) {
+                        Some(postgres::error::ErrorPosition::Original(p)) => {
+                            let chars = (*p as usize).saturating_sub(1);
+                            Some(sql.char_indices().nth(chars).map_or(sql.len(), |(i, _)| i))
+                        }
+                        _ => None,
+                    };
+                    (describe_pg(pg), offset)
+                }
+                None => (e.to_string(), None),
+            }
+        })
+    }
+
+    fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {
+        let sql = "SELECT child.relname::text, parent.relname::text
+                   FROM pg_constraint AS c
+                   JOIN pg_class AS child ON child.oid = c.conrelid
+                   JOIN pg_class AS parent ON parent.oid = c.confrelid
+                   JOIN pg_namespace AS n ON n.oid = child.relnamespace
+                   WHERE c.contype = 'f' AND n.nspname = current_schema()
+                   ORDER BY 1, 2";
+        let rows = self
+            .client
+            .query(sql, &[])
+            .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[Column],
+        rows: &[Vec<SqlValue>],
+    ) -> std::result::Result<(), (Option<usize>, Error)> {
+        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        // Every value travels as text and is cast to the column's own type by the server, so
+        // any type PostgreSQL can read from text (uuid, json, enums) loads from a fixture.
+        let values: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("CAST(${} AS {})", i + 1, c.declared))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote_ident(table),
+            names.join(", "),
+            values.join(", ")
+        );
+        let types = vec![Type::TEXT; columns.len()];
+        let stmt = self
+            .client
+            .prepare_typed(&sql, &types)
+            .map_err(|e| (None, statement_error(e)))?;
+        for (i, row) in rows.iter().enumerate() {
+            let texts: Vec<Option<String>> = row.iter().map(text_value).collect();
+            let params: Vec<&(dyn ToSql + Sync)> =
+                texts.iter().map(|t| t as &(dyn ToSql + Sync)).collect();
+            self.client
+                .execute(&stmt, &params)
+                .map_err(|e| (Some(i), statement_error(e)))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db.example:5432/prod"),
+            "postgres://app:***@db.example:5432/prod"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db/prod"),
+            "postgres://app:***@db/prod"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/prod"),
+            "postgres://app@db/prod"
+        );
+        assert_eq!(
+            redact_url("postgres://db/prod?user=x"),
+            "postgres://db/prod?user=x"
+        );
+        assert_eq!(
+            redact_url("host=db password=s3cret user=app"),
+            "host=db password=*** user=app"
+        );
+        assert_eq!(
+            redact_url("postgres://db/prod?user=x&password=y"),
+            "postgres://db/prod?user=x&password=***"
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! `backfill sample`: runs a data migration end to end on a fresh database built from the
+//! workspace's schema migrations and fixtures, checks the result and compares its snapshot.
+//!
+//! Stages, each timed: schema (refinery applies `migrations/` up to the version the data
+//! migration requires), fixtures (loaded parents first, one transaction), backfill (the batch
+//! engine with small batches so batch boundaries are exercised), checks (each must return no
+//! rows; a failing one prints its first offending rows), snapshot (insta-format, see
+//! [`super::snapshot`]). Each data migration gets its own fresh database: a temporary SQLite
+//! file, or a throwaway schema of a PostgreSQL server that is dropped afterwards, also on error.
+//! Pacing (`@pause`) is for production and is not applied here.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::backend::SampleBackend;
+use super::engine::{self, EngineOptions};
+use super::error::{Error, ErrorKind, Result, display_path};
+use super::fixtures::{self, FixtureFile};
+use super::format::DataMigration;
+use super::postgres::{PgBackend, redact_url};
+use super::snapshot::{self, Mode, Outcome};
+use super::sqlite::SqliteBackend;
+use crate::config::Config;
+
+/// The smallest default batch size of a sample run: a few thousand fixture rows cross dozens of
+/// batch boundaries.
+pub const SAMPLE_BATCH_SIZE: u64 = 100;
+
+/// The batch size a sample uses unless `--batch-size` says otherwise: about a hundred batches
+/// (at least [`SAMPLE_BATCH_SIZE`] rows each), and never more than the data migration's own size.
+/// Small enough to exercise many batch boundaries; large enough that, on a big fixture, the
+/// per-batch commit does not dwarf the work the way it never would in production.
+pub fn sample_batch_size(migration_batch_size: u64, table_rows: u64) -> u64 {
+    table_rows
+        .div_ceil(100)
+        .max(SAMPLE_BATCH_SIZE)
+        .min(migration_batch_size)
+        .max(1)
+}
+
+/// Offending rows printed for a failing check.
+pub const CHECK_ROWS_SHOWN: usize = 5;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOptions {
+    pub batch_size: Option<u64>,
+    /// `postgres://...`: sample on a throwaway schema there instead of SQLite.
+    pub database_url: Option<String>,
+    pub mode: Mode,
+}
+
+/// What the data migrations are sampled on, read once per command.
+pub struct Inputs {
+    pub migrations: Vec<refinery::Migration>,
+    pub fixtures: Vec<FixtureFile>,
+}
+
+impl Inputs {
+    /// Reads `migrations/` with refinery and every fixture file. Nothing runs yet: a malformed
+    /// fixture fails the command before any database or snapshot is touched.
+    pub fn load(config: &Config) -> Result<Inputs> {
+        let migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
+            Error::file(
+                ErrorKind::Schema,
+                &config.migrations,
+                format!("refinery cannot load the migrations: {e}"),
+            )
+        })?;
+        let fixtures = fixtures::read_dir(&config.fixtures)?;
+        Ok(Inputs {
+            migrations,
+            fixtures,
+        })
+    }
+}
+
+/// Timing of one stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: &'static str,
+    pub summary: String,
+    pub elapsed: Duration,
+    /// Rows the stage processed, for rows/s.
+    pub rows: Option<u64>,
+}
+
+impl Stage {
+    pub fn rows_per_second(&self) -> Option<f64> {
+        let secs = self.elapsed.as_secs_f64();
+        self.rows.filter(|_| secs > 0.0).map(|r| r as f64 / secs)
+    }
+}
+
+/// The result of sampling one data migration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleReport {
+    pub id: String,
+    pub stages: Vec<Stage>,
+    pub failed_checks: Vec<String>,
+    pub outcome: Outcome,
+}
+
+impl SampleReport {
+    pub fn passed(&self) -> bool {
+        self.failed_checks.is_empty() && self.outcome.passed()
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// Samples `migration`, printing progress to `out`.
+pub fn sample(
+    config: &Config,
+    inputs: &Inputs,
+    migration: &DataMigration,
+    options: &SampleOptions,
+    out: &mut dyn Write,
+) -> Result<SampleReport> {
+    let required = migration.requires.value;
+    if !inputs
+        .migrations
+        .iter()
+        .any(|m| u64::try_from(m.version()).ok() == Some(required))
+    {
+        let versions: Vec<String> = inputs
+            .migrations
+            .iter()
+            .map(|m| format!("V{}", m.version()))
+            .collect();
+        return Err(migration.error_at(
+            ErrorKind::Schema,
+            migration.requires.line,
+            format!(
+                "`-- @requires {required}`: {} has no migration V{required} (it has: {})",
+                display_path(&config.migrations),
+                if versions.is_empty() {
+                    "none".into()
+                } else {
+                    versions.join(", ")
+                }
+            ),
+        ));
+    }
+    match &options.database_url {
+        None => {
+            let mut db = SqliteBackend::throwaway()?;
+            let _ = writeln!(
+                out,
+                "sample {} on a temporary SQLite database",
+                migration.id()
+            );
+            sample_on(config, inputs, migration, options, &mut db, out)
+        }
+        Some(url) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "--database-url must be a postgres:// URL, got `{}`",
+                        redact_url(url)
+                    ),
+                ));
+            }
+            // Dropped at the end of this arm, on success, error or panic: the schema goes with it.
+            let mut db = PgBackend::throwaway_schema(url)?;
+            let _ = writeln!(
+                out,
+                "sample {} on PostgreSQL {} (throwaway schema {})",
+                migration.id(),
+                redact_url(url),
+                db.schema().unwrap_or("?")
+            );
+            sample_on(config, inputs, migration, options, &mut db, out)
+        }
+    }
+}
+
+/// [`sample`] on a database the caller provides (fresh, empty): for benchmarks and tests that
+/// look at the database afterwards.
+pub fn sample_on(
+    config: &Config,
+    inputs: &Inputs,
+    migration: &DataMigration,
+    options: &SampleOptions,
+    db: &mut dyn SampleBackend,
+    out: &mut dyn Write,
+) -> Result<SampleReport> {
+    let mut stages = Vec::new();
+    let mut stage = |out: &mut dyn Write, s: Stage| {
+        let rate = s
+            .rows_per_second()
+            .map(|r| format!("  {} rows/s", thousands(r as u64)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<44} {:>9}{rate}",
+            s.name,
+            s.summary,
+            millis(s.elapsed)
+        );
+        stages.push(s);
+    };
+
+    let started = Instant::now();
+    let required = migration.requires.value;
+    db.apply_migrations(&inputs.migrations, required, &config.migrations)?;
+    let applied = inputs
+        .migrations
+        .iter()
+        .filter(|m| u64::try_from(m.version()).is_ok_and(|v| v <= required))
+        .count();
+    stage(
+        out,
+        Stage {
+            name: "schema",
+            summary: format!("{applied} migrations applied, up to V{required}"),
+            elapsed: started.elapsed(),
+            rows: None,
+        },
+    );
+
+    let started = Instant::now();
+    let loaded = fixtures::load(db, &inputs.fixtures, required)?;
+    stage(
+        out,
+        Stage {
+            name: "fixtures",
+            summary: format!(
+                "{} tables, {} rows",
+                loaded.tables.len(),
+                thousands(loaded.rows as u64)
+            ),
+            elapsed: started.elapsed(),
+            rows: Some(loaded.rows as u64),
+        },
+    );
+
+    let table_rows = count_rows(db, migration)?;
+    let batch_size = options
+        .batch_size
+        .unwrap_or_else(|| sample_batch_size(migration.batch_size.value, table_rows));
+    if batch_size == 0 {
+        return Err(Error::new(
+            ErrorKind::Format,
+            "--batch-size must be at least 1",
+        ));
+    }
+    let engine_options = EngineOptions {
+        batch_size,
+        pause: Duration::ZERO,
+        ..EngineOptions::from_migration(migration)
+    };
+    let run = engine::run(db, migration, &engine_options, &mut |_| {})?;
+    stage(
+        out,
+        Stage {
+            name: "backfill",
+            summary: format!(
+                "{} batches of {batch_size}, {} rows changed",
+                thousands(run.batches),
+                thousands(run.rows_changed)
+            ),
+            elapsed: run.elapsed,
+            rows: Some(table_rows),
+        },
+    );
+
+    let started = Instant::now();
+    let mut failed_checks = Vec::new();
+    let mut failures = String::new();
+    for check in &migration.checks {
+        let rows = db.query(&check.section.sql).map_err(|e| {
+            let message = format!("check `{}` cannot run: {}", check.description, e.message);
+            migration.error_at(ErrorKind::Statement, check.section.line, message)
+        })?;
+        if !rows.rows.is_empty() {
+            failed_checks.push(check.description.clone());
+            failures.push_str(&format!(
+                "  check failed: {} ({}:{}): {} offending {}{}\n",
+                check.description,
+                display_path(&migration.path),
+                check.section.line,
+                thousands(rows.rows.len() as u64),
+                if rows.rows.len() == 1 { "row" } else { "rows" },
+                if rows.rows.len() > CHECK_ROWS_SHOWN {
+                    format!(", the first {CHECK_ROWS_SHOWN}")
+                } else {
+                    String::new()
+                }
+            ));
+            failures.push_str(&format!("    {}\n", rows.columns.join(" | ")));
+            for row in rows.rows.iter().take(CHECK_ROWS_SHOWN) {
+                let cells: Vec<String> = row.iter().map(snapshot::render_cell).collect();
+                failures.push_str(&format!("    {}\n", cells.join(" | ")));
+            }
+        }
+    }
+    let total = migration.checks.len();
+    stage(
+        out,
+        Stage {
+            name: "checks",
+            summary: if failed_checks.is_empty() {
+                format!("{total} passed")
+            } else {
+                format!("{} of {total} FAILED", failed_checks.len())
+            },
+            elapsed: started.elapsed(),
+            rows: None,
+        },
+    );
+    let _ = out.write_all(failures.as_bytes());
+
+    let started = Instant::now();
+    let rows = db.query(&migration.snapshot.sql).map_err(|e| {
+        let message = format!("the snapshot query cannot run: {}", e.message);
+        migration.error_at(ErrorKind::Statement, migration.snapshot.line, message)
+    })?;
+    let contents = snapshot::render(&rows);
+    let snapshot_dir = snapshot_dir(config);
+    let source = migration
+        .path
+        .strip_prefix(&config.root)
+        .unwrap_or(&migration.path);
+    let source = source.to_string_lossy().replace('\\', "/");
+    let outcome = snapshot::compare(&snapshot_dir, migration, &source, &contents, options.mode)?;
+    let path = snapshot::path_for(&snapshot_dir, migration);
+    let summary = match &outcome {
+        Outcome::Matched => format!("{} rows match, approved", thousands(rows.rows.len() as u64)),
+        Outcome::Accepted { .. } => format!("{} rows accepted", thousands(rows.rows.len() as u64)),
+        Outcome::Pending { .. } => "DIFFERS: wrote .snap.new for review".into(),
+        Outcome::Failed { .. } => "DIFFERS".into(),
+    };
+    stage(
+        out,
+        Stage {
+            name: "snapshot",
+            summary,
+            elapsed: started.elapsed(),
+            rows: None,
+        },
+    );
+    match &outcome {
+        Outcome::Failed { diff } | Outcome::Pending { diff, .. } => {
+            let _ = writeln!(out, "  {}:", display_path(&path));
+            for line in diff.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        Outcome::Accepted { path } => {
+            let _ = writeln!(out, "  wrote {}", display_path(path));
+        }
+        Outcome::Matched => {}
+    }
+    Ok(SampleReport {
+        id: migration.id(),
+        stages,
+        failed_checks,
+        outcome,
+    })
+}
+
+fn count_rows(db: &mut dyn SampleBackend, migration: &DataMigration) -> Result<u64> {
+    // The engine reports a missing table with the data migration's line; let it.
+    if db.columns(&migration.table.value)?.is_none() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "SELECT count(*) FROM {}",
+        super::backend::quote_ident(&migration.table.value)
+    );
+    let rows = db.query(&sql)?;
+    Ok(match rows.rows.first().and_then(|r| r.first()) {
+        Some(super::backend::Cell::Number(n)) => n.parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{} ms", thousands(ms.round() as u64))
+    }
+}
+
+/// The snapshot directory of a workspace.
+pub fn snapshot_dir(config: &Config) -> std::path::PathBuf {
+    config.data_migrations.join("snapshots")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_batch_sizes() {
+        assert_eq!(sample_batch_size(500, 2_500), 100);
+        assert_eq!(sample_batch_size(500, 30_000), 300);
+        assert_eq!(sample_batch_size(500, 100_000), 500);
+        assert_eq!(sample_batch_size(50, 2_500), 50);
+        assert_eq!(sample_batch_size(1000, 0), 100);
+    }
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(millis(Duration::from_micros(2500)), "2.5 ms");
+        assert_eq!(millis(Duration::from_millis(1500)), "1,500 ms");
+    }
+}

@@ -1,0 +1,514 @@
+//! Snapshots of a data migration's result, and approval.
+//!
+//! The snapshot query's rows are rendered as text (one line per row) and kept in insta's file
+//! format at `data-migrations/snapshots/V{n}__{name}.snap`, so `cargo insta review` /
+//! `cargo insta accept` work on them as on any insta snapshot. The header records the
+//! SHA-256 of the data migration the snapshot was taken from (`info.checksum`): a data migration
+//! is *approved* when its accepted snapshot records the current file's checksum.
+//!
+//! insta's own assertion macros are not used: they panic on a difference, read their update mode
+//! once per process from the environment, and locate snapshots from the calling source file.
+//! The CLI needs to decide per run instead, so this module writes insta-format files itself
+//! (read back with insta's parser, [`insta::Snapshot::from_file`], so the format cannot drift)
+//! and follows insta's rules for when to write what:
+//!
+//! | mode | on a difference |
+//! | --- | --- |
+//! | `--check` | writes nothing, prints the diff, fails |
+//! | `INSTA_UPDATE=no`, or `CI` set with `INSTA_UPDATE` unset/`auto` | the same |
+//! | default (`auto`, not CI), `INSTA_UPDATE=new` | writes `.snap.new` for `cargo insta review`, fails |
+//! | `INSTA_UPDATE=always` / `force` | writes `.snap` (accepts), passes |
+//! | `INSTA_UPDATE=unseen` | `.snap.new` when there is no snapshot yet, else like `always` (insta's rule) |
+//!
+//! A snapshot whose rows match but whose checksum is another file's is *stale*: it counts as a
+//! difference, so editing a data migration always needs a new review.
+
+use std::path::{Path, PathBuf};
+
+use insta::internals::Content;
+use insta::{Snapshot, TextSnapshotKind, internals::TextSnapshotContents};
+
+use super::backend::{Cell, Rows};
+use super::error::{Error, ErrorKind, Result};
+use super::format::DataMigration;
+
+/// What to do when the new snapshot differs from the accepted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write nothing; a difference fails.
+    Check,
+    /// Write `.snap.new` for review; a difference fails.
+    Review,
+    /// Write `.snap`: accept the new snapshot.
+    Accept,
+    /// insta's `unseen`: [`Mode::Review`] without an accepted snapshot, else [`Mode::Accept`].
+    Unseen,
+}
+
+impl Mode {
+    /// `--check`, else insta's environment variables (`INSTA_UPDATE`, `CI`).
+    pub fn from_env(check: bool) -> Result<Mode> {
+        Mode::decide(
+            check,
+            std::env::var("INSTA_UPDATE").ok().as_deref(),
+            is_ci(),
+        )
+    }
+
+    /// The decision of [`Mode::from_env`], from the values it reads.
+    pub fn decide(check: bool, insta_update: Option<&str>, ci: bool) -> Result<Mode> {
+        if check {
+            return Ok(Mode::Check);
+        }
+        Ok(match insta_update.unwrap_or("") {
+            "" | "auto" => {
+                if ci {
+                    Mode::Check
+                } else {
+                    Mode::Review
+                }
+            }
+            "always" | "1" | "force" => Mode::Accept,
+            "new" => Mode::Review,
+            "unseen" => Mode::Unseen,
+            "no" => Mode::Check,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "INSTA_UPDATE={other} is not one of auto, always, new, unseen, no, force"
+                    ),
+                ));
+            }
+        })
+    }
+}
+
+/// insta's rule for "running on CI".
+fn is_ci() -> bool {
+    match std::env::var("CI").ok().as_deref() {
+        Some("false") | Some("0") | Some("") => false,
+        None => std::env::var("TF_BUILD").is_ok(),
+        Some(_) => true,
+    }
+}
+
+/// The accepted snapshot of a data migration, as read from its `.snap` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub contents: String,
+    /// The checksum recorded in it; `None` for a snapshot written by something else.
+    pub checksum: Option<String>,
+}
+
+/// Where a data migration stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approval {
+    Approved,
+    /// The accepted snapshot was taken from another version of the file.
+    Stale {
+        recorded: Option<String>,
+    },
+    NoSnapshot,
+}
+
+impl Approval {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Approval::Approved => "approved",
+            Approval::Stale { .. } => "snapshot stale",
+            Approval::NoSnapshot => "no snapshot",
+        }
+    }
+}
+
+/// How a sample's snapshot compared, and what was written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Same rows, same checksum: approved.
+    Matched,
+    /// Different (or stale, or new) and accepted in place (`INSTA_UPDATE=always`).
+    Accepted { path: PathBuf },
+    /// Different: `.snap.new` written for review.
+    Pending { path: PathBuf, diff: String },
+    /// Different, nothing written (`--check`, CI).
+    Failed { diff: String },
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        matches!(self, Outcome::Matched | Outcome::Accepted { .. })
+    }
+}
+
+/// `snapshots/V{n}__{name}.snap` under the data-migrations directory.
+pub fn path_for(snapshot_dir: &Path, migration: &DataMigration) -> PathBuf {
+    snapshot_dir.join(format!("{}.snap", migration.id()))
+}
+
+fn pending_path(path: &Path) -> PathBuf {
+    path.with_extension("snap.new")
+}
+
+/// Rows as snapshot text: a count line, a header line, then one line per row with cells
+/// separated by ` | `. Text is quoted (JSON escapes), so `NULL`, `''` and `'NULL'` all differ.
+pub fn render(rows: &Rows) -> String {
+    let mut out = format!(
+        "{} {}, {} {}\n",
+        rows.rows.len(),
+        if rows.rows.len() == 1 { "row" } else { "rows" },
+        rows.columns.len(),
+        if rows.columns.len() == 1 {
+            "column"
+        } else {
+            "columns"
+        }
+    );
+    out.push_str(&rows.columns.join(" | "));
+    out.push('\n');
+    for row in &rows.rows {
+        let cells: Vec<String> = row.iter().map(render_cell).collect();
+        out.push_str(&cells.join(" | "));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn render_cell(cell: &Cell) -> String {
+    match cell {
+        Cell::Null => "NULL".into(),
+        Cell::Number(n) => n.clone(),
+        Cell::Text(t) => serde_json::Value::String(t.clone()).to_string(),
+        Cell::Bool(b) => b.to_string(),
+        Cell::Blob(b) => format!(
+            "x'{}'",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
+    }
+}
+
+/// Reads an accepted snapshot; `None` when there is none.
+pub fn read(path: &Path) -> Result<Option<Accepted>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let snapshot = Snapshot::from_file(path).map_err(|e| {
+        Error::file(
+            ErrorKind::Io,
+            path,
+            format!("not a readable insta snapshot: {e}"),
+        )
+    })?;
+    let contents = snapshot.as_text().map(|t| t.to_string()).ok_or_else(|| {
+        Error::file(
+            ErrorKind::Io,
+            path,
+            "a binary snapshot where a text one was expected",
+        )
+    })?;
+    let checksum = match snapshot.metadata().private_info() {
+        Some(Content::Map(entries)) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("checksum"))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_string),
+        _ => None,
+    };
+    Ok(Some(Accepted { contents, checksum }))
+}
+
+/// Whether `migration` is approved by the snapshot in `snapshot_dir`.
+pub fn approval(snapshot_dir: &Path, migration: &DataMigration) -> Result<Approval> {
+    Ok(match read(&path_for(snapshot_dir, migration))? {
+        None => Approval::NoSnapshot,
+        Some(accepted) if accepted.checksum.as_deref() == Some(migration.checksum.as_str()) => {
+            Approval::Approved
+        }
+        Some(accepted) => Approval::Stale {
+            recorded: accepted.checksum,
+        },
+    })
+}
+
+/// Whether a `.snap.new` is waiting for review.
+pub fn has_pending(snapshot_dir: &Path, migration: &DataMigration) -> bool {
+    pending_path(&path_for(snapshot_dir, migration)).exists()
+}
+
+/// The file text: insta's YAML header, then the contents. `source` is the data migration's path
+/// as shown to reviewers (relative to the workspace).
+pub fn file_text(migration: &DataMigration, source: &str, contents: &str) -> String {
+    let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    format!(
+        "---\nsource: {}\ndescription: {}\nexpression: {}\ninfo:\n  checksum: {}\n---\n{}\n",
+        quote(source),
+        quote(&format!(
+            "rows of the snapshot query of {} after its backfill ran on the fixtures",
+            migration.id()
+        )),
+        quote(&migration.snapshot.sql),
+        quote(&migration.checksum),
+        contents.trim_end()
+    )
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(ErrorKind::Io, dir, format!("cannot create: {e}")))?;
+    }
+    // Write then rename: a reader never sees half a snapshot.
+    let tmp = path.with_extension("snap.tmp");
+    std::fs::write(&tmp, text)
+        .map_err(|e| Error::file(ErrorKind::Io, &tmp, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::file(ErrorKind::Io, path, format!("cannot write: {e}")))
+}
+
+/// A unified diff of the accepted contents and the new ones.
+pub fn diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header("accepted", "new")
+        .to_string()
+}
+
+/// Compares `contents` with the accepted snapshot of `migration` and writes what `mode` says.
+pub fn compare(
+    snapshot_dir: &Path,
+    migration: &DataMigration,
+    source: &str,
+    contents: &str,
+    mode: Mode,
+) -> Result<Outcome> {
+    let path = path_for(snapshot_dir, migration);
+    let pending = pending_path(&path);
+    let accepted = read(&path)?;
+    let new = TextSnapshotContents::new(contents.to_string(), TextSnapshotKind::File);
+    let (same_rows, same_file) = match &accepted {
+        Some(a) => (
+            TextSnapshotContents::new(a.contents.clone(), TextSnapshotKind::File)
+                .matches_latest(&new),
+            a.checksum.as_deref() == Some(migration.checksum.as_str()),
+        ),
+        None => (false, false),
+    };
+    if same_rows && same_file {
+        // A stale pending file from an earlier run would only confuse `cargo insta review`.
+        if pending.exists() && mode != Mode::Check {
+            let _ = std::fs::remove_file(&pending);
+        }
+        return Ok(Outcome::Matched);
+    }
+    let diff = match &accepted {
+        None => format!(
+            "no accepted snapshot at {}; the new one:\n{}",
+            super::error::display_path(&path),
+            contents.trim_end()
+        ),
+        Some(a) if same_rows => format!(
+            "the rows match, but the snapshot was taken from another version of the file (checksum {}, the file's is {}): review it again",
+            a.checksum
+                .as_deref()
+                .map_or("none", |c| c.get(..12).unwrap_or(c)),
+            migration.checksum.get(..12).unwrap_or(&migration.checksum)
+        ),
+        Some(a) => diff(
+            &(a.contents.trim_end().to_string() + "\n"),
+            &(contents.trim_end().to_string() + "\n"),
+        ),
+    };
+    let mode = match mode {
+        Mode::Unseen if accepted.is_none() => Mode::Review,
+        Mode::Unseen => Mode::Accept,
+        other => other,
+    };
+    let text = file_text(migration, source, contents);
+    match mode {
+        Mode::Check | Mode::Unseen => Ok(Outcome::Failed { diff }),
+        Mode::Review => {
+            write(&pending, &text)?;
+            Ok(Outcome::Pending {
+                path: pending,
+                diff,
+            })
+        }
+        Mode::Accept => {
+            write(&path, &text)?;
+            if pending.exists() {
+                let _ = std::fs::remove_file(&pending);
+            }
+            Ok(Outcome::Accepted { path })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::format;
+
+    fn migration(text_suffix: &str) -> DataMigration {
+        let text = format!(
+            "-- @requires 1\n-- @table t\n-- @key id\n-- @batch\nUPDATE t SET n = 1 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id, n FROM t ORDER BY id;\n{text_suffix}"
+        );
+        format::parse(Path::new("data-migrations/V1__fill.sql"), &text).unwrap()
+    }
+
+    fn rows(values: &[(i64, Cell)]) -> Rows {
+        Rows {
+            columns: vec!["id".into(), "n".into()],
+            rows: values
+                .iter()
+                .map(|(id, n)| vec![Cell::Number(id.to_string()), n.clone()])
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn renders_one_line_per_row_with_distinct_nulls() {
+        let text = render(&rows(&[
+            (1, Cell::Null),
+            (2, Cell::Text("NULL".into())),
+            (3, Cell::Text("".into())),
+            (4, Cell::Text("a \"b\"\nc".into())),
+            (5, Cell::Bool(true)),
+            (6, Cell::Blob(vec![0, 171])),
+        ]));
+        assert_eq!(
+            text,
+            "6 rows, 2 columns\nid | n\n1 | NULL\n2 | \"NULL\"\n3 | \"\"\n4 | \"a \\\"b\\\"\\nc\"\n5 | true\n6 | x'00ab'\n"
+        );
+    }
+
+    #[test]
+    fn written_files_read_back_with_insta() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = migration("");
+        let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
+        let out = compare(
+            dir.path(),
+            &m,
+            "data-migrations/V1__fill.sql",
+            &contents,
+            Mode::Accept,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Accepted {
+                path: dir.path().join("V1__fill.snap")
+            }
+        );
+        let accepted = read(&dir.path().join("V1__fill.snap")).unwrap().unwrap();
+        assert_eq!(accepted.contents, contents.trim_end());
+        assert_eq!(accepted.checksum.as_deref(), Some(m.checksum.as_str()));
+        let snapshot = Snapshot::from_file(&dir.path().join("V1__fill.snap")).unwrap();
+        assert_eq!(
+            snapshot.metadata().expression(),
+            Some("SELECT id, n FROM t ORDER BY id")
+        );
+        assert_eq!(approval(dir.path(), &m).unwrap(), Approval::Approved);
+        assert_eq!(
+            compare(dir.path(), &m, "x", &contents, Mode::Check).unwrap(),
+            Outcome::Matched
+        );
+    }
+
+    #[test]
+    fn check_mode_writes_nothing_and_shows_the_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = migration("");
+        let old = render(&rows(&[
+            (1, Cell::Number("3".into())),
+            (2, Cell::Number("0".into())),
+        ]));
+        compare(dir.path(), &m, "s", &old, Mode::Accept).unwrap();
+        let new = render(&rows(&[
+            (1, Cell::Number("3".into())),
+            (2, Cell::Number("1".into())),
+        ]));
+        let out = compare(dir.path(), &m, "s", &new, Mode::Check).unwrap();
+        let Outcome::Failed { diff } = out else {
+            panic!("{out:?}")
+        };
+        assert!(diff.contains("-2 | 0\n+2 | 1\n"), "{diff}");
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, vec![std::ffi::OsString::from("V1__fill.snap")]);
+        assert_eq!(
+            read(&dir.path().join("V1__fill.snap"))
+                .unwrap()
+                .unwrap()
+                .contents,
+            old.trim_end()
+        );
+    }
+
+    #[test]
+    fn review_mode_writes_snap_new_and_accept_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = migration("");
+        let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
+        let out = compare(dir.path(), &m, "s", &contents, Mode::Review).unwrap();
+        let Outcome::Pending { path, diff } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(path, dir.path().join("V1__fill.snap.new"));
+        assert!(diff.contains("no accepted snapshot"), "{diff}");
+        assert!(has_pending(dir.path(), &m));
+        assert_eq!(approval(dir.path(), &m).unwrap(), Approval::NoSnapshot);
+        // What `cargo insta accept` does: the pending file becomes the snapshot.
+        std::fs::rename(&path, dir.path().join("V1__fill.snap")).unwrap();
+        assert_eq!(approval(dir.path(), &m).unwrap(), Approval::Approved);
+    }
+
+    #[test]
+    fn a_changed_file_makes_its_snapshot_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = migration("");
+        let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
+        compare(dir.path(), &m, "s", &contents, Mode::Accept).unwrap();
+        let edited = migration("-- a comment changes the checksum\n");
+        assert_ne!(edited.checksum, m.checksum);
+        let status = approval(dir.path(), &edited).unwrap();
+        assert_eq!(
+            status,
+            Approval::Stale {
+                recorded: Some(m.checksum.clone())
+            }
+        );
+        assert_eq!(status.label(), "snapshot stale");
+        let out = compare(dir.path(), &edited, "s", &contents, Mode::Check).unwrap();
+        let Outcome::Failed { diff } = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            diff.contains(
+                "the rows match, but the snapshot was taken from another version of the file"
+            ),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn modes_follow_insta() {
+        let decide = |check, update, ci| Mode::decide(check, update, ci).unwrap();
+        assert_eq!(
+            decide(true, Some("always"), false),
+            Mode::Check,
+            "--check wins"
+        );
+        assert_eq!(decide(false, None, false), Mode::Review);
+        assert_eq!(decide(false, None, true), Mode::Check, "CI never writes");
+        assert_eq!(decide(false, Some("auto"), true), Mode::Check);
+        assert_eq!(decide(false, Some("always"), true), Mode::Accept);
+        assert_eq!(decide(false, Some("new"), true), Mode::Review);
+        assert_eq!(decide(false, Some("no"), false), Mode::Check);
+        assert_eq!(decide(false, Some("unseen"), false), Mode::Unseen);
+        assert!(Mode::decide(false, Some("sometimes"), false).is_err());
+    }
+}

@@ -1,0 +1,423 @@
+//! The SQLite backend (rusqlite, bundled SQLite): the database `backfill sample` builds in a
+//! temporary directory, and a production target for applications that run on SQLite.
+//!
+//! A batch is `BEGIN IMMEDIATE` … `COMMIT`: the write lock is taken up front, so a batch never
+//! fails half-way for want of it. Foreign keys are enforced, as PostgreSQL would.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::backend::{
+    Backend, BatchLimits, Cell, Checkpoint, Column, ColumnType, KeyKind, KeyValue, Rows,
+    SampleBackend, SqlValue, StoredBatch, TRACKING_TABLE, format_real, quote_ident,
+};
+use super::error::{Error, ErrorKind, Result};
+use crate::sql::Dialect;
+
+pub struct SqliteBackend {
+    conn: Connection,
+    path: PathBuf,
+    /// Holds the temporary directory of a throwaway database: removed when this is dropped.
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+impl SqliteBackend {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteBackend> {
+        let conn = open(path)?;
+        Ok(SqliteBackend {
+            conn,
+            path: path.to_path_buf(),
+            _tempdir: None,
+        })
+    }
+
+    /// A new, empty database in a temporary directory that is deleted with this value. Durability
+    /// is switched off: nothing in it outlives the process.
+    pub fn throwaway() -> Result<SqliteBackend> {
+        let dir = tempfile::Builder::new()
+            .prefix("xtask-backfill-")
+            .tempdir()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot create a temporary directory: {e}"),
+                )
+            })?;
+        let path = dir.path().join("sample.db");
+        let conn = open(&path)?;
+        // Nothing else opens this file, and nothing in it must survive a crash: no fsync, the
+        // rollback journal in memory, the file lock held once instead of per transaction, and a
+        // cache big enough for a large fixture's indexes (256 MiB, allocated only as used).
+        conn.execute_batch(
+            "PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY; PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -262144;",
+        )
+            .map_err(db_error)?;
+        Ok(SqliteBackend {
+            conn,
+            path,
+            _tempdir: Some(dir),
+        })
+    }
+
+    /// The underlying connection, for tests and benchmarks that compare with plain SQL.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    fn in_transaction<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(db_error)?;
+        match f(&self.conn) {
+            Ok(value) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(db_error(e));
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        Error::new(
+            ErrorKind::Database,
+            format!("cannot open SQLite database {}: {e}", path.display()),
+        )
+    })?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(db_error)?;
+    Ok(conn)
+}
+
+/// A database error; busy and locked databases are worth a retry.
+fn db_error(e: rusqlite::Error) -> Error {
+    statement_error(e).with_kind(ErrorKind::Database)
+}
+
+/// An error in a statement of the user's (a data migration's or a fixture's).
+fn statement_error(e: rusqlite::Error) -> Error {
+    let transient = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    Error::new(ErrorKind::Statement, e.to_string()).transient(transient)
+}
+
+fn key_param(key: &KeyValue) -> Value {
+    match key {
+        KeyValue::Int(i) => Value::Integer(*i),
+        KeyValue::Text(s) => Value::Text(s.clone()),
+    }
+}
+
+fn key_from(value: ValueRef<'_>, kind: KeyKind, table: &str, key: &str) -> Result<KeyValue> {
+    match (kind, value) {
+        (KeyKind::Integer, ValueRef::Integer(i)) => Ok(KeyValue::Int(i)),
+        (KeyKind::Text, ValueRef::Text(t)) => {
+            Ok(KeyValue::Text(String::from_utf8_lossy(t).into_owned()))
+        }
+        (_, other) => Err(Error::new(
+            ErrorKind::Statement,
+            format!(
+                "{table}.{key} holds a {:?} value where a {} key was expected; SQLite does not enforce column types, the fixtures or the schema must",
+                other.data_type(),
+                match kind {
+                    KeyKind::Integer => "integer",
+                    KeyKind::Text => "text",
+                }
+            ),
+        )),
+    }
+}
+
+fn cell(value: ValueRef<'_>) -> Cell {
+    match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i) => Cell::Number(i.to_string()),
+        ValueRef::Real(f) => Cell::Number(format_real(f)),
+        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+    }
+}
+
+/// A fixture value bound without copying its text (loading is most of a sample's time).
+struct Bind<'a>(&'a SqlValue);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            SqlValue::Null => ToSqlOutput::Owned(Value::Null),
+            SqlValue::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+            SqlValue::Real(f) => ToSqlOutput::Owned(Value::Real(*f)),
+            // NUMERIC affinity turns the text into an integer or real as it is stored.
+            SqlValue::Decimal(s) | SqlValue::Text(s) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+            }
+            SqlValue::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            SqlValue::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(*b))),
+        })
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+
+    fn reconnect(&mut self) -> Result<()> {
+        self.conn = open(&self.path)?;
+        Ok(())
+    }
+
+    fn apply_limits(&mut self, limits: &BatchLimits) -> Result<()> {
+        if let Some(timeout) = limits.lock_timeout {
+            self.conn.busy_timeout(timeout).map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(statement_error)
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Option<Vec<Column>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(r#"SELECT name, type, "notnull" FROM pragma_table_info(?1)"#)
+            .map_err(db_error)?;
+        let columns = stmt
+            .query_map([table], |row| {
+                let declared: String = row.get(1)?;
+                Ok(Column {
+                    name: row.get(0)?,
+                    ty: ColumnType::from_declared(&declared),
+                    declared,
+                    not_null: row.get::<_, i64>(2)? != 0,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_error)?;
+        Ok((!columns.is_empty()).then_some(columns))
+    }
+
+    fn query(&mut self, sql: &str) -> Result<Rows> {
+        let mut stmt = self.conn.prepare(sql).map_err(statement_error)?;
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
+        let width = columns.len();
+        let mut out = Vec::new();
+        let mut rows = stmt.query([]).map_err(statement_error)?;
+        while let Some(row) = rows.next().map_err(statement_error)? {
+            let mut cells = Vec::with_capacity(width);
+            for i in 0..width {
+                cells.push(cell(row.get_ref(i).map_err(statement_error)?));
+            }
+            out.push(cells);
+        }
+        Ok(Rows { columns, rows: out })
+    }
+
+    fn min_key(&mut self, table: &str, key: &str, kind: KeyKind) -> Result<Option<KeyValue>> {
+        let sql = format!(
+            "SELECT {k} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} LIMIT 1",
+            k = quote_ident(key),
+            t = quote_ident(table)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(statement_error)?;
+        let mut rows = stmt.query([]).map_err(statement_error)?;
+        match rows.next().map_err(statement_error)? {
+            Some(row) => Ok(Some(key_from(
+                row.get_ref(0).map_err(statement_error)?,
+                kind,
+                table,
+                key,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    fn count_null_keys(&mut self, table: &str, key: &str) -> Result<u64> {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {} IS NULL",
+            quote_ident(table),
+            quote_ident(key)
+        );
+        let n: i64 = self
+            .conn
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(statement_error)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn next_upper(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        batch_size: u64,
+    ) -> Result<Option<KeyValue>> {
+        let (k, t) = (quote_ident(key), quote_ident(table));
+        let ahead = format!("SELECT {k} FROM {t} WHERE {k} > ?1 ORDER BY {k} LIMIT 1 OFFSET ?2");
+        let offset = i64::try_from(batch_size.saturating_sub(1)).unwrap_or(i64::MAX);
+        let found = {
+            let mut stmt = self.conn.prepare_cached(&ahead).map_err(statement_error)?;
+            let mut rows = stmt
+                .query(params![key_param(lower), offset])
+                .map_err(statement_error)?;
+            match rows.next().map_err(statement_error)? {
+                Some(row) => Some(key_from(
+                    row.get_ref(0).map_err(statement_error)?,
+                    kind,
+                    table,
+                    key,
+                )?),
+                None => None,
+            }
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+        // Fewer than batch_size rows left: the last batch ends at the largest key.
+        let last = format!("SELECT max({k}) FROM {t} WHERE {k} > ?1");
+        let mut stmt = self.conn.prepare_cached(&last).map_err(statement_error)?;
+        let mut rows = stmt.query([key_param(lower)]).map_err(statement_error)?;
+        match rows.next().map_err(statement_error)? {
+            Some(row) => match row.get_ref(0).map_err(statement_error)? {
+                ValueRef::Null => Ok(None),
+                value => Ok(Some(key_from(value, kind, table, key)?)),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn ensure_tracking(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch(&super::backend::tracking_ddl())
+            .map_err(db_error)
+    }
+
+    fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>> {
+        let sql = format!(
+            "SELECT checksum, batch, lower_key, upper_key, rows_changed FROM {TRACKING_TABLE}
+             WHERE migration = ?1 ORDER BY batch DESC LIMIT 1"
+        );
+        self.conn
+            .query_row(&sql, [migration], |r| {
+                Ok(StoredBatch {
+                    checksum: r.get(0)?,
+                    batch: r.get::<_, i64>(1)?.max(0) as u64,
+                    lower: r.get(2)?,
+                    upper: r.get(3)?,
+                    rows: r.get::<_, i64>(4)?.max(0) as u64,
+                })
+            })
+            .optional()
+            .map_err(db_error)
+    }
+
+    fn run_batch(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        checkpoint: &Checkpoint<'_>,
+        _limits: &BatchLimits,
+    ) -> Result<u64> {
+        let record = format!(
+            "INSERT INTO {TRACKING_TABLE} (migration, batch, checksum, lower_key, upper_key, rows_changed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        );
+        self.in_transaction(|conn| {
+            let changed = conn
+                .prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute(params![key_param(lower), key_param(upper)]))
+                .map_err(statement_error)?;
+            conn.prepare_cached(&record)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        checkpoint.migration,
+                        i64::try_from(checkpoint.batch).unwrap_or(i64::MAX),
+                        checkpoint.checksum,
+                        lower.to_stored(),
+                        upper.to_stored(),
+                        i64::try_from(changed).unwrap_or(i64::MAX),
+                    ])
+                })
+                .map_err(|e| db_error(e).context("record the batch in the tracking table"))?;
+            Ok(changed as u64)
+        })
+    }
+}
+
+impl SampleBackend for SqliteBackend {
+    fn apply_migrations(
+        &mut self,
+        migrations: &[refinery::Migration],
+        version: u64,
+        dir: &Path,
+    ) -> Result<()> {
+        let prepared = super::schema::prepare(migrations, version, Dialect::Sqlite)?;
+        super::schema::apply(&mut self.conn, &prepared, version, dir, &|e, _| match e
+            .downcast_ref::<rusqlite::Error>()
+        {
+            Some(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
+                (msg.clone(), usize::try_from(*offset).ok())
+            }
+            Some(rusqlite::Error::SqliteFailure(_, Some(msg))) => (msg.clone(), None),
+            _ => (e.to_string(), None),
+        })
+    }
+
+    fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                r#"SELECT m.name, f."table" FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f
+                   WHERE m.type = 'table' ORDER BY m.name, f.id"#,
+            )
+            .map_err(db_error)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(db_error)
+    }
+
+    fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &[Column],
+        rows: &[Vec<SqlValue>],
+    ) -> std::result::Result<(), (Option<usize>, Error)> {
+        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote_ident(table),
+            names.join(", "),
+            params.join(", ")
+        );
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| (None, statement_error(e)))?;
+        for (i, row) in rows.iter().enumerate() {
+            stmt.execute(rusqlite::params_from_iter(row.iter().map(Bind)))
+                .map_err(|e| (Some(i), statement_error(e)))?;
+        }
+        Ok(())
+    }
+}
