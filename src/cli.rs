@@ -141,7 +141,11 @@ fn parse_rule_level(text: &str) -> Result<(RuleId, Level), String> {
         "off" => Level::Off,
         "warning" | "warn" => Level::Warning,
         "error" => Level::Error,
-        other => return Err(format!("`{other}` is not a level: use off, warning or error")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a level: use off, warning or error"
+            ));
+        }
     };
     Ok((rule, level))
 }
@@ -171,7 +175,11 @@ impl LintArgs {
             options.baseline = Some(baseline);
         }
         if !self.small_tables.is_empty() {
-            options.small_tables = self.small_tables.iter().map(|t| parse_table_name(t)).collect();
+            options.small_tables = self
+                .small_tables
+                .iter()
+                .map(|t| parse_table_name(t))
+                .collect();
         }
         if let Some(wraps) = self.transactional_migrations {
             options.runner_wraps_in_transaction = wraps;
@@ -200,7 +208,8 @@ impl LintArgs {
                 .as_ref()
                 .is_some_and(|dir| p.canonicalize().is_ok_and(|c| c.starts_with(dir)))
         };
-        let (data_paths, schema_paths): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(is_data);
+        let (data_paths, schema_paths): (Vec<PathBuf>, Vec<PathBuf>) =
+            paths.into_iter().partition(is_data);
         let mut report = if schema_paths.is_empty() {
             lint::Report::default()
         } else {
@@ -209,19 +218,30 @@ impl LintArgs {
         if defaulted && config.data_migrations.is_dir() {
             lint_data_migrations(&mut report, &config.data_migrations, None, &options)?;
         } else if !data_paths.is_empty() {
-            lint_data_migrations(&mut report, &config.data_migrations, Some(&data_paths), &options)?;
+            lint_data_migrations(
+                &mut report,
+                &config.data_migrations,
+                Some(&data_paths),
+                &options,
+            )?;
         }
 
         let color = match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                self.format == Format::Human && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                self.format == Format::Human
+                    && std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none()
             }
         };
         out.write_all(output::render(&report, self.format, color).as_bytes())?;
         out.flush()?;
-        Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        Ok(if report.has_errors() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 }
 
@@ -272,7 +292,11 @@ fn lint_data_migrations(
     }
     for (path, findings) in files {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        report.files.push(lint::FileReport { path: relative_to_cwd(&path), text, findings });
+        report.files.push(lint::FileReport {
+            path: relative_to_cwd(&path),
+            text,
+            findings,
+        });
     }
     Ok(())
 }
@@ -303,7 +327,12 @@ pub fn main() -> ExitCode {
     use clap::Parser;
 
     #[derive(clap::Parser)]
-    #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Safe schema migrations and resumable backfills")]
+    #[command(
+        name = "cargo xtask",
+        bin_name = "cargo xtask",
+        version,
+        about = "Safe schema migrations and resumable backfills"
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,

@@ -169,7 +169,10 @@ pub enum StmtKind {
         temporary: bool,
     },
     /// `SELECT ... INTO new_table FROM ...` (PostgreSQL).
-    SelectInto { table: Name, query: Query },
+    SelectInto {
+        table: Name,
+        query: Query,
+    },
     /// `CREATE [MATERIALIZED] VIEW`.
     CreateView {
         name: Name,
@@ -194,7 +197,10 @@ pub enum StmtKind {
         reads: Vec<Name>,
         filter: Option<Filter>,
     },
-    Merge { table: Name, source: Query },
+    Merge {
+        table: Name,
+        source: Query,
+    },
     Copy {
         /// `None` for `COPY (query) TO`.
         table: Option<Name>,
@@ -205,9 +211,13 @@ pub enum StmtKind {
         actions: Vec<AlterAction>,
     },
     /// `DROP TABLE a, b`.
-    DropTable { tables: Vec<Name> },
+    DropTable {
+        tables: Vec<Name>,
+    },
     /// `TRUNCATE a, b`.
-    Truncate { tables: Vec<Name> },
+    Truncate {
+        tables: Vec<Name>,
+    },
     CreateIndex {
         name: Option<Name>,
         table: Name,
@@ -245,14 +255,23 @@ pub enum StmtKind {
         /// Tables the body writes (UPDATE/DELETE/INSERT/MERGE targets), if the body parsed.
         body_writes: Vec<Name>,
     },
-    CreateTrigger { name: Name, table: Name },
+    CreateTrigger {
+        name: Name,
+        table: Name,
+    },
     /// A top-level `SELECT` (not `SELECT ... INTO`), e.g. `SELECT setval(...)` or
     /// `SELECT my_backfill()`.
-    Select { query: Query },
+    Select {
+        query: Query,
+    },
     /// `CALL name(...)`.
-    Call { name: Name },
+    Call {
+        name: Name,
+    },
     /// Anything else, described by its leading keywords in upper case (`"CREATE TYPE"`).
-    Other { what: String },
+    Other {
+        what: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +323,10 @@ pub struct Query {
 pub enum InsertSource {
     /// `VALUES (...), (...)`. `reads` lists tables read by subqueries inside the rows (usually
     /// none: a row of constants).
-    Values { rows: usize, reads: Vec<Name> },
+    Values {
+        rows: usize,
+        reads: Vec<Name>,
+    },
     /// `INSERT ... SELECT` (any query other than a plain `VALUES`).
     Query(Query),
     DefaultValues,
@@ -419,37 +441,65 @@ pub struct Constraint {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConstraintKind {
-    ForeignKey { references: Name },
+    ForeignKey {
+        references: Name,
+    },
     Check,
     Unique {
         /// `UNIQUE USING INDEX idx`: adopts an index built beforehand (no table scan).
         using_index: bool,
     },
-    PrimaryKey { using_index: bool },
+    PrimaryKey {
+        using_index: bool,
+    },
     Exclude,
     NotNull,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterAction {
-    AddColumn { column: ColumnDef },
-    DropColumn { column: String },
+    AddColumn {
+        column: ColumnDef,
+    },
+    DropColumn {
+        column: String,
+    },
     /// `ALTER COLUMN c [SET DATA] TYPE t [USING expr]`.
     AlterColumnType {
         column: String,
         data_type: TypeName,
         using: Option<Expr>,
     },
-    SetNotNull { column: String },
-    DropNotNull { column: String },
-    SetDefault { column: String, default: Expr },
-    DropDefault { column: String },
+    SetNotNull {
+        column: String,
+    },
+    DropNotNull {
+        column: String,
+    },
+    SetDefault {
+        column: String,
+        default: Expr,
+    },
+    DropDefault {
+        column: String,
+    },
     AddConstraint(Constraint),
-    ValidateConstraint { name: String },
-    DropConstraint { name: String },
+    ValidateConstraint {
+        name: String,
+    },
+    DropConstraint {
+        name: String,
+    },
     /// `ALTER TABLE t RENAME TO new`.
-    RenameTable { new_name: Name },
-    RenameColumn { from: String, to: String },
+    RenameTable {
+        new_name: Name,
+    },
+    RenameColumn {
+        from: String,
+        to: String,
+    },
     /// Anything else, in upper-case leading keywords (`"SET LOGGED"`, `"OWNER TO"`).
-    Other { what: String },
+    Other {
+        what: String,
+    },
 }
