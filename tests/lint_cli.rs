@@ -478,3 +478,59 @@ fn data_migrations_get_data_migration_checks_not_backfill_rules() {
         "finding at line {line} ({text_line:?}) is not on the batch statement: {finding}"
     );
 }
+
+#[test]
+fn every_output_format_from_the_command_line() {
+    let ws = workspace("");
+    write(&ws.path().join("migrations/V1__backfill.sql"), BACKFILL);
+
+    let out = lint(ws.path(), &["--format", "human", "--color", "never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains("error[backfill-update]: UPDATE of `users`"),
+        "{human}"
+    );
+    assert!(
+        human.contains("--> migrations/V1__backfill.sql:2:1"),
+        "{human}"
+    );
+    assert!(human.contains("2 | UPDATE users SET n = 1;"), "{human}");
+    assert!(human.contains("^^^^^^^^^^^^^^^^^^^^^^"), "{human}");
+    assert!(
+        human.contains("= help: move it to `data-migrations/`"),
+        "{human}"
+    );
+    assert!(
+        !human.contains('\u{1b}'),
+        "no escape codes with --color never"
+    );
+
+    let out = lint(ws.path(), &["--format", "github"]);
+    assert_eq!(out.status.code(), Some(1));
+    let github = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        github.lines().any(|l| l.starts_with(
+            "::error file=migrations/V1__backfill.sql,line=2,col=1,endLine=2,endColumn=23,title=backfill-update::"
+        )),
+        "{github}"
+    );
+
+    let out = lint(ws.path(), &["--format", "sarif"]);
+    assert_eq!(out.status.code(), Some(1));
+    let sarif = json(&out);
+    assert_eq!(sarif["version"], "2.1.0");
+    let result = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "backfill-update")
+        .expect("a backfill-update result");
+    assert_eq!(result["level"], "error");
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"], 2);
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "migrations/V1__backfill.sql"
+    );
+}
