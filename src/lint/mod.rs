@@ -396,7 +396,36 @@ const PARSE_STACK: usize = 512 * 1024 * 1024;
 /// everything about a file's content is a finding.
 pub fn lint_paths(inputs: &[PathBuf], options: &LintOptions) -> anyhow::Result<Report> {
     let files = collect_files(inputs)?;
-    let parsed = read_and_parse_all(&files, options.dialect)?;
+    lint_files(files, &HashMap::new(), options)
+}
+
+/// Lints what a commit would contain: `staged` maps files (as found under `inputs`, or added by
+/// the commit) to their staged content. Only those files are reported on; the other files under
+/// `inputs` are read as they are, for the schema they build, as earlier migrations would have.
+pub fn lint_staged(
+    inputs: &[PathBuf],
+    staged: HashMap<PathBuf, Vec<u8>>,
+    options: &LintOptions,
+) -> anyhow::Result<Report> {
+    let mut files = collect_files(inputs)?;
+    for path in staged.keys() {
+        if !files.contains(path) {
+            files.push(path.clone());
+        }
+    }
+    sort_in_migration_order(&mut files);
+    let mut report = lint_files(files, &staged, options)?;
+    report.files.retain(|f| staged.contains_key(&f.path));
+    Ok(report)
+}
+
+/// Lints `files` in the given order; `contents` replaces what is on disk for the files it names.
+fn lint_files(
+    files: Vec<PathBuf>,
+    contents: &HashMap<PathBuf, Vec<u8>>,
+    options: &LintOptions,
+) -> anyhow::Result<Report> {
+    let parsed = read_and_parse_all(&files, contents, options.dialect)?;
 
     let mut schema = Schema::default();
     let mut report = Report::default();
@@ -484,12 +513,17 @@ fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.push(input.clone());
         }
     }
+    sort_in_migration_order(&mut files);
+    Ok(files)
+}
+
+/// Refinery's order (version), then path for files without one; duplicates removed.
+fn sort_in_migration_order(files: &mut Vec<PathBuf>) {
     files.sort_by(|a, b| {
         let key = |p: &PathBuf| (migration_version(p).unwrap_or(u64::MAX), p.clone());
         key(a).cmp(&key(b))
     });
     files.dedup();
-    Ok(files)
 }
 
 /// The version refinery gives a migration file (`V12__add_users.sql` -> 12), if it loads it.
@@ -503,7 +537,11 @@ struct Loaded {
 }
 
 /// Reads and parses every file on worker threads with large stacks (see [`parse_guarded`]).
-fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec<Loaded>> {
+fn read_and_parse_all(
+    files: &[PathBuf],
+    contents: &HashMap<PathBuf, Vec<u8>>,
+    dialect: Dialect,
+) -> anyhow::Result<Vec<Loaded>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -521,7 +559,7 @@ fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = files.get(i) else { break };
-                        let loaded = load(path, dialect);
+                        let loaded = load(path, contents.get(path).cloned(), dialect);
                         results
                             .lock()
                             .expect("no worker panics while holding the lock")[i] = Some(loaded);
@@ -538,9 +576,12 @@ fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec
         .collect()
 }
 
-fn load(path: &Path, dialect: Dialect) -> anyhow::Result<Loaded> {
+fn load(path: &Path, bytes: Option<Vec<u8>>, dialect: Dialect) -> anyhow::Result<Loaded> {
     use anyhow::Context;
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = match bytes {
+        Some(bytes) => bytes,
+        None => std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?,
+    };
     match String::from_utf8(bytes) {
         Ok(text) => {
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sql::parse(&text, dialect)))
