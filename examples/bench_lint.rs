@@ -68,9 +68,17 @@ fn main() {
     let ours_median = median(&mut ours_times);
     let squawk_median = median(&mut squawk_times);
 
-    let ours_json: serde_json::Value = serde_json::from_str(&ours_out).expect("our JSON output parses");
-    let findings = ours_json["findings"].as_array().map_or(&[][..], |v| v.as_slice());
-    let count = |category: &str| findings.iter().filter(|f| f["category"] == category).count();
+    let ours_json: serde_json::Value =
+        serde_json::from_str(&ours_out).expect("our JSON output parses");
+    let findings = ours_json["findings"]
+        .as_array()
+        .map_or(&[][..], |v| v.as_slice());
+    let count = |category: &str| {
+        findings
+            .iter()
+            .filter(|f| f["category"] == category)
+            .count()
+    };
     let squawk_json: serde_json::Value = serde_json::from_str(&squawk_out).unwrap_or_default();
     let squawk_findings = squawk_json.as_array().map_or(0, |v| v.len());
 
@@ -111,7 +119,10 @@ fn time(mut cmd: Command) -> Duration {
         .stderr(Stdio::null())
         .status()
         .expect("run linter");
-    assert!(matches!(status.code(), Some(0) | Some(1)), "{cmd:?}: {status}");
+    assert!(
+        matches!(status.code(), Some(0) | Some(1)),
+        "{cmd:?}: {status}"
+    );
     started.elapsed()
 }
 

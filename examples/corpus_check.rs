@@ -72,11 +72,17 @@ fn main() {
             None => clean += 1,
             Some(e) => {
                 let line = text[..e.span.start.min(text.len())].matches('\n').count() + 1;
-                let expected = known_invalid.iter().any(|k| path.to_string_lossy().ends_with(k.as_str()));
+                let expected = known_invalid
+                    .iter()
+                    .any(|k| path.to_string_lossy().ends_with(k.as_str()));
                 if !expected {
                     unexpected += 1;
                 }
-                let tag = if expected { "known invalid" } else { "UNEXPECTED" };
+                let tag = if expected {
+                    "known invalid"
+                } else {
+                    "UNEXPECTED"
+                };
                 println!("{tag}: {}:{line}: {}", path.display(), e.message);
             }
         }

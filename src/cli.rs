@@ -117,6 +117,12 @@ pub struct LintArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,
 
+    /// Lint what the next commit contains: the migrations and data migrations staged in git's
+    /// index, reported under their real paths (other migrations are read for context only).
+    /// What the git pre-commit hook runs
+    #[arg(long, conflicts_with = "paths")]
+    pub staged: bool,
+
     /// List every rule with its id, category, default severity and description, and exit
     #[arg(long)]
     pub list_rules: bool,
@@ -141,7 +147,11 @@ fn parse_rule_level(text: &str) -> Result<(RuleId, Level), String> {
         "off" => Level::Off,
         "warning" | "warn" => Level::Warning,
         "error" => Level::Error,
-        other => return Err(format!("`{other}` is not a level: use off, warning or error")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a level: use off, warning or error"
+            ));
+        }
     };
     Ok((rule, level))
 }
@@ -171,58 +181,174 @@ impl LintArgs {
             options.baseline = Some(baseline);
         }
         if !self.small_tables.is_empty() {
-            options.small_tables = self.small_tables.iter().map(|t| parse_table_name(t)).collect();
+            options.small_tables = self
+                .small_tables
+                .iter()
+                .map(|t| parse_table_name(t))
+                .collect();
         }
         if let Some(wraps) = self.transactional_migrations {
             options.runner_wraps_in_transaction = wraps;
         }
         options.levels.extend(self.rules.iter().copied());
 
-        let defaulted = self.paths.is_empty();
-        let paths = if defaulted {
-            if !config.migrations.is_dir() {
-                bail!(
-                    "{}: the migrations directory does not exist (configure `migrations` under [workspace.metadata.{}] or pass paths)",
-                    config.migrations.display(),
-                    crate::config::METADATA_KEY
-                );
-            }
-            vec![relative_to_cwd(&config.migrations)]
+        let report = if self.staged {
+            lint_staged(config, &options)?
         } else {
-            self.paths
+            lint_given(config, &options, self.paths)?
         };
-
-        // Data migrations are not schema migrations (their UPDATE is the point): they get the
-        // data-migration checks instead of the schema rules.
-        let data_dir = config.data_migrations.canonicalize().ok();
-        let is_data = |p: &PathBuf| {
-            data_dir
-                .as_ref()
-                .is_some_and(|dir| p.canonicalize().is_ok_and(|c| c.starts_with(dir)))
-        };
-        let (data_paths, schema_paths): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(is_data);
-        let mut report = if schema_paths.is_empty() {
-            lint::Report::default()
-        } else {
-            lint::lint_paths(&schema_paths, &options)?
-        };
-        if defaulted && config.data_migrations.is_dir() {
-            lint_data_migrations(&mut report, &config.data_migrations, None, &options)?;
-        } else if !data_paths.is_empty() {
-            lint_data_migrations(&mut report, &config.data_migrations, Some(&data_paths), &options)?;
-        }
 
         let color = match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                self.format == Format::Human && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                self.format == Format::Human
+                    && std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none()
             }
         };
         out.write_all(output::render(&report, self.format, color).as_bytes())?;
         out.flush()?;
-        Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        Ok(if report.has_errors() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
+}
+
+/// Lints the paths given (default: the migrations and data-migrations directories).
+fn lint_given(
+    config: &Config,
+    options: &lint::LintOptions,
+    paths: Vec<PathBuf>,
+) -> anyhow::Result<lint::Report> {
+    let defaulted = paths.is_empty();
+    let paths = if defaulted {
+        if !config.migrations.is_dir() {
+            bail!(
+                "{}: the migrations directory does not exist (configure `migrations` under [workspace.metadata.{}] or pass paths)",
+                config.migrations.display(),
+                crate::config::METADATA_KEY
+            );
+        }
+        vec![relative_to_cwd(&config.migrations)]
+    } else {
+        paths
+    };
+
+    // Data migrations are not schema migrations (their UPDATE is the point): they get the
+    // data-migration checks instead of the schema rules.
+    let data_dir = config.data_migrations.canonicalize().ok();
+    let is_data = |p: &PathBuf| {
+        data_dir
+            .as_ref()
+            .is_some_and(|dir| p.canonicalize().is_ok_and(|c| c.starts_with(dir)))
+    };
+    let (data_paths, schema_paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.into_iter().partition(is_data);
+    let mut report = if schema_paths.is_empty() {
+        lint::Report::default()
+    } else {
+        lint::lint_paths(&schema_paths, options)?
+    };
+    if defaulted && config.data_migrations.is_dir() {
+        lint_data_migrations(&mut report, &config.data_migrations, None, options)?;
+    } else if !data_paths.is_empty() {
+        lint_data_migrations(
+            &mut report,
+            &config.data_migrations,
+            Some(&data_paths),
+            options,
+        )?;
+    }
+    Ok(report)
+}
+
+/// Lints the files staged in git's index under the migrations and data-migrations directories.
+fn lint_staged(config: &Config, options: &lint::LintOptions) -> anyhow::Result<lint::Report> {
+    let migrations = staged_under(&config.migrations)?;
+    let mut report = if migrations.is_empty() {
+        lint::Report::default()
+    } else {
+        lint::lint_staged(&[relative_to_cwd(&config.migrations)], migrations, options)?
+    };
+    let data = staged_under(&config.data_migrations)?;
+    if !data.is_empty() {
+        // The data-migration checks read the files themselves: they see the working tree, which
+        // matches the index unless the file has unstaged edits.
+        let paths: Vec<PathBuf> = data.into_keys().collect();
+        lint_data_migrations(&mut report, &config.data_migrations, Some(&paths), options)?;
+    }
+    Ok(report)
+}
+
+/// The `.sql` files staged (added, copied, modified, renamed) under `dir`, with their staged
+/// content, keyed by the path a walk of `relative_to_cwd(dir)` would give them.
+fn staged_under(
+    dir: &std::path::Path,
+) -> anyhow::Result<std::collections::HashMap<PathBuf, Vec<u8>>> {
+    use anyhow::Context;
+    let mut staged = std::collections::HashMap::new();
+    let Ok(canonical_dir) = dir.canonicalize() else {
+        return Ok(staged);
+    };
+    let git = |args: &[&std::ffi::OsStr]| -> anyhow::Result<Vec<u8>> {
+        let out = std::process::Command::new("git")
+            .current_dir(&canonical_dir)
+            .args(args)
+            .output()
+            .context("run git (is it installed?)")?;
+        if !out.status.success() {
+            bail!(
+                "{}: git {}: {}",
+                canonical_dir.display(),
+                args.iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .replace('\n', " ")
+            );
+        }
+        Ok(out.stdout)
+    };
+    let top = git(&["rev-parse".as_ref(), "--show-toplevel".as_ref()])?;
+    let top = PathBuf::from(
+        String::from_utf8_lossy(&top)
+            .trim_end_matches('\n')
+            .to_string(),
+    )
+    .canonicalize()
+    .context("find the git work tree")?;
+    let names = git(&[
+        "diff".as_ref(),
+        "--cached".as_ref(),
+        "--name-only".as_ref(),
+        "-z".as_ref(),
+        "--diff-filter=ACMR".as_ref(),
+        "--".as_ref(),
+        canonical_dir.as_os_str(),
+    ])?;
+    let shown = relative_to_cwd(dir);
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        if !name.ends_with(".sql") {
+            continue;
+        }
+        let Ok(relative) = top
+            .join(&name)
+            .strip_prefix(&canonical_dir)
+            .map(PathBuf::from)
+        else {
+            continue;
+        };
+        let spec = format!(":{name}");
+        let content = git(&["show".as_ref(), spec.as_ref()])?;
+        staged.insert(shown.join(relative), content);
+    }
+    Ok(staged)
 }
 
 /// Adds the data-migration findings for the files of `dir` (all of them, or those under `only`).
@@ -272,7 +398,11 @@ fn lint_data_migrations(
     }
     for (path, findings) in files {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        report.files.push(lint::FileReport { path: relative_to_cwd(&path), text, findings });
+        report.files.push(lint::FileReport {
+            path: relative_to_cwd(&path),
+            text,
+            findings,
+        });
     }
     Ok(())
 }
@@ -303,7 +433,12 @@ pub fn main() -> ExitCode {
     use clap::Parser;
 
     #[derive(clap::Parser)]
-    #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about = "Safe schema migrations and resumable backfills")]
+    #[command(
+        name = "cargo xtask",
+        bin_name = "cargo xtask",
+        version,
+        about = "Safe schema migrations and resumable backfills"
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,

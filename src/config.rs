@@ -92,13 +92,18 @@ impl Config {
         let metadata = cargo_metadata::MetadataCommand::new()
             .no_deps()
             .exec()
-            .context("run `cargo metadata` to find the workspace (is this inside a Cargo workspace?)")?;
+            .context(
+                "run `cargo metadata` to find the workspace (is this inside a Cargo workspace?)",
+            )?;
         let root = metadata.workspace_root.into_std_path_buf();
         Config::from_metadata(&root, &metadata.workspace_metadata)
     }
 
     /// Reads the config from the `[workspace.metadata]` value of a workspace rooted at `root`.
-    pub fn from_metadata(root: &Path, workspace_metadata: &serde_json::Value) -> anyhow::Result<Config> {
+    pub fn from_metadata(
+        root: &Path,
+        workspace_metadata: &serde_json::Value,
+    ) -> anyhow::Result<Config> {
         let manifest = root.join("Cargo.toml");
         let raw = match workspace_metadata.get(METADATA_KEY) {
             None => RawConfig::default(),
@@ -124,7 +129,8 @@ impl Config {
             };
             rule_levels.insert(rule, level);
         }
-        let dir = |p: Option<PathBuf>, default: &str| root.join(p.unwrap_or_else(|| default.into()));
+        let dir =
+            |p: Option<PathBuf>, default: &str| root.join(p.unwrap_or_else(|| default.into()));
         Ok(Config {
             root: root.to_path_buf(),
             migrations: dir(raw.migrations, "migrations"),
@@ -132,7 +138,11 @@ impl Config {
             fixtures: dir(raw.fixtures, "fixtures"),
             dialect: raw.dialect.unwrap_or(Dialect::Postgres),
             baseline: raw.baseline,
-            small_tables: raw.small_tables.iter().map(|t| parse_table_name(t)).collect(),
+            small_tables: raw
+                .small_tables
+                .iter()
+                .map(|t| parse_table_name(t))
+                .collect(),
             transactional_migrations: raw.transactional_migrations.unwrap_or(true),
             rule_levels,
             tracking_schema: raw.tracking_schema,
@@ -183,25 +193,38 @@ mod tests {
         assert_eq!(config.data_migrations, Path::new("/ws/data-migrations"));
         assert_eq!(config.dialect, Dialect::Sqlite);
         assert_eq!(config.baseline, Some(3));
-        assert_eq!(config.small_tables, vec![Name::new("roles"), Name::qualified("app", "settings")]);
+        assert_eq!(
+            config.small_tables,
+            vec![Name::new("roles"), Name::qualified("app", "settings")]
+        );
         assert!(!config.transactional_migrations);
         assert_eq!(config.tracking_schema.as_deref(), Some("ops"));
         assert_eq!(config.tracking_table_prefix.as_deref(), Some("bf_"));
-        assert_eq!(config.rule_levels[&RuleId::RequireLockTimeout], Level::Error);
+        assert_eq!(
+            config.rule_levels[&RuleId::RequireLockTimeout],
+            Level::Error
+        );
         assert_eq!(config.rule_levels[&RuleId::SetNotNull], Level::Off);
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_the_manifest() {
         let meta = serde_json::json!({ METADATA_KEY: { "small-table": ["roles"] } });
-        let err = Config::from_metadata(Path::new("/ws"), &meta).unwrap_err().to_string();
-        assert!(err.contains("/ws/Cargo.toml") && err.contains("small-table"), "{err}");
+        let err = Config::from_metadata(Path::new("/ws"), &meta)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/ws/Cargo.toml") && err.contains("small-table"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_rule_is_an_error() {
         let meta = serde_json::json!({ METADATA_KEY: { "rules": { "backfil-update": "off" } } });
-        let err = Config::from_metadata(Path::new("/ws"), &meta).unwrap_err().to_string();
+        let err = Config::from_metadata(Path::new("/ws"), &meta)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("backfil-update"), "{err}");
     }
 

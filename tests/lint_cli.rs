@@ -79,7 +79,12 @@ fn exit_1_with_findings_and_json_contract() {
     assert_eq!(finding["category"], "backfill");
     assert_eq!(finding["severity"], "error");
     assert!(finding["message"].as_str().unwrap().contains("users"));
-    assert!(finding["help"].as_str().unwrap().contains("data-migrations/"));
+    assert!(
+        finding["help"]
+            .as_str()
+            .unwrap()
+            .contains("data-migrations/")
+    );
 }
 
 #[test]
@@ -122,7 +127,10 @@ fn config_small_tables_and_rule_off() {
     let out = lint(ws.path(), &["--format", "json", "--small-table", "roles"]);
     assert!(rules(&json(&out)).contains(&"backfill-update".to_string()));
 
-    let out = lint(ws.path(), &["--format", "json", "--rule", "backfill-update=off"]);
+    let out = lint(
+        ws.path(),
+        &["--format", "json", "--rule", "backfill-update=off"],
+    );
     assert!(!rules(&json(&out)).contains(&"backfill-update".to_string()));
 }
 
@@ -130,7 +138,10 @@ fn config_small_tables_and_rule_off() {
 fn config_baseline_skips_old_migrations_but_keeps_their_schema() {
     let ws = workspace("baseline = 1");
     write(&ws.path().join("migrations/V1__old.sql"), BACKFILL);
-    write(&ws.path().join("migrations/V2__new.sql"), "UPDATE users SET n = 2;\n");
+    write(
+        &ws.path().join("migrations/V2__new.sql"),
+        "UPDATE users SET n = 2;\n",
+    );
     let out = lint(ws.path(), &["--format", "json"]);
     let doc = json(&out);
     let paths: Vec<&str> = doc["findings"]
@@ -139,14 +150,20 @@ fn config_baseline_skips_old_migrations_but_keeps_their_schema() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    assert!(paths.iter().all(|p| p.ends_with("V2__new.sql")), "{paths:?}");
+    assert!(
+        paths.iter().all(|p| p.ends_with("V2__new.sql")),
+        "{paths:?}"
+    );
     assert!(!paths.is_empty());
 
     let out = lint(ws.path(), &["--format", "json", "--baseline", "0"]);
-    assert!(json(&out)["findings"].as_array().unwrap().iter().any(|f| f["path"]
-        .as_str()
-        .unwrap()
-        .ends_with("V1__old.sql")));
+    assert!(
+        json(&out)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().ends_with("V1__old.sql"))
+    );
 }
 
 #[test]
@@ -170,7 +187,10 @@ fn invalid_config_is_exit_2_naming_the_manifest() {
     let out = lint(ws.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.starts_with("error: ") && err.contains("Cargo.toml") && err.contains("small-table"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("Cargo.toml") && err.contains("small-table"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 }
 
@@ -188,7 +208,10 @@ fn missing_path_is_exit_2_with_the_path() {
 fn unknown_flag_is_exit_2() {
     let ws = workspace("");
     assert_eq!(lint(ws.path(), &["--frobnicate"]).status.code(), Some(2));
-    assert_eq!(lint(ws.path(), &["--rule", "nope=off"]).status.code(), Some(2));
+    assert_eq!(
+        lint(ws.path(), &["--rule", "nope=off"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -198,7 +221,10 @@ fn list_rules_names_every_rule() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     for rule in xtask_migrate::lint::RuleId::ALL {
-        assert!(text.contains(rule.as_str()), "{rule} missing from --list-rules");
+        assert!(
+            text.contains(rule.as_str()),
+            "{rule} missing from --list-rules"
+        );
     }
 }
 
@@ -228,9 +254,14 @@ fn empty_file_is_clean() {
 
 #[test]
 fn binary_and_invalid_utf8_are_findings_with_the_path() {
-    let mut junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     junk.extend_from_slice(&[0xff, 0xfe, 0x00]);
-    for (name, bytes) in [("junk.sql", junk.clone()), ("latin1.sql", b"SELECT 'caf\xe9';\n".to_vec())] {
+    for (name, bytes) in [
+        ("junk.sql", junk.clone()),
+        ("latin1.sql", b"SELECT 'caf\xe9';\n".to_vec()),
+    ] {
         let (out, _dir) = lint_bytes(name, &bytes);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
         let doc = json(&out);
@@ -259,12 +290,27 @@ fn unterminated_dollar_quote_is_a_finding_and_earlier_statements_are_linted() {
 #[test]
 fn ten_thousand_nested_parentheses_do_not_overflow() {
     for dialect in ["postgres", "sqlite"] {
-        let sql = format!("SELECT {}1{};\nUPDATE users SET n = 1;\n", "(".repeat(10_000), ")".repeat(10_000));
+        let sql = format!(
+            "SELECT {}1{};\nUPDATE users SET n = 1;\n",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("deep.sql"), &sql);
-        let out = lint(dir.path(), &["--format", "json", "--dialect", dialect, "deep.sql"]);
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{dialect}: {:?} {}", out.status, stderr(&out));
-        assert!(rules(&json(&out)).contains(&"backfill-update".to_string()), "{dialect}");
+        let out = lint(
+            dir.path(),
+            &["--format", "json", "--dialect", dialect, "deep.sql"],
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{dialect}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(
+            rules(&json(&out)).contains(&"backfill-update".to_string()),
+            "{dialect}"
+        );
     }
 }
 
@@ -274,7 +320,9 @@ fn fifty_megabyte_file() {
     sql.push_str("CREATE TABLE seed (id bigint, name text);\n");
     let mut i = 0u64;
     while sql.len() < 50 * 1024 * 1024 {
-        sql.push_str(&format!("INSERT INTO seed VALUES ({i}, 'row number {i} of the seed data');\n"));
+        sql.push_str(&format!(
+            "INSERT INTO seed VALUES ({i}, 'row number {i} of the seed data');\n"
+        ));
         i += 1;
     }
     sql.push_str("UPDATE users SET n = 1;\n");
@@ -298,7 +346,11 @@ fn directory_of_ten_thousand_files() {
         )
         .unwrap();
     }
-    std::fs::write(migrations.join("V10001__backfill.sql"), "UPDATE t1 SET id = id + 1;\n").unwrap();
+    std::fs::write(
+        migrations.join("V10001__backfill.sql"),
+        "UPDATE t1 SET id = id + 1;\n",
+    )
+    .unwrap();
     let out = lint(dir.path(), &["--format", "json", "many"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc = json(&out);
@@ -309,9 +361,18 @@ fn directory_of_ten_thousand_files() {
 #[test]
 fn naming_rules_apply_to_the_configured_migrations_directory() {
     let ws = workspace("");
-    write(&ws.path().join("migrations/V1__create-users.sql"), "CREATE TABLE users (id bigint);\n");
-    write(&ws.path().join("migrations/V2__a.sql"), "CREATE TABLE a (id bigint);\n");
-    write(&ws.path().join("migrations/V02__b.sql"), "CREATE TABLE b (id bigint);\n");
+    write(
+        &ws.path().join("migrations/V1__create-users.sql"),
+        "CREATE TABLE users (id bigint);\n",
+    );
+    write(
+        &ws.path().join("migrations/V2__a.sql"),
+        "CREATE TABLE a (id bigint);\n",
+    );
+    write(
+        &ws.path().join("migrations/V02__b.sql"),
+        "CREATE TABLE b (id bigint);\n",
+    );
     let out = lint(ws.path(), &["--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc = json(&out);
@@ -319,17 +380,33 @@ fn naming_rules_apply_to_the_configured_migrations_directory() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["rule"].as_str().unwrap().into(), f["path"].as_str().unwrap().into()))
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().into(),
+                f["path"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert!(
-        found.contains(&("migration-name-skipped".into(), "migrations/V1__create-users.sql".into())),
+        found.contains(&(
+            "migration-name-skipped".into(),
+            "migrations/V1__create-users.sql".into()
+        )),
         "{found:?}"
     );
-    assert!(found.iter().any(|(rule, _)| rule == "duplicate-migration-version"), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(rule, _)| rule == "duplicate-migration-version"),
+        "{found:?}"
+    );
 
     // The same files outside the migrations directory follow no naming convention.
     let elsewhere = tempfile::tempdir().unwrap();
-    write(&elsewhere.path().join("V1__create-users.sql"), "CREATE TABLE users (id bigint);\n");
+    write(
+        &elsewhere.path().join("V1__create-users.sql"),
+        "CREATE TABLE users (id bigint);\n",
+    );
     let out = lint(elsewhere.path(), &["--format", "json", "."]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
@@ -337,7 +414,8 @@ fn naming_rules_apply_to_the_configured_migrations_directory() {
 /// This repository's example data migration, as a known-good data migration.
 fn example_data_migration() -> String {
     std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("data-migrations/V1__backfill_counter_caches.sql"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data-migrations/V1__backfill_counter_caches.sql"),
     )
     .unwrap()
 }
@@ -345,22 +423,42 @@ fn example_data_migration() -> String {
 #[test]
 fn data_migrations_get_data_migration_checks_not_backfill_rules() {
     let ws = workspace("");
-    write(&ws.path().join("migrations/V1__users.sql"), "CREATE TABLE users (id bigint PRIMARY KEY);\n");
-    write(&ws.path().join("data-migrations/V1__fill.sql"), &example_data_migration());
+    write(
+        &ws.path().join("migrations/V1__users.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    );
+    write(
+        &ws.path().join("data-migrations/V1__fill.sql"),
+        &example_data_migration(),
+    );
 
     // By default both directories are linted, and a good data migration is clean (its UPDATE is
     // the point of it, not a backfill hidden in a schema migration).
     let out = lint(ws.path(), &["--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(json(&out)["files"], 2);
 
     // Passed explicitly, too.
-    let out = lint(ws.path(), &["--format", "json", "data-migrations/V1__fill.sql"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = lint(
+        ws.path(),
+        &["--format", "json", "data-migrations/V1__fill.sql"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(json(&out)["files"], 1);
 
     // The batch statement no longer bounded by the key: a finding on the batch statement's line.
-    let broken = example_data_migration().replace("WHERE id > :lower AND id <= :upper;", "WHERE true;");
+    let broken =
+        example_data_migration().replace("WHERE id > :lower AND id <= :upper;", "WHERE true;");
     write(&ws.path().join("data-migrations/V1__fill.sql"), &broken);
     let out = lint(ws.path(), &["--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -372,7 +470,67 @@ fn data_migrations_get_data_migration_checks_not_backfill_rules() {
     let line = finding["line"].as_u64().unwrap() as usize;
     let text_line = broken.lines().nth(line - 1).unwrap();
     assert!(
-        broken.lines().skip(line - 1).take(6).any(|l| l.contains("WHERE true")),
+        broken
+            .lines()
+            .skip(line - 1)
+            .take(6)
+            .any(|l| l.contains("WHERE true")),
         "finding at line {line} ({text_line:?}) is not on the batch statement: {finding}"
+    );
+}
+
+#[test]
+fn every_output_format_from_the_command_line() {
+    let ws = workspace("");
+    write(&ws.path().join("migrations/V1__backfill.sql"), BACKFILL);
+
+    let out = lint(ws.path(), &["--format", "human", "--color", "never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains("error[backfill-update]: UPDATE of `users`"),
+        "{human}"
+    );
+    assert!(
+        human.contains("--> migrations/V1__backfill.sql:2:1"),
+        "{human}"
+    );
+    assert!(human.contains("2 | UPDATE users SET n = 1;"), "{human}");
+    assert!(human.contains("^^^^^^^^^^^^^^^^^^^^^^"), "{human}");
+    assert!(
+        human.contains("= help: move it to `data-migrations/`"),
+        "{human}"
+    );
+    assert!(
+        !human.contains('\u{1b}'),
+        "no escape codes with --color never"
+    );
+
+    let out = lint(ws.path(), &["--format", "github"]);
+    assert_eq!(out.status.code(), Some(1));
+    let github = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        github.lines().any(|l| l.starts_with(
+            "::error file=migrations/V1__backfill.sql,line=2,col=1,endLine=2,endColumn=23,title=backfill-update::"
+        )),
+        "{github}"
+    );
+
+    let out = lint(ws.path(), &["--format", "sarif"]);
+    assert_eq!(out.status.code(), Some(1));
+    let sarif = json(&out);
+    assert_eq!(sarif["version"], "2.1.0");
+    let result = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "backfill-update")
+        .expect("a backfill-update result");
+    assert_eq!(result["level"], "error");
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"], 2);
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "migrations/V1__backfill.sql"
     );
 }

@@ -1,23 +1,24 @@
-//! `hooks/pre-commit` in a throwaway git repository, with a stand-in `cargo` on `PATH` that
-//! records what it was asked to lint: the hook must hand over the staged content (not the
-//! working-tree file) under the file's relative path, and stay out of the way when no migration
-//! is staged.
+//! `hooks/pre-commit` in a throwaway git repository, end to end: a stand-in `cargo` on `PATH`
+//! runs the real linter binary (`cargo xtask migrate lint --staged` becomes `xtask-migrate
+//! migrate lint --staged`) and logs that it ran. The hook must lint the staged content (not the
+//! working-tree file) under the file's real path, stop the commit on findings, and stay out of
+//! the way (cargo never started) when no migration is staged.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::bin;
+
 const FAKE_CARGO: &str = r#"#!/bin/sh
-for arg in "$@"; do
-    printf 'arg %s\n' "$arg" >> "$FAKE_CARGO_LOG"
-done
-for arg in "$@"; do
-    case "$arg" in
-        *.sql) printf 'file %s = %s\n' "${arg#"$PWD"/}" "$(cat "$arg")" >> "$FAKE_CARGO_LOG" ;;
-    esac
-done
-exit "${FAKE_CARGO_EXIT:-0}"
+echo ran >> "$FAKE_CARGO_LOG"
+[ "$1" = xtask ] || exit 97
+shift
+exec "$XTASK_MIGRATE_BIN" "$@"
 "#;
+
+const BACKFILL: &str = "ALTER TABLE users ADD COLUMN n bigint;\nUPDATE users SET n = 1;\n";
+const CLEAN: &str = "CREATE TABLE posts (id bigint PRIMARY KEY);\n";
 
 struct Repo {
     dir: tempfile::TempDir,
@@ -39,7 +40,11 @@ impl Repo {
         }
         repo.git(&["init", "-q"]);
         repo.write("README.md", "example\n");
-        repo.git(&["add", "README.md"]);
+        repo.write(
+            "migrations/V1__users.sql",
+            "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+        );
+        repo.git(&["add", "."]);
         repo.git(&["commit", "-q", "-m", "init"]);
         repo
     }
@@ -67,103 +72,118 @@ impl Repo {
     }
 
     fn log(&self) -> PathBuf {
-        self.bin.path().join("log")
+        self.bin.path().join("cargo.log")
     }
 
-    /// Runs the hook as git would: from the top of the work tree, with `sh`.
-    fn run_hook(&self, cargo_exit: u8) -> Output {
+    fn cargo_ran(&self) -> bool {
+        self.log().exists()
+    }
+
+    fn run_hook(&self) -> Output {
         let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/pre-commit");
         let path = format!(
             "{}:{}",
             self.bin.path().display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        let _ = fs::remove_file(self.log());
         Command::new("sh")
             .arg(hook)
             .current_dir(self.path())
             .env("PATH", path)
+            .env("FAKE_CARGO_LOG", self.log())
+            .env("XTASK_MIGRATE_BIN", bin())
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("FAKE_CARGO_LOG", self.log())
-            .env("FAKE_CARGO_EXIT", cargo_exit.to_string())
             .output()
-            .expect("sh runs the hook")
+            .expect("run the hook")
     }
+}
 
-    fn leftovers(&self) -> Vec<String> {
-        fs::read_dir(self.path().join(".git"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with("xtask-migrate-staged"))
-            .collect()
-    }
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
 fn exits_before_cargo_when_no_migration_is_staged() {
     let repo = Repo::new();
     repo.write("src/main.rs", "fn main() {}\n");
-    repo.write("migrations/V1__not_staged.sql", "SELECT 1;\n");
     repo.git(&["add", "src/main.rs"]);
-    let out = repo.run_hook(0);
-    assert!(out.status.success(), "{out:?}");
+    // A bad migration that is not staged does not concern this commit.
+    repo.write("migrations/V2__bad.sql", BACKFILL);
+    let out = repo.run_hook();
+    assert!(out.status.success(), "{}", text(&out));
     assert!(
-        !repo.log().exists(),
-        "cargo ran: {:?}",
-        fs::read_to_string(repo.log())
+        !repo.cargo_ran(),
+        "cargo must not start when no migration is staged"
     );
 }
 
 #[test]
-fn lints_the_staged_content_under_its_relative_path() {
+fn lints_the_staged_content_under_its_real_path() {
     let repo = Repo::new();
-    repo.write("migrations/V1__gone.sql", "SELECT 0;\n");
-    repo.git(&["add", "."]);
-    repo.git(&["commit", "-q", "-m", "gone"]);
-    repo.git(&["rm", "-q", "migrations/V1__gone.sql"]);
-    repo.write("migrations/V2__users.sql", "staged");
-    repo.write("migrations/sub/V3__with space.sql", "nested");
-    repo.write("migrations/notes.txt", "not a migration");
-    repo.git(&["add", "migrations"]);
-    // Edits after staging are not what gets committed.
-    repo.write("migrations/V2__users.sql", "working tree");
-
-    let out = repo.run_hook(0);
-    assert!(out.status.success(), "{out:?}");
-    let log = fs::read_to_string(repo.log()).unwrap();
-    let args: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("arg ")).collect();
-    assert_eq!(&args[..3], ["xtask", "migrate", "lint"], "{log}");
-    let mut files: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.strip_prefix("file "))
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 2, "{log}");
-    // The staged copies live in the git directory and keep their paths under it.
-    assert!(files[0].starts_with(".git/xtask-migrate-staged."), "{log}");
+    // Staged: a backfill. Working tree: fixed, but not staged. The commit would hold the backfill.
+    repo.write("migrations/V2__counts.sql", BACKFILL);
+    repo.git(&["add", "migrations/V2__counts.sql"]);
+    repo.write("migrations/V2__counts.sql", CLEAN);
+    let out = repo.run_hook();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let output = text(&out);
+    assert!(repo.cargo_ran());
+    assert!(output.contains("error[backfill-update]"), "{output}");
     assert!(
-        files[0].ends_with("/migrations/V2__users.sql = staged"),
-        "{log}"
+        output.contains("--> migrations/V2__counts.sql:2:1"),
+        "{output}"
     );
-    assert!(
-        files[1].ends_with("/migrations/sub/V3__with space.sql = nested"),
-        "{log}"
-    );
-    assert_eq!(args.len(), 5, "only the two staged migrations: {log}");
-    assert!(repo.leftovers().is_empty(), "{:?}", repo.leftovers());
+    assert!(output.contains("git commit --no-verify"), "{output}");
+    // Only the staged file is reported on.
+    assert!(output.contains("in 1 file"), "{output}");
 }
 
 #[test]
-fn blocks_the_commit_when_the_linter_fails() {
+fn passes_when_the_staged_content_is_clean() {
     let repo = Repo::new();
-    repo.write("migrations/V1__a.sql", "UPDATE users SET n = 1;\n");
-    repo.git(&["add", "migrations"]);
-    let out = repo.run_hook(1);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("migrate lint failed on the staged migrations"),
-        "{stderr}"
+    // Staged: clean. Working tree: a backfill, not staged: not part of the commit.
+    repo.write("migrations/V2__posts.sql", CLEAN);
+    repo.git(&["add", "migrations/V2__posts.sql"]);
+    repo.write("migrations/V2__posts.sql", BACKFILL);
+    let out = repo.run_hook();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(repo.cargo_ran());
+}
+
+#[test]
+fn staged_files_see_the_schema_of_earlier_migrations() {
+    let repo = Repo::new();
+    // V1 made `users.id` a bigint; a later change to `text` rewrites the table. The linter only
+    // knows that from the committed V1, which is not staged.
+    repo.write(
+        "migrations/V2__id_type.sql",
+        "SET lock_timeout = '2s';\nALTER TABLE users ALTER COLUMN id TYPE numeric;\n",
     );
-    assert!(repo.leftovers().is_empty(), "{:?}", repo.leftovers());
+    repo.git(&["add", "migrations/V2__id_type.sql"]);
+    let out = repo.run_hook();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let output = text(&out);
+    assert!(output.contains("backfill-alter-column-type"), "{output}");
+    assert!(
+        output.contains("`int8`") || output.contains("bigint"),
+        "{output}"
+    );
+}
+
+#[test]
+fn staged_file_names_are_checked_in_the_real_directory() {
+    let repo = Repo::new();
+    repo.write("migrations/V2__add posts.sql", CLEAN);
+    repo.git(&["add", "migrations"]);
+    let out = repo.run_hook();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let output = text(&out);
+    assert!(output.contains("migration-name-skipped"), "{output}");
+    assert!(output.contains("migrations/V2__add posts.sql"), "{output}");
 }

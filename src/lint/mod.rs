@@ -42,7 +42,12 @@ pub struct Finding {
 
 impl Finding {
     /// A finding about `stmt`, with the rule's default severity.
-    pub fn at(rule: RuleId, stmt: &Statement, message: impl Into<String>, help: impl Into<String>) -> Self {
+    pub fn at(
+        rule: RuleId,
+        stmt: &Statement,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
         Finding {
             rule,
             severity: rule.default_severity(),
@@ -118,7 +123,9 @@ impl LintOptions {
     }
 
     pub fn is_small_table(&self, table: &Name) -> bool {
-        self.small_tables.iter().any(|small| small.same_object(table))
+        self.small_tables
+            .iter()
+            .any(|small| small.same_object(table))
     }
 }
 
@@ -217,10 +224,11 @@ impl<'a> FileCx<'a> {
     }
 
     fn mark_created(&mut self, table: &Name, index: usize) {
-        self.created
-            .entry(table.name.clone())
-            .or_default()
-            .push((table.schema.clone(), index, usize::MAX));
+        self.created.entry(table.name.clone()).or_default().push((
+            table.schema.clone(),
+            index,
+            usize::MAX,
+        ));
     }
 
     fn mark_dropped(&mut self, table: &Name, index: usize) {
@@ -237,9 +245,9 @@ impl<'a> FileCx<'a> {
     /// dropped since): such a table is new, so writing to it is not a backfill.
     pub fn is_new_table(&self, index: usize, table: &Name) -> bool {
         self.created.get(&table.name).is_some_and(|entries| {
-            entries
-                .iter()
-                .any(|(schema, from, to)| *from < index && index <= *to && schemas_match(schema, &table.schema))
+            entries.iter().any(|(schema, from, to)| {
+                *from < index && index <= *to && schemas_match(schema, &table.schema)
+            })
         })
     }
 
@@ -261,7 +269,11 @@ impl<'a> FileCx<'a> {
     /// 1-based line of a byte offset (for notes that mention another line).
     pub fn line_of(&self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
-        self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 }
 
@@ -294,7 +306,9 @@ impl Report {
     }
 
     pub fn findings(&self) -> impl Iterator<Item = (&FileReport, &Finding)> {
-        self.files.iter().flat_map(|file| file.findings.iter().map(move |f| (file, f)))
+        self.files
+            .iter()
+            .flat_map(|file| file.findings.iter().map(move |f| (file, f)))
     }
 }
 
@@ -382,7 +396,36 @@ const PARSE_STACK: usize = 512 * 1024 * 1024;
 /// everything about a file's content is a finding.
 pub fn lint_paths(inputs: &[PathBuf], options: &LintOptions) -> anyhow::Result<Report> {
     let files = collect_files(inputs)?;
-    let parsed = read_and_parse_all(&files, options.dialect)?;
+    lint_files(files, &HashMap::new(), options)
+}
+
+/// Lints what a commit would contain: `staged` maps files (as found under `inputs`, or added by
+/// the commit) to their staged content. Only those files are reported on; the other files under
+/// `inputs` are read as they are, for the schema they build, as earlier migrations would have.
+pub fn lint_staged(
+    inputs: &[PathBuf],
+    staged: HashMap<PathBuf, Vec<u8>>,
+    options: &LintOptions,
+) -> anyhow::Result<Report> {
+    let mut files = collect_files(inputs)?;
+    for path in staged.keys() {
+        if !files.contains(path) {
+            files.push(path.clone());
+        }
+    }
+    sort_in_migration_order(&mut files);
+    let mut report = lint_files(files, &staged, options)?;
+    report.files.retain(|f| staged.contains_key(&f.path));
+    Ok(report)
+}
+
+/// Lints `files` in the given order; `contents` replaces what is on disk for the files it names.
+fn lint_files(
+    files: Vec<PathBuf>,
+    contents: &HashMap<PathBuf, Vec<u8>>,
+    options: &LintOptions,
+) -> anyhow::Result<Report> {
+    let parsed = read_and_parse_all(&files, contents, options.dialect)?;
 
     let mut schema = Schema::default();
     let mut report = Report::default();
@@ -422,7 +465,11 @@ fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Re
         .files
         .iter()
         .enumerate()
-        .filter_map(|(i, f)| canonical(&f.path).filter(|c| c.starts_with(&canonical_dir)).map(|c| (c, i)))
+        .filter_map(|(i, f)| {
+            canonical(&f.path)
+                .filter(|c| c.starts_with(&canonical_dir))
+                .map(|c| (c, i))
+        })
         .collect();
     if linted.is_empty() {
         return Ok(());
@@ -449,12 +496,15 @@ fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::Context;
     let mut files = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).with_context(|| format!("{}: cannot read", input.display()))?;
+        let meta = std::fs::metadata(input)
+            .with_context(|| format!("{}: cannot read", input.display()))?;
         if meta.is_dir() {
             let mut found = Vec::new();
             for entry in walkdir::WalkDir::new(input).follow_links(true) {
                 let entry = entry.with_context(|| format!("{}: cannot list", input.display()))?;
-                if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "sql") {
+                if entry.file_type().is_file()
+                    && entry.path().extension().is_some_and(|e| e == "sql")
+                {
                     found.push(entry.into_path());
                 }
             }
@@ -463,12 +513,17 @@ fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.push(input.clone());
         }
     }
+    sort_in_migration_order(&mut files);
+    Ok(files)
+}
+
+/// Refinery's order (version), then path for files without one; duplicates removed.
+fn sort_in_migration_order(files: &mut Vec<PathBuf>) {
     files.sort_by(|a, b| {
         let key = |p: &PathBuf| (migration_version(p).unwrap_or(u64::MAX), p.clone());
         key(a).cmp(&key(b))
     });
     files.dedup();
-    Ok(files)
 }
 
 /// The version refinery gives a migration file (`V12__add_users.sql` -> 12), if it loads it.
@@ -482,11 +537,17 @@ struct Loaded {
 }
 
 /// Reads and parses every file on worker threads with large stacks (see [`parse_guarded`]).
-fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec<Loaded>> {
+fn read_and_parse_all(
+    files: &[PathBuf],
+    contents: &HashMap<PathBuf, Vec<u8>>,
+    dialect: Dialect,
+) -> anyhow::Result<Vec<Loaded>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<anyhow::Result<Loaded>>>> =
         Mutex::new((0..files.len()).map(|_| None).collect());
@@ -498,8 +559,10 @@ fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = files.get(i) else { break };
-                        let loaded = load(path, dialect);
-                        results.lock().expect("no worker panics while holding the lock")[i] = Some(loaded);
+                        let loaded = load(path, contents.get(path).cloned(), dialect);
+                        results
+                            .lock()
+                            .expect("no worker panics while holding the lock")[i] = Some(loaded);
                     }
                 })
                 .expect("spawn parser thread");
@@ -513,9 +576,12 @@ fn read_and_parse_all(files: &[PathBuf], dialect: Dialect) -> anyhow::Result<Vec
         .collect()
 }
 
-fn load(path: &Path, dialect: Dialect) -> anyhow::Result<Loaded> {
+fn load(path: &Path, bytes: Option<Vec<u8>>, dialect: Dialect) -> anyhow::Result<Loaded> {
     use anyhow::Context;
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = match bytes {
+        Some(bytes) => bytes,
+        None => std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?,
+    };
     match String::from_utf8(bytes) {
         Ok(text) => {
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sql::parse(&text, dialect)))
@@ -526,7 +592,11 @@ fn load(path: &Path, dialect: Dialect) -> anyhow::Result<Loaded> {
                     }],
                     ..ParsedFile::default()
                 });
-            Ok(Loaded { text, parsed: Some(parsed), findings: Vec::new() })
+            Ok(Loaded {
+                text,
+                parsed: Some(parsed),
+                findings: Vec::new(),
+            })
         }
         Err(err) => {
             let at = err.utf8_error().valid_up_to();
@@ -540,7 +610,11 @@ fn load(path: &Path, dialect: Dialect) -> anyhow::Result<Loaded> {
                 help: "save migrations as UTF-8; a binary file does not belong in the migrations directory".into(),
                 note: None,
             };
-            Ok(Loaded { text, parsed: None, findings: vec![finding] })
+            Ok(Loaded {
+                text,
+                parsed: None,
+                findings: vec![finding],
+            })
         }
     }
 }

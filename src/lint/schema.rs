@@ -60,7 +60,9 @@ impl Schema {
                     .or_default()
                     .insert(column.name.clone(), column.data_type.clone());
             }
-            AlterAction::AlterColumnType { column, data_type, .. } => {
+            AlterAction::AlterColumnType {
+                column, data_type, ..
+            } => {
                 self.tables
                     .entry(table.name.clone())
                     .or_default()

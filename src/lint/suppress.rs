@@ -86,7 +86,11 @@ pub fn apply(parsed: &ParsedFile, findings: Vec<Finding>) -> Vec<Finding> {
     for (i, d) in directives.iter().enumerate() {
         for rule in &d.rules {
             if !used.contains(&(i, *rule)) {
-                let scope = if d.file_level { "this file" } else { "the next statement" };
+                let scope = if d.file_level {
+                    "this file"
+                } else {
+                    "the next statement"
+                };
                 problems.push(suppression_finding(
                     RuleId::SuppressionUnused,
                     &d.comment,
@@ -137,7 +141,10 @@ fn parse_directive(comment: &Comment, problems: &mut Vec<Finding>) -> Option<(bo
                 RuleId::SuppressionUnknownRule,
                 &comment.span,
                 format!("`{id}` is not a rule id, so this comment suppresses nothing for it"),
-                format!("use one of the ids `cargo xtask migrate lint --list-rules` prints{}", suggest(id)),
+                format!(
+                    "use one of the ids `cargo xtask migrate lint --list-rules` prints{}",
+                    suggest(id)
+                ),
             )),
         }
     }
@@ -163,7 +170,12 @@ fn parse_directive(comment: &Comment, problems: &mut Vec<Finding>) -> Option<(bo
     Some((file_level, rules))
 }
 
-fn suppression_finding(rule: RuleId, span: &Span, message: impl Into<String>, help: impl Into<String>) -> Finding {
+fn suppression_finding(
+    rule: RuleId,
+    span: &Span,
+    message: impl Into<String>,
+    help: impl Into<String>,
+) -> Finding {
     Finding {
         rule,
         severity: rule.default_severity(),
@@ -182,7 +194,9 @@ fn suggest(id: &str) -> String {
         .map(|r| (edit_distance(id, r.as_str()), r))
         .min_by_key(|(d, _)| *d);
     match best {
-        Some((d, rule)) if d <= 3 || rule.as_str().contains(id) => format!("; did you mean `{rule}`?"),
+        Some((d, rule)) if d <= 3 || rule.as_str().contains(id) => {
+            format!("; did you mean `{rule}`?")
+        }
         _ => String::new(),
     }
 }
@@ -216,7 +230,13 @@ mod tests {
         lint_text(Path::new("t.sql"), sql, &options)
             .into_iter()
             .filter(|f| f.rule != RuleId::RequireLockTimeout)
-            .map(|f| (f.rule, f.severity, sql[..f.span.start].matches('\n').count() + 1))
+            .map(|f| {
+                (
+                    f.rule,
+                    f.severity,
+                    sql[..f.span.start].matches('\n').count() + 1,
+                )
+            })
             .collect()
     }
 
@@ -226,7 +246,11 @@ mod tests {
     fn allow_covers_the_next_statement_only() {
         for d in BOTH {
             let sql = "-- migrate-lint: allow(backfill-update) roles has five rows\nUPDATE roles SET n = 1;\nUPDATE users SET n = 1;\n";
-            assert_eq!(rules(sql, d), vec![(RuleId::BackfillUpdate, Severity::Error, 3)], "{d}");
+            assert_eq!(
+                rules(sql, d),
+                vec![(RuleId::BackfillUpdate, Severity::Error, 3)],
+                "{d}"
+            );
         }
     }
 
@@ -248,7 +272,10 @@ mod tests {
     fn several_rules_in_one_comment() {
         let sql = "-- migrate-lint: allow(backfill-update, index-not-concurrent) tiny table\nUPDATE users SET n = 1;\n";
         // index-not-concurrent has nothing to suppress on the next statement: reported as unused.
-        assert_eq!(rules(sql, Dialect::Postgres), vec![(RuleId::SuppressionUnused, Severity::Warning, 1)]);
+        assert_eq!(
+            rules(sql, Dialect::Postgres),
+            vec![(RuleId::SuppressionUnused, Severity::Warning, 1)]
+        );
     }
 
     #[test]
@@ -275,8 +302,16 @@ mod tests {
             .iter()
             .find(|f| f.rule == RuleId::SuppressionUnknownRule)
             .expect("an unknown-rule finding");
-        assert!(unknown.message.contains("backfil-update"), "{}", unknown.message);
-        assert!(unknown.help.contains("did you mean `backfill-update`"), "{}", unknown.help);
+        assert!(
+            unknown.message.contains("backfil-update"),
+            "{}",
+            unknown.message
+        );
+        assert!(
+            unknown.help.contains("did you mean `backfill-update`"),
+            "{}",
+            unknown.help
+        );
         assert!(findings.iter().any(|f| f.rule == RuleId::BackfillUpdate));
     }
 
@@ -288,15 +323,24 @@ mod tests {
             "-- migrate-lint: allow() because\nUPDATE users SET n = 1;\n",
         ] {
             let found = rules(sql, Dialect::Postgres);
-            assert!(found.contains(&(RuleId::SuppressionUnknownRule, Severity::Error, 1)), "{sql}: {found:?}");
-            assert!(found.iter().any(|f| f.0 == RuleId::BackfillUpdate), "{sql}: {found:?}");
+            assert!(
+                found.contains(&(RuleId::SuppressionUnknownRule, Severity::Error, 1)),
+                "{sql}: {found:?}"
+            );
+            assert!(
+                found.iter().any(|f| f.0 == RuleId::BackfillUpdate),
+                "{sql}: {found:?}"
+            );
         }
     }
 
     #[test]
     fn ordinary_comments_and_strings_are_not_directives() {
         let sql = "-- allow(backfill-update) not for us\nSELECT '-- migrate-lint: allow(backfill-update) x';\nUPDATE users SET n = 1;\n";
-        assert_eq!(rules(sql, Dialect::Postgres), vec![(RuleId::BackfillUpdate, Severity::Error, 3)]);
+        assert_eq!(
+            rules(sql, Dialect::Postgres),
+            vec![(RuleId::BackfillUpdate, Severity::Error, 3)]
+        );
     }
 
     #[test]

@@ -169,7 +169,10 @@ pub enum StmtKind {
         temporary: bool,
     },
     /// `SELECT ... INTO new_table FROM ...` (PostgreSQL).
-    SelectInto { table: Name, query: Query },
+    SelectInto {
+        table: Name,
+        query: Query,
+    },
     /// `CREATE [MATERIALIZED] VIEW`.
     CreateView {
         name: Name,
@@ -194,7 +197,10 @@ pub enum StmtKind {
         reads: Vec<Name>,
         filter: Option<Filter>,
     },
-    Merge { table: Name, source: Query },
+    Merge {
+        table: Name,
+        source: Query,
+    },
     Copy {
         /// `None` for `COPY (query) TO`.
         table: Option<Name>,
@@ -205,9 +211,13 @@ pub enum StmtKind {
         actions: Vec<AlterAction>,
     },
     /// `DROP TABLE a, b`.
-    DropTable { tables: Vec<Name> },
+    DropTable {
+        tables: Vec<Name>,
+    },
     /// `TRUNCATE a, b`.
-    Truncate { tables: Vec<Name> },
+    Truncate {
+        tables: Vec<Name>,
+    },
     CreateIndex {
         name: Option<Name>,
         table: Name,
@@ -245,14 +255,23 @@ pub enum StmtKind {
         /// Tables the body writes (UPDATE/DELETE/INSERT/MERGE targets), if the body parsed.
         body_writes: Vec<Name>,
     },
-    CreateTrigger { name: Name, table: Name },
+    CreateTrigger {
+        name: Name,
+        table: Name,
+    },
     /// A top-level `SELECT` (not `SELECT ... INTO`), e.g. `SELECT setval(...)` or
     /// `SELECT my_backfill()`.
-    Select { query: Query },
+    Select {
+        query: Query,
+    },
     /// `CALL name(...)`.
-    Call { name: Name },
+    Call {
+        name: Name,
+    },
     /// Anything else, described by its leading keywords in upper case (`"CREATE TYPE"`).
-    Other { what: String },
+    Other {
+        what: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +293,28 @@ pub struct Query {
     /// Every table the query reads (FROM, JOIN, subqueries, set operations), without the names of
     /// its own CTEs, deduplicated, in first-seen order.
     pub reads: Vec<Name>,
+    /// The tables the query's result rows are produced from: what a statement that stores those
+    /// rows (`INSERT ... SELECT`, `CREATE TABLE AS`, `MERGE ... USING`) copies. Deduplicated, in
+    /// first-seen order. It holds the `FROM` / `JOIN` items of the query's `SELECT` (every branch
+    /// of a `UNION` / `INTERSECT` / `EXCEPT`, and `TABLE t`), followed through:
+    /// - derived tables (`FROM (SELECT ...) AS d`, `LATERAL` ones included): their sources;
+    /// - references to CTEs (the query's own, or the siblings of the data-modifying CTE it is):
+    ///   the referenced CTE's sources (a data-modifying CTE has none: it is a statement of its
+    ///   own);
+    /// - table functions in `FROM` (`generate_series(1, (SELECT max(id) FROM t))`,
+    ///   `unnest(...)`): every table read anywhere in their arguments, since the number of rows
+    ///   may follow them.
+    ///
+    /// It does not hold tables read only by subqueries in the select list (a scalar subquery
+    /// gives one value per row, not rows), in `WHERE`, `HAVING`, `JOIN ... ON`, `ORDER BY` or
+    /// `LIMIT`, nor by CTEs the query never selects from. A `VALUES` list has no sources, even when
+    /// its rows hold subqueries. So `SELECT 'a' WHERE NOT EXISTS (SELECT 1 FROM t)` reads `t` and
+    /// has no source: it produces at most one row, whatever the size of `t`.
+    ///
+    /// It is a subset of `reads` but for one case: a data-modifying statement in a `WITH` clause
+    /// that selects from a sibling CTE has that CTE's sources, while its `reads` leave out the
+    /// sibling's body (its container reads it).
+    pub sources: Vec<Name>,
     /// Functions the query calls, lower-cased and unqualified (`now`, `gen_random_uuid`).
     pub calls: Vec<String>,
 }
@@ -282,7 +323,10 @@ pub struct Query {
 pub enum InsertSource {
     /// `VALUES (...), (...)`. `reads` lists tables read by subqueries inside the rows (usually
     /// none: a row of constants).
-    Values { rows: usize, reads: Vec<Name> },
+    Values {
+        rows: usize,
+        reads: Vec<Name>,
+    },
     /// `INSERT ... SELECT` (any query other than a plain `VALUES`).
     Query(Query),
     DefaultValues,
@@ -397,37 +441,65 @@ pub struct Constraint {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConstraintKind {
-    ForeignKey { references: Name },
+    ForeignKey {
+        references: Name,
+    },
     Check,
     Unique {
         /// `UNIQUE USING INDEX idx`: adopts an index built beforehand (no table scan).
         using_index: bool,
     },
-    PrimaryKey { using_index: bool },
+    PrimaryKey {
+        using_index: bool,
+    },
     Exclude,
     NotNull,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterAction {
-    AddColumn { column: ColumnDef },
-    DropColumn { column: String },
+    AddColumn {
+        column: ColumnDef,
+    },
+    DropColumn {
+        column: String,
+    },
     /// `ALTER COLUMN c [SET DATA] TYPE t [USING expr]`.
     AlterColumnType {
         column: String,
         data_type: TypeName,
         using: Option<Expr>,
     },
-    SetNotNull { column: String },
-    DropNotNull { column: String },
-    SetDefault { column: String, default: Expr },
-    DropDefault { column: String },
+    SetNotNull {
+        column: String,
+    },
+    DropNotNull {
+        column: String,
+    },
+    SetDefault {
+        column: String,
+        default: Expr,
+    },
+    DropDefault {
+        column: String,
+    },
     AddConstraint(Constraint),
-    ValidateConstraint { name: String },
-    DropConstraint { name: String },
+    ValidateConstraint {
+        name: String,
+    },
+    DropConstraint {
+        name: String,
+    },
     /// `ALTER TABLE t RENAME TO new`.
-    RenameTable { new_name: Name },
-    RenameColumn { from: String, to: String },
+    RenameTable {
+        new_name: Name,
+    },
+    RenameColumn {
+        from: String,
+        to: String,
+    },
     /// Anything else, in upper-case leading keywords (`"SET LOGGED"`, `"OWNER TO"`).
-    Other { what: String },
+    Other {
+        what: String,
+    },
 }

@@ -1,8 +1,9 @@
-//! `backfill-create-table-as`: CREATE TABLE ... AS query and SELECT ... INTO reading a table that
-//! existed before the migration.
+//! `backfill-create-table-as`: CREATE TABLE ... AS query and SELECT ... INTO copying rows of a
+//! table that existed before the migration.
 //!
 //! Both copy every row the query returns into the new table inside the migration, so the time
-//! grows with the table read. `WITH NO DATA` copies nothing. Views are not backfills: a plain view
+//! grows with the table the rows come from (the query's `sources`; a table read only by a
+//! subquery in WHERE or in the select list does not multiply the rows). `WITH NO DATA` copies nothing. Views are not backfills: a plain view
 //! copies nothing, and a materialized view is left out by design: it is derived data the database
 //! rebuilds with REFRESH, not a copy the application then writes to. Inside a DO block these
 //! belong to `backfill-do-block`.
@@ -27,7 +28,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         if in_do_block(cx, stmt) {
             continue;
         }
-        let Some(read) = views.first_existing(cx, index, &query.reads) else {
+        let Some(read) = views.first_existing_source(cx, index, &query.sources) else {
             continue;
         };
         out.push(Finding::at(
@@ -116,5 +117,33 @@ mod tests {
             Postgres,
             RULE,
         );
+    }
+
+    #[test]
+    fn ok_create_table_as_constants_guarded_by_an_existing_table() {
+        let sql = "CREATE TABLE flags AS SELECT 'on' AS state WHERE EXISTS (SELECT 1 FROM users);\nCREATE TABLE next_id AS SELECT (SELECT max(id) FROM users) + 1 AS id;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+        lint_ok(
+            "SELECT 1 AS id INTO flags WHERE EXISTS (SELECT 1 FROM users);\n",
+            Postgres,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn err_create_table_as_from_a_cte_or_through_a_view_source() {
+        let sql = "CREATE TABLE ids AS WITH u AS (SELECT id FROM users) SELECT id FROM u;\nCREATE VIEW recent AS SELECT p.id FROM (SELECT id FROM posts) AS p;\nCREATE TABLE recent_copy AS SELECT id FROM recent;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        insta::assert_yaml_snapshot!(found);
+        assert_eq!(lint_errors(sql, Sqlite, RULE), found);
+    }
+
+    #[test]
+    fn ok_create_table_as_from_a_view_of_constants() {
+        // The view reads `users` only to decide whether it has its one row.
+        let sql = "CREATE VIEW flag AS SELECT 1 AS on_ WHERE EXISTS (SELECT 1 FROM users);\nCREATE TABLE flag_copy AS SELECT * FROM flag;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
     }
 }

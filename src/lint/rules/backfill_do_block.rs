@@ -69,34 +69,36 @@ fn do_block_change(
             let what = format!("DELETE from {} removes {}", existing(table), scope.rows());
             (what, scope.severity(Severity::Error))
         }
-        StmtKind::Merge { table, source } => match views.first_existing(cx, index, &source.reads) {
-            Some(read) => {
-                let what = format!(
-                    "MERGE into {} writes a row for every matching row of {}",
-                    shown(table),
-                    read_phrase(&read)
-                );
-                (what, Severity::Error)
+        StmtKind::Merge { table, source } => {
+            match views.first_existing_source(cx, index, &source.sources) {
+                Some(read) => {
+                    let what = format!(
+                        "MERGE into {} writes a row for every matching row of {}",
+                        shown(table),
+                        read_phrase(&read)
+                    );
+                    (what, Severity::Error)
+                }
+                None if is_existing(table) && source.sources.is_empty() => {
+                    let what = format!("MERGE into {} upserts constant rows", existing(table));
+                    (what, Severity::Warning)
+                }
+                None if is_existing(table) => {
+                    let what = format!(
+                        "MERGE into {} writes a row for every row of its source",
+                        existing(table)
+                    );
+                    (what, Severity::Error)
+                }
+                None => return None,
             }
-            None if is_existing(table) && source.reads.is_empty() => {
-                let what = format!("MERGE into {} upserts constant rows", existing(table));
-                (what, Severity::Warning)
-            }
-            None if is_existing(table) => {
-                let what = format!(
-                    "MERGE into {} writes a row for every row of its source",
-                    existing(table)
-                );
-                (what, Severity::Error)
-            }
-            None => return None,
-        },
+        }
         StmtKind::Insert {
             table,
             source: InsertSource::Query(query),
             ..
         } => {
-            let read = views.first_existing(cx, index, &query.reads)?;
+            let read = views.first_existing_source(cx, index, &query.sources)?;
             let what = format!(
                 "INSERT ... SELECT copies rows of {} into {}",
                 read_phrase(&read),
@@ -118,7 +120,7 @@ fn do_block_change(
             ..
         }
         | StmtKind::SelectInto { table, query } => {
-            let read = views.first_existing(cx, index, &query.reads)?;
+            let read = views.first_existing_source(cx, index, &query.sources)?;
             let what = format!(
                 "copying the rows of {} into {}",
                 read_phrase(&read),
@@ -315,5 +317,22 @@ mod tests {
     #[test]
     fn ok_update_outside_do_block() {
         lint_ok("UPDATE users SET n = 0;\n", Postgres, RULE);
+    }
+
+    #[test]
+    fn ok_guarded_seed_insert_in_do_block() {
+        let sql = "DO $$ BEGIN\n  INSERT INTO settings (key, value) SELECT 'theme', 'dark' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'theme');\n  CREATE TABLE flags AS SELECT 'on' AS state WHERE EXISTS (SELECT 1 FROM users);\nEND $$;\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn err_insert_select_from_a_derived_table_in_do_block() {
+        let sql = "DO $$ BEGIN INSERT INTO audit SELECT d.id FROM (SELECT id FROM users) AS d WHERE NOT EXISTS (SELECT 1 FROM audit); END $$;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains("INSERT ... SELECT copies rows of `users`"),
+            "{found:?}"
+        );
     }
 }

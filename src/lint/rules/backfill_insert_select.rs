@@ -1,10 +1,12 @@
-//! `backfill-insert-select`: INSERT ... SELECT (or REPLACE ... SELECT) reading a table that
+//! `backfill-insert-select`: INSERT ... SELECT (or REPLACE ... SELECT) copying rows of a table that
 //! existed before the migration.
 //!
 //! Copying rows from an existing table scales with that table, whether the target is new or not:
-//! the copy runs inside the migration's transaction and the deploy waits for it. INSERT of
-//! constant rows (VALUES, or a SELECT that reads no table) and copies between tables this file
-//! created are not backfills. The INSERT of a table rebuild is reported by
+//! the copy runs inside the migration's transaction and the deploy waits for it. What counts is
+//! where the rows come from (the query's `sources`: FROM items, set operation branches, derived
+//! tables, CTEs selected from), not every table the query reads: INSERT of constant rows (VALUES,
+//! a SELECT with no FROM, or one guarded by `WHERE NOT EXISTS (SELECT ... FROM existing)`, the way
+//! seed rows are added) and copies between tables this file created are not backfills. The INSERT of a table rebuild is reported by
 //! `backfill-table-rebuild` instead, and an INSERT inside a DO block by `backfill-do-block`.
 
 use std::collections::HashSet;
@@ -34,7 +36,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         if in_do_block(cx, stmt) || rebuilds.contains(&index) {
             continue;
         }
-        let Some(read) = views.first_existing(cx, index, &query.reads) else {
+        let Some(read) = views.first_existing_source(cx, index, &query.sources) else {
             continue;
         };
         let verb = if *replace {
@@ -138,5 +140,61 @@ mod tests {
             Postgres,
             RULE,
         );
+    }
+
+    #[test]
+    fn ok_guarded_seed_insert() {
+        // How kratos, harbor and synapse seed a row: at most one constant row, whatever the size
+        // of the table the guard reads.
+        let sql = "INSERT INTO settings (key, value) SELECT 'theme', 'dark' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'theme');\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+        let cte = "WITH taken AS (SELECT key FROM settings) INSERT INTO settings (key, value) SELECT 'theme', 'dark' WHERE 'theme' NOT IN (SELECT key FROM taken);\n";
+        lint_ok(cte, Postgres, RULE);
+        lint_ok(cte, Sqlite, RULE);
+    }
+
+    #[test]
+    fn ok_scalar_subquery_in_select_list() {
+        // One row, computed from `users`: reads it, copies none of its rows.
+        let sql = "INSERT INTO counters (id) SELECT (SELECT max(id) FROM users) + 1;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn err_rows_from_a_union_branch_a_derived_table_or_a_cte() {
+        let sql = "CREATE TABLE handles (id bigint);\nINSERT INTO handles SELECT 1 UNION ALL SELECT id FROM users;\nINSERT INTO handles SELECT d.id FROM (SELECT id FROM posts WHERE id > 0) AS d;\nWITH src AS (SELECT followee_id AS id FROM follows) INSERT INTO handles SELECT id FROM src;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        insta::assert_yaml_snapshot!(found);
+        assert_eq!(lint_errors(sql, Sqlite, RULE), found);
+    }
+
+    #[test]
+    fn err_insert_in_a_cte_copying_rows_of_a_sibling_cte() {
+        // documenso's 20250522054050_add_organisations fills a new table this way.
+        let sql = "WITH src AS (SELECT id FROM users), ins AS (INSERT INTO orgs (owner_id) SELECT id FROM src RETURNING id) SELECT count(*) FROM ins;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains(
+                "INSERT ... SELECT copies rows of `users`, an existing table, into `orgs`"
+            ),
+            "{found:?}"
+        );
+        assert!(found[0].contains("note:"), "{found:?}");
+    }
+
+    #[test]
+    fn err_guard_does_not_hide_a_copy() {
+        // A guard in WHERE does not make the rows constant when they come from a table.
+        let sql = "INSERT INTO settings (key, value) SELECT key, value FROM legacy_settings WHERE NOT EXISTS (SELECT 1 FROM settings);\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains("copies rows of `legacy_settings`"),
+            "{found:?}"
+        );
+        assert_eq!(lint_errors(sql, Sqlite, RULE), found);
     }
 }

@@ -2,10 +2,10 @@
 //!
 //! MERGE joins its source to the target and updates, inserts or deletes a row for each match,
 //! inside the migration's transaction: every row it writes stays locked until the migration
-//! commits, and the time grows with the source and the target. A source that reads no existing
-//! table (constant rows in VALUES) is an upsert of seed rows: still reported, as a warning. A
-//! MERGE into a new table from an existing one is a copy, like INSERT ... SELECT, and reported as
-//! one. A MERGE inside a DO block is `backfill-do-block`'s.
+//! commits, and the time grows with the source and the target. A source whose rows come from no
+//! table (constant rows in VALUES, whatever the ON condition reads) is an upsert of seed rows:
+//! still reported, as a warning. A MERGE into a new table from an existing one is a copy, like
+//! INSERT ... SELECT, and reported as one. A MERGE inside a DO block is `backfill-do-block`'s.
 
 use crate::lint::rules::{
     FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, in_do_block,
@@ -26,7 +26,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         let target_exists = cx.is_existing_large_table(index, table);
         let mut finding = match (
             target_exists,
-            views.first_existing(cx, index, &source.reads),
+            views.first_existing_source(cx, index, &source.sources),
         ) {
             (true, Some(read)) => Finding::at(
                 RuleId::BackfillMerge,
@@ -48,7 +48,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 ),
                 MOVE_TO_DATA_MIGRATION,
             ),
-            (true, None) if source.reads.is_empty() => {
+            (true, None) if source.sources.is_empty() => {
                 let mut f = Finding::at(
                     RuleId::BackfillMerge,
                     stmt,
@@ -119,6 +119,18 @@ mod tests {
             "CREATE FUNCTION sync() RETURNS void LANGUAGE plpgsql AS $$ BEGIN MERGE INTO user_stats s USING users u ON s.user_id = u.id WHEN NOT MATCHED THEN INSERT (user_id) VALUES (u.id); END $$;",
             Postgres,
             RULE,
+        );
+    }
+
+    #[test]
+    fn err_merge_of_constants_guarded_by_an_existing_table_is_a_warning() {
+        // The ON condition reads `users`, but the rows merged are constants.
+        let sql = "MERGE INTO settings s\nUSING (SELECT 'theme' AS key) AS v ON s.key = v.key AND EXISTS (SELECT 1 FROM users)\nWHEN NOT MATCHED THEN INSERT (key) VALUES (v.key);\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("backfill-merge (warning): MERGE into `settings`, an existing table, upserts constant rows"),
+            "{found:?}"
         );
     }
 }

@@ -96,7 +96,7 @@ pub(crate) fn find<'a>(cx: &FileCx<'a>) -> Vec<Rebuild<'a>> {
             continue;
         };
         let rebuild = query
-            .reads
+            .sources
             .iter()
             .filter(|from| !from.same_object(into) && cx.is_existing_large_table(insert, from))
             .find_map(|from| {
@@ -249,5 +249,15 @@ mod tests {
         let sql = "CREATE TABLE t (id integer);\nCREATE TABLE t_new (id integer);\nINSERT INTO t_new SELECT id FROM t;\nDROP TABLE t;\nALTER TABLE t_new RENAME TO t;\n";
         lint_ok(sql, Postgres, RULE);
         lint_ok(sql, Sqlite, RULE);
+    }
+
+    #[test]
+    fn ok_new_table_seeded_from_constants_is_not_a_rebuild() {
+        // The INSERT reads `users` only in its guard: no row of `users` is copied.
+        let sql = "CREATE TABLE users_new (id integer PRIMARY KEY);\nINSERT INTO users_new SELECT 1 WHERE EXISTS (SELECT 1 FROM users);\nDROP TABLE users;\nALTER TABLE users_new RENAME TO users;\n";
+        lint_ok(sql, Postgres, RULE);
+        lint_ok(sql, Sqlite, RULE);
+        lint_ok(sql, Postgres, BackfillInsertSelect);
+        lint_ok(sql, Sqlite, BackfillInsertSelect);
     }
 }

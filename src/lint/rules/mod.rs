@@ -144,14 +144,18 @@ pub(crate) fn first_existing<'n>(
     reads.iter().find(|t| cx.is_existing_large_table(index, t))
 }
 
-/// Views this file creates, so that reading one counts as reading what it reads: selecting from
-/// a view over existing tables copies their rows, from a view over new tables nothing old.
+/// Views this file creates, so that copying the rows of one counts as copying the rows it is
+/// made of: selecting from a view over existing tables copies their rows, from a view over new
+/// tables (or over constants) nothing old.
 pub(crate) struct FileViews<'a>(HashMap<&'a str, Vec<ViewDef<'a>>>);
 
-/// Where a view is created, its name, and the tables its query reads.
+/// Where a view is created, its name, and the tables its rows come from ([`Query::sources`]).
+///
+/// [`Query::sources`]: crate::sql::Query::sources
 type ViewDef<'a> = (usize, &'a Name, &'a [Name]);
 
-/// An existing table a query reads, and the view of this file it reads it through, if any.
+/// An existing table a query copies rows of, and the view of this file it reads them through, if
+/// any.
 pub(crate) struct Read<'a> {
     pub table: &'a Name,
     pub via: Option<&'a Name>,
@@ -182,23 +186,26 @@ impl<'a> FileViews<'a> {
                 views.entry(name.name.as_str()).or_default().push((
                     index,
                     name,
-                    query.reads.as_slice(),
+                    query.sources.as_slice(),
                 ));
             }
         }
         FileViews(views)
     }
 
-    /// The first table of `reads` that existed before the migration (and is not configured
-    /// small), at statement `index`, directly or through views this file created before it.
-    pub(crate) fn first_existing(
+    /// The first table of `sources` (a query's [`Query::sources`]) that existed before the
+    /// migration (and is not configured small), at statement `index`, directly or as a source of
+    /// views this file created before it.
+    ///
+    /// [`Query::sources`]: crate::sql::Query::sources
+    pub(crate) fn first_existing_source(
         &self,
         cx: &FileCx<'_>,
         index: usize,
-        reads: &'a [Name],
+        sources: &'a [Name],
     ) -> Option<Read<'a>> {
         let mut budget = VIEW_BUDGET;
-        self.find(cx, index, reads, None, &mut budget)
+        self.find(cx, index, sources, None, &mut budget)
     }
 
     fn find(

@@ -46,7 +46,7 @@ pub(super) fn create_table_as(it: &ast::CreateTableAs, scope: &Scope) -> Option<
     let table = query::path_name(it.table_name()?.path()?.syntax())?;
     let as_query = it
         .query()
-        .map(|q| query::of(q.syntax(), scope))
+        .map(|q| query::with_sources(q.syntax(), Some(q.syntax()), scope))
         .unwrap_or_default();
     Some(StmtKind::CreateTable {
         table,

@@ -220,7 +220,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
             let table = query::path_name(it.into_clause()?.table_name()?.path()?.syntax())?;
             Some(StmtKind::SelectInto {
                 table,
-                query: query::of(node, scope),
+                query: query::with_sources(node, Some(node), scope),
             })
         })(),
         S::Select(_)
@@ -229,20 +229,26 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
         | S::ParenSelect(_)
         | S::Values(_)
         | S::Table(_) => Some(StmtKind::Select {
-            query: query::of(node, scope),
+            query: query::with_sources(node, Some(node), scope),
         }),
         S::CreateView(it) => (|| {
             Some(StmtKind::CreateView {
                 name: query::path_name(it.view()?.path()?.syntax())?,
                 materialized: false,
-                query: query::of(it.query()?.syntax(), scope),
+                query: {
+                    let query = it.query()?;
+                    query::with_sources(query.syntax(), Some(query.syntax()), scope)
+                },
             })
         })(),
         S::CreateMaterializedView(it) => (|| {
             Some(StmtKind::CreateView {
                 name: query::path_name(it.view()?.path()?.syntax())?,
                 materialized: true,
-                query: query::of(it.query()?.syntax(), scope),
+                query: {
+                    let query = it.query()?;
+                    query::with_sources(query.syntax(), Some(query.syntax()), scope)
+                },
             })
         })(),
         S::Insert(it) => (|| {
@@ -255,8 +261,8 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
                         reads: query::of(node, scope).reads,
                     }
                 }
-                Some(ast::InsertSource::SelectVariant(_)) => {
-                    InsertSource::Query(query::of(node, scope))
+                Some(ast::InsertSource::SelectVariant(rows)) => {
+                    InsertSource::Query(query::with_sources(node, Some(rows.syntax()), scope))
                 }
                 None => InsertSource::Values {
                     rows: 0,
@@ -301,7 +307,10 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
                         .path_ref()?
                         .syntax(),
                 )?,
-                source: query::of(node, scope),
+                source: {
+                    let rows = it.using_on_clause().and_then(|u| u.from_list_item());
+                    query::with_sources(node, rows.as_ref().map(|r| r.syntax()), scope)
+                },
             })
         })(),
         S::Copy(it) => {

@@ -6,6 +6,8 @@
 //! minus the names of the CTEs in scope. The data-modifying statements of `WITH` clauses are
 //! skipped: they are listed as statements of their own.
 
+use std::collections::HashSet;
+
 use rowan::WalkEvent;
 use squawk_syntax::ast::{self, AstNode, BinOp, normalize_name_node};
 use squawk_syntax::{SyntaxKind, SyntaxNode};
@@ -52,8 +54,13 @@ impl Scope {
 
     /// Whether `name`, read at `at`, is a CTE visible there rather than a table.
     fn is_cte(&self, name: &Name, at: &SyntaxNode) -> bool {
+        self.cte_at(name, at).is_some()
+    }
+
+    /// The CTE that `name`, read at `at`, refers to, if it is one visible there.
+    fn cte_at(&self, name: &Name, at: &SyntaxNode) -> Option<ast::WithTable> {
         if name.schema.is_some() || !self.cte_names.contains(&name.name) {
-            return false;
+            return None;
         }
         for ancestor in at.ancestors() {
             match ancestor.kind() {
@@ -72,16 +79,19 @@ impl Scope {
                         .filter(|child| child.kind() == SyntaxKind::WITH_CLAUSE)
                         .flat_map(|clause| clause.children())
                         .filter_map(ast::WithTable::cast)
-                        .filter_map(|table| table.name())
-                        .any(|cte| normalize_name_node(cte.syntax()) == name.name);
-                    if defined_here {
-                        return true;
+                        .find(|table| {
+                            table
+                                .name()
+                                .is_some_and(|cte| normalize_name_node(cte.syntax()) == name.name)
+                        });
+                    if defined_here.is_some() {
+                        return defined_here;
                     }
                 }
                 _ => {}
             }
         }
-        false
+        None
     }
 }
 
@@ -90,6 +100,92 @@ fn is_dml(kind: SyntaxKind) -> bool {
         kind,
         SyntaxKind::INSERT | SyntaxKind::UPDATE | SyntaxKind::DELETE | SyntaxKind::MERGE
     )
+}
+
+/// Tables read and functions called anywhere under `node`, and the sources of `rows`: the query
+/// (or `FROM` item) under `node` whose result rows the statement stores, if it stores any.
+pub(super) fn with_sources(node: &SyntaxNode, rows: Option<&SyntaxNode>, scope: &Scope) -> Query {
+    let mut query = of(node, scope);
+    if let Some(rows) = rows {
+        query.sources = sources(rows, scope);
+    }
+    query
+}
+
+/// The tables the rows of `rows` (a query, or a `FROM` list item) come from: see
+/// [`Query::sources`] for what counts. A work list, not recursion: set operations, joins and
+/// derived tables nest as deep as the input. Each CTE is followed once, so a recursive one (or
+/// a chain of them) costs its size once.
+pub(super) fn sources(rows: &SyntaxNode, scope: &Scope) -> Vec<Name> {
+    let mut sources: Vec<Name> = Vec::new();
+    let mut followed: HashSet<SyntaxNode> = HashSet::new();
+    let mut pending = vec![rows.clone()];
+    // A relation (or `TABLE t`) in a position that produces rows: a table, or a CTE to follow.
+    let mut relation = |node: &SyntaxNode, pending: &mut Vec<SyntaxNode>| {
+        let Some(name) = node
+            .descendants()
+            .find(|n| n.kind() == SyntaxKind::PATH_REF)
+            .and_then(|p| path_name(&p))
+        else {
+            return;
+        };
+        match scope.cte_at(&name, node) {
+            Some(cte) => {
+                if let Some(body) = cte.query()
+                    && !is_dml(body.syntax().kind())
+                    && followed.insert(cte.syntax().clone())
+                {
+                    pending.push(body.syntax().clone());
+                }
+            }
+            None => {
+                if !sources.contains(&name) {
+                    sources.push(name);
+                }
+            }
+        }
+    };
+    while let Some(node) = pending.pop() {
+        // Children are pushed in reverse so that they are taken in source order.
+        let before = pending.len();
+        match node.kind() {
+            SyntaxKind::SELECT | SyntaxKind::SELECT_INTO => pending.extend(
+                node.children()
+                    .filter(|c| c.kind() == SyntaxKind::FROM_CLAUSE)
+                    .flat_map(|from| from.children()),
+            ),
+            // The operands of a set operation, a parenthesized query or `FROM` item, the items
+            // of a join (not its `ON` condition), a derived table.
+            SyntaxKind::COMPOUND_SELECT
+            | SyntaxKind::PAREN_SELECT
+            | SyntaxKind::PAREN_EXPR
+            | SyntaxKind::PAREN_FROM_ITEM
+            | SyntaxKind::JOIN_EXPR
+            | SyntaxKind::JOIN => pending.extend(node.children()),
+            SyntaxKind::RELATION_FROM_ITEM | SyntaxKind::TABLE => relation(&node, &mut pending),
+            // A table function's rows may follow anything its arguments read.
+            SyntaxKind::FUNCTION_FROM_ITEM
+            | SyntaxKind::EXPR_FROM_ITEM
+            | SyntaxKind::ROWS_FROM_ITEM
+            | SyntaxKind::JSON_TABLE_FROM_ITEM
+            | SyntaxKind::XML_TABLE_FROM_ITEM
+            | SyntaxKind::GRAPH_TABLE_FROM_ITEM => {
+                for inner in node.descendants() {
+                    if matches!(
+                        inner.kind(),
+                        SyntaxKind::RELATION_FROM_ITEM | SyntaxKind::TABLE
+                    ) {
+                        relation(&inner, &mut pending);
+                    }
+                }
+            }
+            // `VALUES` rows are constants (their subqueries give one value each); anything else
+            // (an `ON` clause, an alias, a literal in a parenthesized expression) adds no rows.
+            _ => {}
+        }
+        pending[before..].reverse();
+    }
+    sources
 }
 
 /// Tables read and functions called anywhere under `node`.
@@ -141,7 +237,7 @@ pub(super) fn of(node: &SyntaxNode, scope: &Scope) -> Query {
 
 /// An expression's text, calls and reads.
 pub(super) fn expr(expr: &ast::Expr, scope: &Scope) -> Expr {
-    let Query { reads, calls } = of(expr.syntax(), scope);
+    let Query { reads, calls, .. } = of(expr.syntax(), scope);
     Expr {
         text: expr.syntax().text().to_string(),
         calls,

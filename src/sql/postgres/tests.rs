@@ -684,3 +684,198 @@ DO $$ BEGIN
 END $$;"
     ));
 }
+
+/// The reads and sources of the query in the one statement of `sql`, as text.
+fn reads_and_sources(sql: &str) -> (Vec<String>, Vec<String>) {
+    let parsed = parse(sql);
+    assert_clean(&parsed);
+    // A data-modifying CTE follows its statement.
+    let Some(first) = parsed.statements.first() else {
+        panic!("no statement in {sql}");
+    };
+    let query = match &first.kind {
+        StmtKind::Insert {
+            source: InsertSource::Query(q),
+            ..
+        }
+        | StmtKind::Select { query: q }
+        | StmtKind::SelectInto { query: q, .. }
+        | StmtKind::CreateView { query: q, .. }
+        | StmtKind::Merge { source: q, .. }
+        | StmtKind::CreateTable {
+            as_query: Some(q), ..
+        } => q,
+        other => panic!("no query in {other:?} of {sql}"),
+    };
+    let text = |names: &[Name]| names.iter().map(Name::to_string).collect();
+    (text(&query.reads), text(&query.sources))
+}
+
+#[test]
+fn sources_are_the_tables_rows_come_from() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        // The guarded seed insert of kratos, harbor and synapse: one constant row at most.
+        (
+            "INSERT INTO settings (key, value) SELECT 'theme', 'dark' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'theme')",
+            &["settings"],
+            &[],
+        ),
+        // A scalar subquery in the select list: one value per row, not rows.
+        (
+            "INSERT INTO t SELECT (SELECT max(id) FROM users) + 1",
+            &["users"],
+            &[],
+        ),
+        (
+            "INSERT INTO t SELECT id FROM app.users",
+            &["app.users"],
+            &["app.users"],
+        ),
+        (
+            "INSERT INTO t SELECT 1 UNION ALL (SELECT id FROM users) EXCEPT TABLE bans",
+            &["users", "bans"],
+            &["users", "bans"],
+        ),
+        (
+            "INSERT INTO t SELECT * FROM (SELECT id FROM users WHERE EXISTS (SELECT 1 FROM bans)) AS d",
+            &["users", "bans"],
+            &["users"],
+        ),
+        (
+            "WITH src AS (SELECT id FROM users), unused AS (SELECT 1 FROM logs) INSERT INTO t SELECT id FROM src",
+            &["users", "logs"],
+            &["users"],
+        ),
+        (
+            "WITH a AS (SELECT * FROM users), b AS (SELECT * FROM a WHERE id > (SELECT 1 FROM x)) SELECT * FROM b",
+            &["users", "x"],
+            &["users"],
+        ),
+        (
+            "WITH RECURSIVE r AS (SELECT id FROM nodes UNION ALL SELECT n.id FROM nodes n JOIN r ON n.parent = r.id) SELECT * FROM r",
+            &["nodes"],
+            &["nodes"],
+        ),
+        // A data-modifying CTE is a statement of its own, for reads and sources alike.
+        (
+            "WITH moved AS (DELETE FROM old RETURNING *) INSERT INTO new SELECT * FROM moved",
+            &[],
+            &[],
+        ),
+        // A CTE referenced twice gives its sources once.
+        (
+            "WITH c AS (SELECT id FROM a UNION SELECT id FROM b) SELECT * FROM c JOIN c AS c2 USING (id) WHERE id IN (SELECT id FROM c)",
+            &["a", "b"],
+            &["a", "b"],
+        ),
+        // `users` in FROM is the table; the CTE of that name is only visible in the subquery.
+        (
+            "SELECT * FROM users WHERE id IN (WITH users AS (SELECT 1 AS id FROM admins) SELECT id FROM users)",
+            &["users", "admins"],
+            &["users"],
+        ),
+        (
+            "SELECT * FROM (WITH users AS (SELECT id FROM admins) SELECT * FROM users) AS d",
+            &["admins"],
+            &["admins"],
+        ),
+        (
+            "SELECT * FROM (a JOIN b ON b.id = (SELECT max(id) FROM c)) LEFT JOIN d USING (id)",
+            &["a", "b", "c", "d"],
+            &["a", "b", "d"],
+        ),
+        (
+            "SELECT * FROM a, LATERAL (SELECT * FROM b WHERE b.a_id = a.id) AS l",
+            &["a", "b"],
+            &["a", "b"],
+        ),
+        // A table function makes as many rows as its arguments say.
+        (
+            "SELECT * FROM generate_series(1, (SELECT max(id) FROM users))",
+            &["users"],
+            &["users"],
+        ),
+        (
+            "SELECT 1 FROM a GROUP BY 1 HAVING count(*) > (SELECT 1 FROM h) ORDER BY (SELECT 1 FROM o) LIMIT (SELECT 1 FROM l)",
+            &["a", "h", "o", "l"],
+            &["a"],
+        ),
+        ("VALUES (1), ((SELECT max(id) FROM users))", &["users"], &[]),
+        ("TABLE users", &["users"], &["users"]),
+        (
+            "SELECT id INTO copy FROM users WHERE id > (SELECT 1 FROM x)",
+            &["users", "x"],
+            &["users"],
+        ),
+        (
+            "CREATE TABLE c AS SELECT 1 WHERE EXISTS (SELECT FROM users)",
+            &["users"],
+            &[],
+        ),
+        (
+            "CREATE VIEW v AS SELECT u.id FROM users u JOIN teams t ON t.id = u.team_id",
+            &["users", "teams"],
+            &["users", "teams"],
+        ),
+        // MERGE: the rows come from the USING item, not from the ON condition or the target.
+        (
+            "MERGE INTO t USING (SELECT 1 AS id) s ON t.id = (SELECT max(id) FROM users) WHEN MATCHED THEN DELETE",
+            &["users"],
+            &[],
+        ),
+        (
+            "MERGE INTO t USING users u ON t.id = u.id WHEN NOT MATCHED THEN INSERT VALUES (u.id)",
+            &["users"],
+            &["users"],
+        ),
+    ];
+    for (sql, reads, sources) in cases {
+        let (got_reads, got_sources) = reads_and_sources(sql);
+        assert_eq!(got_reads, *reads, "reads of {sql}");
+        assert_eq!(got_sources, *sources, "sources of {sql}");
+    }
+}
+
+#[test]
+fn a_data_modifying_cte_has_the_sources_of_the_sibling_it_selects_from() {
+    // documenso's 20250522054050_add_organisations: the rows the INSERT copies come from `users`
+    // through `src`, whose body its `reads` leave to the container.
+    let parsed = parse(
+        "WITH src AS (SELECT id FROM users), ins AS (INSERT INTO t SELECT id FROM src RETURNING id) SELECT count(*) FROM ins",
+    );
+    assert_clean(&parsed);
+    let [container, insert] = parsed.statements.as_slice() else {
+        panic!("{:#?}", parsed.statements);
+    };
+    assert!(
+        matches!(&container.kind, StmtKind::Select { query } if query.reads == [Name::new("users")] && query.sources.is_empty()),
+        "{container:#?}"
+    );
+    assert_eq!(insert.origin, Origin::Cte);
+    assert!(
+        matches!(&insert.kind, StmtKind::Insert { source: InsertSource::Query(q), .. } if q.reads.is_empty() && q.sources == [Name::new("users")]),
+        "{insert:#?}"
+    );
+}
+
+#[test]
+fn sources_of_deeply_nested_queries_do_not_overflow() {
+    // Derived tables and set operations nest as deep as the input: the walk is a work list (the
+    // parser itself needs the driver's large stack).
+    let depth = 5_000;
+    let sql = format!(
+        "INSERT INTO t SELECT * FROM {}users{} UNION SELECT 1",
+        "(SELECT * FROM ".repeat(depth),
+        ") AS d".repeat(depth)
+    );
+    let parsed = crate::lint::parse_guarded(&sql, crate::sql::Dialect::Postgres);
+    assert_clean(&parsed);
+    let sources = parsed.statements.iter().find_map(|s| match &s.kind {
+        StmtKind::Insert {
+            source: InsertSource::Query(q),
+            ..
+        } => Some(q.sources.clone()),
+        _ => None,
+    });
+    assert_eq!(sources, Some(vec![Name::new("users")]));
+}

@@ -31,7 +31,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
                 w.leave_with(pushed);
                 return kind;
             }
-            w.query(q);
+            w.source_query(q);
             // `SELECT ... INTO t` (not SQLite, but the parser knows it).
             let into = match q.body.as_ref() {
                 SetExpr::Select(select) => select.into.as_ref().and_then(|i| i.targets.first()),
@@ -56,7 +56,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
             let columns = ct.columns.iter().map(|c| column(c, w)).collect();
             let constraints = ct.constraints.iter().filter_map(table_constraint).collect();
             let as_query = ct.query.as_ref().map(|q| {
-                w.query(q);
+                w.source_query(q);
                 w.take_found().into_query()
             });
             StmtKind::CreateTable {
@@ -78,7 +78,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
             temporary: false,
         },
         Ast::CreateView(v) => {
-            w.query(&v.query);
+            w.source_query(&v.query);
             StmtKind::CreateView {
                 name: object_name(&v.name),
                 materialized: v.materialized,
@@ -169,7 +169,7 @@ pub(super) fn dml(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
                     Some(values.rows.len())
                 }
                 (None, Some(q)) => {
-                    w.query(q);
+                    w.source_query(q);
                     None
                 }
                 // MySQL's `INSERT ... SET a = 1` is one row.
@@ -241,7 +241,7 @@ pub(super) fn dml(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
         }
         Ast::Merge(m) => {
             let table = target(&m.table, w);
-            w.table_factor(&m.source);
+            w.source_table_factor(&m.source);
             w.expr(&m.on);
             StmtKind::Merge {
                 table,

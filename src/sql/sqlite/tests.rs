@@ -19,7 +19,12 @@ fn names(ns: &[Name]) -> String {
 }
 
 fn query(q: &Query) -> String {
-    format!("reads {} calls [{}]", names(&q.reads), q.calls.join(", "))
+    format!(
+        "reads {} sources {} calls [{}]",
+        names(&q.reads),
+        names(&q.sources),
+        q.calls.join(", ")
+    )
 }
 
 fn expr(e: &Expr) -> String {
@@ -388,6 +393,137 @@ SELECT * FROM t INDEXED BY idx_a WHERE a = 1;
 WITH c AS MATERIALIZED (SELECT 1 FROM m) SELECT * FROM c;
 ";
     insta::assert_snapshot!(render(sql));
+}
+
+/// The reads and sources of the query in the first statement of `sql`, as text.
+fn reads_and_sources(sql: &str) -> (Vec<String>, Vec<String>) {
+    let p = parse_checked(sql);
+    assert!(p.syntax_errors.is_empty(), "{sql}: {:?}", p.syntax_errors);
+    let Some(first) = p.statements.first() else {
+        panic!("no statement in {sql}");
+    };
+    let query = match &first.kind {
+        StmtKind::Insert {
+            source: InsertSource::Query(q),
+            ..
+        }
+        | StmtKind::Select { query: q }
+        | StmtKind::CreateView { query: q, .. }
+        | StmtKind::CreateTable {
+            as_query: Some(q), ..
+        } => q,
+        other => panic!("no query in {other:?} of {sql}"),
+    };
+    let text = |ns: &[Name]| ns.iter().map(Name::to_string).collect();
+    (text(&query.reads), text(&query.sources))
+}
+
+#[test]
+fn sources_are_the_tables_rows_come_from() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        // The guarded seed insert of kratos, harbor and synapse: one constant row at most.
+        (
+            "INSERT INTO settings (key, value) SELECT 'theme', 'dark' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'theme')",
+            &["settings"],
+            &[],
+        ),
+        // A scalar subquery in the select list: one value per row, not rows.
+        (
+            "INSERT INTO t SELECT (SELECT max(id) FROM users) + 1",
+            &["users"],
+            &[],
+        ),
+        (
+            "INSERT INTO t SELECT id FROM main.users",
+            &["main.users"],
+            &["main.users"],
+        ),
+        (
+            "INSERT INTO t SELECT 1 UNION ALL SELECT id FROM users EXCEPT SELECT id FROM bans",
+            &["users", "bans"],
+            &["users", "bans"],
+        ),
+        (
+            "INSERT INTO t SELECT * FROM (SELECT id FROM users WHERE EXISTS (SELECT 1 FROM bans)) AS d",
+            &["users", "bans"],
+            &["users"],
+        ),
+        (
+            "WITH src AS (SELECT id FROM users), unused AS (SELECT 1 FROM logs) INSERT INTO t SELECT id FROM src",
+            &["users", "logs"],
+            &["users"],
+        ),
+        (
+            "WITH a AS (SELECT * FROM users), b AS (SELECT * FROM a WHERE id > (SELECT 1 FROM x)) SELECT * FROM b",
+            &["users", "x"],
+            &["users"],
+        ),
+        (
+            "WITH RECURSIVE r(id) AS (SELECT id FROM nodes UNION ALL SELECT n.id FROM nodes n JOIN r ON n.parent = r.id) SELECT * FROM r",
+            &["nodes"],
+            &["nodes"],
+        ),
+        // A CTE referenced twice gives its sources once.
+        (
+            "WITH c AS (SELECT id FROM a UNION SELECT id FROM b) SELECT * FROM c JOIN c AS c2 USING (id) WHERE id IN (SELECT id FROM c)",
+            &["a", "b"],
+            &["a", "b"],
+        ),
+        // `users` in FROM is the table; the CTE of that name is only visible in the subquery.
+        (
+            "SELECT * FROM users WHERE id IN (WITH users AS (SELECT 1 AS id FROM admins) SELECT id FROM users)",
+            &["users", "admins"],
+            &["users"],
+        ),
+        (
+            "SELECT * FROM (WITH users AS (SELECT id FROM admins) SELECT * FROM users) AS d",
+            &["admins"],
+            &["admins"],
+        ),
+        // A CTE used only in a scalar subquery adds reads, not sources.
+        (
+            "WITH m AS (SELECT max(id) AS id FROM users) INSERT INTO t SELECT (SELECT id FROM m)",
+            &["users"],
+            &[],
+        ),
+        (
+            "SELECT * FROM (a JOIN b ON b.id = (SELECT max(id) FROM c)) LEFT JOIN d USING (id)",
+            &["a", "b", "c", "d"],
+            &["a", "b", "d"],
+        ),
+        // A table-valued function makes as many rows as its arguments say.
+        (
+            "SELECT value FROM json_each((SELECT group_concat(id) FROM users))",
+            &["users"],
+            &["users"],
+        ),
+        (
+            "SELECT 1 FROM a GROUP BY 1 HAVING count(*) > (SELECT 1 FROM h) ORDER BY (SELECT 1 FROM o) LIMIT (SELECT 1 FROM l)",
+            &["a", "h", "o", "l"],
+            &["a"],
+        ),
+        ("VALUES (1), ((SELECT max(id) FROM users))", &["users"], &[]),
+        (
+            "INSERT INTO t WITH v(x) AS (VALUES ((SELECT max(id) FROM users))) SELECT x FROM v",
+            &["users"],
+            &[],
+        ),
+        (
+            "CREATE TABLE c AS SELECT 1 WHERE EXISTS (SELECT 1 FROM users)",
+            &["users"],
+            &[],
+        ),
+        (
+            "CREATE VIEW v AS SELECT u.id FROM users u JOIN teams t ON t.id = u.team_id",
+            &["users", "teams"],
+            &["users", "teams"],
+        ),
+    ];
+    for (sql, reads, sources) in cases {
+        let (got_reads, got_sources) = reads_and_sources(sql);
+        assert_eq!(got_reads, *reads, "reads of {sql}");
+        assert_eq!(got_sources, *sources, "sources of {sql}");
+    }
 }
 
 /// SQLite cannot change a column in place, so migrations rebuild the table (the pattern from

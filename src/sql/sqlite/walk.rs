@@ -2,7 +2,12 @@
 //! statement reads, the functions it calls, and data-modifying statements hidden in `WITH`.
 //!
 //! CTE names are in scope for the query that defines them (and, with `WITH RECURSIVE`, for their
-//! own bodies), so a reference to one is not a table read. The parser builds some chains by
+//! own bodies), so a reference to one is not a table read.
+//!
+//! The walk also tells which reads are *sources* (see [`sql::Query::sources`]): it carries a flag
+//! that is set on entering a query whose rows a statement stores and cleared for the parts of a
+//! query that do not produce rows (select list, `WHERE`, `ON`, ...); subqueries inherit it. A
+//! CTE's sources are worked out where it is defined and kept with its name, for the references. The parser builds some chains by
 //! looping, as deep as the input is long (`a + b + ...`, `x ISNULL ISNULL ...`, `.. UNION ..`):
 //! expressions are walked with a work list and set operations with a loop, so only subqueries
 //! recurse, as deep as the parser's recursion limit lets them nest.
@@ -25,13 +30,33 @@ use super::lex::Tok;
 use super::names::{ident, object_name};
 use crate::sql::{self, Name, Span, StmtKind};
 
-/// What the walk found: reads and calls deduplicated in first-seen order.
+/// What the walk found: reads, sources and calls deduplicated in first-seen order.
 #[derive(Debug, Default)]
 pub(super) struct Found {
     pub reads: Vec<Name>,
     pub calls: Vec<String>,
+    sources: Names,
     seen_reads: HashSet<Name>,
     seen_calls: HashSet<String>,
+}
+
+/// Names deduplicated in first-seen order.
+#[derive(Debug, Default, Clone)]
+struct Names {
+    list: Vec<Name>,
+    seen: HashSet<Name>,
+    /// The CTEs (by [`CteScope::id`]) whose sources were added already: a CTE referenced many
+    /// times costs its sources once, not once per reference.
+    merged: HashSet<usize>,
+}
+
+impl Names {
+    fn add(&mut self, name: &Name) {
+        if !self.seen.contains(name) {
+            self.seen.insert(name.clone());
+            self.list.push(name.clone());
+        }
+    }
 }
 
 impl Found {
@@ -50,6 +75,7 @@ impl Found {
     pub fn into_query(self) -> sql::Query {
         sql::Query {
             reads: self.reads,
+            sources: self.sources.list,
             calls: self.calls,
         }
     }
@@ -123,8 +149,10 @@ impl Source<'_> {
 
 pub(super) struct Walker<'s, 'a> {
     pub found: Found,
-    /// CTE names in scope, innermost last.
-    ctes: Vec<String>,
+    /// CTEs in scope, innermost last.
+    ctes: Vec<CteScope>,
+    /// Whether the tables read now are sources of the rows being stored.
+    in_source: bool,
     pub nested: Vec<Nested>,
     source: &'s Source<'a>,
 }
@@ -134,6 +162,7 @@ impl<'s, 'a> Walker<'s, 'a> {
         Walker {
             found: Found::default(),
             ctes: Vec::new(),
+            in_source: false,
             nested: Vec::new(),
             source,
         }
@@ -144,6 +173,7 @@ impl<'s, 'a> Walker<'s, 'a> {
         Walker {
             found: Found::default(),
             ctes: self.ctes.clone(),
+            in_source: false,
             nested: Vec::new(),
             source: self.source,
         }
@@ -164,16 +194,47 @@ impl<'s, 'a> Walker<'s, 'a> {
         let Some(with) = with else { return 0 };
         let before = self.ctes.len();
         for cte in &with.cte_tables {
-            // A CTE sees the ones before it; a recursive one also sees itself.
+            let name = ident(&cte.alias.name);
+            // A CTE sees the ones before it; a recursive one also sees itself (with the sources
+            // known so far: its recursive part adds no table its other parts do not).
             if with.recursive {
-                self.ctes.push(ident(&cte.alias.name));
-                self.cte(cte);
+                self.ctes.push(CteScope {
+                    id: cte_id(cte),
+                    name,
+                    sources: Names::default(),
+                });
+                let sources = self.cte(cte);
+                if let Some(last) = self.ctes.last_mut() {
+                    last.sources = sources;
+                }
             } else {
-                self.cte(cte);
-                self.ctes.push(ident(&cte.alias.name));
+                let sources = self.cte(cte);
+                self.ctes.push(CteScope {
+                    id: cte_id(cte),
+                    name,
+                    sources,
+                });
             }
         }
         self.ctes.len() - before
+    }
+
+    /// Walks `q` as the query whose rows a statement stores: its reads are recorded as usual, and
+    /// those its rows come from as sources too.
+    pub fn source_query(&mut self, q: &Query) {
+        self.sourcing(true, |w| w.query(q));
+    }
+
+    /// Walks `tf` (a MERGE's `USING` item) as the rows a statement stores.
+    pub fn source_table_factor(&mut self, tf: &TableFactor) {
+        self.sourcing(true, |w| w.table_factor(tf));
+    }
+
+    /// Runs `f` with the source flag set to `on`, then restores it.
+    fn sourcing(&mut self, on: bool, f: impl FnOnce(&mut Self)) {
+        let outer = std::mem::replace(&mut self.in_source, on);
+        f(self);
+        self.in_source = outer;
     }
 
     pub fn leave_with(&mut self, count: usize) {
@@ -181,7 +242,9 @@ impl<'s, 'a> Walker<'s, 'a> {
         self.ctes.truncate(keep);
     }
 
-    fn cte(&mut self, cte: &Cte) {
+    /// Walks a CTE's body and returns its sources (none for a data-modifying one: it is listed as
+    /// a statement of its own, like its reads).
+    fn cte(&mut self, cte: &Cte) -> Names {
         match dml_body(&cte.query) {
             Some(stmt) => {
                 // The CTE's own WITH (rare) scopes over the statement.
@@ -194,14 +257,22 @@ impl<'s, 'a> Walker<'s, 'a> {
                 child.leave_with(pushed);
                 self.nested.push(Nested { span, kind });
                 self.nested.append(&mut child.nested);
+                Names::default()
             }
-            None => self.query(&cte.query),
+            None => {
+                // Worked out whether or not this query's own rows are sources: a reference to the
+                // CTE decides.
+                let outer = std::mem::take(&mut self.found.sources);
+                self.sourcing(true, |w| w.query(&cte.query));
+                std::mem::replace(&mut self.found.sources, outer)
+            }
         }
     }
 
     pub fn query(&mut self, q: &Query) {
         let pushed = self.enter_with(q.with.as_ref());
         self.set_expr(&q.body);
+        let outer = std::mem::replace(&mut self.in_source, false);
         if let Some(order_by) = &q.order_by
             && let OrderByKind::Expressions(exprs) = &order_by.kind
         {
@@ -225,6 +296,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             }
             None => {}
         }
+        self.in_source = outer;
         self.leave_with(pushed);
     }
 
@@ -248,11 +320,12 @@ impl<'s, 'a> Walker<'s, 'a> {
             SetExpr::SetOperation { .. } => self.set_expr(body),
             SetExpr::Select(select) => self.select(select),
             SetExpr::Query(q) => self.query(q),
-            SetExpr::Values(values) => {
+            // Constant rows: a subquery in one gives one value, not rows.
+            SetExpr::Values(values) => self.sourcing(false, |w| {
                 for row in &values.rows {
-                    self.exprs(row);
+                    w.exprs(row);
                 }
-            }
+            }),
             SetExpr::Insert(stmt)
             | SetExpr::Update(stmt)
             | SetExpr::Delete(stmt)
@@ -279,6 +352,9 @@ impl<'s, 'a> Walker<'s, 'a> {
     }
 
     fn select(&mut self, s: &Select) {
+        // The rows come from the FROM list; the rest only reads (a scalar subquery in the select
+        // list gives one value per row).
+        let outer = std::mem::replace(&mut self.in_source, false);
         for item in &s.projection {
             match item {
                 SelectItem::UnnamedExpr(e)
@@ -287,7 +363,9 @@ impl<'s, 'a> Walker<'s, 'a> {
                 SelectItem::QualifiedWildcard(..) | SelectItem::Wildcard(_) => {}
             }
         }
+        self.in_source = outer;
         self.from(&s.from);
+        self.in_source = false;
         self.opt_expr(s.prewhere.as_ref());
         self.opt_expr(s.selection.as_ref());
         match &s.group_by {
@@ -299,6 +377,7 @@ impl<'s, 'a> Walker<'s, 'a> {
         self.order_by(&s.sort_by);
         self.opt_expr(s.having.as_ref());
         self.opt_expr(s.qualify.as_ref());
+        self.in_source = outer;
     }
 
     pub fn from(&mut self, from: &[TableWithJoins]) {
@@ -336,7 +415,7 @@ impl<'s, 'a> Walker<'s, 'a> {
                 match_condition,
                 constraint,
             } => {
-                self.expr(match_condition);
+                self.sourcing(false, |w| w.expr(match_condition));
                 Some(constraint)
             }
             JoinOperator::CrossApply
@@ -346,7 +425,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             | JoinOperator::InnerArrayJoin => None,
         };
         if let Some(JoinConstraint::On(e)) = constraint {
-            self.expr(e);
+            self.sourcing(false, |w| w.expr(e));
         }
     }
 
@@ -387,10 +466,26 @@ impl<'s, 'a> Walker<'s, 'a> {
     }
 
     fn read(&mut self, name: Name) {
-        if name.schema.is_none() && self.ctes.contains(&name.name) {
-            return;
+        let cte = match name.schema {
+            None => self.ctes.iter().rev().find(|cte| cte.name == name.name),
+            Some(_) => None,
+        };
+        match cte {
+            Some(cte) if self.in_source => {
+                if self.found.sources.merged.insert(cte.id) {
+                    for source in &cte.sources.list {
+                        self.found.sources.add(source);
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                if self.in_source {
+                    self.found.sources.add(&name);
+                }
+                self.found.read(name);
+            }
         }
-        self.found.read(name);
     }
 
     fn call_name(&mut self, name: &ObjectName) {
@@ -730,6 +825,19 @@ impl<'s, 'a> Walker<'s, 'a> {
             self.from(using);
         }
     }
+}
+
+/// A CTE in scope: its name, and the tables its rows come from.
+#[derive(Clone)]
+struct CteScope {
+    /// Which CTE of the tree this is: its node's address, unique while the tree is walked.
+    id: usize,
+    name: String,
+    sources: Names,
+}
+
+fn cte_id(cte: &Cte) -> usize {
+    std::ptr::from_ref(cte).addr()
 }
 
 /// Work for [`Walker::walk`].
