@@ -378,14 +378,21 @@ pub fn parse_guarded(text: &str, dialect: Dialect) -> ParsedFile {
             .spawn_scoped(scope, || sql::parse(text, dialect))
             .expect("spawn parser thread")
             .join()
-            .unwrap_or_else(|_| ParsedFile {
-                syntax_errors: vec![sql::SyntaxIssue {
-                    span: 0..0,
-                    message: "the parser failed on this file (please report it); nothing in it was linted".into(),
-                }],
-                ..ParsedFile::default()
-            })
+            .unwrap_or_else(|_| parser_failed())
     })
+}
+
+/// What a file whose parse panicked yields: one syntax finding, so the run goes on and the file
+/// is not silently skipped.
+fn parser_failed() -> ParsedFile {
+    ParsedFile {
+        syntax_errors: vec![sql::SyntaxIssue {
+            span: 0..0,
+            message: "the parser failed on this file (please report it); nothing in it was linted"
+                .into(),
+        }],
+        ..ParsedFile::default()
+    }
 }
 
 const PARSE_STACK: usize = 512 * 1024 * 1024;
@@ -584,14 +591,10 @@ fn load(path: &Path, bytes: Option<Vec<u8>>, dialect: Dialect) -> anyhow::Result
     };
     match String::from_utf8(bytes) {
         Ok(text) => {
-            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sql::parse(&text, dialect)))
-                .unwrap_or_else(|_| ParsedFile {
-                    syntax_errors: vec![sql::SyntaxIssue {
-                        span: 0..0,
-                        message: "the parser failed on this file (please report it); nothing in it was linted".into(),
-                    }],
-                    ..ParsedFile::default()
-                });
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sql::parse(&text, dialect)
+            }))
+            .unwrap_or_else(|_| parser_failed());
             Ok(Loaded {
                 text,
                 parsed: Some(parsed),
