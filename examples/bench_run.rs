@@ -18,13 +18,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use xtask_migrate::backfill::format;
-use xtask_migrate::backfill::plan::{self, Plan, PlanRequest, Settings};
-use xtask_migrate::backfill::progress::{Progress, ProgressMode};
+use xtask_migrate::backfill::db::target::Target;
+use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::run::plan::{self, Plan, PlanRequest, Settings};
+use xtask_migrate::backfill::run::progress::{Progress, ProgressMode};
+use xtask_migrate::backfill::run::tracking::TrackingNames;
 use xtask_migrate::backfill::run::{self, RunOptions};
-use xtask_migrate::backfill::snapshot;
-use xtask_migrate::backfill::target::Target;
-use xtask_migrate::backfill::tracking::TrackingNames;
+use xtask_migrate::backfill::sample::snapshot;
 use xtask_migrate::config::Config;
 use xtask_migrate::testing::PgServer;
 
@@ -163,14 +163,14 @@ fn write_plan(config: &Config) -> Result<std::path::PathBuf, BoxError> {
     std::fs::create_dir_all(&config.data_migrations)?;
     let path = config.data_migrations.join("V1__bump.sql");
     std::fs::write(&path, MIGRATION)?;
-    let migration = format::load_file(&path)?;
+    let migration = migration::load_file(&path)?;
     let snap = snapshot::path_for(&config.data_migrations.join("snapshots"), &migration);
     std::fs::create_dir_all(snap.parent().ok_or("no parent")?)?;
     std::fs::write(
         &snap,
         snapshot::file_text(&migration, "V1__bump.sql", "approved"),
     )?;
-    plan::require_approval(config, &migration)?;
+    xtask_migrate::backfill::sample::snapshot::require_approval(config, &migration)?;
     let plan_path = plan::default_path(config, &migration);
     let request = PlanRequest {
         settings: Settings::from_migration(&migration),
@@ -211,7 +211,7 @@ fn worker(args: &[String]) -> Result<(), BoxError> {
     };
     let config = Config::defaults(Path::new(root));
     let plan = Plan::load(Path::new(plan_path)).map_err(|e| e.to_string())?;
-    let migration = format::load_file(&config.root.join(&plan.migration.file))?;
+    let migration = migration::load_file(&config.root.join(&plan.migration.file))?;
     let target = Target::parse(url)?;
     static NEVER: AtomicBool = AtomicBool::new(false);
     let options = RunOptions {

@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use std::time::Duration;
 
-use xtask_migrate::backfill::backend::{Backend, BatchLimits};
+use xtask_migrate::backfill::db::sqlite::SqliteBackend;
+use xtask_migrate::backfill::db::{Backend, BatchLimits};
 use xtask_migrate::backfill::engine::{self, EngineOptions};
-use xtask_migrate::backfill::format;
+use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::sample::snapshot::Mode;
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
-use xtask_migrate::backfill::snapshot::Mode;
-use xtask_migrate::backfill::sqlite::SqliteBackend;
 use xtask_migrate::config::Config;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let config = Config::defaults(dir.path());
-    let migration = format::find(&config.data_migrations, "V1")?;
+    let migration = migration::find(&config.data_migrations, "V1")?;
     let started = Instant::now();
     let inputs = Inputs::load(&config)?;
     let read = started.elapsed();

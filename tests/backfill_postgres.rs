@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xtask_migrate::backfill::backend::{Backend, BatchLimits, Cell, KeyValue};
-use xtask_migrate::backfill::cli::SampleArgs;
+use xtask_migrate::backfill::db::postgres::PgBackend;
+use xtask_migrate::backfill::db::{Backend, BatchLimits, Cell, KeyValue};
 use xtask_migrate::backfill::engine::{self, BatchReport, EngineOptions};
-use xtask_migrate::backfill::format::{self, DataMigration};
-use xtask_migrate::backfill::postgres::PgBackend;
+use xtask_migrate::backfill::migration::{self, DataMigration};
+use xtask_migrate::cli::backfill::SampleArgs;
 use xtask_migrate::config::Config;
 use xtask_migrate::testing;
 
@@ -17,7 +17,7 @@ fn migration(key: &str, extra_where: &str) -> DataMigration {
     let text = format!(
         "-- @requires 1\n-- @table items\n-- @key {key}\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE {key} > :lower AND {key} <= :upper{extra_where};\n\n-- @snapshot\nSELECT {key}, n FROM items ORDER BY {key};\n"
     );
-    format::parse(Path::new("data-migrations/V7__bump.sql"), &text).unwrap()
+    migration::parse(Path::new("data-migrations/V7__bump.sql"), &text).unwrap()
 }
 
 fn options(batch_size: u64) -> EngineOptions {

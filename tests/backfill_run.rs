@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use postgres::{Client, NoTls};
-use xtask_migrate::backfill::cli::StatusArgs;
-use xtask_migrate::backfill::commands::{
+use xtask_migrate::backfill::db::target::Target;
+use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::run::plan::Plan;
+use xtask_migrate::backfill::run::progress::{Progress, ProgressMode};
+use xtask_migrate::backfill::run::{self, Finish, RunOptions};
+use xtask_migrate::backfill::sample::snapshot;
+use xtask_migrate::cli::backfill::StatusArgs;
+use xtask_migrate::cli::production::{
     CancelArgs, PaceArgs, PauseArgs, PlanArgs, ResumeArgs, RunArgs,
 };
-use xtask_migrate::backfill::format;
-use xtask_migrate::backfill::plan::Plan;
-use xtask_migrate::backfill::progress::{Progress, ProgressMode};
-use xtask_migrate::backfill::run::{self, Finish, RunOptions};
-use xtask_migrate::backfill::snapshot;
-use xtask_migrate::backfill::target::Target;
 use xtask_migrate::config::Config;
 use xtask_migrate::testing::{self, PgServer};
 
@@ -160,7 +160,7 @@ impl Ws {
 
     fn approve(&self, name: &str) {
         let path = self.config.data_migrations.join(name);
-        let m = format::load_file(&path).unwrap();
+        let m = migration::load_file(&path).unwrap();
         let snap = snapshot::path_for(&self.config.data_migrations.join("snapshots"), &m);
         std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
         std::fs::write(&snap, snapshot::file_text(&m, name, "approved in a test")).unwrap();
@@ -178,7 +178,7 @@ impl Ws {
         let mut args = vec!["plan", id];
         args.extend_from_slice(flags);
         ok(&self.config, &args);
-        let m = format::find(&self.config.data_migrations, id).unwrap();
+        let m = migration::find(&self.config.data_migrations, id).unwrap();
         self.plan_path(&m.id())
     }
 }
@@ -293,7 +293,7 @@ fn run_here(
     worker: &str,
 ) -> anyhow::Result<run::RunReport> {
     let plan_file = Plan::load(plan)?;
-    let migration = format::load_file(&config.root.join(&plan_file.migration.file))?;
+    let migration = migration::load_file(&config.root.join(&plan_file.migration.file))?;
     let target = Target::parse(url).map_err(anyhow::Error::msg)?;
     static NEVER: AtomicBool = AtomicBool::new(false);
     let options = RunOptions {
@@ -669,7 +669,7 @@ fn tampered_plans_changed_files_and_unapproved_migrations_are_refused() {
     // A checksum edited to match another file: the digest catches that too, and a digest
     // recomputed by hand still does not match the file on disk.
     let mut forged: Plan = serde_json::from_str(&original).unwrap();
-    forged.migration.checksum = format::checksum(b"another file");
+    forged.migration.checksum = migration::checksum(b"another file");
     forged.digest = forged.compute_digest();
     std::fs::write(&plan, forged.to_json()).unwrap();
     let e = err(&ws.config, &["run", p, "--database-url", &url]);
@@ -1093,14 +1093,14 @@ fn tracking_names_are_configurable_and_foreign_tables_refused() {
 /// fixtures, a plan made against the database, two workers; its checks then return no rows.
 #[test]
 fn the_example_counter_caches_run_end_to_end() {
-    use xtask_migrate::backfill::backend::{Backend, SampleBackend};
-    use xtask_migrate::backfill::postgres::PgBackend;
-    use xtask_migrate::backfill::{fixtures, sample::Inputs};
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::db::{Backend, SampleBackend};
+    use xtask_migrate::backfill::sample::{Inputs, fixtures};
 
     let url = testing::shared().create_database("example");
     let config = Config::defaults(Path::new(env!("CARGO_MANIFEST_DIR")));
     let inputs = Inputs::load(&config).unwrap();
-    let m = format::find(&config.data_migrations, "V1").unwrap();
+    let m = migration::find(&config.data_migrations, "V1").unwrap();
     let mut db = PgBackend::connect(&url).unwrap();
     db.apply_migrations(&inputs.migrations, m.requires.value, &config.migrations)
         .unwrap();
@@ -1144,7 +1144,7 @@ fn the_example_counter_caches_run_end_to_end() {
     let users = db.query("SELECT count(*) FROM users").unwrap();
     assert_eq!(
         users.rows[0][0],
-        xtask_migrate::backfill::backend::Cell::Number(rows.to_string()),
+        xtask_migrate::backfill::db::Cell::Number(rows.to_string()),
         "every user updated once"
     );
     assert!(!m.checks.is_empty());

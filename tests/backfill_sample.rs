@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use xtask_migrate::backfill::cli::{SampleArgs, StatusArgs};
-use xtask_migrate::backfill::format;
+use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::sample::snapshot::{Mode, Outcome};
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
-use xtask_migrate::backfill::snapshot::{Mode, Outcome};
+use xtask_migrate::cli::backfill::{SampleArgs, StatusArgs};
 use xtask_migrate::config::Config;
 
 fn repo() -> PathBuf {
@@ -109,7 +109,7 @@ impl Workspace {
         xtask_migrate::backfill::Result<sample::SampleReport>,
         String,
     ) {
-        let migration = format::find(&self.config.data_migrations, "V1").unwrap();
+        let migration = migration::find(&self.config.data_migrations, "V1").unwrap();
         let inputs = Inputs::load(&self.config).unwrap();
         let options = SampleOptions {
             batch_size: None,
@@ -521,7 +521,7 @@ fn batch_size_one_and_the_data_migration_s_own_size_give_the_same_snapshot() {
         assert!(
             out.contains(&format!(
                 "{} batches of {batch_size},",
-                sample::thousands(batches)
+                xtask_migrate::backfill::display::thousands(batches)
             )),
             "{out}"
         );

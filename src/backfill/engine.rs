@@ -14,9 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, BatchLimits, Checkpoint, KeyKind, KeyValue};
-use super::error::{Error, ErrorKind, Result};
-use super::format::DataMigration;
+use crate::backfill::db::{Backend, BatchLimits, Checkpoint, KeyKind, KeyValue};
+use crate::backfill::error::{Error, ErrorKind, Result};
+use crate::backfill::migration::DataMigration;
 
 /// How to run a data migration; `backfill sample` and production differ only here.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,9 +246,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::backfill::backend::{Backend, Cell};
-    use crate::backfill::format;
-    use crate::backfill::sqlite::SqliteBackend;
+    use crate::backfill::db::sqlite::SqliteBackend;
+    use crate::backfill::db::{Backend, Cell};
+    use crate::backfill::migration;
 
     /// A data migration over `items(id, n)` that adds 1 to `n` in each batch: a row changed twice
     /// shows up as 2, a row never reached as 0.
@@ -256,7 +256,7 @@ mod tests {
         let text = format!(
             "-- @requires 1\n-- @table items\n-- @key {key}\n-- @batch-size 3\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE {key} > :lower AND {key} <= :upper;\n\n-- @snapshot\nSELECT {key}, n FROM items ORDER BY {key};\n"
         );
-        let migration = format::parse(Path::new("data-migrations/V7__bump.sql"), &text).unwrap();
+        let migration = migration::parse(Path::new("data-migrations/V7__bump.sql"), &text).unwrap();
         let mut db = SqliteBackend::throwaway().unwrap();
         db.execute(&format!(
             "CREATE TABLE items ({key} {ty} PRIMARY KEY NOT NULL, n bigint NOT NULL DEFAULT 0)"
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn a_batch_that_changes_no_row_still_commits_and_moves_on() {
         let text = "-- @requires 1\n-- @table items\n-- @key id\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper AND id % 2 = 0;\n-- @snapshot\nSELECT id, n FROM items ORDER BY id;\n";
-        let m = format::parse(Path::new("V8__even.sql"), text).unwrap();
+        let m = migration::parse(Path::new("V8__even.sql"), text).unwrap();
         let (_, mut db) = bump("id", "bigint");
         db.execute(&format!(
             "INSERT INTO items (id) VALUES {}",
@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn statement_error_names_the_file_and_line() {
         let text = "-- @requires 1\n-- @table items\n-- @key id\n-- @batch\nUPDATE items SET nope = 1 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id FROM items ORDER BY id;\n";
-        let m = format::parse(Path::new("data-migrations/V9__broken.sql"), text).unwrap();
+        let m = migration::parse(Path::new("data-migrations/V9__broken.sql"), text).unwrap();
         let (_, mut db) = bump("id", "bigint");
         db.execute("INSERT INTO items (id) VALUES (1), (2)")
             .unwrap();
@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn a_failing_batch_rolls_back_its_changes() {
         let text = "-- @requires 1\n-- @table items\n-- @key id\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id FROM items ORDER BY id;\n";
-        let m = format::parse(Path::new("V10__fails_at_5.sql"), text).unwrap();
+        let m = migration::parse(Path::new("V10__fails_at_5.sql"), text).unwrap();
         let (_, mut db) = bump("id", "bigint");
         db.execute("CREATE TRIGGER no_five BEFORE UPDATE ON items WHEN NEW.id = 5 BEGIN SELECT RAISE(ABORT, 'five is forbidden'); END")
             .unwrap();
@@ -550,7 +550,7 @@ mod tests {
         first.max_batches = Some(1);
         run(&mut db, &m, &first, &mut |_| {}).unwrap();
         let mut changed = m.clone();
-        changed.checksum = format::checksum(b"another file");
+        changed.checksum = migration::checksum(b"another file");
         let e = run(&mut db, &changed, &options(1), &mut |_| {})
             .unwrap_err()
             .to_string();

@@ -1,29 +1,19 @@
-//! Data migrations: their file format, fixtures, the batch engine and `backfill sample`.
+//! Data migrations: their file format, the databases they run on, the sample stage and the
+//! production run.
 //!
-//! A data migration (`data-migrations/V{n}__{name}.sql`, see [`mod@format`]) changes rows of one
-//! table in key order, one batch per transaction. `backfill sample` runs it on a fresh database
-//! loaded with [`fixtures`], through the same [`engine`] and [`backend`] trait that production
-//! runs use, checks the result and snapshots it ([`snapshot`]); an accepted snapshot taken from
-//! the current file is the data migration's approval.
+//! A data migration (`data-migrations/V{n}__{name}.sql`, see [`migration`]) changes rows of one
+//! table in key order, one batch per transaction. `backfill sample` ([`sample`]) runs it on a
+//! fresh database loaded with fixtures, through the same batch engine production runs use
+//! ([`run`]), checks the result and snapshots it; an accepted snapshot taken from the current
+//! file is the data migration's approval.
 
-pub mod backend;
-pub mod cli;
-pub mod commands;
-pub mod control;
+pub mod db;
+pub mod display;
 pub mod engine;
 pub mod error;
-pub mod fixtures;
-pub mod format;
-pub mod plan;
-pub mod postgres;
-pub mod progress;
+pub mod migration;
 pub mod run;
 pub mod sample;
-pub mod schema;
-pub mod snapshot;
-pub mod sqlite;
-pub mod target;
-pub mod tracking;
 
 pub use error::{Error, ErrorKind, Result};
-pub use format::DataMigration;
+pub use migration::DataMigration;

@@ -1,5 +1,5 @@
 //! The one trait the batch engine talks to a database through, with its value types. SQLite
-//! ([`super::sqlite`]) and PostgreSQL ([`super::postgres`]) implement it; `backfill sample` and
+//! ([`crate::backfill::db::sqlite`]) and PostgreSQL ([`crate::backfill::db::postgres`]) implement it; `backfill sample` and
 //! the production runner use the same engine over either.
 //!
 //! The trait is shaped by what a production run needs, not only by what sampling needs:
@@ -7,15 +7,20 @@
 //!   in the tracking table inside one transaction, so a batch is applied exactly once: the
 //!   tracking row's primary key makes a second commit of the same batch fail and roll back;
 //! - per-batch lock and statement timeouts are parameters of that call ([`BatchLimits`]);
-//! - errors say whether a retry may succeed ([`super::Error::transient`]), and
+//! - errors say whether a retry may succeed ([`crate::backfill::Error::transient`]), and
 //!   [`Backend::reconnect`] replaces a lost connection;
 //! - the bounds of the next batch come from the key itself ([`Backend::next_upper`]), read
 //!   with the table's own ordering and collation, never compared in Rust.
 
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+pub mod target;
+
 use std::fmt;
 use std::time::Duration;
 
-use super::error::Result;
+use crate::backfill::error::Result;
 use crate::sql::Dialect;
 
 /// The tracking table: one row per committed batch, written in the batch's own transaction.
@@ -290,7 +295,7 @@ pub trait SampleBackend: Backend {
         table: &str,
         columns: &[Column],
         rows: &[Vec<SqlValue>],
-    ) -> std::result::Result<(), (Option<usize>, super::Error)>;
+    ) -> std::result::Result<(), (Option<usize>, crate::backfill::Error)>;
 }
 
 /// Quotes an identifier for both dialects: `"name"`, with `"` doubled.

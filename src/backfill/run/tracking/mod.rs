@@ -25,13 +25,18 @@
 pub mod postgres;
 pub mod sqlite;
 
+use crate::backfill::db::postgres::PgBackend;
+use crate::backfill::db::sqlite::SqliteBackend;
+use crate::backfill::db::target::Target;
+use crate::backfill::error::ErrorKind;
+
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{Backend, BatchLimits, KeyKind, KeyValue, quote_ident};
-use super::error::Error;
+use crate::backfill::db::{Backend, BatchLimits, KeyKind, KeyValue, quote_ident};
+use crate::backfill::error::Error;
 
 /// The default prefix of the tracking tables' names.
 pub const DEFAULT_PREFIX: &str = "xtask_backfill_";
@@ -463,6 +468,30 @@ pub trait Store {
 
     /// One batch, one transaction: see the module documentation.
     fn run_batch(&mut self, request: &BatchRequest<'_>) -> StoreResult<BatchOutcome>;
+}
+
+/// Connects to `target` and returns its tracking store.
+pub fn open(target: &Target, names: &TrackingNames) -> StoreResult<Box<dyn Store>> {
+    match target {
+        Target::Postgres { url } => {
+            let backend = PgBackend::connect(url).map_err(|e| {
+                let message = target.scrub(&e.message);
+                Error::new(e.kind, message).transient(e.transient)
+            })?;
+            let mut store = postgres::PgStore::new(backend, names.clone());
+            store.init_session()?;
+            Ok(Box::new(store))
+        }
+        Target::Sqlite { path } => {
+            if !path.is_file() {
+                return Err(
+                    Error::file(ErrorKind::Database, path, "no such SQLite database file").into(),
+                );
+            }
+            let backend = SqliteBackend::open(path)?;
+            Ok(Box::new(sqlite::SqliteStore::new(backend, names.clone())?))
+        }
+    }
 }
 
 /// Splits `(below_min, +inf)` into at most `count` ranges at bounds picked evenly from

@@ -5,22 +5,26 @@
 //! migration requires), fixtures (loaded parents first, one transaction), backfill (the batch
 //! engine with small batches so batch boundaries are exercised), checks (each must return no
 //! rows; a failing one prints its first offending rows), snapshot (insta-format, see
-//! [`super::snapshot`]). Each data migration gets its own fresh database: a temporary SQLite
+//! [`crate::backfill::sample::snapshot`]). Each data migration gets its own fresh database: a temporary SQLite
 //! file, or a throwaway schema of a PostgreSQL server that is dropped afterwards, also on error.
 //! Pacing (`@pause`) is for production and is not applied here.
+
+pub mod fixtures;
+pub mod snapshot;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::backend::SampleBackend;
-use super::engine::{self, EngineOptions};
-use super::error::{Error, ErrorKind, Result, display_path};
-use super::fixtures::{self, FixtureFile};
-use super::format::DataMigration;
-use super::postgres::{PgBackend, redact_url};
-use super::snapshot::{self, Mode, Outcome};
-use super::sqlite::SqliteBackend;
+use crate::backfill::db::SampleBackend;
+use crate::backfill::db::postgres::{PgBackend, redact_url};
+use crate::backfill::db::sqlite::SqliteBackend;
+use crate::backfill::display::{millis, thousands};
+use crate::backfill::engine::{self, EngineOptions};
+use crate::backfill::error::{Error, ErrorKind, Result, display_path};
+use crate::backfill::migration::DataMigration;
 use crate::config::Config;
+use fixtures::FixtureFile;
+use snapshot::{Mode, Outcome};
 
 /// The smallest default batch size of a sample run: a few thousand fixture rows cross dozens of
 /// batch boundaries.
@@ -369,35 +373,13 @@ fn count_rows(db: &mut dyn SampleBackend, migration: &DataMigration) -> Result<u
     }
     let sql = format!(
         "SELECT count(*) FROM {}",
-        super::backend::quote_ident(&migration.table.value)
+        crate::backfill::db::quote_ident(&migration.table.value)
     );
     let rows = db.query(&sql)?;
     Ok(match rows.rows.first().and_then(|r| r.first()) {
-        Some(super::backend::Cell::Number(n)) => n.parse().unwrap_or(0),
+        Some(crate::backfill::db::Cell::Number(n)) => n.parse().unwrap_or(0),
         _ => 0,
     })
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn millis(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{} ms", thousands(ms.round() as u64))
-    }
 }
 
 /// The snapshot directory of a workspace.
@@ -416,15 +398,5 @@ mod tests {
         assert_eq!(sample_batch_size(500, 100_000), 500);
         assert_eq!(sample_batch_size(50, 2_500), 50);
         assert_eq!(sample_batch_size(1000, 0), 100);
-    }
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(millis(Duration::from_micros(2500)), "2.5 ms");
-        assert_eq!(millis(Duration::from_millis(1500)), "1,500 ms");
     }
 }

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::control;
-use super::error::display_path;
-use super::format::{self, parse_duration};
-use super::plan::{self, Plan, PlanRequest, Settings};
-use super::progress::{Progress, ProgressMode};
-use super::run::{self, Finish, RunOptions};
-use super::target::Target;
-use super::tracking::{PaceChange, RunState, TrackingNames};
+use crate::backfill::db::target::Target;
+use crate::backfill::error::display_path;
+use crate::backfill::migration::{self, parse_duration};
+use crate::backfill::run::control;
+use crate::backfill::run::plan::{self, Plan, PlanRequest, Settings};
+use crate::backfill::run::progress::{Progress, ProgressMode};
+use crate::backfill::run::tracking::{PaceChange, RunState, TrackingNames};
+use crate::backfill::run::{self, Finish, RunOptions};
 use crate::config::Config;
 
 /// Where the run's database is, and its tracking tables.
@@ -65,10 +65,12 @@ impl DbArgs {
     }
 
     /// Opens the tracking store, every error scrubbed of the password.
-    fn open(&self, config: &Config) -> anyhow::Result<(Target, Box<dyn super::tracking::Store>)> {
+    fn open(
+        &self,
+        config: &Config,
+    ) -> anyhow::Result<(Target, Box<dyn crate::backfill::run::tracking::Store>)> {
         let target = self.required_target()?;
-        let store = target
-            .open(&self.tracking(config)?)
+        let store = crate::backfill::run::tracking::open(&target, &self.tracking(config)?)
             .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
         Ok((target, store))
     }
@@ -138,7 +140,7 @@ impl PlanArgs {
         self.plan(config, target.as_ref(), out).map_err(scrub)
     }
 
-    fn settings(&self, migration: &format::DataMigration) -> Settings {
+    fn settings(&self, migration: &migration::DataMigration) -> Settings {
         let mut s = Settings::from_migration(migration);
         let ms = |d: Duration| d.as_millis() as u64;
         if let Some(v) = self.batch_size {
@@ -181,8 +183,8 @@ impl PlanArgs {
         target: Option<&Target>,
         out: &mut dyn Write,
     ) -> anyhow::Result<ExitCode> {
-        let migration = format::find(&config.data_migrations, &self.name)?;
-        plan::require_approval(config, &migration)?;
+        let migration = migration::find(&config.data_migrations, &self.name)?;
+        crate::backfill::sample::snapshot::require_approval(config, &migration)?;
         let tracking = self.db.tracking(config)?;
         let mut settings = self.settings(&migration);
         // Validated with a placeholder range count: the real one may come from the estimate.
@@ -256,9 +258,9 @@ impl RunArgs {
         let plan = Plan::load(&plan_path)?;
         let file = config.root.join(&plan.migration.file);
         let migration = if file.is_file() {
-            format::load_file(&file)?
+            migration::load_file(&file)?
         } else {
-            format::find(&config.data_migrations, &plan.migration.id)?
+            migration::find(&config.data_migrations, &plan.migration.id)?
         };
         run::check_plan(&plan, &migration, &plan_path)?;
         run::install_signal_handlers();
@@ -291,10 +293,10 @@ impl RunArgs {
 fn run_checks(
     target: &Target,
     plan: &Plan,
-    migration: &format::DataMigration,
+    migration: &migration::DataMigration,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let mut store = target.open(&plan.tracking)?;
+    let mut store = crate::backfill::run::tracking::open(&target, &plan.tracking)?;
     if target.dialect() == crate::sql::Dialect::Postgres {
         // A check reads the whole table: the batches' statement timeout does not apply.
         store.backend().execute("SET statement_timeout = 0")?;
@@ -319,10 +321,10 @@ fn run_checks(
                 rows.rows.len(),
                 rows.rows
                     .iter()
-                    .take(super::sample::CHECK_ROWS_SHOWN)
+                    .take(crate::backfill::sample::CHECK_ROWS_SHOWN)
                     .map(|r| r
                         .iter()
-                        .map(super::snapshot::render_cell)
+                        .map(crate::backfill::sample::snapshot::render_cell)
                         .collect::<Vec<_>>()
                         .join(" | "))
                     .collect::<Vec<_>>()

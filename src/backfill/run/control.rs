@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use super::plan::format_duration;
-use super::sample::thousands;
-use super::tracking::{Pace, PaceChange, RunRow, RunState, Store, StoreResult, Transition};
+use crate::backfill::display::format_duration;
+use crate::backfill::display::thousands;
+use crate::backfill::run::tracking::{
+    Pace, PaceChange, RunRow, RunState, Store, StoreResult, Transition,
+};
 
 /// The run `name` designates, or an error listing the recorded ones.
 pub fn find(store: &mut dyn Store, name: &str) -> anyhow::Result<RunRow> {
@@ -25,7 +27,7 @@ pub fn find(store: &mut dyn Store, name: &str) -> anyhow::Result<RunRow> {
         .parse::<u64>()
         .ok();
     let matches = |r: &RunRow| {
-        let (v, n) = super::format::parse_file_name(&format!("{}.sql", r.migration))
+        let (v, n) = crate::backfill::migration::parse_file_name(&format!("{}.sql", r.migration))
             .unwrap_or((u64::MAX, String::new()));
         r.migration == wanted || n == wanted || version == Some(v)
     };
@@ -53,7 +55,7 @@ pub fn set_state(
 ) -> anyhow::Result<(bool, String)> {
     let run = find(store, name)?;
     let t = store.transition(run.id, to, None)?;
-    let (ok, mut message) = super::run::transition_message(&t, to, &run.migration);
+    let (ok, mut message) = crate::backfill::run::transition_message(&t, to, &run.migration);
     if matches!(t, Transition::Changed { .. }) {
         message.push_str(match to {
             RunState::Paused => "; workers wait after their current batch (`resume` to continue)",
@@ -191,7 +193,7 @@ pub fn status(store: &mut dyn Store, only: Option<&str>) -> StoreResult<String> 
         }
         out.push_str(&format!(
             "  checksum {}; recorded {}; updated {}{}\n",
-            super::plan::short(&run.checksum),
+            crate::backfill::display::short(&run.checksum),
             run.created_at,
             run.updated_at,
             run.finished_at

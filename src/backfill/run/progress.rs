@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::plan::format_duration;
-use super::sample::thousands;
-use super::tracking::Control;
+use crate::backfill::display::format_duration;
+use crate::backfill::display::thousands;
+use crate::backfill::run::tracking::Control;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
@@ -238,7 +238,7 @@ fn name_or(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backfill::tracking::{Pace, RunState};
+    use crate::backfill::run::tracking::{Pace, RunState};
 
     #[test]
     fn lines_show_rows_rate_and_eta() {

@@ -47,7 +47,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::error::{Error, ErrorKind, Result};
+use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::sql::Dialect;
 
 /// Rows per batch when a data migration does not say.

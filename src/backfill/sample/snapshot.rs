@@ -23,14 +23,17 @@
 //! A snapshot whose rows match but whose checksum is another file's is *stale*: it counts as a
 //! difference, so editing a data migration always needs a new review.
 
+use crate::backfill::display::short;
+use crate::backfill::error::display_path;
+use crate::config::Config;
 use std::path::{Path, PathBuf};
 
 use insta::internals::Content;
 use insta::{Snapshot, TextSnapshotKind, internals::TextSnapshotContents};
 
-use super::backend::{Cell, Rows};
-use super::error::{Error, ErrorKind, Result};
-use super::format::DataMigration;
+use crate::backfill::db::{Cell, Rows};
+use crate::backfill::error::{Error, ErrorKind, Result};
+use crate::backfill::migration::DataMigration;
 
 /// What to do when the new snapshot differs from the accepted one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +307,7 @@ pub fn compare(
     let diff = match &accepted {
         None => format!(
             "no accepted snapshot at {}; the new one:\n{}",
-            super::error::display_path(&path),
+            crate::backfill::error::display_path(&path),
             contents.trim_end()
         ),
         Some(a) if same_rows => format!(
@@ -344,16 +347,38 @@ pub fn compare(
     }
 }
 
+/// Refuses a data migration whose snapshot is missing or was taken from another version.
+pub fn require_approval(config: &Config, migration: &DataMigration) -> anyhow::Result<()> {
+    let dir = crate::backfill::sample::snapshot_dir(config);
+    match approval(&dir, migration)? {
+        Approval::Approved => Ok(()),
+        Approval::NoSnapshot => anyhow::bail!(
+            "{}: {} is not approved: it has no accepted snapshot; run `cargo xtask backfill sample {}` and accept the snapshot with `cargo insta review`",
+            display_path(&migration.path),
+            migration.id(),
+            migration.id()
+        ),
+        Approval::Stale { recorded } => anyhow::bail!(
+            "{}: {} is not approved: its snapshot was taken from another version of the file (checksum {}, the file's is {}); run `cargo xtask backfill sample {}` and review the new snapshot",
+            display_path(&migration.path),
+            migration.id(),
+            recorded.as_deref().map_or("none", short),
+            short(&migration.checksum),
+            migration.id()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backfill::format;
+    use crate::backfill::migration;
 
     fn migration(text_suffix: &str) -> DataMigration {
         let text = format!(
             "-- @requires 1\n-- @table t\n-- @key id\n-- @batch\nUPDATE t SET n = 1 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id, n FROM t ORDER BY id;\n{text_suffix}"
         );
-        format::parse(Path::new("data-migrations/V1__fill.sql"), &text).unwrap()
+        migration::parse(Path::new("data-migrations/V1__fill.sql"), &text).unwrap()
     }
 
     fn rows(values: &[(i64, Cell)]) -> Rows {

@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::backend::{KeyKind, KeyValue};
-use super::error::display_path;
-use super::format::DataMigration;
-use super::sample::thousands;
-use super::snapshot::{self, Approval};
-use super::target::{Target, TargetInfo};
-use super::tracking::{Estimate, TrackingNames};
+use crate::backfill::db::target::{Target, TargetInfo};
+use crate::backfill::db::{KeyKind, KeyValue};
+use crate::backfill::display::{format_duration, kind_name, thousands};
+use crate::backfill::error::display_path;
+use crate::backfill::migration::DataMigration;
+use crate::backfill::run::tracking::{Estimate, TrackingNames};
 use crate::config::Config;
 
 /// The plan file format's version.
@@ -233,7 +232,7 @@ impl Plan {
         let mut copy = self.clone();
         copy.digest.clear();
         let json = serde_json::to_string(&copy).unwrap_or_default();
-        super::format::checksum(json.as_bytes())
+        crate::backfill::migration::checksum(json.as_bytes())
     }
 
     pub fn to_json(&self) -> String {
@@ -282,39 +281,6 @@ pub struct PlanRequest {
     pub ranges: Option<u64>,
 }
 
-/// Refuses a data migration whose snapshot is missing or was taken from another version.
-pub fn require_approval(config: &Config, migration: &DataMigration) -> anyhow::Result<()> {
-    let dir = super::sample::snapshot_dir(config);
-    match snapshot::approval(&dir, migration)? {
-        Approval::Approved => Ok(()),
-        Approval::NoSnapshot => anyhow::bail!(
-            "{}: {} is not approved: it has no accepted snapshot; run `cargo xtask backfill sample {}` and accept the snapshot with `cargo insta review`",
-            display_path(&migration.path),
-            migration.id(),
-            migration.id()
-        ),
-        Approval::Stale { recorded } => anyhow::bail!(
-            "{}: {} is not approved: its snapshot was taken from another version of the file (checksum {}, the file's is {}); run `cargo xtask backfill sample {}` and review the new snapshot",
-            display_path(&migration.path),
-            migration.id(),
-            recorded.as_deref().map_or("none", short),
-            short(&migration.checksum),
-            migration.id()
-        ),
-    }
-}
-
-pub fn short(checksum: &str) -> &str {
-    checksum.get(..12).unwrap_or(checksum)
-}
-
-fn kind_name(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::Integer => "integer",
-        KeyKind::Text => "text",
-    }
-}
-
 /// What the database told the planner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
@@ -331,7 +297,8 @@ pub fn observe(
     migration: &DataMigration,
 ) -> anyhow::Result<Observed> {
     let scrub = |e: &dyn std::fmt::Display| anyhow::anyhow!(target.scrub(&e.to_string()));
-    let mut store = target.open(tracking).map_err(|e| scrub(&e))?;
+    let mut store =
+        crate::backfill::run::tracking::open(target, tracking).map_err(|e| scrub(&e))?;
     let (table, key) = (&migration.table.value, &migration.key.value);
     let columns = store
         .backend()
@@ -476,7 +443,7 @@ fn commands(id: &str, plan_path: &str, tracking: &TrackingNames) -> Commands {
     if let Some(schema) = &tracking.schema {
         flags.push_str(&format!(" --tracking-schema {}", shell_quote(schema)));
     }
-    if tracking.prefix != super::tracking::DEFAULT_PREFIX {
+    if tracking.prefix != crate::backfill::run::tracking::DEFAULT_PREFIX {
         flags.push_str(&format!(
             " --tracking-prefix {}",
             shell_quote(&tracking.prefix)
@@ -504,19 +471,6 @@ fn shell_quote(text: &str) -> String {
         text.to_string()
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs >= 3600 {
-        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
-    } else if secs >= 60 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else if d.as_millis() >= 1000 || d.is_zero() {
-        format!("{secs}s")
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -655,7 +609,8 @@ mod tests {
 
     fn migration() -> DataMigration {
         let text = "-- @requires 1\n-- @table items\n-- @key id\n-- @batch-size 250\n-- @pause 20ms\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper;\n-- @check nothing is left at zero\nSELECT id FROM items WHERE n = 0;\n-- @snapshot\nSELECT id, n FROM items ORDER BY id;\n";
-        super::super::format::parse(Path::new("/ws/data-migrations/V3__bump.sql"), text).unwrap()
+        crate::backfill::migration::parse(Path::new("/ws/data-migrations/V3__bump.sql"), text)
+            .unwrap()
     }
 
     fn request(m: &DataMigration) -> PlanRequest {

@@ -23,13 +23,16 @@
 //! Exit codes are the contract pre-commit hooks and CI rely on: 0 clean, 1 findings (or a
 //! snapshot difference), 2 usage or I/O error. Errors print as one line, `error: ...`.
 
+pub mod backfill;
+pub mod production;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 
-use crate::backfill::cli::BackfillCommand;
+use crate::cli::backfill::BackfillCommand;
 use crate::config::{Config, parse_table_name};
 use crate::lint::output::{self, Format};
 use crate::lint::{self, Level, RuleId};
@@ -380,7 +383,7 @@ fn lint_data_migrations(
             files.entry(path).or_default();
         }
     }
-    for error in crate::backfill::format::check_dir(dir) {
+    for error in crate::backfill::migration::check_dir(dir) {
         let Some(path) = error.path.clone().filter(|p| files.contains_key(p)) else {
             continue;
         };

@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::backend::{Column, ColumnType, SampleBackend, SqlValue};
-use super::error::{Error, ErrorKind, Result};
+use crate::backfill::db::{Column, ColumnType, SampleBackend, SqlValue};
+use crate::backfill::error::{Error, ErrorKind, Result};
 
 /// The field that means NULL.
 pub const NULL: &str = "\\N";
@@ -553,9 +553,9 @@ mod tests {
         );
     }
 
-    fn schema() -> crate::backfill::sqlite::SqliteBackend {
-        use crate::backfill::backend::Backend;
-        let mut db = crate::backfill::sqlite::SqliteBackend::throwaway().unwrap();
+    fn schema() -> crate::backfill::db::sqlite::SqliteBackend {
+        use crate::backfill::db::Backend;
+        let mut db = crate::backfill::db::sqlite::SqliteBackend::throwaway().unwrap();
         db.execute(
             "CREATE TABLE users (id bigint PRIMARY KEY, handle text NOT NULL, active boolean, created_at timestamp);
              CREATE TABLE follows (follower_id bigint NOT NULL REFERENCES users (id), followee_id bigint NOT NULL REFERENCES users (id));
@@ -565,8 +565,8 @@ mod tests {
         db
     }
 
-    fn count(db: &mut crate::backfill::sqlite::SqliteBackend, table: &str) -> String {
-        use crate::backfill::backend::{Backend, Cell};
+    fn count(db: &mut crate::backfill::db::sqlite::SqliteBackend, table: &str) -> String {
+        use crate::backfill::db::{Backend, Cell};
         match &db
             .query(&format!("SELECT count(*) FROM {table}"))
             .unwrap()
@@ -603,7 +603,7 @@ mod tests {
             ]
         );
         assert_eq!(report.rows, 6);
-        use crate::backfill::backend::{Backend, Cell};
+        use crate::backfill::db::{Backend, Cell};
         let rows = db
             .query("SELECT handle, active, created_at FROM users ORDER BY id")
             .unwrap()

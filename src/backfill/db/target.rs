@@ -11,12 +11,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{Error, ErrorKind};
-use super::postgres::PgBackend;
-use super::sqlite::SqliteBackend;
-use super::tracking::postgres::PgStore;
-use super::tracking::sqlite::SqliteStore;
-use super::tracking::{Store, StoreResult, TrackingNames};
 use crate::sql::Dialect;
 
 /// A parsed `--database-url`. Its `Debug` output hides the URL.
@@ -164,33 +158,6 @@ impl Target {
         }
         out
     }
-
-    /// Connects and returns the tracking store over the engine's backend.
-    pub fn open(&self, names: &TrackingNames) -> StoreResult<Box<dyn Store>> {
-        match self {
-            Target::Postgres { url } => {
-                let backend = PgBackend::connect(url).map_err(|e| {
-                    let message = self.scrub(&e.message);
-                    Error::new(e.kind, message).transient(e.transient)
-                })?;
-                let mut store = PgStore::new(backend, names.clone());
-                store.init_session()?;
-                Ok(Box::new(store))
-            }
-            Target::Sqlite { path } => {
-                if !path.is_file() {
-                    return Err(Error::file(
-                        ErrorKind::Database,
-                        path,
-                        "no such SQLite database file",
-                    )
-                    .into());
-                }
-                let backend = SqliteBackend::open(path)?;
-                Ok(Box::new(SqliteStore::new(backend, names.clone())?))
-            }
-        }
-    }
 }
 
 fn percent_encode(text: &str) -> String {
@@ -203,46 +170,6 @@ fn percent_encode(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// This machine's name, for worker ids and claims.
-pub fn hostname() -> String {
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on
-        // success (and we stop at the first NUL or the end either way).
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        if rc == 0 {
-            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-            let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-            if !name.is_empty() {
-                return name;
-            }
-        }
-    }
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
-}
-
-/// Whether process `pid` of this machine is alive (SQLite claims).
-pub fn process_alive(pid: i64) -> bool {
-    #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return false;
-        };
-        if pid <= 0 {
-            return false;
-        }
-        // SAFETY: signal 0 only checks that the process exists.
-        let rc = unsafe { libc::kill(pid, 0) };
-        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
-    }
 }
 
 #[cfg(test)]
@@ -303,12 +230,5 @@ mod tests {
         assert_eq!(t.scrub("oops hunter2"), "oops ***");
         let t = Target::parse("postgres://db/prod").unwrap();
         assert_eq!(t.scrub("nothing to hide"), "nothing to hide");
-    }
-
-    #[test]
-    fn this_process_is_alive() {
-        assert!(process_alive(i64::from(std::process::id())));
-        assert!(!process_alive(-1));
-        assert!(!hostname().is_empty());
     }
 }

@@ -8,9 +8,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::format::{self, DataMigration};
-use super::sample::{self, Inputs, SampleOptions};
-use super::snapshot::{self, Approval, Mode, Outcome};
+use crate::backfill::migration::{self, DataMigration};
+use crate::backfill::sample::snapshot::{self, Approval, Mode, Outcome};
+use crate::backfill::sample::{self, Inputs, SampleOptions};
 use crate::config::Config;
 
 /// The `backfill` subcommands of this issue, to mount as `backfill <command>`.
@@ -24,19 +24,19 @@ pub enum BackfillCommand {
     /// --database-url, the runs recorded on that database and their progress
     Status(StatusArgs),
     /// Make the reviewable plan of a production run (refuses an unapproved data migration)
-    Plan(super::commands::PlanArgs),
+    Plan(crate::cli::production::PlanArgs),
     /// Execute a plan batch by batch, exactly once and resumable; start several to scale out
     ///
     /// Exit status: 0 done, 1 cancelled or stopped by SIGINT/SIGTERM, 2 error.
-    Run(super::commands::RunArgs),
+    Run(crate::cli::production::RunArgs),
     /// Pause a run: its workers wait after their current batch
-    Pause(super::commands::PauseArgs),
+    Pause(crate::cli::production::PauseArgs),
     /// Resume a paused run
-    Resume(super::commands::ResumeArgs),
+    Resume(crate::cli::production::ResumeArgs),
     /// Cancel a run for good (what ran stays applied)
-    Cancel(super::commands::CancelArgs),
+    Cancel(crate::cli::production::CancelArgs),
     /// Change the batch size, pause or rows-per-second cap of a running backfill
-    Pace(super::commands::PaceArgs),
+    Pace(crate::cli::production::PaceArgs),
 }
 
 impl BackfillCommand {
@@ -84,7 +84,7 @@ impl SampleArgs {
             writeln!(
                 out,
                 "no data migrations in {}",
-                super::error::display_path(&config.data_migrations)
+                crate::backfill::error::display_path(&config.data_migrations)
             )?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -143,7 +143,7 @@ impl SampleArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub db: super::commands::DbArgs,
+    pub db: crate::cli::production::DbArgs,
 }
 
 impl StatusArgs {
@@ -153,7 +153,7 @@ impl StatusArgs {
 
     pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         if self.db.database_url.is_some() {
-            super::commands::status_of_runs(&self.db, config, out)?;
+            crate::cli::production::status_of_runs(&self.db, config, out)?;
             return Ok(ExitCode::SUCCESS);
         }
         let migrations = select(config, None)?;
@@ -161,7 +161,7 @@ impl StatusArgs {
             writeln!(
                 out,
                 "no data migrations in {}",
-                super::error::display_path(&config.data_migrations)
+                crate::backfill::error::display_path(&config.data_migrations)
             )?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -194,8 +194,8 @@ fn select(config: &Config, name: Option<&str>) -> anyhow::Result<Vec<DataMigrati
         return Ok(Vec::new());
     }
     Ok(match name {
-        Some(name) => vec![format::find(dir, name)?],
-        None => format::load_dir(dir)?,
+        Some(name) => vec![migration::find(dir, name)?],
+        None => migration::load_dir(dir)?,
     })
 }
 

@@ -14,10 +14,11 @@ use super::{
     BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Retry,
     RunRow, RunState, Store, StoreError, StoreResult, TrackingNames, Transition, check_transition,
 };
-use crate::backfill::backend::{Backend, KeyKind, KeyValue, quote_ident};
+use crate::backfill::db::sqlite::{SqliteBackend, db_error, key_from, key_param, statement_error};
+use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
+use crate::backfill::display::kind_name;
 use crate::backfill::error::{Error, ErrorKind};
-use crate::backfill::sqlite::{SqliteBackend, db_error, key_from, key_param, statement_error};
-use crate::backfill::target::{hostname, process_alive};
+use crate::backfill::run::host::{hostname, process_alive};
 
 pub struct SqliteStore {
     backend: SqliteBackend,
@@ -43,13 +44,6 @@ fn corrupt(what: &str) -> StoreError {
         ErrorKind::Database,
         format!("the tracking tables hold {what}"),
     ))
-}
-
-fn kind_name(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::Integer => "integer",
-        KeyKind::Text => "text",
-    }
 }
 
 fn parse_kind(text: &str) -> KeyKind {

@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
-use super::backend::{
+use crate::backfill::db::{
     Backend, BatchLimits, Cell, Checkpoint, Column, ColumnType, KeyKind, KeyValue, Rows,
     SampleBackend, SqlValue, StoredBatch, TRACKING_TABLE, format_real, quote_ident,
 };
-use super::error::{Error, ErrorKind, Result};
+use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::sql::Dialect;
 
 pub struct PgBackend {
@@ -474,7 +474,7 @@ impl Backend for PgBackend {
 
     fn ensure_tracking(&mut self) -> Result<()> {
         self.client
-            .batch_execute(&super::backend::tracking_ddl())
+            .batch_execute(&crate::backfill::db::tracking_ddl())
             .map_err(|e| pg_error(e, ErrorKind::Database))
     }
 
@@ -570,8 +570,9 @@ impl SampleBackend for PgBackend {
         version: u64,
         dir: &std::path::Path,
     ) -> Result<()> {
-        let prepared = super::schema::prepare(migrations, version, Dialect::Postgres)?;
-        super::schema::apply(&mut self.client, &prepared, version, dir, &|e, sql| {
+        let prepared =
+            crate::backfill::db::schema::prepare(migrations, version, Dialect::Postgres)?;
+        crate::backfill::db::schema::apply(&mut self.client, &prepared, version, dir, &|e, sql| {
             match e.downcast_ref::<postgres::Error>() {
                 Some(pg) => {
                     let offset = match pg.as_db_error().and_then(|db| db.position()) {

@@ -17,7 +17,7 @@ use refinery::{Migration, Runner, Target};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::error::{Error, ErrorKind, Result};
+use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::sql::Dialect;
 
 /// `sql` with PostgreSQL session settings and `CONCURRENTLY` blanked out (see the module docs).

@@ -19,9 +19,10 @@ use super::{
     BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Retry,
     RunRow, RunState, Store, StoreError, StoreResult, TrackingNames, Transition, check_transition,
 };
-use crate::backfill::backend::{Backend, KeyKind, KeyValue, quote_ident};
+use crate::backfill::db::postgres::{PgBackend, describe_pg, key_param, read_key};
+use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
+use crate::backfill::display::kind_name;
 use crate::backfill::error::{Error, ErrorKind};
-use crate::backfill::postgres::{PgBackend, describe_pg, key_param, read_key};
 
 pub struct PgStore {
     backend: PgBackend,
@@ -73,13 +74,6 @@ fn err(e: postgres::Error, kind: ErrorKind) -> StoreError {
 
 fn db(e: postgres::Error) -> StoreError {
     err(e, ErrorKind::Database)
-}
-
-fn kind_name(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::Integer => "integer",
-        KeyKind::Text => "text",
-    }
 }
 
 fn parse_kind(text: &str) -> KeyKind {
@@ -810,7 +804,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                  FOR UPDATE SKIP LOCKED)
              RETURNING {RANGE_COLUMNS}"
         );
-        let host = super::super::target::hostname();
+        let host = crate::backfill::run::host::hostname();
         let rows = self.query(&sql, &[&run_id, &worker, &stale.as_secs_f64(), &host])?;
         rows.first().map(|r| range_row(r, kind)).transpose()
     }

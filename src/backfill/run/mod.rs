@@ -16,18 +16,25 @@
 //! A batch that fails more than `max_retries` times in a row, or with an error no retry cures,
 //! fails the run with the error recorded; running the plan again resumes it.
 
+pub mod control;
+pub mod host;
+pub mod plan;
+pub mod progress;
+pub mod tracking;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::backend::{BatchLimits, KeyKind, KeyValue};
-use super::error::{Error, ErrorKind, display_path};
-use super::format::DataMigration;
-use super::plan::{Plan, Settings, format_duration, short};
-use super::progress::Progress;
-use super::sample::thousands;
-use super::target::Target;
-use super::tracking::{
+use crate::backfill::db::target::Target;
+use crate::backfill::db::{BatchLimits, KeyKind, KeyValue};
+use crate::backfill::display::thousands;
+use crate::backfill::display::{format_duration, short};
+use crate::backfill::error::{Error, ErrorKind, display_path};
+use crate::backfill::migration::DataMigration;
+use crate::backfill::run::plan::{Plan, Settings};
+use crate::backfill::run::progress::Progress;
+use crate::backfill::run::tracking::{
     BatchOutcome, BatchRequest, Control, NewRun, RangeRow, Retry, RunRow, RunState, Store,
     StoreError, Transition, split,
 };
@@ -75,7 +82,11 @@ pub struct RunOptions<'a> {
 
 impl RunOptions<'_> {
     pub fn default_worker() -> String {
-        format!("{}:{}", super::target::hostname(), std::process::id())
+        format!(
+            "{}:{}",
+            crate::backfill::run::host::hostname(),
+            std::process::id()
+        )
     }
 }
 
@@ -238,7 +249,7 @@ fn prepare_run(
         refuse_other_version(&run, migration)?;
         return Ok(run);
     }
-    let kind = super::engine::key_kind(store.backend(), migration)?;
+    let kind = crate::backfill::engine::key_kind(store.backend(), migration)?;
     let (table, key) = (&migration.table.value, &migration.key.value);
     let min = store.backend().min_key(table, key, kind)?;
     let max = store.max_key(table, key, kind)?;
@@ -342,7 +353,7 @@ pub fn run(
     let mut store = {
         let mut attempt = 0u32;
         loop {
-            match target.open(&plan.tracking) {
+            match crate::backfill::run::tracking::open(target, &plan.tracking) {
                 Ok(store) => break store,
                 Err(e) if e.retry != Retry::Never && attempt < settings.max_retries => {
                     attempt += 1;

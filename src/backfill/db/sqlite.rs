@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::backend::{
+use crate::backfill::db::{
     Backend, BatchLimits, Cell, Checkpoint, Column, ColumnType, KeyKind, KeyValue, Rows,
     SampleBackend, SqlValue, StoredBatch, TRACKING_TABLE, format_real, quote_ident,
 };
-use super::error::{Error, ErrorKind, Result};
+use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::sql::Dialect;
 
 pub struct SqliteBackend {
@@ -312,7 +312,7 @@ impl Backend for SqliteBackend {
 
     fn ensure_tracking(&mut self) -> Result<()> {
         self.conn
-            .execute_batch(&super::backend::tracking_ddl())
+            .execute_batch(&crate::backfill::db::tracking_ddl())
             .map_err(db_error)
     }
 
@@ -376,15 +376,15 @@ impl SampleBackend for SqliteBackend {
         version: u64,
         dir: &Path,
     ) -> Result<()> {
-        let prepared = super::schema::prepare(migrations, version, Dialect::Sqlite)?;
-        super::schema::apply(&mut self.conn, &prepared, version, dir, &|e, _| match e
-            .downcast_ref::<rusqlite::Error>()
-        {
-            Some(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
-                (msg.clone(), usize::try_from(*offset).ok())
+        let prepared = crate::backfill::db::schema::prepare(migrations, version, Dialect::Sqlite)?;
+        crate::backfill::db::schema::apply(&mut self.conn, &prepared, version, dir, &|e, _| {
+            match e.downcast_ref::<rusqlite::Error>() {
+                Some(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
+                    (msg.clone(), usize::try_from(*offset).ok())
+                }
+                Some(rusqlite::Error::SqliteFailure(_, Some(msg))) => (msg.clone(), None),
+                _ => (e.to_string(), None),
             }
-            Some(rusqlite::Error::SqliteFailure(_, Some(msg))) => (msg.clone(), None),
-            _ => (e.to_string(), None),
         })
     }
 
