@@ -219,6 +219,7 @@ fn worker(args: &[String]) -> Result<(), BoxError> {
         progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
         stop: &NEVER,
         poll: Duration::from_millis(100),
+        max_batches: None,
     };
     run::run(&target, &plan, &migration, options, &mut std::io::sink())
         .map_err(|e| e.to_string())?;

@@ -13,10 +13,14 @@ use std::time::Instant;
 
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
 use xtask_migrate::backfill::db::sqlite::SqliteBackend;
-use xtask_migrate::backfill::db::{Backend, BatchLimits};
-use xtask_migrate::backfill::engine::{self, EngineOptions};
 use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::run::progress::{Progress, ProgressMode};
+use xtask_migrate::backfill::run::tracking::sqlite::SqliteStore;
+use xtask_migrate::backfill::run::tracking::{Store, TrackingNames};
+use xtask_migrate::backfill::run::worker::{self, RunOptions};
 use xtask_migrate::backfill::sample::snapshot::Mode;
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
 use xtask_migrate::config::Config;
@@ -69,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let inputs = Inputs::load(&config)?;
     let read = started.elapsed();
-    let mut db = SqliteBackend::throwaway()?;
+    let mut db = SqliteStore::new(SqliteBackend::throwaway()?, TrackingNames::default())?;
     let options = SampleOptions {
         batch_size,
         database_url: None,
@@ -90,7 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         read.as_secs_f64() * 1000.0
     );
 
-    // On the same data: the batched backfill again, and the same work as one unbatched UPDATE
+    // On the same data: the batched backfill again (the engine `backfill run` uses, with the
+    // sample's settings), and the same work as one unbatched UPDATE
     // (the batch statement once over every key, one transaction), alternately, several times:
     // the machine is shared, one timing alone is noise.
     let batch_size = report
@@ -99,26 +104,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.split(',').next())
         .and_then(|s| s.parse().ok())
         .unwrap_or(sample::SAMPLE_BATCH_SIZE);
-    let engine_options = EngineOptions {
-        batch_size,
-        pause: Duration::ZERO,
-        limits: BatchLimits::default(),
-        max_batches: None,
-    };
-    let sql = migration.batch.sql(db.dialect()).to_string();
-    let reset = "UPDATE users SET followers_count = 0, following_count = 0, posts_count = 0; DELETE FROM xtask_backfill_batches;";
+    let settings = sample::sample_settings(&migration, batch_size);
+    let sql = migration.batch.sql(db.backend().dialect()).to_string();
+    let reset = "UPDATE users SET followers_count = 0, following_count = 0, posts_count = 0; DELETE FROM xtask_backfill_batch_log; DELETE FROM xtask_backfill_ranges; DELETE FROM xtask_backfill_runs;";
     let (mut batched, mut single) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        db.execute(reset)?;
-        let run = engine::run(&mut db, &migration, &engine_options, &mut |_| {})?;
-        batched.push(run.elapsed);
-        db.execute(reset)?;
+        db.backend().execute(reset)?;
+        let stop = AtomicBool::new(false);
+        let started = Instant::now();
+        let run = worker::execute(
+            &mut db,
+            &settings,
+            &migration,
+            RunOptions {
+                worker: "bench".into(),
+                progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
+                stop: &stop,
+                poll: Duration::from_millis(10),
+                max_batches: None,
+            },
+        )?;
+        batched.push(started.elapsed());
+        db.backend().execute(reset)?;
         let started = Instant::now();
         let changed = db
+            .backend_mut()
             .connection()
             .execute(&sql, rusqlite::params![i64::MIN, i64::MAX])?;
         single.push(started.elapsed());
-        assert_eq!(changed as u64, run.rows_changed);
+        assert_eq!(changed as u64, run.rows);
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();

@@ -301,6 +301,7 @@ fn run_here(
         progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
         stop: &NEVER,
         poll: Duration::from_millis(50),
+        max_batches: None,
     };
     run::run(&target, &plan_file, &migration, options, &mut Vec::new())
 }

@@ -337,7 +337,7 @@ fn a_statement_error_names_the_data_migration_file_and_line() {
     );
     assert_input_error_keeping_snapshot(
         &ws,
-        "data-migrations/V1__backfill_counter_caches.sql:13: batch 1 on keys (0, ",
+        "data-migrations/V1__backfill_counter_caches.sql:13: batch of range 0 failed: keys (0, ",
         "post_count",
     );
 }
@@ -436,7 +436,7 @@ fn a_data_migration_that_needs_a_column_of_a_later_version() {
     );
     assert_input_error(
         &ws,
-        "data-migrations/V1__backfill_counter_caches.sql:13: batch 1",
+        "data-migrations/V1__backfill_counter_caches.sql:13: batch of range 0 failed: keys (0, ",
         "followers_count",
     );
 }

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// What kind of thing went wrong. Callers branch on this (the runner of issue 4 retries
-/// [`ErrorKind::Database`] errors marked transient, never a [`ErrorKind::Format`] one).
+/// What kind of thing went wrong, for people and for callers that branch on it. Whether a retry
+/// may help is [`Retry`], classified once where the database's error is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// A data-migration file is malformed: names, directives, sections, placeholders, SQL shape.
@@ -35,10 +35,25 @@ pub struct Error {
     pub line: Option<usize>,
     /// One line, lower-case start, no trailing period.
     pub message: String,
-    /// Whether retrying the same work may succeed (lock timeout, deadlock, serialization
-    /// failure, lost connection). Only ever set on [`ErrorKind::Database`] and
-    /// [`ErrorKind::Statement`] errors.
-    pub transient: bool,
+    /// Whether and how retrying may succeed. Set only where a database's error is classified
+    /// (`db::postgres::classify`, `db::sqlite::classify`); everything else is [`Retry::Never`].
+    pub retry: Retry,
+}
+
+/// Whether and how an error may be retried: the one classification every caller uses (the
+/// batch loop, connecting, the control commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The connection is gone (or the server is shutting down or starting): reconnect, then
+    /// retry.
+    Reconnect,
+    /// Lock timeout, deadlock, serialization failure, a busy SQLite file: back off and retry the
+    /// same work.
+    Backoff,
+    /// Statement timeout: retry with a smaller batch.
+    Split,
+    /// Retrying will not help.
+    Never,
 }
 
 impl Error {
@@ -48,7 +63,7 @@ impl Error {
             path: None,
             line: None,
             message: one_line(&message.into()),
-            transient: false,
+            retry: Retry::Never,
         }
     }
 
@@ -77,9 +92,14 @@ impl Error {
         self
     }
 
-    pub fn transient(mut self, transient: bool) -> Error {
-        self.transient = transient;
+    pub fn with_retry(mut self, retry: Retry) -> Error {
+        self.retry = retry;
         self
+    }
+
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.retry != Retry::Never
     }
 
     /// Puts `context` in front of the message: `path:line: context: message`.

@@ -9,11 +9,10 @@
 
 pub mod db;
 pub mod display;
-pub mod engine;
 pub mod error;
 pub mod migration;
 pub mod run;
 pub mod sample;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, Retry};
 pub use migration::DataMigration;

@@ -236,6 +236,10 @@ pub struct RunArgs {
     /// rows); they may scan the table, so they are not run unless asked. Exit 1 if one fails.
     #[arg(long)]
     pub checks: bool,
+    /// Stop after this worker ran this many batches: try a few batches on production, look at
+    /// the rows, then run the plan again to continue where it stopped (exit 1 until done)
+    #[arg(long, value_name = "N")]
+    pub max_batches: Option<u64>,
 }
 
 impl RunArgs {
@@ -272,6 +276,7 @@ impl RunArgs {
             progress: Progress::new(self.progress, self.progress_interval),
             stop: run::signal_flag(),
             poll: Duration::from_millis(200),
+            max_batches: self.max_batches,
         };
         let report = run::run(&target, &plan, &migration, options, out).map_err(scrub)?;
         match report.finish {

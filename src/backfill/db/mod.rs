@@ -1,16 +1,14 @@
-//! The one trait the batch engine talks to a database through, with its value types. SQLite
-//! ([`crate::backfill::db::sqlite`]) and PostgreSQL ([`crate::backfill::db::postgres`]) implement it; `backfill sample` and
-//! the production runner use the same engine over either.
+//! The databases: what the batch engine and the sample stage need of one, as a trait
+//! ([`Backend`], plus [`SampleBackend`] for building a sample database), its value types, and
+//! the two implementations, [`sqlite`] and [`postgres`]. Also where a database is
+//! ([`target`]: a URL, without ever showing its password) and how schema migrations are applied
+//! to it ([`schema`]).
 //!
-//! The trait is shaped by what a production run needs, not only by what sampling needs:
-//! - a batch is one call, [`Backend::run_batch`], that runs the statement and records the batch
-//!   in the tracking table inside one transaction, so a batch is applied exactly once: the
-//!   tracking row's primary key makes a second commit of the same batch fail and roll back;
-//! - per-batch lock and statement timeouts are parameters of that call ([`BatchLimits`]);
-//! - errors say whether a retry may succeed ([`crate::backfill::Error::transient`]), and
-//!   [`Backend::reconnect`] replaces a lost connection;
-//! - the bounds of the next batch come from the key itself ([`Backend::next_upper`]), read
-//!   with the table's own ordering and collation, never compared in Rust.
+//! Invariants: a backend supplies primitives (run SQL, read the catalog, bound a key range's
+//! keys), never an algorithm: the batch loop, the tracking tables and retries live in
+//! [`crate::backfill::run`], once for both databases. Key bounds are read with the table's own
+//! ordering and collation, never compared in Rust. Every database error is classified for
+//! retries once, where it is read (`postgres::classify`, `sqlite::classify`).
 
 pub mod postgres;
 pub mod schema;
@@ -22,26 +20,6 @@ use std::time::Duration;
 
 use crate::backfill::error::Result;
 use crate::sql::Dialect;
-
-/// The tracking table: one row per committed batch, written in the batch's own transaction.
-pub const TRACKING_TABLE: &str = "xtask_backfill_batches";
-
-/// The tracking table's DDL, valid in both dialects.
-pub fn tracking_ddl() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (
-    migration text NOT NULL,
-    batch bigint NOT NULL,
-    checksum text NOT NULL,
-    lower_key text NOT NULL,
-    upper_key text NOT NULL,
-    rows_changed bigint NOT NULL,
-    committed_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    PRIMARY KEY (migration, batch),
-    UNIQUE (migration, upper_key)
-)"
-    )
-}
 
 /// The type of a batch key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,26 +163,6 @@ impl ColumnType {
     }
 }
 
-/// What the batch's transaction records about itself.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint<'a> {
-    /// The data migration's id (`V1__backfill_counter_caches`).
-    pub migration: &'a str,
-    pub checksum: &'a str,
-    /// 1-based number of the batch in its run.
-    pub batch: u64,
-}
-
-/// A committed batch, as read back from the tracking table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredBatch {
-    pub checksum: String,
-    pub batch: u64,
-    pub lower: String,
-    pub upper: String,
-    pub rows: u64,
-}
-
 /// Limits on waiting. PostgreSQL applies them as `lock_timeout` and `statement_timeout`; SQLite
 /// waits at most `lock_timeout` for a lock (busy timeout) and has no statement timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -242,35 +200,6 @@ pub trait Backend {
 
     /// How many rows of `table` have a NULL key (they would never be in any batch).
     fn count_null_keys(&mut self, table: &str, key: &str) -> Result<u64>;
-
-    /// The upper bound of the batch after `lower`: the key `batch_size` rows past `lower`, or the
-    /// largest key when fewer rows are left; `None` when no row is past `lower`.
-    fn next_upper(
-        &mut self,
-        table: &str,
-        key: &str,
-        kind: KeyKind,
-        lower: &KeyValue,
-        batch_size: u64,
-    ) -> Result<Option<KeyValue>>;
-
-    /// Creates the tracking table if it does not exist.
-    fn ensure_tracking(&mut self) -> Result<()>;
-
-    /// The last committed batch of `migration`, if any.
-    fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>>;
-
-    /// In one transaction: runs `sql` with `lower` and `upper` bound to its two parameters, and
-    /// records the batch in the tracking table. Returns the number of rows the statement changed.
-    /// On any error the transaction is rolled back and nothing of the batch remains.
-    fn run_batch(
-        &mut self,
-        sql: &str,
-        lower: &KeyValue,
-        upper: &KeyValue,
-        checkpoint: &Checkpoint<'_>,
-        limits: &BatchLimits,
-    ) -> Result<u64>;
 }
 
 /// What `backfill sample` needs beyond the engine: building the database it samples on.

@@ -3,7 +3,8 @@
 //!
 //! A batch is one transaction with `SET LOCAL lock_timeout` / `statement_timeout` when asked, the
 //! statement, and the tracking row. Errors that a retry may cure (serialization failure,
-//! deadlock, lock timeout, statement timeout, shutdown, lost connection) are marked transient.
+//! deadlock, lock timeout, statement timeout, shutdown, lost connection) are classified once, by
+//! SQLSTATE, in [`classify`].
 //! Query results are read in PostgreSQL's text format, typed by the prepared statement's column
 //! types, so a snapshot taken here reads like one taken on SQLite.
 
@@ -13,10 +14,10 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 use crate::backfill::db::{
-    Backend, BatchLimits, Cell, Checkpoint, Column, ColumnType, KeyKind, KeyValue, Rows,
-    SampleBackend, SqlValue, StoredBatch, TRACKING_TABLE, format_real, quote_ident,
+    Backend, BatchLimits, Cell, Column, ColumnType, KeyKind, KeyValue, Rows, SampleBackend,
+    SqlValue, format_real, quote_ident,
 };
-use crate::backfill::error::{Error, ErrorKind, Result};
+use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::sql::Dialect;
 
 pub struct PgBackend {
@@ -127,7 +128,12 @@ fn connect(url: &str) -> Result<Client> {
             ErrorKind::Database,
             format!("cannot connect to {}: {}", redact_url(url), describe_pg(&e)),
         )
-        .transient(true)
+        .with_retry(match classify(&e) {
+            // A refused connection (server starting or restarting) is worth waiting for; a
+            // refused login is not.
+            Retry::Never => Retry::Never,
+            _ => Retry::Reconnect,
+        })
     })
 }
 
@@ -200,27 +206,42 @@ pub(crate) fn describe_pg(e: &postgres::Error) -> String {
     }
 }
 
-fn is_transient(e: &postgres::Error) -> bool {
+/// Classifies a PostgreSQL error by its SQLSTATE, never its text: the one classification of
+/// PostgreSQL errors, for batches, bound queries, tracking tables and connecting alike.
+pub fn classify(e: &postgres::Error) -> Retry {
     use postgres::error::SqlState;
     if e.is_closed() {
-        return true;
+        return Retry::Reconnect;
     }
-    match e.code() {
-        Some(code) => [
-            SqlState::T_R_SERIALIZATION_FAILURE,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::LOCK_NOT_AVAILABLE,
-            SqlState::QUERY_CANCELED,
-            SqlState::ADMIN_SHUTDOWN,
-        ]
-        .contains(code),
-        // No SQLSTATE: an I/O or protocol failure, i.e. the connection.
-        None => e.as_db_error().is_none(),
+    let Some(code) = e.code() else {
+        // No SQLSTATE and no server message: I/O or protocol, i.e. the connection.
+        return if e.as_db_error().is_none() {
+            Retry::Reconnect
+        } else {
+            Retry::Never
+        };
+    };
+    if *code == SqlState::LOCK_NOT_AVAILABLE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    {
+        Retry::Backoff
+    } else if *code == SqlState::QUERY_CANCELED {
+        Retry::Split
+    } else if *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || code.code().starts_with("08")
+    {
+        Retry::Reconnect
+    } else {
+        Retry::Never
     }
 }
 
-fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
-    Error::new(kind, describe_pg(&e)).transient(is_transient(&e))
+/// A PostgreSQL error as the library's error, classified for retries.
+pub(crate) fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
+    Error::new(kind, describe_pg(&e)).with_retry(classify(&e))
 }
 
 fn statement_error(e: postgres::Error) -> Error {
@@ -449,117 +470,6 @@ impl Backend for PgBackend {
         );
         let row = self.client.query_one(&sql, &[]).map_err(statement_error)?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
-    }
-
-    fn next_upper(
-        &mut self,
-        table: &str,
-        key: &str,
-        kind: KeyKind,
-        lower: &KeyValue,
-        batch_size: u64,
-    ) -> Result<Option<KeyValue>> {
-        let (k, t) = (quote_ident(key), quote_ident(table));
-        let ahead = format!("SELECT {k} FROM {t} WHERE {k} > $1 ORDER BY {k} LIMIT 1 OFFSET $2");
-        let stmt = self.prepare(&ahead).map_err(statement_error)?;
-        let bound = key_param(lower, &stmt.params()[0])?;
-        let offset = i64::try_from(batch_size.saturating_sub(1)).unwrap_or(i64::MAX);
-        if let Some(found) = self.key_query(&ahead, &[&*bound, &offset], kind)? {
-            return Ok(Some(found));
-        }
-        // Fewer than batch_size rows left: the last batch ends at the largest key.
-        let last = format!("SELECT max({k}) FROM {t} WHERE {k} > $1");
-        self.key_query(&last, &[&*bound], kind)
-    }
-
-    fn ensure_tracking(&mut self) -> Result<()> {
-        self.client
-            .batch_execute(&crate::backfill::db::tracking_ddl())
-            .map_err(|e| pg_error(e, ErrorKind::Database))
-    }
-
-    fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>> {
-        let sql = format!(
-            "SELECT checksum, batch, lower_key, upper_key, rows_changed FROM {TRACKING_TABLE}
-             WHERE migration = $1 ORDER BY batch DESC LIMIT 1"
-        );
-        let rows = self
-            .client
-            .query(&sql, &[&migration])
-            .map_err(|e| pg_error(e, ErrorKind::Database))?;
-        Ok(rows.first().map(|r| StoredBatch {
-            checksum: r.get(0),
-            batch: r.get::<_, i64>(1).max(0) as u64,
-            lower: r.get(2),
-            upper: r.get(3),
-            rows: r.get::<_, i64>(4).max(0) as u64,
-        }))
-    }
-
-    fn run_batch(
-        &mut self,
-        sql: &str,
-        lower: &KeyValue,
-        upper: &KeyValue,
-        checkpoint: &Checkpoint<'_>,
-        limits: &BatchLimits,
-    ) -> Result<u64> {
-        let stmt = self.prepare(sql).map_err(statement_error)?;
-        let params = stmt.params();
-        if params.len() != 2 {
-            return Err(Error::new(
-                ErrorKind::Statement,
-                format!(
-                    "the batch statement has {} parameters, expected 2 (:lower and :upper)",
-                    params.len()
-                ),
-            ));
-        }
-        let (lo, hi) = (key_param(lower, &params[0])?, key_param(upper, &params[1])?);
-        let record = format!(
-            "INSERT INTO {TRACKING_TABLE} (migration, batch, checksum, lower_key, upper_key, rows_changed)
-             VALUES ($1, $2, $3, $4, $5, $6)"
-        );
-        let record = self
-            .prepare(&record)
-            .map_err(|e| pg_error(e, ErrorKind::Database))?;
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(|e| pg_error(e, ErrorKind::Database))?;
-        let mut settings = String::new();
-        if let Some(t) = limits.lock_timeout {
-            settings.push_str(&format!("SET LOCAL lock_timeout = '{}ms';", t.as_millis()));
-        }
-        if let Some(t) = limits.statement_timeout {
-            settings.push_str(&format!(
-                "SET LOCAL statement_timeout = '{}ms';",
-                t.as_millis()
-            ));
-        }
-        if !settings.is_empty() {
-            tx.batch_execute(&settings)
-                .map_err(|e| pg_error(e, ErrorKind::Database))?;
-        }
-        let changed = tx.execute(&stmt, &[&*lo, &*hi]).map_err(statement_error)?;
-        let batch = i64::try_from(checkpoint.batch).unwrap_or(i64::MAX);
-        let rows = i64::try_from(changed).unwrap_or(i64::MAX);
-        tx.execute(
-            &record,
-            &[
-                &checkpoint.migration,
-                &batch,
-                &checkpoint.checksum,
-                &lower.to_stored(),
-                &upper.to_stored(),
-                &rows,
-            ],
-        )
-        .map_err(|e| {
-            pg_error(e, ErrorKind::Database).context("record the batch in the tracking table")
-        })?;
-        tx.commit().map_err(|e| pg_error(e, ErrorKind::Database))?;
-        Ok(changed)
     }
 }
 

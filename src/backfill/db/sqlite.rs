@@ -6,14 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::backfill::db::{
-    Backend, BatchLimits, Cell, Checkpoint, Column, ColumnType, KeyKind, KeyValue, Rows,
-    SampleBackend, SqlValue, StoredBatch, TRACKING_TABLE, format_real, quote_ident,
+    Backend, BatchLimits, Cell, Column, ColumnType, KeyKind, KeyValue, Rows, SampleBackend,
+    SqlValue, format_real, quote_ident,
 };
-use crate::backfill::error::{Error, ErrorKind, Result};
+use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::sql::Dialect;
 
 pub struct SqliteBackend {
@@ -66,25 +66,6 @@ impl SqliteBackend {
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
-
-    fn in_transaction<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(db_error)?;
-        match f(&self.conn) {
-            Ok(value) => {
-                if let Err(e) = self.conn.execute_batch("COMMIT") {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(db_error(e));
-                }
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
 }
 
 fn open(path: &Path) -> Result<Connection> {
@@ -99,6 +80,21 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// SQLite's errors: a busy or locked database is worth waiting for, nothing else is.
+pub fn classify(e: &rusqlite::Error) -> Retry {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Retry::Backoff
+        }
+        _ => Retry::Never,
+    }
+}
+
 /// A database error; busy and locked databases are worth a retry.
 pub(crate) fn db_error(e: rusqlite::Error) -> Error {
     statement_error(e).with_kind(ErrorKind::Database)
@@ -106,12 +102,7 @@ pub(crate) fn db_error(e: rusqlite::Error) -> Error {
 
 /// An error in a statement of the user's (a data migration's or a fixture's).
 pub(crate) fn statement_error(e: rusqlite::Error) -> Error {
-    let transient = matches!(
-        &e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    );
-    Error::new(ErrorKind::Statement, e.to_string()).transient(transient)
+    Error::new(ErrorKind::Statement, e.to_string()).with_retry(classify(&e))
 }
 
 pub(crate) fn key_param(key: &KeyValue) -> Value {
@@ -266,106 +257,6 @@ impl Backend for SqliteBackend {
             .query_row(&sql, [], |r| r.get(0))
             .map_err(statement_error)?;
         Ok(n.max(0) as u64)
-    }
-
-    fn next_upper(
-        &mut self,
-        table: &str,
-        key: &str,
-        kind: KeyKind,
-        lower: &KeyValue,
-        batch_size: u64,
-    ) -> Result<Option<KeyValue>> {
-        let (k, t) = (quote_ident(key), quote_ident(table));
-        let ahead = format!("SELECT {k} FROM {t} WHERE {k} > ?1 ORDER BY {k} LIMIT 1 OFFSET ?2");
-        let offset = i64::try_from(batch_size.saturating_sub(1)).unwrap_or(i64::MAX);
-        let found = {
-            let mut stmt = self.conn.prepare_cached(&ahead).map_err(statement_error)?;
-            let mut rows = stmt
-                .query(params![key_param(lower), offset])
-                .map_err(statement_error)?;
-            match rows.next().map_err(statement_error)? {
-                Some(row) => Some(key_from(
-                    row.get_ref(0).map_err(statement_error)?,
-                    kind,
-                    table,
-                    key,
-                )?),
-                None => None,
-            }
-        };
-        if found.is_some() {
-            return Ok(found);
-        }
-        // Fewer than batch_size rows left: the last batch ends at the largest key.
-        let last = format!("SELECT max({k}) FROM {t} WHERE {k} > ?1");
-        let mut stmt = self.conn.prepare_cached(&last).map_err(statement_error)?;
-        let mut rows = stmt.query([key_param(lower)]).map_err(statement_error)?;
-        match rows.next().map_err(statement_error)? {
-            Some(row) => match row.get_ref(0).map_err(statement_error)? {
-                ValueRef::Null => Ok(None),
-                value => Ok(Some(key_from(value, kind, table, key)?)),
-            },
-            None => Ok(None),
-        }
-    }
-
-    fn ensure_tracking(&mut self) -> Result<()> {
-        self.conn
-            .execute_batch(&crate::backfill::db::tracking_ddl())
-            .map_err(db_error)
-    }
-
-    fn last_batch(&mut self, migration: &str) -> Result<Option<StoredBatch>> {
-        let sql = format!(
-            "SELECT checksum, batch, lower_key, upper_key, rows_changed FROM {TRACKING_TABLE}
-             WHERE migration = ?1 ORDER BY batch DESC LIMIT 1"
-        );
-        self.conn
-            .query_row(&sql, [migration], |r| {
-                Ok(StoredBatch {
-                    checksum: r.get(0)?,
-                    batch: r.get::<_, i64>(1)?.max(0) as u64,
-                    lower: r.get(2)?,
-                    upper: r.get(3)?,
-                    rows: r.get::<_, i64>(4)?.max(0) as u64,
-                })
-            })
-            .optional()
-            .map_err(db_error)
-    }
-
-    fn run_batch(
-        &mut self,
-        sql: &str,
-        lower: &KeyValue,
-        upper: &KeyValue,
-        checkpoint: &Checkpoint<'_>,
-        _limits: &BatchLimits,
-    ) -> Result<u64> {
-        let record = format!(
-            "INSERT INTO {TRACKING_TABLE} (migration, batch, checksum, lower_key, upper_key, rows_changed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-        );
-        self.in_transaction(|conn| {
-            let changed = conn
-                .prepare_cached(sql)
-                .and_then(|mut stmt| stmt.execute(params![key_param(lower), key_param(upper)]))
-                .map_err(statement_error)?;
-            conn.prepare_cached(&record)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        checkpoint.migration,
-                        i64::try_from(checkpoint.batch).unwrap_or(i64::MAX),
-                        checkpoint.checksum,
-                        lower.to_stored(),
-                        upper.to_stored(),
-                        i64::try_from(changed).unwrap_or(i64::MAX),
-                    ])
-                })
-                .map_err(|e| db_error(e).context("record the batch in the tracking table"))?;
-            Ok(changed as u64)
-        })
     }
 }
 

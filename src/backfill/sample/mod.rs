@@ -13,15 +13,21 @@ pub mod fixtures;
 pub mod snapshot;
 
 use std::io::Write;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::backfill::db::SampleBackend;
 use crate::backfill::db::postgres::{PgBackend, redact_url};
 use crate::backfill::db::sqlite::SqliteBackend;
+use crate::backfill::db::{Backend, SampleBackend};
 use crate::backfill::display::{millis, thousands};
-use crate::backfill::engine::{self, EngineOptions};
 use crate::backfill::error::{Error, ErrorKind, Result, display_path};
 use crate::backfill::migration::DataMigration;
+use crate::backfill::run::plan::Settings;
+use crate::backfill::run::progress::{Progress, ProgressMode};
+use crate::backfill::run::tracking::postgres::PgStore;
+use crate::backfill::run::tracking::sqlite::SqliteStore;
+use crate::backfill::run::tracking::{Store, TrackingNames};
+use crate::backfill::run::worker::{self, RunOptions};
 use crate::config::Config;
 use fixtures::FixtureFile;
 use snapshot::{Mode, Outcome};
@@ -149,7 +155,7 @@ pub fn sample(
     }
     match &options.database_url {
         None => {
-            let mut db = SqliteBackend::throwaway()?;
+            let mut db = SqliteStore::new(SqliteBackend::throwaway()?, TrackingNames::default())?;
             let _ = writeln!(
                 out,
                 "sample {} on a temporary SQLite database",
@@ -168,16 +174,53 @@ pub fn sample(
                 ));
             }
             // Dropped at the end of this arm, on success, error or panic: the schema goes with it.
-            let mut db = PgBackend::throwaway_schema(url)?;
+            let backend = PgBackend::throwaway_schema(url)?;
             let _ = writeln!(
                 out,
                 "sample {} on PostgreSQL {} (throwaway schema {})",
                 migration.id(),
                 redact_url(url),
-                db.schema().unwrap_or("?")
+                backend.schema().unwrap_or("?")
             );
+            // The tracking tables go into the throwaway schema (the search path's first).
+            let mut db = PgStore::new(backend, TrackingNames::default());
+            db.init_session()?;
             sample_on(config, inputs, migration, options, &mut db, out)
         }
+    }
+}
+
+/// A database a sample runs on: the tracking store the batch engine runs on, whose backend also
+/// builds the database (schema migrations, fixtures).
+pub trait SampleStore: Store {
+    fn builder(&mut self) -> &mut dyn SampleBackend;
+}
+
+impl SampleStore for SqliteStore {
+    fn builder(&mut self) -> &mut dyn SampleBackend {
+        self.backend_mut()
+    }
+}
+
+impl SampleStore for PgStore {
+    fn builder(&mut self) -> &mut dyn SampleBackend {
+        self.backend_mut()
+    }
+}
+
+/// The settings a sample runs with: the plan's defaults for this data migration (limits,
+/// retries, one key range), with a fixed batch size so every run of the sample crosses the same
+/// batch boundaries, and no pacing.
+pub fn sample_settings(migration: &DataMigration, batch_size: u64) -> Settings {
+    Settings {
+        batch_size,
+        adaptive: false,
+        min_batch_size: 1,
+        max_batch_size: batch_size.max(1),
+        pause_ms: 0,
+        max_rows_per_second: None,
+        ranges: 1,
+        ..Settings::from_migration(migration)
     }
 }
 
@@ -188,7 +231,7 @@ pub fn sample_on(
     inputs: &Inputs,
     migration: &DataMigration,
     options: &SampleOptions,
-    db: &mut dyn SampleBackend,
+    db: &mut dyn SampleStore,
     out: &mut dyn Write,
 ) -> Result<SampleReport> {
     let mut stages = Vec::new();
@@ -209,7 +252,8 @@ pub fn sample_on(
 
     let started = Instant::now();
     let required = migration.requires.value;
-    db.apply_migrations(&inputs.migrations, required, &config.migrations)?;
+    db.builder()
+        .apply_migrations(&inputs.migrations, required, &config.migrations)?;
     let applied = inputs
         .migrations
         .iter()
@@ -226,7 +270,7 @@ pub fn sample_on(
     );
 
     let started = Instant::now();
-    let loaded = fixtures::load(db, &inputs.fixtures, required)?;
+    let loaded = fixtures::load(db.builder(), &inputs.fixtures, required)?;
     stage(
         out,
         Stage {
@@ -241,7 +285,7 @@ pub fn sample_on(
         },
     );
 
-    let table_rows = count_rows(db, migration)?;
+    let table_rows = count_rows(db.backend(), migration)?;
     let batch_size = options
         .batch_size
         .unwrap_or_else(|| sample_batch_size(migration.batch_size.value, table_rows));
@@ -251,12 +295,23 @@ pub fn sample_on(
             "--batch-size must be at least 1",
         ));
     }
-    let engine_options = EngineOptions {
-        batch_size,
-        pause: Duration::ZERO,
-        ..EngineOptions::from_migration(migration)
-    };
-    let run = engine::run(db, migration, &engine_options, &mut |_| {})?;
+    // The production engine itself: the same tracking tables, per-batch transaction with its
+    // compare-and-set checkpoint, retries and splitting as `backfill run`.
+    let settings = sample_settings(migration, batch_size);
+    worker::apply_limits(db, &settings)?;
+    let stop = AtomicBool::new(false);
+    let run = worker::execute(
+        db,
+        &settings,
+        migration,
+        RunOptions {
+            worker: "sample".into(),
+            progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
+            stop: &stop,
+            poll: Duration::from_millis(10),
+            max_batches: None,
+        },
+    )?;
     stage(
         out,
         Stage {
@@ -264,7 +319,7 @@ pub fn sample_on(
             summary: format!(
                 "{} batches of {batch_size}, {} rows changed",
                 thousands(run.batches),
-                thousands(run.rows_changed)
+                thousands(run.rows)
             ),
             elapsed: run.elapsed,
             rows: Some(table_rows),
@@ -275,7 +330,7 @@ pub fn sample_on(
     let mut failed_checks = Vec::new();
     let mut failures = String::new();
     for check in &migration.checks {
-        let rows = db.query(&check.section.sql).map_err(|e| {
+        let rows = db.backend().query(&check.section.sql).map_err(|e| {
             let message = format!("check `{}` cannot run: {}", check.description, e.message);
             migration.error_at(ErrorKind::Statement, check.section.line, message)
         })?;
@@ -318,7 +373,7 @@ pub fn sample_on(
     let _ = out.write_all(failures.as_bytes());
 
     let started = Instant::now();
-    let rows = db.query(&migration.snapshot.sql).map_err(|e| {
+    let rows = db.backend().query(&migration.snapshot.sql).map_err(|e| {
         let message = format!("the snapshot query cannot run: {}", e.message);
         migration.error_at(ErrorKind::Statement, migration.snapshot.line, message)
     })?;
@@ -366,7 +421,7 @@ pub fn sample_on(
     })
 }
 
-fn count_rows(db: &mut dyn SampleBackend, migration: &DataMigration) -> Result<u64> {
+fn count_rows(db: &mut dyn Backend, migration: &DataMigration) -> Result<u64> {
     // The engine reports a missing table with the data migration's line; let it.
     if db.columns(&migration.table.value)?.is_none() {
         return Ok(0);

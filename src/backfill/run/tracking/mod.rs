@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backfill::db::{Backend, BatchLimits, KeyKind, KeyValue, quote_ident};
 use crate::backfill::error::Error;
+pub use crate::backfill::error::Retry;
 
 /// The default prefix of the tracking tables' names.
 pub const DEFAULT_PREFIX: &str = "xtask_backfill_";
@@ -310,6 +311,14 @@ pub enum BatchOutcome {
     Lost,
 }
 
+/// How a transaction's work ended when nothing failed: commit it, or roll it back and still
+/// report a result (a compare-and-set that lost is an outcome, not an error).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Txn<T> {
+    Commit(T),
+    Rollback(T),
+}
+
 /// One batch to run: the range, where its cursor is, how many rows.
 #[derive(Debug, Clone)]
 pub struct BatchRequest<'a> {
@@ -324,56 +333,9 @@ pub struct BatchRequest<'a> {
     pub limits: BatchLimits,
 }
 
-/// Whether and how an error may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// The connection is gone (or the server is shutting down): reconnect, then retry.
-    Reconnect,
-    /// Lock timeout, deadlock, serialization failure: back off and retry the same batch.
-    Backoff,
-    /// Statement timeout: retry with a smaller batch.
-    Split,
-    /// Retrying will not help.
-    Never,
-}
-
-/// An error of the tracking store, classified for the runner's retry loop.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreError {
-    pub retry: Retry,
-    pub error: Error,
-}
-
-impl StoreError {
-    pub fn fatal(error: Error) -> StoreError {
-        StoreError {
-            retry: Retry::Never,
-            error,
-        }
-    }
-}
-
-impl From<Error> for StoreError {
-    /// Errors of the shared backend code: transient ones are worth a reconnect.
-    fn from(error: Error) -> StoreError {
-        let retry = if error.transient {
-            Retry::Reconnect
-        } else {
-            Retry::Never
-        };
-        StoreError { retry, error }
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-pub type StoreResult<T> = std::result::Result<T, StoreError>;
+/// Errors of the tracking stores are the library's [`Error`], classified for retries where the
+/// database's error is read.
+pub type StoreResult<T> = std::result::Result<T, Error>;
 
 /// The result of asking for a state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -476,7 +438,7 @@ pub fn open(target: &Target, names: &TrackingNames) -> StoreResult<Box<dyn Store
         Target::Postgres { url } => {
             let backend = PgBackend::connect(url).map_err(|e| {
                 let message = target.scrub(&e.message);
-                Error::new(e.kind, message).transient(e.transient)
+                Error::new(e.kind, message).with_retry(e.retry)
             })?;
             let mut store = postgres::PgStore::new(backend, names.clone());
             store.init_session()?;

@@ -11,15 +11,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::error::SqlState;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{SimpleQueryMessage, Statement};
 
 use super::{
     BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Retry,
-    RunRow, RunState, Store, StoreError, StoreResult, TrackingNames, Transition, check_transition,
+    RunRow, RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
 };
-use crate::backfill::db::postgres::{PgBackend, describe_pg, key_param, read_key};
+use crate::backfill::db::postgres::{PgBackend, key_param, pg_error, read_key};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
 use crate::backfill::display::kind_name;
 use crate::backfill::error::{Error, ErrorKind};
@@ -30,49 +29,11 @@ pub struct PgStore {
     prepared: HashMap<String, Statement>,
 }
 
-/// Classifies a PostgreSQL error by SQLSTATE.
-pub fn classify(e: &postgres::Error) -> Retry {
-    if e.is_closed() {
-        return Retry::Reconnect;
-    }
-    match e.code() {
-        None => {
-            if e.as_db_error().is_none() {
-                // No SQLSTATE and no server message: I/O or protocol, i.e. the connection.
-                Retry::Reconnect
-            } else {
-                Retry::Never
-            }
-        }
-        Some(code) => {
-            if *code == SqlState::LOCK_NOT_AVAILABLE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            {
-                Retry::Backoff
-            } else if *code == SqlState::QUERY_CANCELED {
-                Retry::Split
-            } else if *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || code.code().starts_with("08")
-            {
-                Retry::Reconnect
-            } else {
-                Retry::Never
-            }
-        }
-    }
+fn err(e: postgres::Error, kind: ErrorKind) -> Error {
+    pg_error(e, kind)
 }
 
-fn err(e: postgres::Error, kind: ErrorKind) -> StoreError {
-    StoreError {
-        retry: classify(&e),
-        error: Error::new(kind, describe_pg(&e)).transient(classify(&e) != Retry::Never),
-    }
-}
-
-fn db(e: postgres::Error) -> StoreError {
+fn db(e: postgres::Error) -> Error {
     err(e, ErrorKind::Database)
 }
 
@@ -84,11 +45,11 @@ fn parse_kind(text: &str) -> KeyKind {
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::fatal(Error::new(
+fn corrupt(what: &str) -> Error {
+    Error::new(
         ErrorKind::Database,
         format!("the tracking tables hold {what}"),
-    ))
+    )
 }
 
 fn key_of(kind: KeyKind, stored: &str) -> StoreResult<KeyValue> {
@@ -168,16 +129,31 @@ impl PgStore {
         self.batch(SESSION)
     }
 
+    /// The backend itself (the sample stage builds its database through it).
+    pub fn backend_mut(&mut self) -> &mut PgBackend {
+        &mut self.backend
+    }
+
     pub fn names(&self) -> &TrackingNames {
         &self.names
     }
 
     fn prepare(&mut self, sql: &str) -> StoreResult<Statement> {
-        if let Some(stmt) = self.prepared.get(sql) {
+        self.prepare_typed(sql, &[])
+    }
+
+    /// Prepares `sql` once per connection, with the parameter types given (the rest inferred).
+    fn prepare_typed(&mut self, sql: &str, types: &[Type]) -> StoreResult<Statement> {
+        let cache_key = format!("{types:?}{sql}");
+        if let Some(stmt) = self.prepared.get(&cache_key) {
             return Ok(stmt.clone());
         }
-        let stmt = self.backend.client().prepare(sql).map_err(db)?;
-        self.prepared.insert(sql.to_string(), stmt.clone());
+        let stmt = self
+            .backend
+            .client()
+            .prepare_typed(sql, types)
+            .map_err(db)?;
+        self.prepared.insert(cache_key, stmt.clone());
         Ok(stmt)
     }
 
@@ -204,16 +180,29 @@ impl PgStore {
         let _ = self.backend.client().batch_execute("ROLLBACK");
     }
 
-    /// Runs `f` in a transaction, rolled back when it fails.
+    /// Runs `f` in a transaction, committed when it succeeds, rolled back when it fails.
     fn in_transaction<T>(
         &mut self,
         begin: &str,
         f: impl FnOnce(&mut PgStore) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        self.transaction(begin, |s| f(s).map(Txn::Commit))
+    }
+
+    /// Runs `f` in a transaction that ends as `f` says; rolled back when it fails.
+    fn transaction<T>(
+        &mut self,
+        begin: &str,
+        f: impl FnOnce(&mut PgStore) -> StoreResult<Txn<T>>,
+    ) -> StoreResult<T> {
         self.batch(begin)?;
         match f(self) {
-            Ok(v) => {
+            Ok(Txn::Commit(v)) => {
                 self.batch("COMMIT")?;
+                Ok(v)
+            }
+            Ok(Txn::Rollback(v)) => {
+                self.batch("ROLLBACK")?;
                 Ok(v)
             }
             Err(e) => {
@@ -262,11 +251,15 @@ impl PgStore {
             "SELECT max({k}) FROM {t} WHERE {k} > $1{}",
             cap.replace("$3", "$2")
         );
-        let stmt = self.prepare(&ahead)?;
-        let lo = key_param(cursor, &stmt.params()[0]).map_err(StoreError::fatal)?;
+        let key_type = param_type(request.kind);
+        let stmt = self.prepare_typed(
+            &ahead,
+            &[key_type.clone(), Type::INT8, key_type.clone()][..if bounded { 3 } else { 2 }],
+        )?;
+        let lo = key_param(cursor, &stmt.params()[0])?;
         let offset = i64_of(request.size.saturating_sub(1));
         let hi = match &request.range.upper {
-            Some(u) => Some(key_param(u, &stmt.params()[2]).map_err(StoreError::fatal)?),
+            Some(u) => Some(key_param(u, &stmt.params()[2])?),
             None => None,
         };
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*lo, &offset];
@@ -279,9 +272,12 @@ impl PgStore {
             .query(&stmt, &params)
             .map_err(|e| err(e, ErrorKind::Statement))?;
         if let Some(row) = rows.first() {
-            return read_key(row, request.kind).map_err(StoreError::fatal);
+            return read_key(row, request.kind);
         }
-        let stmt = self.prepare(&last)?;
+        let stmt = self.prepare_typed(
+            &last,
+            &[key_type.clone(), key_type][..if bounded { 2 } else { 1 }],
+        )?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*lo];
         if let Some(hi) = &hi {
             params.push(&**hi);
@@ -292,9 +288,20 @@ impl PgStore {
             .query(&stmt, &params)
             .map_err(|e| err(e, ErrorKind::Statement))?;
         match rows.first() {
-            Some(row) => read_key(row, request.kind).map_err(StoreError::fatal),
+            Some(row) => read_key(row, request.kind),
             None => Ok(None),
         }
+    }
+}
+
+/// The type key bounds are sent as: `bigint` for every integer key and `text` for text keys.
+/// PostgreSQL compares an `integer` or `smallint` column with a `bigint` bound through the same
+/// index (the integer operator family is cross-type), so every bound the tracking tables hold,
+/// including the open range's `i64::MIN` below an empty table, binds whatever the column's width.
+fn param_type(kind: KeyKind) -> Type {
+    match kind {
+        KeyKind::Integer => Type::INT8,
+        KeyKind::Text => Type::TEXT,
     }
 }
 
@@ -381,12 +388,12 @@ impl PgStore {
             }
             for (column, ty) in columns {
                 if found.get(*column).map(String::as_str) != Some(*ty) {
-                    return Err(StoreError::fatal(Error::new(
+                    return Err(Error::new(
                         ErrorKind::Database,
                         format!(
                             "table {name} is not a tracking table of this version of xtask-migrate (column `{column}` should be {ty}); choose other names with --tracking-prefix or --tracking-schema"
                         ),
-                    )));
+                    ));
                 }
             }
         }
@@ -496,7 +503,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let sql = format!("SELECT {k} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} DESC LIMIT 1");
         let rows = self.query(&sql, &[])?;
         match rows.first() {
-            Some(row) => read_key(row, kind).map_err(StoreError::fatal),
+            Some(row) => read_key(row, kind),
             None => Ok(None),
         }
     }
@@ -654,13 +661,11 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                 return Ok(Transition::Changed { from });
             }
         }
-        Err(StoreError {
-            retry: Retry::Backoff,
-            error: Error::new(
-                ErrorKind::Database,
-                "the run's state keeps changing under us",
-            ),
-        })
+        Err(Error::new(
+            ErrorKind::Database,
+            "the run's state keeps changing under us",
+        )
+        .with_retry(Retry::Backoff))
     }
 
     fn finish(&mut self, run_id: i64) -> StoreResult<bool> {
@@ -864,45 +869,51 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         }
         let range_id = request.range.id;
         let old = request.range.cursor.to_stored();
-        self.in_transaction(&begin, |s| {
+        self.transaction(&begin, |s| {
             let rows = s.query(&lock, &[&range_id])?;
             let Some(r) = rows.first() else {
-                return Ok(BatchOutcome::Lost);
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
             };
             let (cursor, claimed_by, finished): (String, Option<String>, bool) =
                 (r.get(0), r.get(1), r.get(2));
             if cursor != old || claimed_by.as_deref() != Some(request.worker) || finished {
-                return Ok(BatchOutcome::Lost);
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
             }
             let Some(upper) = s.next_upper(request, &request.range.cursor)? else {
                 let n = s.execute(&done, &[&range_id, &old, &request.worker])?;
                 return Ok(if n == 1 {
-                    BatchOutcome::RangeDone
+                    Txn::Commit(BatchOutcome::RangeDone)
                 } else {
-                    BatchOutcome::Lost
+                    Txn::Rollback(BatchOutcome::Lost)
                 });
             };
-            let stmt = s.prepare(request.sql).map_err(|mut e| {
-                e.error = e.error.with_kind(ErrorKind::Statement);
-                e
-            })?;
+            let key_type = param_type(request.kind);
+            let stmt = s
+                .prepare_typed(request.sql, &[key_type.clone(), key_type])
+                .map_err(|e| {
+                    e.with_kind(ErrorKind::Statement)
+                        .context(format!("keys ({}, {upper}]", request.range.cursor))
+                })?;
             let params = stmt.params();
             if params.len() != 2 {
-                return Err(StoreError::fatal(Error::new(
+                return Err(Error::new(
                     ErrorKind::Statement,
                     format!(
                         "the batch statement has {} parameters, expected 2 (:lower and :upper)",
                         params.len()
                     ),
-                )));
+                ));
             }
-            let lo = key_param(&request.range.cursor, &params[0]).map_err(StoreError::fatal)?;
-            let hi = key_param(&upper, &params[1]).map_err(StoreError::fatal)?;
+            let lo = key_param(&request.range.cursor, &params[0])?;
+            let hi = key_param(&upper, &params[1])?;
             let changed = s
                 .backend
                 .client()
                 .execute(&stmt, &[&*lo, &*hi])
-                .map_err(|e| err(e, ErrorKind::Statement))?;
+                .map_err(|e| {
+                    err(e, ErrorKind::Statement)
+                        .context(format!("keys ({}, {upper}]", request.range.cursor))
+                })?;
             let logged = s.query(
                 &advance,
                 &[
@@ -915,28 +926,14 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             )?;
             let Some(row) = logged.first() else {
                 // Zero rows: someone else moved the cursor. Roll the batch back.
-                return Err(StoreError {
-                    retry: Retry::Never,
-                    error: Error::new(ErrorKind::Database, LOST),
-                });
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
             };
             let held: f64 = row.get(0);
-            Ok(BatchOutcome::Applied {
+            Ok(Txn::Commit(BatchOutcome::Applied {
                 upper,
                 rows: changed,
                 held: Duration::from_secs_f64(held.max(0.0) / 1000.0),
-            })
-        })
-        .or_else(|e| {
-            if e.error.message == LOST {
-                Ok(BatchOutcome::Lost)
-            } else {
-                Err(e)
-            }
+            }))
         })
     }
 }
-
-/// The marker of a compare-and-set that found the cursor moved (rolled back, reported as
-/// [`BatchOutcome::Lost`]).
-const LOST: &str = "the range's cursor moved under this batch";

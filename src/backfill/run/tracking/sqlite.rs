@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{
-    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Retry,
-    RunRow, RunState, Store, StoreError, StoreResult, TrackingNames, Transition, check_transition,
+    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, RunRow,
+    RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
 };
 use crate::backfill::db::sqlite::{SqliteBackend, db_error, key_from, key_param, statement_error};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -25,25 +25,15 @@ pub struct SqliteStore {
     names: TrackingNames,
 }
 
-/// SQLite's errors: a busy or locked database is worth waiting for, nothing else is.
-fn classify(e: Error) -> StoreError {
-    let retry = if e.transient {
-        Retry::Backoff
-    } else {
-        Retry::Never
-    };
-    StoreError { retry, error: e }
+fn db(e: rusqlite::Error) -> Error {
+    db_error(e)
 }
 
-fn db(e: rusqlite::Error) -> StoreError {
-    classify(db_error(e))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::fatal(Error::new(
+fn corrupt(what: &str) -> Error {
+    Error::new(
         ErrorKind::Database,
         format!("the tracking tables hold {what}"),
-    ))
+    )
 }
 
 fn parse_kind(text: &str) -> KeyKind {
@@ -163,10 +153,10 @@ fn range_row(raw: &RawRange, kind: KeyKind) -> StoreResult<RangeRow> {
 impl SqliteStore {
     pub fn new(backend: SqliteBackend, names: TrackingNames) -> StoreResult<SqliteStore> {
         if names.schema.is_some() {
-            return Err(StoreError::fatal(Error::new(
+            return Err(Error::new(
                 ErrorKind::Database,
                 "a tracking schema is a PostgreSQL setting; SQLite keeps the tracking tables in the database file",
-            )));
+            ));
         }
         let mut store = SqliteStore { backend, names };
         store.init()?;
@@ -181,21 +171,40 @@ impl SqliteStore {
             .map_err(db)
     }
 
+    /// The backend itself (the sample stage builds its database through it).
+    pub fn backend_mut(&mut self) -> &mut SqliteBackend {
+        &mut self.backend
+    }
+
     fn conn(&mut self) -> &mut rusqlite::Connection {
         self.backend.connection()
     }
 
+    /// Runs `f` in a transaction, committed when it succeeds, rolled back when it fails.
     fn in_transaction<T>(
         &mut self,
         f: impl FnOnce(&mut SqliteStore) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        self.transaction(|s| f(s).map(Txn::Commit))
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction that ends as `f` says; rolled back when it
+    /// fails.
+    fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut SqliteStore) -> StoreResult<Txn<T>>,
+    ) -> StoreResult<T> {
         self.conn().execute_batch("BEGIN IMMEDIATE").map_err(db)?;
         match f(self) {
-            Ok(v) => {
+            Ok(Txn::Commit(v)) => {
                 if let Err(e) = self.conn().execute_batch("COMMIT") {
                     let _ = self.conn().execute_batch("ROLLBACK");
                     return Err(db(e));
                 }
+                Ok(v)
+            }
+            Ok(Txn::Rollback(v)) => {
+                self.conn().execute_batch("ROLLBACK").map_err(db)?;
                 Ok(v)
             }
             Err(e) => {
@@ -252,36 +261,32 @@ impl SqliteStore {
         let read = |v: rusqlite::types::ValueRef<'_>| -> StoreResult<Option<KeyValue>> {
             match v {
                 rusqlite::types::ValueRef::Null => Ok(None),
-                v => key_from(v, kind, table, key).map(Some).map_err(classify),
+                v => key_from(v, kind, table, key).map(Some),
             }
         };
         let found = {
-            let mut stmt = conn
-                .prepare_cached(&ahead)
-                .map_err(|e| classify(statement_error(e)))?;
+            let mut stmt = conn.prepare_cached(&ahead).map_err(statement_error)?;
             let mut rows = match &hi {
                 Some(hi) => stmt.query(params![lo, offset, hi]),
                 None => stmt.query(params![lo, offset]),
             }
-            .map_err(|e| classify(statement_error(e)))?;
-            match rows.next().map_err(|e| classify(statement_error(e)))? {
-                Some(row) => read(row.get_ref(0).map_err(|e| classify(statement_error(e)))?)?,
+            .map_err(statement_error)?;
+            match rows.next().map_err(statement_error)? {
+                Some(row) => read(row.get_ref(0).map_err(statement_error)?)?,
                 None => None,
             }
         };
         if found.is_some() {
             return Ok(found);
         }
-        let mut stmt = conn
-            .prepare_cached(&last)
-            .map_err(|e| classify(statement_error(e)))?;
+        let mut stmt = conn.prepare_cached(&last).map_err(statement_error)?;
         let mut rows = match &hi {
             Some(hi) => stmt.query(params![lo, hi]),
             None => stmt.query(params![lo]),
         }
-        .map_err(|e| classify(statement_error(e)))?;
-        match rows.next().map_err(|e| classify(statement_error(e)))? {
-            Some(row) => read(row.get_ref(0).map_err(|e| classify(statement_error(e)))?),
+        .map_err(statement_error)?;
+        match rows.next().map_err(statement_error)? {
+            Some(row) => read(row.get_ref(0).map_err(statement_error)?),
             None => Ok(None),
         }
     }
@@ -374,20 +379,15 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let (k, t) = (quote_ident(key), quote_ident(table));
         let sql = format!("SELECT {k} FROM {t} WHERE {k} IS NOT NULL ORDER BY {k} DESC LIMIT 1");
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&sql)
-            .map_err(|e| classify(statement_error(e)))?;
-        let mut rows = stmt.query([]).map_err(|e| classify(statement_error(e)))?;
-        match rows.next().map_err(|e| classify(statement_error(e)))? {
-            Some(row) => Ok(Some(
-                key_from(
-                    row.get_ref(0).map_err(|e| classify(statement_error(e)))?,
-                    kind,
-                    table,
-                    key,
-                )
-                .map_err(classify)?,
-            )),
+        let mut stmt = conn.prepare(&sql).map_err(statement_error)?;
+        let mut rows = stmt.query([]).map_err(statement_error)?;
+        match rows.next().map_err(statement_error)? {
+            Some(row) => Ok(Some(key_from(
+                row.get_ref(0).map_err(statement_error)?,
+                kind,
+                table,
+                key,
+            )?)),
             None => Ok(None),
         }
     }
@@ -772,7 +772,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let old = request.range.cursor.to_stored();
         let started = Instant::now();
         // BEGIN IMMEDIATE takes the write lock first: the check below cannot go stale.
-        self.in_transaction(|s| {
+        self.transaction(|s| {
             let current: Option<(String, Option<String>, bool)> = s
                 .conn()
                 .query_row(&lock, [range_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -781,7 +781,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             match current {
                 Some((cursor, claimed_by, false))
                     if cursor == old && claimed_by.as_deref() == Some(request.worker) => {}
-                _ => return Ok(BatchOutcome::Lost),
+                _ => return Ok(Txn::Rollback(BatchOutcome::Lost)),
             }
             let Some(upper) = s.next_upper(request, &request.range.cursor)? else {
                 let n = s
@@ -789,9 +789,9 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                     .execute(&done, params![range_id, old, request.worker])
                     .map_err(db)?;
                 return Ok(if n == 1 {
-                    BatchOutcome::RangeDone
+                    Txn::Commit(BatchOutcome::RangeDone)
                 } else {
-                    BatchOutcome::Lost
+                    Txn::Rollback(BatchOutcome::Lost)
                 });
             };
             let conn = s.conn();
@@ -800,7 +800,9 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                 .and_then(|mut stmt| {
                     stmt.execute(params![key_param(&request.range.cursor), key_param(&upper)])
                 })
-                .map_err(|e| classify(statement_error(e)))?;
+                .map_err(|e| {
+                    statement_error(e).context(format!("keys ({}, {upper}]", request.range.cursor))
+                })?;
             let moved = conn
                 .execute(
                     &advance,
@@ -814,7 +816,8 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                 )
                 .map_err(db)?;
             if moved != 1 {
-                return Err(StoreError::fatal(Error::new(ErrorKind::Database, LOST)));
+                // Someone else moved the cursor: roll the batch back.
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
             }
             let held = started.elapsed();
             conn.execute(
@@ -830,20 +833,11 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                 ],
             )
             .map_err(db)?;
-            Ok(BatchOutcome::Applied {
+            Ok(Txn::Commit(BatchOutcome::Applied {
                 upper,
                 rows: changed as u64,
                 held,
-            })
-        })
-        .or_else(|e| {
-            if e.error.message == LOST {
-                Ok(BatchOutcome::Lost)
-            } else {
-                Err(e)
-            }
+            }))
         })
     }
 }
-
-const LOST: &str = "the range's cursor moved under this batch";

@@ -1,0 +1,412 @@
+//! The batch engine's contract, one suite run on both databases: the same data migration on
+//! the same rows gives the same batches, the same rows and the same tracking rows on SQLite and
+//! on a real PostgreSQL server the tests start themselves. Each test is written once, as a
+//! function of a [`Db`], and instantiated for both by `contract!`.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use xtask_migrate::backfill::db::postgres::PgBackend;
+use xtask_migrate::backfill::db::sqlite::SqliteBackend;
+use xtask_migrate::backfill::db::{Backend, BatchLimits, Cell, KeyKind};
+use xtask_migrate::backfill::migration::{self, DataMigration};
+use xtask_migrate::backfill::run::plan::Settings;
+use xtask_migrate::backfill::run::progress::{Progress, ProgressMode};
+use xtask_migrate::backfill::run::tracking::postgres::PgStore;
+use xtask_migrate::backfill::run::tracking::sqlite::SqliteStore;
+use xtask_migrate::backfill::run::tracking::{
+    BatchOutcome, BatchRequest, RunState, Store, TrackingNames,
+};
+use xtask_migrate::backfill::run::worker::{self, Finish, RunOptions, RunReport};
+use xtask_migrate::backfill::{Error, Retry};
+use xtask_migrate::testing;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database with `items(key, n)` and the tracking store over it.
+struct Db {
+    engine: Engine,
+    store: Box<dyn Store>,
+}
+
+/// The key column's type on each database.
+struct KeyType {
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const BIGINT: KeyType = KeyType {
+    sqlite: "bigint",
+    postgres: "bigint",
+};
+
+fn db(engine: Engine, key: &str, ty: KeyType, extra: &str) -> Db {
+    let ddl = |ty: &str| {
+        format!(
+            "CREATE TABLE items ({key} {ty} PRIMARY KEY NOT NULL, n bigint NOT NULL DEFAULT 0{extra})"
+        )
+    };
+    let store: Box<dyn Store> = match engine {
+        Engine::Sqlite => {
+            let mut backend = SqliteBackend::throwaway().unwrap();
+            backend.execute(&ddl(ty.sqlite)).unwrap();
+            Box::new(SqliteStore::new(backend, TrackingNames::default()).unwrap())
+        }
+        Engine::Postgres => {
+            let url = testing::shared().create_database("engine");
+            let mut backend = PgBackend::throwaway_schema(&url).unwrap();
+            backend.execute(&ddl(ty.postgres)).unwrap();
+            let mut store = PgStore::new(backend, TrackingNames::default());
+            store.init_session().unwrap();
+            Box::new(store)
+        }
+    };
+    Db { engine, store }
+}
+
+fn migration(key: &str, extra_where: &str) -> DataMigration {
+    let text = format!(
+        "-- @requires 1\n-- @table items\n-- @key {key}\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE {key} > :lower AND {key} <= :upper{extra_where};\n\n-- @snapshot\nSELECT {key}, n FROM items ORDER BY {key};\n"
+    );
+    migration::parse(Path::new("data-migrations/V7__bump.sql"), &text).unwrap()
+}
+
+fn settings(batch_size: u64) -> Settings {
+    Settings {
+        batch_size,
+        adaptive: false,
+        min_batch_size: 1,
+        max_batch_size: batch_size,
+        target_batch_ms: 200,
+        pause_ms: 0,
+        max_rows_per_second: None,
+        lock_timeout_ms: 2_000,
+        statement_timeout_ms: 30_000,
+        max_retries: 2,
+        ranges: 1,
+        claim_timeout_s: 60,
+    }
+}
+
+impl Db {
+    fn execute(&mut self, sql: &str) {
+        self.store.backend().execute(sql).unwrap();
+    }
+
+    fn run(
+        &mut self,
+        m: &DataMigration,
+        s: &Settings,
+        max_batches: Option<u64>,
+    ) -> Result<RunReport, Error> {
+        let stop = AtomicBool::new(false);
+        worker::apply_limits(self.store.as_mut(), s)?;
+        worker::execute(
+            self.store.as_mut(),
+            s,
+            m,
+            RunOptions {
+                worker: "contract".into(),
+                progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
+                stop: &stop,
+                poll: Duration::from_millis(5),
+                max_batches,
+            },
+        )
+    }
+
+    /// The batches the tracking tables logged: (lower, upper, rows changed), in commit order.
+    fn logged(&mut self) -> Vec<(String, String, i64)> {
+        let order = match self.engine {
+            Engine::Sqlite => "rowid",
+            Engine::Postgres => "ctid",
+        };
+        let rows = self
+            .store
+            .backend()
+            .query(&format!(
+                "SELECT lower_key, upper_key, rows_changed FROM xtask_backfill_batch_log ORDER BY {order}"
+            ))
+            .unwrap();
+        rows.rows
+            .into_iter()
+            .map(|r| (text(&r[0]), text(&r[1]), text(&r[2]).parse().unwrap()))
+            .collect()
+    }
+
+    fn counts(&mut self) -> Vec<String> {
+        let rows = self
+            .store
+            .backend()
+            .query("SELECT n FROM items ORDER BY 1")
+            .unwrap();
+        rows.rows.iter().map(|r| text(&r[0])).collect()
+    }
+}
+
+fn text(c: &Cell) -> String {
+    match c {
+        Cell::Text(t) | Cell::Number(t) => t.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn batches(list: &[(&str, &str, i64)]) -> Vec<(String, String, i64)> {
+    list.iter()
+        .map(|(l, u, n)| (l.to_string(), u.to_string(), *n))
+        .collect()
+}
+
+/// Instantiates each test function for both databases.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::Engine::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(super::Engine::Postgres) } )*
+        }
+    };
+}
+
+contract!(
+    sparse_integer_keys_give_full_batches,
+    narrow_integer_keys_batch_size_one_and_an_empty_table,
+    text_keys_follow_the_column_collation,
+    a_batch_that_changes_no_row_still_commits,
+    a_failing_batch_rolls_back_names_the_file_and_fails_the_run,
+    a_resumed_run_applies_every_batch_exactly_once,
+    a_batch_whose_cursor_moved_is_a_lost_race_and_rolls_back,
+    a_run_of_another_version_is_refused,
+);
+
+fn sparse_integer_keys_give_full_batches(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    db.execute("INSERT INTO items (id) VALUES (-40), (1), (2), (10), (11), (500), (501), (502), (9000000000)");
+    let report = db.run(&migration("id", ""), &settings(3), None).unwrap();
+    assert_eq!(
+        (report.finish, report.batches, report.rows),
+        (Finish::Done, 3, 9)
+    );
+    assert_eq!(
+        db.logged(),
+        batches(&[("-41", "2", 3), ("2", "500", 3), ("500", "9000000000", 3)])
+    );
+    assert_eq!(db.counts(), vec!["1"; 9]);
+}
+
+fn narrow_integer_keys_batch_size_one_and_an_empty_table(engine: Engine) {
+    let ty = KeyType {
+        sqlite: "integer",
+        postgres: "integer",
+    };
+    let mut db = db(engine, "id", ty, "");
+    let m = migration("id", "");
+    let report = db.run(&m, &settings(1), None).unwrap();
+    assert_eq!(
+        (report.finish, report.batches),
+        (Finish::Done, 0),
+        "empty table: no batch"
+    );
+    // A done run is done: rows added later belong to another data migration.
+    db.execute("INSERT INTO items (id) VALUES (2147483647), (-2147483647), (0)");
+    let report = db.run(&m, &settings(1), None).unwrap();
+    assert_eq!(report.finish, Finish::AlreadyDone);
+    assert_eq!(db.counts(), vec!["0"; 3]);
+
+    let mut db2 = self::db(
+        engine,
+        "id",
+        KeyType {
+            sqlite: "integer",
+            postgres: "integer",
+        },
+        "",
+    );
+    db2.execute("INSERT INTO items (id) VALUES (2147483647), (-2147483647), (0)");
+    db2.run(&m, &settings(1), None).unwrap();
+    let uppers: Vec<String> = db2.logged().into_iter().map(|b| b.1).collect();
+    assert_eq!(uppers, ["-2147483647", "0", "2147483647"]);
+    assert_eq!(db2.counts(), vec!["1"; 3]);
+}
+
+fn text_keys_follow_the_column_collation(engine: Engine) {
+    let ty = KeyType {
+        sqlite: "text",
+        postgres: "text COLLATE \"C\"",
+    };
+    let mut db = db(engine, "code", ty, "");
+    db.execute(
+        "INSERT INTO items (code) VALUES ('b'), ('a'), ('ab'), ('B'), ('z'), ('é'), ('a b')",
+    );
+    let report = db.run(&migration("code", ""), &settings(2), None).unwrap();
+    assert_eq!(report.rows, 7);
+    // Byte order on both: upper case before lower case, 'é' last.
+    assert_eq!(
+        db.logged(),
+        batches(&[("", "a", 2), ("a", "ab", 2), ("ab", "z", 2), ("z", "é", 1)])
+    );
+    assert_eq!(db.counts(), vec!["1"; 7]);
+}
+
+fn a_batch_that_changes_no_row_still_commits(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    db.execute("INSERT INTO items (id) VALUES (1), (3), (5), (6), (7), (9), (10)");
+    db.run(&migration("id", " AND id % 2 = 0"), &settings(3), None)
+        .unwrap();
+    let rows: Vec<i64> = db.logged().into_iter().map(|b| b.2).collect();
+    assert_eq!(rows, vec![0, 1, 1]);
+    assert_eq!(db.counts(), vec!["0", "0", "0", "0", "0", "1", "1"]);
+}
+
+fn a_failing_batch_rolls_back_names_the_file_and_fails_the_run(engine: Engine) {
+    let mut db = db(
+        engine,
+        "id",
+        BIGINT,
+        ", CONSTRAINT small CHECK (id <> 5 OR n = 0)",
+    );
+    db.execute("INSERT INTO items (id) VALUES (1), (2), (3), (4), (5), (6)");
+    let m = migration("id", "");
+    let e = db.run(&m, &settings(2), None).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("data-migrations/V7__bump.sql:6: batch of range 0 failed: keys (4, 6]:"),
+        "{s}"
+    );
+    assert!(s.contains("small"), "{s}");
+    assert_eq!(
+        e.retry,
+        Retry::Never,
+        "a check violation does not go away by retrying"
+    );
+    assert_eq!(db.logged().len(), 2);
+    assert_eq!(db.counts(), vec!["0", "0", "1", "1", "1", "1"]);
+    let run = db.store.find_run("V7__bump").unwrap().unwrap();
+    assert_eq!(run.state, RunState::Failed);
+    assert!(run.last_error.unwrap().contains("keys (4, 6]"));
+}
+
+fn a_resumed_run_applies_every_batch_exactly_once(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    let values: Vec<String> = (1..=50).map(|g| format!("({})", g * 3)).collect();
+    db.execute(&format!(
+        "INSERT INTO items (id) VALUES {}",
+        values.join(", ")
+    ));
+    let m = migration("id", "");
+    let first = db.run(&m, &settings(7), Some(3)).unwrap();
+    assert_eq!((first.finish, first.batches), (Finish::Interrupted, 3));
+    db.store.reconnect().unwrap();
+    let rest = db.run(&m, &settings(7), None).unwrap();
+    assert_eq!(
+        (rest.finish, rest.batches, rest.run_rows),
+        (Finish::Done, 5, 50)
+    );
+    let logged = db.logged();
+    assert_eq!(logged.len(), 8);
+    assert_eq!(logged[3].0, "63");
+    assert_eq!(db.counts(), vec!["1"; 50]);
+}
+
+fn a_batch_whose_cursor_moved_is_a_lost_race_and_rolls_back(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    db.execute("INSERT INTO items (id) VALUES (1), (2), (3)");
+    let m = migration("id", "");
+    db.run(&m, &settings(1), Some(1)).unwrap();
+    let run = db.store.find_run("V7__bump").unwrap().unwrap();
+    let range = db
+        .store
+        .claim(run.id, "a", Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    let sql = m.batch.sql(db.store.backend().dialect()).to_string();
+    let request = |range| BatchRequest {
+        run_id: run.id,
+        range,
+        table: "items",
+        key: "id",
+        kind: KeyKind::Integer,
+        sql: &sql,
+        size: 1,
+        worker: "a",
+        limits: BatchLimits::default(),
+    };
+    assert!(matches!(
+        db.store.run_batch(&request(&range)).unwrap(),
+        BatchOutcome::Applied { .. }
+    ));
+    // The same cursor again, as a worker that did not see the commit would send it.
+    assert_eq!(
+        db.store.run_batch(&request(&range)).unwrap(),
+        BatchOutcome::Lost
+    );
+    // A worker that does not hold the claim loses too.
+    let mut other = db.store.ranges(run.id).unwrap().remove(0);
+    other.claimed_by = Some("b".into());
+    let stolen = BatchRequest {
+        worker: "b",
+        ..request(&other)
+    };
+    assert_eq!(db.store.run_batch(&stolen).unwrap(), BatchOutcome::Lost);
+    assert_eq!(db.counts(), vec!["0", "1", "1"]);
+    assert_eq!(db.logged().len(), 2);
+}
+
+fn a_run_of_another_version_is_refused(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    db.execute("INSERT INTO items (id) VALUES (1), (2), (3)");
+    let m = migration("id", "");
+    db.run(&m, &settings(1), Some(1)).unwrap();
+    let mut changed = m.clone();
+    changed.checksum = migration::checksum(b"another file");
+    let e = db
+        .run(&changed, &settings(1), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("records a run of V7__bump from another version of the file"),
+        "{e}"
+    );
+    assert_eq!(db.counts(), vec!["0", "0", "1"]);
+}
+
+#[test]
+fn a_lock_timeout_on_postgres_is_retried_then_fails_the_run() {
+    let mut db = db(Engine::Postgres, "id", BIGINT, "");
+    db.execute("INSERT INTO items (id) VALUES (1), (2)");
+    let rows = db
+        .store
+        .backend()
+        .query("SELECT current_database()::text, current_schema()::text")
+        .unwrap();
+    let (database, schema) = (text(&rows.rows[0][0]), text(&rows.rows[0][1]));
+    // Record the run first: reading its key range needs the table too.
+    let started = db
+        .run(&migration("id", ""), &settings(10), Some(0))
+        .unwrap();
+    assert_eq!((started.finish, started.batches), (Finish::Interrupted, 0));
+    let mut blocker =
+        ::postgres::Client::connect(&testing::shared().url(&database), ::postgres::NoTls).unwrap();
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE \"{schema}\".items IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap();
+    let mut s = settings(10);
+    s.lock_timeout_ms = 100;
+    s.max_retries = 1;
+    let e = db.run(&migration("id", ""), &s, None).unwrap_err();
+    assert!(e.to_string().contains("lock timeout"), "{e}");
+    assert_eq!(e.retry, Retry::Backoff, "{e}");
+    blocker.batch_execute("ROLLBACK").unwrap();
+    // The failed run resumes once the lock is gone.
+    let report = db.run(&migration("id", ""), &settings(10), None).unwrap();
+    assert_eq!((report.finish, report.rows), (Finish::Done, 2));
+    assert!(report.resumed_failure.unwrap().contains("lock timeout"));
+}
