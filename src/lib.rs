@@ -12,6 +12,7 @@ pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod lint;
+pub mod secrets;
 pub mod sql;
 #[cfg(unix)]
 #[doc(hidden)]

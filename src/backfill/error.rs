@@ -62,7 +62,7 @@ impl Error {
             kind,
             path: None,
             line: None,
-            message: one_line(&message.into()),
+            message: one_line(&crate::secrets::scrub(&message.into())),
             retry: Retry::Never,
         }
     }
@@ -104,7 +104,10 @@ impl Error {
 
     /// Puts `context` in front of the message: `path:line: context: message`.
     pub fn context(mut self, context: impl fmt::Display) -> Error {
-        self.message = one_line(&format!("{context}: {}", self.message));
+        self.message = one_line(&crate::secrets::scrub(&format!(
+            "{context}: {}",
+            self.message
+        )));
         self
     }
 }

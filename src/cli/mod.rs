@@ -12,16 +12,17 @@
 //!     Dist,
 //! }
 //!
-//! fn main() -> anyhow::Result<std::process::ExitCode> {
+//! fn main() -> std::process::ExitCode {
 //!     match Xtask::parse() {
 //!         Xtask::Migrate(command) => command.run(),
-//!         Xtask::Dist => Ok(std::process::ExitCode::SUCCESS),
+//!         Xtask::Dist => std::process::ExitCode::SUCCESS,
 //!     }
 //! }
 //! ```
 //!
 //! Exit codes are the contract pre-commit hooks and CI rely on: 0 clean, 1 findings (or a
-//! snapshot difference), 2 usage or I/O error. Errors print as one line, `error: ...`.
+//! snapshot difference, a run not done), 2 usage, input or I/O error. [`Command::run`] keeps it:
+//! an error prints as one line, `error: ...`, with any password scrubbed, and exits 2.
 
 pub mod backfill;
 pub mod production;
@@ -50,14 +51,20 @@ pub enum Command {
 }
 
 impl Command {
-    /// Runs the command in the workspace around the current directory.
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let config = Config::discover()?;
-        self.run_with(&config)
+    /// Runs the command in the workspace around the current directory and returns the exit
+    /// code: 0 clean or done, 1 findings or not done, 2 on an error, which is printed to stderr on
+    /// one line with every secret scrubbed (see [`exit_code`]).
+    pub fn run(self) -> ExitCode {
+        exit_code(
+            Config::discover()
+                .map_err(anyhow::Error::from)
+                .and_then(|config| self.execute(&config)),
+        )
     }
 
-    /// Runs the command with an explicit configuration.
-    pub fn run_with(self, config: &Config) -> anyhow::Result<ExitCode> {
+    /// Runs the command with an explicit configuration and returns the error instead of
+    /// printing it; pass the result to [`exit_code`] to keep the exit-code contract.
+    pub fn execute(self, config: &Config) -> anyhow::Result<ExitCode> {
         match self {
             Command::Migrate(MigrateCommand::Lint(args)) => args.run(config),
             Command::Backfill(command) => command.run(config),
@@ -447,14 +454,40 @@ pub fn main() -> ExitCode {
         command: Command,
     }
 
-    let cli = Cli::parse();
-    match cli.command.run() {
+    Cli::parse().command.run()
+}
+
+/// The exit code of a command's result; an error is printed to stderr as one line, `error: ...`
+/// (the context chain joined, line breaks folded), with every secret scrubbed, and gives 2.
+pub fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(err) => {
-            // One line: the context chain joined, newlines flattened.
-            let message = format!("{err:#}").replace('\n', " ");
-            eprintln!("error: {message}");
+            eprintln!("error: {}", error_line(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error as the one line [`exit_code`] prints (without `error: `).
+pub fn error_line(err: &anyhow::Error) -> String {
+    crate::secrets::scrub(&format!("{err:#}").replace(['\n', '\r'], " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_one_scrubbed_line_and_exit_code_2() {
+        crate::secrets::register("hunter2-cli-test");
+        let err = anyhow::anyhow!("cannot connect: password hunter2-cli-test\nwas refused")
+            .context("backfill run");
+        assert_eq!(
+            error_line(&err),
+            "backfill run: cannot connect: password *** was refused"
+        );
+        assert_eq!(exit_code(Err(err)), ExitCode::from(2));
+        assert_eq!(exit_code(Ok(ExitCode::from(1))), ExitCode::from(1));
     }
 }

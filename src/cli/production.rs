@@ -64,14 +64,13 @@ impl DbArgs {
         })
     }
 
-    /// Opens the tracking store, every error scrubbed of the password.
+    /// Connects to the target and opens its tracking store.
     fn open(
         &self,
         config: &Config,
     ) -> anyhow::Result<(Target, Box<dyn crate::backfill::run::tracking::Store>)> {
         let target = self.required_target()?;
-        let store = crate::backfill::run::tracking::open(&target, &self.tracking(config)?)
-            .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
+        let store = crate::backfill::run::tracking::open(&target, &self.tracking(config)?)?;
         Ok((target, store))
     }
 }
@@ -133,11 +132,7 @@ impl PlanArgs {
 
     pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         let target = self.db.target()?;
-        let scrub = |e: anyhow::Error| match &target {
-            Some(t) => anyhow::anyhow!(t.scrub(&e.to_string())),
-            None => e,
-        };
-        self.plan(config, target.as_ref(), out).map_err(scrub)
+        self.plan(config, target.as_ref(), out)
     }
 
     fn settings(&self, migration: &migration::DataMigration) -> Settings {
@@ -252,7 +247,6 @@ impl RunArgs {
             anyhow::anyhow!("no database given: pass --database-url URL or set DATABASE_URL")
         })?)
         .map_err(anyhow::Error::msg)?;
-        let scrub = |e: anyhow::Error| anyhow::anyhow!(target.scrub(&e.to_string()));
         // The plan's own commands name it relative to the workspace root.
         let plan_path = if !self.plan.exists() && self.plan.is_relative() {
             config.root.join(&self.plan)
@@ -278,10 +272,10 @@ impl RunArgs {
             poll: Duration::from_millis(200),
             max_batches: self.max_batches,
         };
-        let report = run::run(&target, &plan, &migration, options, out).map_err(scrub)?;
+        let report = run::run(&target, &plan, &migration, options, out)?;
         match report.finish {
             Finish::Done | Finish::AlreadyDone if self.checks => {
-                let passed = run_checks(&target, &plan, &migration, out).map_err(scrub)?;
+                let passed = run_checks(&target, &plan, &migration, out)?;
                 Ok(if passed {
                     ExitCode::SUCCESS
                 } else {
@@ -301,7 +295,7 @@ fn run_checks(
     migration: &migration::DataMigration,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let mut store = crate::backfill::run::tracking::open(&target, &plan.tracking)?;
+    let mut store = crate::backfill::run::tracking::open(target, &plan.tracking)?;
     if target.dialect() == crate::sql::Dialect::Postgres {
         // A check reads the whole table: the batches' statement timeout does not apply.
         store.backend().execute("SET statement_timeout = 0")?;
@@ -357,9 +351,8 @@ macro_rules! state_command {
             }
 
             pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-                let (target, mut store) = self.db.open(config)?;
-                let (ok, message) = control::set_state(store.as_mut(), &self.name, $to)
-                    .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
+                let (_, mut store) = self.db.open(config)?;
+                let (ok, message) = control::set_state(store.as_mut(), &self.name, $to)?;
                 writeln!(out, "{message}")?;
                 Ok(if ok {
                     ExitCode::SUCCESS
@@ -460,9 +453,8 @@ impl PaceArgs {
         if change == PaceChange::default() {
             anyhow::bail!("nothing to change: give --batch-size, --pause or --max-rows-per-second");
         }
-        let (target, mut store) = self.db.open(config)?;
-        let (run, pace) = control::set_pace(store.as_mut(), &self.name, &change)
-            .map_err(|e| anyhow::anyhow!(target.scrub(&e.to_string())))?;
+        let (_, mut store) = self.db.open(config)?;
+        let (run, pace) = control::set_pace(store.as_mut(), &self.name, &change)?;
         writeln!(
             out,
             "{}: {}; workers use it from their next batch",
@@ -476,13 +468,12 @@ impl PaceArgs {
 /// `backfill status --database-url URL`: the runs recorded on the database.
 pub fn status_of_runs(db: &DbArgs, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
     let (target, mut store) = db.open(config)?;
-    let scrub = |e: &dyn std::fmt::Display| anyhow::anyhow!(target.scrub(&e.to_string()));
     writeln!(out, "runs on {}:", target.info().describe())?;
-    if !store.tables_exist().map_err(|e| scrub(&e))? {
+    if !store.tables_exist()? {
         writeln!(out, "no backfill has run on this database")?;
         return Ok(());
     }
-    let text = control::status(store.as_mut(), None).map_err(|e| scrub(&e))?;
+    let text = control::status(store.as_mut(), None)?;
     out.write_all(text.as_bytes())?;
     Ok(())
 }

@@ -72,6 +72,9 @@ impl Target {
             let target = Target::Postgres {
                 url: url.to_string(),
             };
+            if let Some(password) = target.password() {
+                crate::secrets::register(&password);
+            }
             postgres::Config::from_str(url)
                 .map_err(|e| target.scrub(&format!("not a PostgreSQL connection string: {e}")))?;
             return Ok(target);

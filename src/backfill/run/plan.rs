@@ -296,22 +296,16 @@ pub fn observe(
     tracking: &TrackingNames,
     migration: &DataMigration,
 ) -> anyhow::Result<Observed> {
-    let scrub = |e: &dyn std::fmt::Display| anyhow::anyhow!(target.scrub(&e.to_string()));
-    let mut store =
-        crate::backfill::run::tracking::open(target, tracking).map_err(|e| scrub(&e))?;
+    let mut store = crate::backfill::run::tracking::open(target, tracking)?;
     let (table, key) = (&migration.table.value, &migration.key.value);
-    let columns = store
-        .backend()
-        .columns(table)
-        .map_err(|e| scrub(&e))?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}:{}: table `{table}` does not exist in {}",
-                display_path(&migration.path),
-                migration.table.line,
-                target.info().describe()
-            )
-        })?;
+    let columns = store.backend().columns(table)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}:{}: table `{table}` does not exist in {}",
+            display_path(&migration.path),
+            migration.table.line,
+            target.info().describe()
+        )
+    })?;
     let column = columns.iter().find(|c| &c.name == key).ok_or_else(|| {
         anyhow::anyhow!(
             "{}:{}: table `{table}` has no column `{key}`",
@@ -327,12 +321,9 @@ pub fn observe(
             column.declared
         )
     })?;
-    let min = store
-        .backend()
-        .min_key(table, key, kind)
-        .map_err(|e| scrub(&e))?;
-    let max = store.max_key(table, key, kind).map_err(|e| scrub(&e))?;
-    let estimate = store.estimate(table, key, kind).map_err(|e| scrub(&e))?;
+    let min = store.backend().min_key(table, key, kind)?;
+    let max = store.max_key(table, key, kind)?;
+    let estimate = store.estimate(table, key, kind)?;
     Ok(Observed {
         target: target.info(),
         kind,

@@ -205,6 +205,7 @@ impl Progress {
 
     /// Something worth a line of its own (a retry, a reconnect).
     pub fn note(&mut self, message: &str) {
+        let message = &crate::secrets::scrub(message);
         match (&self.bar, self.mode) {
             (Some(bar), _) => bar.println(format!("{}: {message}", self.name)),
             (None, ProgressMode::Quiet) => {}

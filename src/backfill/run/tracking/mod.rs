@@ -436,19 +436,18 @@ pub trait Store {
 pub fn open(target: &Target, names: &TrackingNames) -> StoreResult<Box<dyn Store>> {
     match target {
         Target::Postgres { url } => {
-            let backend = PgBackend::connect(url).map_err(|e| {
-                let message = target.scrub(&e.message);
-                Error::new(e.kind, message).with_retry(e.retry)
-            })?;
+            let backend = PgBackend::connect(url)?;
             let mut store = postgres::PgStore::new(backend, names.clone());
             store.init_session()?;
             Ok(Box::new(store))
         }
         Target::Sqlite { path } => {
             if !path.is_file() {
-                return Err(
-                    Error::file(ErrorKind::Database, path, "no such SQLite database file").into(),
-                );
+                return Err(Error::file(
+                    ErrorKind::Database,
+                    path,
+                    "no such SQLite database file",
+                ));
             }
             let backend = SqliteBackend::open(path)?;
             Ok(Box::new(sqlite::SqliteStore::new(backend, names.clone())?))

@@ -1,0 +1,68 @@
+//! Secrets the process has seen (the password of a database URL), and the one function that
+//! takes them out of text before it leaves the process.
+//!
+//! A secret is registered where it enters (parsing a database URL); text is scrubbed where it
+//! leaves: every [`crate::backfill::Error`] message when it is made, every progress line, and the
+//! command line's final error line. So a password that a driver echoes in an error, or that a
+//! message picks up by accident, never reaches a terminal, a log, a plan file or a tracking row,
+//! whichever path the text took.
+
+use std::sync::Mutex;
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remembers `secret` (and its percent-encoded spelling) for [`scrub`]. Empty strings are
+/// ignored.
+pub fn register(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    for spelling in [secret.to_string(), percent_encode(secret)] {
+        if !secrets.contains(&spelling) {
+            secrets.push(spelling);
+        }
+    }
+    // Longest first, so a secret that contains another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `text` with every registered secret replaced by `***`.
+pub fn scrub(text: &str) -> String {
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_are_scrubbed_in_every_spelling() {
+        register("s3cr@t-for-scrub-test");
+        assert_eq!(
+            scrub("failed for s3cr@t-for-scrub-test and s3cr%40t-for-scrub-test"),
+            "failed for *** and ***"
+        );
+        register("");
+        assert_eq!(scrub("nothing to hide"), "nothing to hide");
+    }
+}
