@@ -275,6 +275,43 @@ fn state(client: &mut Client, migration: &str) -> String {
         .get(0)
 }
 
+/// Waits (polling, with a deadline) until a worker has committed a batch of the data migration
+/// whose id starts with `prefix` on `url` (PostgreSQL, or a SQLite file path).
+fn until_a_batch_committed(url: &str, prefix: &str) {
+    let sql = "SELECT coalesce(sum(g.batches), 0) FROM xtask_backfill_ranges AS g
+               JOIN xtask_backfill_runs AS r ON r.id = g.run_id WHERE r.migration LIKE $1";
+    let pattern = format!("{prefix}%");
+    let mut batches: Box<dyn FnMut() -> i64> = if url.starts_with("postgres") {
+        let mut client = Client::connect(url, NoTls).unwrap();
+        let sql = sql.replace(
+            "coalesce(sum(g.batches), 0)",
+            "coalesce(sum(g.batches), 0)::bigint",
+        );
+        Box::new(move || {
+            client
+                .query_one(&sql, &[&pattern])
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+        })
+    } else {
+        let path = url.trim_start_matches("sqlite://").to_string();
+        let sql = sql.replace("$1", "?1");
+        Box::new(move || {
+            rusqlite::Connection::open(&path)
+                .and_then(|c| c.query_row(&sql, [&pattern], |r| r.get::<_, i64>(0)))
+                .unwrap_or(0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while batches() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no batch of {prefix} committed within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn rows_done(client: &mut Client) -> i64 {
     client
         .query_one(
@@ -391,7 +428,7 @@ fn a_server_restart_mid_run_reconnects_and_completes() {
     let plan = ws.plan("V1", &["--fixed-batch-size", "--ranges", "1"]);
     let (config, plan2, url2) = (ws.config.clone(), plan.clone(), url.clone());
     let worker = std::thread::spawn(move || run_here(&config, &plan2, &url2, "w1"));
-    std::thread::sleep(Duration::from_millis(400));
+    until_a_batch_committed(&url, "V1");
     server.restart(Duration::from_millis(700)).unwrap();
     let report = worker.join().unwrap().unwrap();
     assert_eq!(report.finish, Finish::Done);
@@ -583,9 +620,11 @@ fn pause_resume_pace_and_cancel_from_another_process() {
             "0",
         ],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    until_a_batch_committed(&url, "V1");
     let out = ok(&ws.config, &["pause", "V1", "--database-url", &url]);
     assert!(out.contains("V1__bump: running -> paused"), "{out}");
+    // The batch in flight when the state changed still commits; then nothing may for a while
+    // (absence can only be observed over a window).
     std::thread::sleep(Duration::from_millis(300));
     let before = rows_done(&mut client);
     std::thread::sleep(Duration::from_millis(600));
@@ -637,7 +676,7 @@ fn pause_resume_pace_and_cancel_from_another_process() {
             "quiet",
         ],
     );
-    std::thread::sleep(Duration::from_millis(400));
+    until_a_batch_committed(&url, "V2");
     assert!(
         ok(&ws.config, &["cancel", "V2", "--database-url", &url]).contains("running -> cancelled")
     );
@@ -713,7 +752,7 @@ fn tampered_plans_changed_files_and_unapproved_migrations_are_refused() {
             "quiet",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    until_a_batch_committed(&url, "V1");
     ok(&ws.config, &["cancel", "V1", "--database-url", &url]);
     wait(child, Duration::from_secs(30));
     ws.write("V1__bump.sql", &bump_text(" AND n = 0", 50));
@@ -897,7 +936,7 @@ fn runs_on_a_sqlite_file_too() {
             "quiet",
         ],
     );
-    std::thread::sleep(Duration::from_millis(400));
+    until_a_batch_committed(&url, "V1");
     child.kill().unwrap();
     child.wait().unwrap();
     let (code, out, errors) = wait(
@@ -989,7 +1028,7 @@ fn sigterm_stops_after_the_current_batch() {
         "quiet",
     ];
     let child = spawn_worker(&ws.config, &args);
-    std::thread::sleep(Duration::from_millis(500));
+    until_a_batch_committed(&url, "V1");
     // SAFETY: kill only sends a signal to our own child.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
