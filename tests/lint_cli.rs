@@ -275,6 +275,36 @@ fn explain_of_an_unknown_rule_is_a_one_line_error() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
 
+/// A finding's help is one line that fits a terminal, with the details one command away.
+#[test]
+fn concurrently_in_transaction_help_is_one_line() {
+    let ws = workspace("");
+    write(
+        &ws.path().join("migrations/V1__index.sql"),
+        "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at);\n",
+    );
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    let finding = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "concurrently-in-transaction")
+        .expect("a concurrently-in-transaction finding");
+    assert_eq!(
+        finding["help"],
+        "move it into its own migration and run that outside the runner's transaction; see `cargo xtask migrate lint --explain concurrently-in-transaction`"
+    );
+    let out = lint(ws.path(), &["--color", "never"]);
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human
+            .ends_with("`cargo xtask migrate lint --explain RULE` prints a rule's documentation\n"),
+        "{human}"
+    );
+}
+
 #[test]
 fn works_outside_a_cargo_workspace() {
     let dir = tempfile::tempdir().unwrap();
