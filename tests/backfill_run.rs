@@ -1195,3 +1195,18 @@ fn the_example_counter_caches_run_end_to_end() {
         "{out}"
     );
 }
+
+/// `backfill plan --help` as a user reads it: every option explained, the default plan path in
+/// one piece.
+#[test]
+fn plan_help() {
+    let out = Command::new(bin())
+        .args(["backfill", "plan", "--help"])
+        .env("COLUMNS", "100")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!(help);
+}

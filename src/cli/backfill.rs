@@ -24,6 +24,13 @@ pub enum BackfillCommand {
     /// --database-url, the runs recorded on that database and their progress
     Status(StatusArgs),
     /// Make the reviewable plan of a production run (refuses an unapproved data migration)
+    ///
+    /// Writes the plan file (JSON, to commit and review) and prints its summary: the data
+    /// migration's checksum and required schema version, the settings, the key range and row
+    /// estimate read from the catalog and the key's index (never a table scan), the exact SQL,
+    /// and the commands that run and control it. Without a database URL, bounds and estimates
+    /// are read when the run starts. The data migration must be approved first: run
+    /// `cargo xtask backfill sample NAME` and accept its snapshot.
     Plan(crate::cli::production::PlanArgs),
     /// Execute a plan batch by batch, exactly once and resumable; start several to scale out
     ///

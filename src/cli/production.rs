@@ -87,7 +87,7 @@ pub struct PlanArgs {
     pub name: String,
     #[command(flatten)]
     pub db: DbArgs,
-    /// Where to write the plan (default: data-migrations/plans/V{n}__{name}.json)
+    /// Where to write the plan (default: data-migrations/plans/V<n>__<name>.json)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Rows in the first batch (default: the data migration's @batch-size)
@@ -96,8 +96,12 @@ pub struct PlanArgs {
     /// Keep the batch size fixed instead of adapting it toward --target-batch-duration
     #[arg(long)]
     pub fixed_batch_size: bool,
+    /// Smallest batch the adaptive batch size may shrink to (default: 100, or the first batch
+    /// size when smaller)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub min_batch_size: Option<u64>,
+    /// Largest batch the adaptive batch size may grow to (default: 100000, or the first batch
+    /// size when larger)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_batch_size: Option<u64>,
     /// How long one batch should hold its transaction (default 200ms)
