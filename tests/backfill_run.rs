@@ -1210,3 +1210,63 @@ fn plan_help() {
     let help = String::from_utf8(out.stdout).unwrap();
     insta::assert_snapshot!(help);
 }
+
+/// After its data migration is edited, `run` refuses the old plan and names every step to a new
+/// one, in order; following them gets a plan that runs.
+#[test]
+fn a_changed_data_migration_names_the_way_to_a_new_plan() {
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 20))]);
+    let db = ws.config.root.join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL DEFAULT 0);
+             INSERT INTO items (id) VALUES (1), (2), (3);",
+        )
+        .unwrap();
+    let url = format!("sqlite://{}", db.display());
+    let plan = ws.plan("V1", &[]);
+    let p = plan.to_str().unwrap();
+
+    // Edited, and not approved again.
+    std::fs::write(
+        ws.config.data_migrations.join("V1__bump.sql"),
+        bump_text(" AND n = 0", 20),
+    )
+    .unwrap();
+    let e = err(&ws.config, &["run", p, "--database-url", &url]);
+    assert!(!e.contains('\n'), "one line: {e}");
+    let steps = [
+        "the data migration changed since it was planned",
+        "run `cargo xtask backfill sample V1__bump`",
+        "review and accept its new snapshot (`cargo insta review`)",
+        "then make a new plan with `cargo xtask backfill plan V1__bump`",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found = e[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("`{step}` is not in order in: {e}"));
+        at += found + step.len();
+    }
+
+    // Planning before the new snapshot is accepted is refused, as the steps say.
+    let e = err(&ws.config, &["plan", "V1"]);
+    assert!(e.contains("V1__bump is not approved"), "{e}");
+    ws.approve("V1__bump.sql");
+    let plan = ws.plan("V1", &[]);
+    let (code, out, errors) = wait(
+        spawn_worker(
+            &ws.config,
+            &[
+                plan.to_str().unwrap(),
+                "--database-url",
+                &url,
+                "--progress",
+                "quiet",
+            ],
+        ),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}{errors}");
+}
