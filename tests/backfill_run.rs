@@ -1270,3 +1270,40 @@ fn a_changed_data_migration_names_the_way_to_a_new_plan() {
     );
     assert_eq!(code, Some(0), "{out}{errors}");
 }
+
+/// A password with an unencoded `@` makes the driver look up the rest of the password as a host
+/// name. Every command that takes a URL says to percent-encode it, on one line that shows no part
+/// of the password.
+#[test]
+fn a_password_with_an_unencoded_at_is_named_not_shown() {
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 20))]);
+    let plan = ws.plan("V1", &[]);
+    let url = "postgres://app:s3cr@t-Pw@db.internal/prod";
+    for args in [
+        vec!["backfill", "status"],
+        vec!["backfill", "plan", "V1"],
+        vec!["backfill", "run", plan.to_str().unwrap()],
+        vec!["backfill", "pause", "V1"],
+    ] {
+        let out = Command::new(bin())
+            .current_dir(&ws.config.root)
+            .args(&args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+        assert_eq!(
+            stderr,
+            "error: the database URL has more than one `@` before its host: the password (or user name) likely contains `@`, which a URL must percent-encode: write each `@` in it as `%40` (postgres://USER:PASS%40WORD@HOST/DB)\n",
+            "{args:?}"
+        );
+        for part in ["s3cr", "t-Pw"] {
+            assert!(
+                !stdout.contains(part) && !stderr.contains(part),
+                "{args:?}: part of the password leaked: {stdout}{stderr}"
+            );
+        }
+    }
+}

@@ -25,8 +25,9 @@ use crate::config::Config;
 /// Where the run's database is, and its tracking tables.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DbArgs {
-    /// The target database: postgres://host/db, a key=value connection string, or a SQLite
-    /// file (sqlite:///path/app.db). Prefer the environment variable for a URL with a password.
+    /// The target database: postgres://user:password@host/db (an `@` in the password written
+    /// `%40`), a key=value connection string, or a SQLite file (sqlite:///path/app.db). Prefer
+    /// the environment variable for a URL with a password.
     #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Schema of the tracking tables (default: config `tracking-schema`, else the search path's)
