@@ -1191,7 +1191,7 @@ fn the_example_counter_caches_run_end_to_end() {
     );
     assert_eq!(result.unwrap(), ExitCode::from(1), "{out}");
     assert!(
-        out.contains("check FAILED: every user's posts_count equals the posts they wrote (1 rows"),
+        out.contains("check FAILED: every user's posts_count equals the posts they wrote (1 row,"),
         "{out}"
     );
 }

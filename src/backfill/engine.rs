@@ -107,7 +107,9 @@ pub fn key_kind(backend: &mut dyn Backend, migration: &DataMigration) -> Result<
                 ErrorKind::Statement,
                 migration.key.line,
                 format!(
-                    "{nulls} rows of `{table}` have a NULL `{key}`: no batch would ever reach them"
+                    "{} of `{table}` {} a NULL `{key}`: no batch would ever reach them",
+                    crate::backfill::display::count(nulls, "row", "rows"),
+                    if nulls == 1 { "has" } else { "have" }
                 ),
             ));
         }
@@ -592,6 +594,6 @@ mod tests {
         let e = run(&mut db, &m, &options(1), &mut |_| {})
             .unwrap_err()
             .to_string();
-        assert!(e.contains("1 rows of `items` have a NULL `id`"), "{e}");
+        assert!(e.contains("1 row of `items` has a NULL `id`"), "{e}");
     }
 }

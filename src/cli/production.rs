@@ -321,9 +321,9 @@ fn run_checks(
             passed = false;
             writeln!(
                 out,
-                "check FAILED: {} ({} rows, e.g. {})",
+                "check FAILED: {} ({}, e.g. {})",
                 check.description,
-                rows.rows.len(),
+                crate::backfill::display::count(rows.rows.len() as u64, "row", "rows"),
                 rows.rows
                     .iter()
                     .take(crate::backfill::sample::CHECK_ROWS_SHOWN)

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::backfill::db::target::Target;
 use crate::backfill::db::{BatchLimits, KeyKind, KeyValue};
-use crate::backfill::display::thousands;
+use crate::backfill::display::count;
 use crate::backfill::display::{format_duration, short};
 use crate::backfill::error::{Error, ErrorKind, display_path};
 use crate::backfill::migration::DataMigration;
@@ -591,8 +591,8 @@ pub fn run(
                     Retry::Split => {
                         size = (batch_size / 2).max(1);
                         progress.note(&format!(
-                            "the batch hit statement_timeout: splitting it ({} rows next)",
-                            thousands(size)
+                            "the batch hit statement_timeout: splitting it ({} next)",
+                            count(size, "row", "rows")
                         ));
                     }
                     Retry::Reconnect => {
@@ -625,28 +625,28 @@ pub fn run(
     match report.finish {
         Finish::Done | Finish::AlreadyDone => writeln!(
             out,
-            "{} done: this worker ran {} batches changing {} rows in {} ({} retries, longest batch transaction {}); the run changed {} rows",
+            "{} done: this worker ran {} changing {} in {} ({}, longest batch transaction {}); the run changed {}",
             migration.id(),
-            thousands(report.batches),
-            thousands(report.rows),
+            count(report.batches, "batch", "batches"),
+            count(report.rows, "row", "rows"),
             format_duration(report.elapsed),
-            report.retries,
+            count(report.retries, "retry", "retries"),
             format_duration(report.longest_hold),
-            thousands(total)
+            count(total, "row", "rows")
         )?,
         Finish::Cancelled => writeln!(
             out,
-            "{} was cancelled: this worker stopped after {} batches ({} rows); what ran stays applied",
+            "{} was cancelled: this worker stopped after {} ({}); what ran stays applied",
             migration.id(),
-            thousands(report.batches),
-            thousands(report.rows)
+            count(report.batches, "batch", "batches"),
+            count(report.rows, "row", "rows")
         )?,
         Finish::Interrupted => writeln!(
             out,
-            "{} stopped after the current batch ({} batches, {} rows by this worker); run the plan again to resume",
+            "{} stopped after the current batch ({}, {} by this worker); run the plan again to resume",
             migration.id(),
-            thousands(report.batches),
-            thousands(report.rows)
+            count(report.batches, "batch", "batches"),
+            count(report.rows, "row", "rows")
         )?,
     }
     Ok(report)

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backfill::db::target::{Target, TargetInfo};
 use crate::backfill::db::{KeyKind, KeyValue};
-use crate::backfill::display::{format_duration, kind_name, thousands};
+use crate::backfill::display::{count, format_duration, kind_name, thousands};
 use crate::backfill::error::display_path;
 use crate::backfill::migration::DataMigration;
 use crate::backfill::run::tracking::{Estimate, TrackingNames};
@@ -529,10 +529,10 @@ pub fn summary(plan: &Plan, written_to: Option<&Path>) -> String {
         line(
             "estimate",
             format!(
-                "~{} rows ({}), ~{} batches of {}, ~{} at {} rows/s",
-                thousands(e.rows),
+                "~{} ({}), ~{} of {}, ~{} at {} rows/s",
+                count(e.rows, "row", "rows"),
                 e.source,
-                thousands(e.batches),
+                count(e.batches, "batch", "batches"),
                 thousands(s.batch_size),
                 format_duration(Duration::from_secs(e.duration_seconds)),
                 thousands(e.rows_per_second)
@@ -566,10 +566,10 @@ pub fn summary(plan: &Plan, written_to: Option<&Path>) -> String {
     line(
         "limits",
         format!(
-            "lock_timeout {}, statement_timeout {} per batch, {} retries",
+            "lock_timeout {}, statement_timeout {} per batch, {}",
             format_duration(Duration::from_millis(s.lock_timeout_ms)),
             format_duration(Duration::from_millis(s.statement_timeout_ms)),
-            s.max_retries
+            count(s.max_retries.into(), "retry", "retries")
         ),
     );
     line(
