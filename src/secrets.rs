@@ -11,10 +11,16 @@ use std::sync::Mutex;
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Remembers `secret` (and its percent-encoded spelling) for [`scrub`]. Empty strings are
-/// ignored.
+/// Passwords shorter than this are not scrubbed from free text: masking every `p` or `ab` in
+/// every message would make all output unreadable without hiding anything (such a password is
+/// guessed faster than read). The URL itself is still shown without its password, whatever its
+/// length (`db::postgres::redact_url`, `db::target::Target::info`).
+pub const MIN_LEN: usize = 4;
+
+/// Remembers `secret` (and its percent-encoded spelling) for [`scrub`]. Secrets shorter than
+/// [`MIN_LEN`] are ignored.
 pub fn register(secret: &str) {
-    if secret.is_empty() {
+    if secret.chars().count() < MIN_LEN {
         return;
     }
     let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
@@ -63,6 +69,7 @@ mod tests {
             "failed for *** and ***"
         );
         register("");
+        register("to");
         assert_eq!(scrub("nothing to hide"), "nothing to hide");
     }
 }

@@ -1231,7 +1231,119 @@ fn the_example_counter_caches_run_end_to_end() {
     );
     assert_eq!(result.unwrap(), ExitCode::from(1), "{out}");
     assert!(
-        out.contains("check FAILED: every user's posts_count equals the posts they wrote (1 rows"),
+        out.contains("check FAILED: every user's posts_count equals the posts they wrote (1 row,"),
         "{out}"
     );
+}
+
+/// `backfill plan --help` as a user reads it: every option explained, the default plan path in
+/// one piece.
+#[test]
+fn plan_help() {
+    let out = Command::new(bin())
+        .args(["backfill", "plan", "--help"])
+        .env("COLUMNS", "100")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!(help);
+}
+
+/// After its data migration is edited, `run` refuses the old plan and names every step to a new
+/// one, in order; following them gets a plan that runs.
+#[test]
+fn a_changed_data_migration_names_the_way_to_a_new_plan() {
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 20))]);
+    let db = ws.config.root.join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL DEFAULT 0);
+             INSERT INTO items (id) VALUES (1), (2), (3);",
+        )
+        .unwrap();
+    let url = format!("sqlite://{}", db.display());
+    let plan = ws.plan("V1", &[]);
+    let p = plan.to_str().unwrap();
+
+    // Edited, and not approved again.
+    std::fs::write(
+        ws.config.data_migrations.join("V1__bump.sql"),
+        bump_text(" AND n = 0", 20),
+    )
+    .unwrap();
+    let e = err(&ws.config, &["run", p, "--database-url", &url]);
+    assert!(!e.contains('\n'), "one line: {e}");
+    let steps = [
+        "the data migration changed since it was planned",
+        "run `cargo xtask backfill sample V1__bump`",
+        "review and accept its new snapshot (`cargo insta review`)",
+        "then make a new plan with `cargo xtask backfill plan V1__bump`",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found = e[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("`{step}` is not in order in: {e}"));
+        at += found + step.len();
+    }
+
+    // Planning before the new snapshot is accepted is refused, as the steps say.
+    let e = err(&ws.config, &["plan", "V1"]);
+    assert!(e.contains("V1__bump is not approved"), "{e}");
+    ws.approve("V1__bump.sql");
+    let plan = ws.plan("V1", &[]);
+    let (code, out, errors) = wait(
+        spawn_worker(
+            &ws.config,
+            &[
+                plan.to_str().unwrap(),
+                "--database-url",
+                &url,
+                "--progress",
+                "quiet",
+            ],
+        ),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{out}{errors}");
+}
+
+/// A password with an unencoded `@` makes the driver look up the rest of the password as a host
+/// name. Every command that takes a URL says to percent-encode it, on one line that shows no part
+/// of the password.
+#[test]
+fn a_password_with_an_unencoded_at_is_named_not_shown() {
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 20))]);
+    let plan = ws.plan("V1", &[]);
+    let url = "postgres://app:s3cr@t-Pw@db.internal/prod";
+    for args in [
+        vec!["backfill", "status"],
+        vec!["backfill", "plan", "V1"],
+        vec!["backfill", "run", plan.to_str().unwrap()],
+        vec!["backfill", "pause", "V1"],
+    ] {
+        let out = Command::new(bin())
+            .current_dir(&ws.config.root)
+            .args(&args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+        assert_eq!(
+            stderr,
+            "error: the database URL has more than one `@` before its host: the password (or user name) likely contains `@`, which a URL must percent-encode: write each `@` in it as `%40` (postgres://USER:PASS%40WORD@HOST/DB)\n",
+            "{args:?}"
+        );
+        for part in ["s3cr", "t-Pw"] {
+            assert!(
+                !stdout.contains(part) && !stderr.contains(part),
+                "{args:?}: part of the password leaked: {stdout}{stderr}"
+            );
+        }
+    }
 }

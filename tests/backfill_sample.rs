@@ -218,7 +218,7 @@ fn default_mode_writes_a_snap_new_for_review() {
     let (report, out) = ws.sample(Mode::Review);
     let report = report.unwrap();
     assert!(!report.passed(), "{out}");
-    let Outcome::Pending { path, diff } = &report.outcome else {
+    let Outcome::Pending { path, diff, .. } = &report.outcome else {
         panic!("{:?}", report.outcome)
     };
     assert_eq!(
@@ -510,6 +510,7 @@ fn a_broken_schema_migration_names_its_file_and_line() {
 #[test]
 fn batch_size_one_and_the_data_migration_s_own_size_give_the_same_snapshot() {
     let ws = Workspace::accepted();
+    // 100,000 rows per batch: the whole table in `1 batch`.
     for batch_size in [1, 7, 500, 100_000] {
         let mut args = check_args(None);
         args.batch_size = Some(batch_size);
@@ -520,8 +521,8 @@ fn batch_size_one_and_the_data_migration_s_own_size_give_the_same_snapshot() {
         let batches = 2500u64.div_ceil(batch_size);
         assert!(
             out.contains(&format!(
-                "{} batches of {batch_size},",
-                xtask_migrate::backfill::display::thousands(batches)
+                "{} of {batch_size},",
+                xtask_migrate::backfill::display::count(batches, "batch", "batches")
             )),
             "{out}"
         );
@@ -543,4 +544,88 @@ fn unknown_name() {
         "{e}"
     );
     assert!(Path::new(&ws.config.data_migrations).exists());
+}
+
+/// Runs the real binary's `backfill sample ARGS` in the workspace, with insta's settings from
+/// `insta_update` only (not the test's environment); `(exit code, stdout with the timings cut)`.
+fn sample_cli(ws: &Workspace, args: &[&str], insta_update: Option<&str>) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(crate::support::bin());
+    command
+        .current_dir(ws.dir.path())
+        .args(["backfill", "sample"])
+        .args(args)
+        .env_remove("CI")
+        .env_remove("TF_BUILD")
+        .env_remove("INSTA_UPDATE");
+    if let Some(value) = insta_update {
+        command.env("INSTA_UPDATE", value);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // A stage line is `  name summary    elapsed  rate`: keep the name and the summary.
+    let stages = ["schema", "fixtures", "backfill", "checks", "snapshot"];
+    let text: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            let is_stage = stages
+                .iter()
+                .any(|s| line.strip_prefix("  ").is_some_and(|l| l.starts_with(s)));
+            if is_stage {
+                line.chars()
+                    .take(56)
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    (out.status.code(), text.join("\n") + "\n")
+}
+
+/// A data migration's first snapshot is NEW, not a difference; it is accepted with cargo-insta
+/// or, without it, with `INSTA_UPDATE=always`; `--check` fails on it with "no accepted snapshot".
+#[test]
+fn a_first_snapshot_is_new_and_accepted_without_cargo_insta() {
+    let ws = Workspace::new();
+
+    let (code, out) = sample_cli(&ws, &["V1"], None);
+    assert_eq!(code, Some(1), "{out}");
+    insta::assert_snapshot!("first_snapshot_review", out);
+    assert_eq!(
+        ws.snapshot_files(),
+        vec!["V1__backfill_counter_caches.snap.new"]
+    );
+
+    let (code, out) = sample_cli(&ws, &["V1", "--check"], None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("  snapshot  NEW: no accepted snapshot\n"),
+        "{out}"
+    );
+    assert!(out.contains("no accepted snapshot at "), "{out}");
+    assert!(
+        out.ends_with("to update: run `cargo xtask backfill sample V1__backfill_counter_caches` and accept the snapshot with `cargo insta review` (or `INSTA_UPDATE=always cargo xtask backfill sample V1__backfill_counter_caches`)\n"),
+        "{out}"
+    );
+
+    let (code, out) = sample_cli(&ws, &["V1"], Some("always"));
+    assert_eq!(code, Some(0), "{out}");
+    insta::assert_snapshot!("first_snapshot_accepted", out);
+    assert_eq!(
+        ws.snapshot_files(),
+        vec!["V1__backfill_counter_caches.snap"],
+        "the pending file is gone"
+    );
+
+    let (code, out) = sample_cli(&ws, &["--check"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("rows match, approved"), "{out}");
+    assert_eq!(ws.status().trim(), "V1__backfill_counter_caches  approved");
 }

@@ -228,6 +228,83 @@ fn list_rules_names_every_rule() {
     }
 }
 
+/// `--explain RULE` prints the rule's documentation, built into the binary, for every rule.
+#[test]
+fn explain_prints_a_rule_s_documentation() {
+    let dir = tempfile::tempdir().unwrap();
+    for rule in xtask_migrate::lint::RuleId::ALL {
+        let out = lint(dir.path(), &["--explain", rule.as_str()]);
+        assert_eq!(out.status.code(), Some(0), "{rule}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for part in [
+            "What it catches:",
+            "Why it matters:",
+            "What to do instead:",
+            "Example:",
+        ] {
+            assert!(text.contains(part), "{rule}: no `{part}`:\n{text}");
+        }
+    }
+    let explain = |rule: &str| {
+        let out = lint(dir.path(), &["--explain", rule]);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The data-migration file format, for workspaces that have no copy of it.
+    insta::assert_snapshot!(
+        "explain_data_migration_invalid",
+        explain("data-migration-invalid")
+    );
+    insta::assert_snapshot!(
+        "explain_concurrently_in_transaction",
+        explain("concurrently-in-transaction")
+    );
+}
+
+#[test]
+fn explain_of_an_unknown_rule_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lint(dir.path(), &["--explain", "set-not-nul"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        stderr(&out),
+        "error: `set-not-nul` is not a rule id; did you mean `set-not-null`? (`cargo xtask migrate lint --list-rules` lists them)\n"
+    );
+    let out = lint(dir.path(), &["--explain", "zzz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}
+
+/// A finding's help is one line that fits a terminal, with the details one command away.
+#[test]
+fn concurrently_in_transaction_help_is_one_line() {
+    let ws = workspace("");
+    write(
+        &ws.path().join("migrations/V1__index.sql"),
+        "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at);\n",
+    );
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    let finding = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "concurrently-in-transaction")
+        .expect("a concurrently-in-transaction finding");
+    assert_eq!(
+        finding["help"],
+        "move it into its own migration and run that outside the runner's transaction; see `cargo xtask migrate lint --explain concurrently-in-transaction`"
+    );
+    let out = lint(ws.path(), &["--color", "never"]);
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human
+            .ends_with("`cargo xtask migrate lint --explain RULE` prints a rule's documentation\n"),
+        "{human}"
+    );
+}
+
 #[test]
 fn works_outside_a_cargo_workspace() {
     let dir = tempfile::tempdir().unwrap();
@@ -467,6 +544,13 @@ fn data_migrations_get_data_migration_checks_not_backfill_rules() {
     assert_eq!(finding["rule"], "data-migration-invalid");
     assert_eq!(finding["category"], "data-migration");
     assert_eq!(finding["path"], "data-migrations/V1__fill.sql");
+    // The help works in any workspace: it points to the built-in documentation, not to a file.
+    let help = finding["help"].as_str().unwrap();
+    assert!(
+        help.contains("cargo xtask migrate lint --explain data-migration-invalid"),
+        "{help}"
+    );
+    assert!(!help.contains("README"), "{help}");
     let line = finding["line"].as_u64().unwrap() as usize;
     let text_line = broken.lines().nth(line - 1).unwrap();
     assert!(

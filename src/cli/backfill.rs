@@ -18,12 +18,32 @@ use crate::config::Config;
 pub enum BackfillCommand {
     /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
     ///
-    /// Exit status: 0 all passed, 1 a check failed or a snapshot differs (or is stale), 2 error.
+    /// Each data migration runs on a temporary SQLite database (or a throwaway PostgreSQL schema)
+    /// built from the schema migrations and the fixtures; its checks must return no rows, and the
+    /// rows of its snapshot query are compared with its accepted snapshot in
+    /// data-migrations/snapshots/. An accepted snapshot of the current file is the approval
+    /// `backfill plan` requires.
+    ///
+    /// A new or different snapshot is written beside it as `.snap.new` for review. Accept it
+    /// with `cargo insta review` (install it with `cargo install cargo-insta`), or without
+    /// cargo-insta: check the rows printed, then run `INSTA_UPDATE=always cargo xtask backfill
+    /// sample NAME`, which writes the `.snap` itself. insta's other settings apply too:
+    /// `INSTA_UPDATE=no`, or `CI` set, writes nothing, like --check.
+    ///
+    /// Exit status: 0 all passed, 1 a check failed or a snapshot is new, differs or is stale,
+    /// 2 error.
     Sample(SampleArgs),
     /// List every data migration: approved, snapshot stale, or no snapshot; with
     /// --database-url, the runs recorded on that database and their progress
     Status(StatusArgs),
     /// Make the reviewable plan of a production run (refuses an unapproved data migration)
+    ///
+    /// Writes the plan file (JSON, to commit and review) and prints its summary: the data
+    /// migration's checksum and required schema version, the settings, the key range and row
+    /// estimate read from the catalog and the key's index (never a table scan), the exact SQL,
+    /// and the commands that run and control it. Without a database URL, bounds and estimates
+    /// are read when the run starts. The data migration must be approved first: run
+    /// `cargo xtask backfill sample NAME` and accept its snapshot.
     Plan(crate::cli::production::PlanArgs),
     /// Execute a plan batch by batch, exactly once and resumable; start several to scale out
     ///
@@ -95,10 +115,14 @@ impl SampleArgs {
             mode,
         };
         let mut failed = Vec::new();
+        let mut unapproved = Vec::new();
         let mut pending = false;
         for migration in &migrations {
             let report = sample::sample(config, &inputs, migration, &options, out)?;
             pending |= matches!(report.outcome, Outcome::Pending { .. });
+            if !report.outcome.passed() {
+                unapproved.push(report.id.clone());
+            }
             if !report.passed() {
                 failed.push(report.id);
             }
@@ -118,20 +142,19 @@ impl SampleArgs {
         if failed.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }
+        let sample = match unapproved.as_slice() {
+            [one] => format!("cargo xtask backfill sample {one}"),
+            _ => "cargo xtask backfill sample".to_string(),
+        };
         if pending {
             writeln!(
                 out,
-                "review the new snapshots with `cargo insta review` (or accept them with `cargo insta accept`)"
+                "review and accept the new snapshots with `cargo insta review` (`cargo install cargo-insta`), or accept the rows printed above without it: `INSTA_UPDATE=always {sample}`"
             )?;
-        } else if mode == Mode::Check {
+        } else if mode == Mode::Check && !unapproved.is_empty() {
             writeln!(
                 out,
-                "to update: run `cargo xtask backfill sample {}` and review with `cargo insta review`",
-                if failed.len() == 1 {
-                    failed[0].as_str()
-                } else {
-                    ""
-                }
+                "to update: run `{sample}` and accept the snapshot with `cargo insta review` (or `INSTA_UPDATE=always {sample}`)"
             )?;
         }
         Ok(ExitCode::from(1))

@@ -136,6 +136,11 @@ pub struct LintArgs {
     /// List every rule with its id, category, default severity and description, and exit
     #[arg(long)]
     pub list_rules: bool,
+
+    /// Print a rule's documentation (what it catches, why it matters, what to do instead, an
+    /// example), and exit
+    #[arg(long, value_name = "RULE", conflicts_with_all = ["paths", "staged", "list_rules"])]
+    pub explain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -169,6 +174,10 @@ fn parse_rule_level(text: &str) -> Result<(RuleId, Level), String> {
 impl LintArgs {
     pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
+        if let Some(id) = &self.explain {
+            out.write_all(explain_rule(id)?.as_bytes())?;
+            return Ok(ExitCode::SUCCESS);
+        }
         if self.list_rules {
             for rule in RuleId::ALL {
                 writeln!(
@@ -402,7 +411,7 @@ fn lint_data_migrations(
             span: span.clone(),
             anchor: Some(span),
             message: error.message.clone(),
-            help: "fix the data migration; `data-migrations/README.md` describes the format".into(),
+            help: "fix the data migration; `cargo xtask migrate lint --explain data-migration-invalid` describes the format".into(),
             note: None,
         });
     }
@@ -415,6 +424,19 @@ fn lint_data_migrations(
         });
     }
     Ok(())
+}
+
+/// The documentation `migrate lint --explain ID` prints; an unknown id is an error naming the
+/// closest one.
+pub fn explain_rule(id: &str) -> anyhow::Result<String> {
+    let id = id.trim();
+    match id.parse::<RuleId>() {
+        Ok(rule) => Ok(lint::explain::render(rule, 100)),
+        Err(()) => bail!(
+            "`{id}` is not a rule id{} (`cargo xtask migrate lint --list-rules` lists them)",
+            lint::suggest_rule(id)
+        ),
+    }
 }
 
 /// The byte range of 1-based line `line` of `text` (without its line break).

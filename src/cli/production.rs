@@ -25,8 +25,9 @@ use crate::config::Config;
 /// Where the run's database is, and its tracking tables.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DbArgs {
-    /// The target database: postgres://host/db, a key=value connection string, or a SQLite
-    /// file (sqlite:///path/app.db). Prefer the environment variable for a URL with a password.
+    /// The target database: postgres://user:password@host/db (an `@` in the password written
+    /// `%40`), a key=value connection string, or a SQLite file (sqlite:///path/app.db). Prefer
+    /// the environment variable for a URL with a password.
     #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Schema of the tracking tables (default: config `tracking-schema`, else the search path's)
@@ -86,7 +87,7 @@ pub struct PlanArgs {
     pub name: String,
     #[command(flatten)]
     pub db: DbArgs,
-    /// Where to write the plan (default: data-migrations/plans/V{n}__{name}.json)
+    /// Where to write the plan (default: data-migrations/plans/V<n>__<name>.json)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Rows in the first batch (default: the data migration's @batch-size)
@@ -95,8 +96,12 @@ pub struct PlanArgs {
     /// Keep the batch size fixed instead of adapting it toward --target-batch-duration
     #[arg(long)]
     pub fixed_batch_size: bool,
+    /// Smallest batch the adaptive batch size may shrink to (default: 100, or the first batch
+    /// size when smaller)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub min_batch_size: Option<u64>,
+    /// Largest batch the adaptive batch size may grow to (default: 100000, or the first batch
+    /// size when larger)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_batch_size: Option<u64>,
     /// How long one batch should hold its transaction (default 200ms)
@@ -315,9 +320,9 @@ fn run_checks(
             passed = false;
             writeln!(
                 out,
-                "check FAILED: {} ({} rows, e.g. {})",
+                "check FAILED: {} ({}, e.g. {})",
                 check.description,
-                rows.rows.len(),
+                crate::backfill::display::count(rows.rows.len() as u64, "row", "rows"),
                 rows.rows
                     .iter()
                     .take(crate::backfill::sample::CHECK_ROWS_SHOWN)

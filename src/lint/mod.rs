@@ -7,6 +7,7 @@
 //! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
+pub mod explain;
 pub mod naming;
 pub mod output;
 pub mod rule_id;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use rule_id::{Category, Level, RuleId, Severity};
 pub use schema::Schema;
+pub(crate) use suppress::suggest as suggest_rule;
 
 use crate::sql::{self, Dialect, Name, ParsedFile, Span, Statement, StmtKind, TransactionControl};
 

@@ -188,7 +188,7 @@ fn suppression_finding(
 }
 
 /// "; did you mean `x`?" for the closest rule id, if one is close.
-fn suggest(id: &str) -> String {
+pub(crate) fn suggest(id: &str) -> String {
     let best = RuleId::ALL
         .iter()
         .map(|r| (edit_distance(id, r.as_str()), r))

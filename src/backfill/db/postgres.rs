@@ -129,6 +129,9 @@ fn connect(url: &str) -> Result<Client> {
     }) {
         crate::secrets::register(&password);
     }
+    if let Some(message) = unencoded_at(url) {
+        return Err(Error::new(ErrorKind::Database, message));
+    }
     Client::connect(url, NoTls).map_err(|e| {
         Error::new(
             ErrorKind::Database,
@@ -557,6 +560,27 @@ impl SampleBackend for PgBackend {
     }
 }
 
+/// Why a `postgres://` URL whose host part holds an `@` cannot mean what its author meant: the
+/// driver ends the user info at the first `@`, so a password with an unencoded `@`
+/// (`app:p@ss@db`) leaves the rest of the password in the host name, and connecting fails with
+/// an address lookup error for a host that does not exist. The message quotes no part of the
+/// URL: what precedes the last `@` is, or contains, the password.
+pub fn unencoded_at(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let after_userinfo = &rest[rest.find('@')? + 1..];
+    let host = &after_userinfo[..after_userinfo
+        .find(['/', '?'])
+        .unwrap_or(after_userinfo.len())];
+    host.contains('@').then(|| {
+        "the database URL has more than one `@` before its host: the password (or user name) \
+         likely contains `@`, which a URL must percent-encode: write each `@` in it as `%40` \
+         (postgres://USER:PASS%40WORD@HOST/DB)"
+            .to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,5 +611,32 @@ mod tests {
             redact_url("postgres://db/prod?user=x&password=y"),
             "postgres://db/prod?user=x&password=***"
         );
+    }
+
+    #[test]
+    fn an_unencoded_at_in_the_password_is_named_without_the_password() {
+        for url in [
+            "postgres://app:p@ss@db/prod",
+            "postgresql://app:p@ss@db",
+            "postgres://app:h@ck@r!@db:6432/prod?sslmode=require",
+        ] {
+            let message = unencoded_at(url).unwrap_or_else(|| panic!("{url}"));
+            assert!(message.contains("`%40`"), "{message}");
+            for part in ["p@ss", "ss@", "h@ck", "ck@r", "r!@", "app:"] {
+                assert!(!message.contains(part), "{part} in {message}");
+            }
+            let e = connect(url).err().unwrap();
+            assert_eq!(e.message, message);
+            assert!(!e.is_transient(), "retrying cannot help");
+        }
+        for url in [
+            "postgres://app:p%40ss@db/prod",
+            "postgres://app@db/prod",
+            "postgres://db/prod?user=a@b",
+            "postgres://app:pa/ss@db/prod",
+            "host=db password=p@ss@x",
+        ] {
+            assert_eq!(unencoded_at(url), None, "{url}");
+        }
     }
 }

@@ -67,6 +67,11 @@ impl Target {
             return Ok(Target::Sqlite { path: path.into() });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=') {
+            // A password with an unencoded `@` parses, but as a wrong host: say so before
+            // anything tries to connect, without quoting the URL.
+            if let Some(message) = super::postgres::unencoded_at(url) {
+                return Err(message);
+            }
             // Parse now, so a malformed URL is reported before anything runs; the driver's
             // message names the faulty part, never echoes the whole string (still scrubbed).
             let target = Target::Postgres {
@@ -220,6 +225,24 @@ mod tests {
         assert_eq!(info.describe(), "PostgreSQL db.internal:6432/prod");
         let info = Target::parse("postgres://alice@db").unwrap().info();
         assert!(!info.database.contains("alice"), "{info:?}");
+    }
+
+    #[test]
+    fn a_password_with_an_unencoded_at_is_refused_without_showing_it() {
+        let e = Target::parse("postgres://app:p@ss@db/prod").unwrap_err();
+        assert!(
+            e.starts_with("the database URL has more than one `@` before its host"),
+            "{e}"
+        );
+        assert!(e.contains("write each `@` in it as `%40`"), "{e}");
+        assert!(
+            !e.contains("p@ss") && !e.contains("ss@") && !e.contains('\n'),
+            "{e}"
+        );
+        // Encoded, it is the password it was meant to be.
+        let t = Target::parse("postgres://app:p%40ss@db/prod").unwrap();
+        assert_eq!(t.info().host.as_deref(), Some("db"));
+        assert_eq!(t.scrub("p@ss"), "***");
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::backfill::display::format_duration;
 use crate::backfill::display::thousands;
+use crate::backfill::display::{count, format_duration};
 use crate::backfill::run::tracking::{
     Pace, PaceChange, RunRow, RunState, Store, StoreResult, Transition,
 };
@@ -123,10 +123,10 @@ pub fn status(store: &mut dyn Store, only: Option<&str>) -> StoreResult<String> 
         let ranges = store.ranges(run.id)?;
         let (recent_rows, longest) = store.recent(run.id, Duration::from_secs(60))?;
         let mut line = format!(
-            "{}  {}  {} rows",
+            "{}  {}  {}",
             run.migration,
             run.state,
-            thousands(control.rows_done)
+            count(control.rows_done, "row", "rows")
         );
         if let Some(total) = run.rows_estimated.filter(|t| *t > 0) {
             let total = total.max(control.rows_done);

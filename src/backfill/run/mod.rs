@@ -126,12 +126,12 @@ pub fn run(
         )?,
         Finish::Done => writeln!(
             out,
-            "{} done: this worker ran {} changing {} in {} ({} retries, longest batch transaction {}); the run changed {}",
+            "{} done: this worker ran {} changing {} in {} ({}, longest batch transaction {}); the run changed {}",
             report.migration,
             count(report.batches, "batch", "batches"),
             count(report.rows, "row", "rows"),
             format_duration(report.elapsed),
-            report.retries,
+            count(report.retries, "retry", "retries"),
             format_duration(report.longest_hold),
             count(report.run_rows, "row", "rows")
         )?,
@@ -161,11 +161,12 @@ pub fn check_plan(
 ) -> anyhow::Result<()> {
     if plan.migration.checksum != migration.checksum {
         anyhow::bail!(
-            "{}: the plan is for checksum {} of {}, but the file's checksum is {}; the data migration changed since it was planned: make a new plan with `backfill plan` and have it reviewed",
+            "{}: the plan is for checksum {} of {}, but the file's checksum is {}; the data migration changed since it was planned: run `cargo xtask backfill sample {id}`, review and accept its new snapshot (`cargo insta review`), then make a new plan with `cargo xtask backfill plan {id}` and have it reviewed",
             display_path(plan_path),
             short(&plan.migration.checksum),
             display_path(&migration.path),
-            short(&migration.checksum)
+            short(&migration.checksum),
+            id = migration.id()
         );
     }
     if plan.table != migration.table.value || plan.key != migration.key.value {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backfill::db::target::{Target, TargetInfo};
 use crate::backfill::db::{KeyKind, KeyValue};
-use crate::backfill::display::{format_duration, kind_name, thousands};
+use crate::backfill::display::{count, format_duration, kind_name, thousands};
 use crate::backfill::error::display_path;
 use crate::backfill::migration::DataMigration;
 use crate::backfill::run::tracking::{Estimate, TrackingNames};
@@ -149,6 +149,11 @@ pub struct PlanMigration {
     /// Relative to the workspace root.
     pub file: String,
     pub checksum: String,
+    /// The schema version the data migration needs (its `@requires`): the schema migrations up
+    /// to it must have run on the target. Absent from plans made before it was recorded; left
+    /// out of the JSON when absent, so such a plan keeps its digest and still loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_schema_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -392,6 +397,7 @@ pub fn build(
             id: migration.id(),
             file,
             checksum: migration.checksum.clone(),
+            requires_schema_version: Some(migration.requires.value),
         },
         table: migration.table.value.clone(),
         key: migration.key.value.clone(),
@@ -477,6 +483,14 @@ pub fn summary(plan: &Plan, written_to: Option<&Path>) -> String {
         "approved",
         "accepted snapshot taken from this checksum".into(),
     );
+    if let Some(version) = plan.migration.requires_schema_version {
+        line(
+            "requires",
+            format!(
+                "schema version {version}: the schema migrations up to V{version} must have run on the target"
+            ),
+        );
+    }
     line(
         "target",
         plan.target.as_ref().map_or_else(
@@ -506,10 +520,10 @@ pub fn summary(plan: &Plan, written_to: Option<&Path>) -> String {
         line(
             "estimate",
             format!(
-                "~{} rows ({}), ~{} batches of {}, ~{} at {} rows/s",
-                thousands(e.rows),
+                "~{} ({}), ~{} of {}, ~{} at {} rows/s",
+                count(e.rows, "row", "rows"),
                 e.source,
-                thousands(e.batches),
+                count(e.batches, "batch", "batches"),
                 thousands(s.batch_size),
                 format_duration(Duration::from_secs(e.duration_seconds)),
                 thousands(e.rows_per_second)
@@ -543,10 +557,10 @@ pub fn summary(plan: &Plan, written_to: Option<&Path>) -> String {
     line(
         "limits",
         format!(
-            "lock_timeout {}, statement_timeout {} per batch, {} retries",
+            "lock_timeout {}, statement_timeout {} per batch, {}",
             format_duration(Duration::from_millis(s.lock_timeout_ms)),
             format_duration(Duration::from_millis(s.statement_timeout_ms)),
-            s.max_retries
+            count(s.max_retries.into(), "retry", "retries")
         ),
     );
     line(
@@ -643,7 +657,19 @@ mod tests {
             plan.commands.run,
             "cargo xtask backfill run data-migrations/plans/V3__bump.json --database-url \"$DATABASE_URL\""
         );
+        assert_eq!(plan.migration.requires_schema_version, Some(1));
+        assert!(
+            plan.to_json().contains("\"requires_schema_version\": 1"),
+            "{}",
+            plan.to_json()
+        );
         let text = summary(&plan, None);
+        assert!(
+            text.contains(
+                "  requires    schema version 1: the schema migrations up to V1 must have run on the target\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("read when the run starts"), "{text}");
         assert!(
             text.contains("cancel:  cargo xtask backfill cancel V3__bump"),
@@ -670,6 +696,15 @@ mod tests {
         std::fs::write(&path, edited).unwrap();
         let e = Plan::load(&path).unwrap_err().to_string();
         assert!(e.contains("edited after it was made"), "{e}");
+
+        // A plan made before the schema version was recorded still loads, digest intact.
+        let mut older = plan.clone();
+        older.migration.requires_schema_version = None;
+        older.digest = older.compute_digest();
+        let json = older.to_json();
+        assert!(!json.contains("requires_schema_version"), "{json}");
+        std::fs::write(&path, json).unwrap();
+        assert_eq!(Plan::load(&path).unwrap(), older);
 
         std::fs::write(&path, "{\"format\": 1}").unwrap();
         let e = Plan::load(&path).unwrap_err().to_string();

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::backfill::display::format_duration;
 use crate::backfill::display::thousands;
+use crate::backfill::display::{count, format_duration};
 use crate::backfill::run::tracking::Control;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -137,9 +137,9 @@ impl Progress {
                 None => "measuring rate".into(),
             };
             bar.set_message(format!(
-                "{rate} · batch {} · {} worker(s) · ranges {}/{}",
+                "{rate} · batch {} · {} · ranges {}/{}",
                 thousands(self.size),
-                self.workers,
+                count(self.workers, "worker", "workers"),
                 self.ranges.0,
                 self.ranges.1
             ));
@@ -153,7 +153,7 @@ impl Progress {
     }
 
     fn line(&self, done: u64) -> String {
-        let mut line = format!("{}: {} rows", self.name, thousands(done));
+        let mut line = format!("{}: {}", self.name, count(done, "row", "rows"));
         if let Some(total) = self.total {
             line.push_str(&format!(
                 " of ~{} ({}%)",
@@ -177,9 +177,9 @@ impl Progress {
             None => line.push_str(", measuring rate"),
         }
         line.push_str(&format!(
-            ", batch size {}, {} worker(s), ranges {}/{} done, {}",
+            ", batch size {}, {}, ranges {}/{} done, {}",
             thousands(self.size),
-            self.workers,
+            count(self.workers, "worker", "workers"),
             self.ranges.0,
             self.ranges.1,
             self.state
@@ -264,11 +264,24 @@ mod tests {
         );
         assert!(line.contains(" rows/s, ETA "), "{line}");
         assert!(
-            line.ends_with("batch size 100, 2 worker(s), ranges 1/4 done, running"),
+            line.ends_with("batch size 100, 2 workers, ranges 1/4 done, running"),
             "{line}"
         );
         // Past the estimate, the total follows the rows done.
         p.update(&control(1500), 100);
         assert!(p.line(1500).contains("of ~1,500 (100%)"));
+
+        let mut one = Progress::new(ProgressMode::Quiet, Duration::from_secs(1));
+        one.start("V1__x", Some(1000));
+        one.update(
+            &Control {
+                workers: 1,
+                ..control(1)
+            },
+            100,
+        );
+        let line = one.line(1);
+        assert!(line.starts_with("V1__x: 1 row of ~1,000"), "{line}");
+        assert!(line.contains(", 1 worker, "), "{line}");
     }
 }

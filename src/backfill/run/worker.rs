@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backfill::db::{Backend, BatchLimits, KeyKind, KeyValue};
-use crate::backfill::display::{short, thousands};
+use crate::backfill::display::short;
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::backfill::migration::DataMigration;
 use crate::backfill::run::pacing::{adapt, backoff, sleep, wait_after};
@@ -529,8 +529,8 @@ impl Worker<'_, '_> {
             Retry::Split => {
                 self.size = (size / 2).max(1);
                 self.progress.note(&format!(
-                    "the batch hit statement_timeout: splitting it ({} rows next)",
-                    thousands(self.size)
+                    "the batch hit statement_timeout: splitting it ({} next)",
+                    crate::backfill::display::count(self.size, "row", "rows")
                 ));
             }
             Retry::Reconnect => {

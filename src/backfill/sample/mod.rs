@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::backfill::db::postgres::{PgBackend, redact_url};
 use crate::backfill::db::sqlite::SqliteBackend;
 use crate::backfill::db::{Backend, SampleBackend};
-use crate::backfill::display::{millis, thousands};
+use crate::backfill::display::{count, millis, thousands};
 use crate::backfill::error::{Error, ErrorKind, Result, display_path};
 use crate::backfill::migration::DataMigration;
 use crate::backfill::run::plan::Settings;
@@ -263,7 +263,10 @@ pub fn sample_on(
         out,
         Stage {
             name: "schema",
-            summary: format!("{applied} migrations applied, up to V{required}"),
+            summary: format!(
+                "{}, up to V{required}",
+                count(applied as u64, "migration applied", "migrations applied")
+            ),
             elapsed: started.elapsed(),
             rows: None,
         },
@@ -276,9 +279,9 @@ pub fn sample_on(
         Stage {
             name: "fixtures",
             summary: format!(
-                "{} tables, {} rows",
-                loaded.tables.len(),
-                thousands(loaded.rows as u64)
+                "{}, {}",
+                count(loaded.tables.len() as u64, "table", "tables"),
+                count(loaded.rows as u64, "row", "rows")
             ),
             elapsed: started.elapsed(),
             rows: Some(loaded.rows as u64),
@@ -317,9 +320,9 @@ pub fn sample_on(
         Stage {
             name: "backfill",
             summary: format!(
-                "{} batches of {batch_size}, {} rows changed",
-                thousands(run.batches),
-                thousands(run.rows)
+                "{} of {batch_size}, {} changed",
+                count(run.batches, "batch", "batches"),
+                count(run.rows, "row", "rows")
             ),
             elapsed: run.elapsed,
             rows: Some(table_rows),
@@ -387,9 +390,14 @@ pub fn sample_on(
     let outcome = snapshot::compare(&snapshot_dir, migration, &source, &contents, options.mode)?;
     let path = snapshot::path_for(&snapshot_dir, migration);
     let summary = match &outcome {
-        Outcome::Matched => format!("{} rows match, approved", thousands(rows.rows.len() as u64)),
-        Outcome::Accepted { .. } => format!("{} rows accepted", thousands(rows.rows.len() as u64)),
+        Outcome::Matched => format!(
+            "{}, approved",
+            count(rows.rows.len() as u64, "row matches", "rows match")
+        ),
+        Outcome::Accepted { .. } => count(rows.rows.len() as u64, "row accepted", "rows accepted"),
+        Outcome::Pending { first: true, .. } => "NEW: wrote .snap.new for review".into(),
         Outcome::Pending { .. } => "DIFFERS: wrote .snap.new for review".into(),
+        Outcome::Failed { first: true, .. } => "NEW: no accepted snapshot".into(),
         Outcome::Failed { .. } => "DIFFERS".into(),
     };
     stage(
@@ -402,7 +410,7 @@ pub fn sample_on(
         },
     );
     match &outcome {
-        Outcome::Failed { diff } | Outcome::Pending { diff, .. } => {
+        Outcome::Failed { diff, .. } | Outcome::Pending { diff, .. } => {
             let _ = writeln!(out, "  {}:", display_path(&path));
             for line in diff.lines() {
                 let _ = writeln!(out, "    {line}");

@@ -132,10 +132,14 @@ pub enum Outcome {
     Matched,
     /// Different (or stale, or new) and accepted in place (`INSTA_UPDATE=always`).
     Accepted { path: PathBuf },
-    /// Different: `.snap.new` written for review.
-    Pending { path: PathBuf, diff: String },
-    /// Different, nothing written (`--check`, CI).
-    Failed { diff: String },
+    /// Different: `.snap.new` written for review. `first`: there is no accepted snapshot yet.
+    Pending {
+        path: PathBuf,
+        diff: String,
+        first: bool,
+    },
+    /// Different, nothing written (`--check`, CI). `first`: there is no accepted snapshot yet.
+    Failed { diff: String, first: bool },
 }
 
 impl Outcome {
@@ -327,14 +331,16 @@ pub fn compare(
         Mode::Unseen => Mode::Accept,
         other => other,
     };
+    let first = accepted.is_none();
     let text = file_text(migration, source, contents);
     match mode {
-        Mode::Check | Mode::Unseen => Ok(Outcome::Failed { diff }),
+        Mode::Check | Mode::Unseen => Ok(Outcome::Failed { diff, first }),
         Mode::Review => {
             write(&pending, &text)?;
             Ok(Outcome::Pending {
                 path: pending,
                 diff,
+                first,
             })
         }
         Mode::Accept => {
@@ -353,13 +359,13 @@ pub fn require_approval(config: &Config, migration: &DataMigration) -> anyhow::R
     match approval(&dir, migration)? {
         Approval::Approved => Ok(()),
         Approval::NoSnapshot => anyhow::bail!(
-            "{}: {} is not approved: it has no accepted snapshot; run `cargo xtask backfill sample {}` and accept the snapshot with `cargo insta review`",
+            "{}: {} is not approved: it has no accepted snapshot; run `cargo xtask backfill sample {}` and accept the snapshot (`cargo insta review`)",
             display_path(&migration.path),
             migration.id(),
             migration.id()
         ),
         Approval::Stale { recorded } => anyhow::bail!(
-            "{}: {} is not approved: its snapshot was taken from another version of the file (checksum {}, the file's is {}); run `cargo xtask backfill sample {}` and review the new snapshot",
+            "{}: {} is not approved: its snapshot was taken from another version of the file (checksum {}, the file's is {}); run `cargo xtask backfill sample {}` and accept the new snapshot (`cargo insta review`)",
             display_path(&migration.path),
             migration.id(),
             recorded.as_deref().map_or("none", short),
@@ -455,9 +461,10 @@ mod tests {
             (2, Cell::Number("1".into())),
         ]));
         let out = compare(dir.path(), &m, "s", &new, Mode::Check).unwrap();
-        let Outcome::Failed { diff } = out else {
+        let Outcome::Failed { diff, first } = out else {
             panic!("{out:?}")
         };
+        assert!(!first);
         assert!(diff.contains("-2 | 0\n+2 | 1\n"), "{diff}");
         let files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -479,9 +486,10 @@ mod tests {
         let m = migration("");
         let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
         let out = compare(dir.path(), &m, "s", &contents, Mode::Review).unwrap();
-        let Outcome::Pending { path, diff } = out else {
+        let Outcome::Pending { path, diff, first } = out else {
             panic!("{out:?}")
         };
+        assert!(first, "no accepted snapshot yet");
         assert_eq!(path, dir.path().join("V1__fill.snap.new"));
         assert!(diff.contains("no accepted snapshot"), "{diff}");
         assert!(has_pending(dir.path(), &m));
@@ -508,7 +516,7 @@ mod tests {
         );
         assert_eq!(status.label(), "snapshot stale");
         let out = compare(dir.path(), &edited, "s", &contents, Mode::Check).unwrap();
-        let Outcome::Failed { diff } = out else {
+        let Outcome::Failed { diff, .. } = out else {
             panic!("{out:?}")
         };
         assert!(

@@ -42,6 +42,9 @@ pub(super) fn render(report: &Report, color: bool) -> String {
     }
     out.push_str(&summary(errors, warnings, report.files.len()));
     out.push('\n');
+    if errors + warnings > 0 {
+        out.push_str("`cargo xtask migrate lint --explain RULE` prints a rule's documentation\n");
+    }
     out
 }
 

@@ -133,7 +133,9 @@ fn human_summary_lines() {
     let mut single = sample();
     single.files.remove(1);
     assert!(
-        render(&single, Format::Human, false).ends_with("\n1 error, 0 warnings in 2 files\n"),
+        render(&single, Format::Human, false).ends_with(
+            "\n1 error, 0 warnings in 2 files\n`cargo xtask migrate lint --explain RULE` prints a rule's documentation\n"
+        ),
         "{}",
         render(&single, Format::Human, false)
     );

@@ -10,20 +10,14 @@ use crate::lint::rules::{LineIndex, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{Dialect, StmtKind, TransactionControl};
 
-/// What to do when the runner wraps the migration: the statement for a deploy step, and the plain
-/// one to keep in the migration (a no-op once the deploy step ran, so every environment
-/// converges; `index-not-concurrent` then reports it, and its suppression names the step).
-fn runner_help(create: bool) -> String {
-    let (step, keep) = if create {
-        (
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS",
-            "CREATE INDEX IF NOT EXISTS",
-        )
-    } else {
-        ("DROP INDEX CONCURRENTLY IF EXISTS", "DROP INDEX IF EXISTS")
-    };
+/// Where the details are: the supported way is spelled out by `--explain`, so the help stays
+/// one line.
+const EXPLAIN: &str = "see `cargo xtask migrate lint --explain concurrently-in-transaction`";
+
+/// What to do when the runner wraps the migration in a transaction.
+fn runner_help() -> String {
     format!(
-        "run `{step}` outside the migration runner (a deploy step before the migration) and keep a plain `{keep}` here so every environment converges (allow `index-not-concurrent` on it, naming that step), or set `transactional-migrations = false` in the config if your runner does not wrap migrations in a transaction"
+        "move it into its own migration and run that outside the runner's transaction; {EXPLAIN}"
     )
 }
 
@@ -52,7 +46,6 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             } => "DROP INDEX CONCURRENTLY",
             _ => continue,
         };
-        let create = matches!(stmt.kind, StmtKind::CreateIndex { .. });
         let finding = if in_do_block(cx, stmt) {
             Finding::at(
                 RuleId::ConcurrentlyInTransaction,
@@ -60,7 +53,13 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 format!(
                     "{what} inside a DO block fails: PostgreSQL refuses it inside a function or transaction block, so the migration stops here"
                 ),
-                format!("move it out of the DO block: {}", runner_help(create)),
+                if cx.options.runner_wraps_in_transaction {
+                    format!(
+                        "move it out of the DO block into its own migration and run that outside the runner's transaction; {EXPLAIN}"
+                    )
+                } else {
+                    format!("move it out of the DO block; {EXPLAIN}")
+                },
             )
         } else if facts.in_explicit_transaction {
             let at = last_begin
@@ -69,7 +68,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             let help = if cx.options.runner_wraps_in_transaction {
                 format!(
                     "remove the BEGIN ... COMMIT around it, then {}",
-                    runner_help(create)
+                    runner_help()
                 )
             } else {
                 "move it after the COMMIT of the file's transaction block (each statement outside one runs on its own)".to_string()
@@ -89,7 +88,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 format!(
                     "{what} fails in this migration: refinery runs every migration in a transaction, and PostgreSQL refuses it inside a transaction block (\"cannot run inside a transaction block\")"
                 ),
-                runner_help(create),
+                runner_help(),
             )
         } else {
             continue;

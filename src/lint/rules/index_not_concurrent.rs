@@ -50,7 +50,7 @@ fn judge(
                     RuleId::IndexNotConcurrent,
                     stmt,
                     format!("{what} on `{table}`, an existing table, without CONCURRENTLY holds a SHARE lock for the whole build: every write to `{table}` waits until it finishes"),
-                    format!("use {what} CONCURRENTLY, outside a transaction (see `concurrently-in-transaction`)"),
+                    format!("use {what} CONCURRENTLY, outside a transaction (see `cargo xtask migrate lint --explain concurrently-in-transaction`)"),
                 ));
         }
         StmtKind::DropIndex {
@@ -64,7 +64,7 @@ fn judge(
                     RuleId::IndexNotConcurrent,
                     stmt,
                     format!("DROP INDEX `{name}` without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on its table: reads and writes wait until it finishes, and it waits for every running query first"),
-                    "use DROP INDEX CONCURRENTLY, outside a transaction (see `concurrently-in-transaction`)",
+                    "use DROP INDEX CONCURRENTLY, outside a transaction (see `cargo xtask migrate lint --explain concurrently-in-transaction`)",
                 ));
         }
         StmtKind::AlterTable { table, actions } if cx.is_existing_large_table(index, table) => {

@@ -1,0 +1,300 @@
+//! `migrate lint --explain RULE`: each rule's full documentation, built into the binary so it is
+//! at hand in any workspace (a finding's help line points here rather than to a file that only
+//! this repository has).
+//!
+//! Every rule has the same four parts: what it catches, why it matters, what to do instead, and
+//! an example. The match in [`explanation`] is exhaustive, so a new rule does not compile until
+//! it is documented.
+
+use super::{Category, RuleId};
+
+/// The documentation of one rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Explanation {
+    pub catches: &'static str,
+    pub why: &'static str,
+    pub instead: &'static str,
+    pub example: &'static str,
+}
+
+/// The help of the backfill rules, at the end of "what to do instead".
+const BACKFILL_INSTEAD: &str = "Keep the structure change in the schema migration and move the row changes to a data migration in `data-migrations/`: it runs in small batches, each its own short transaction, resumable, paced, and reviewed through a snapshot. Try it with `cargo xtask backfill sample NAME`, then `cargo xtask backfill plan NAME` and `cargo xtask backfill run PLAN` in production (`cargo xtask migrate lint --explain data-migration-invalid` shows the file format). If the table is small in every environment, list it under `small-tables` in the config or suppress the finding with a reason that says so.";
+
+/// The documentation of `rule`.
+pub fn explanation(rule: RuleId) -> Explanation {
+    use RuleId::*;
+    match rule {
+        BackfillUpdate => Explanation {
+            catches: "An UPDATE of a table that existed before this migration (any table the same file did not create first), including an UPDATE inside a WITH clause. An UPDATE whose WHERE only compares columns with constants (`WHERE id = 7`) is reported as a warning: it is probably a seed-row fix-up. Tables created earlier in the same file are new and empty, and never reported.",
+            why: "Every matching row is rewritten inside the migration's transaction and stays locked until the migration commits: writers to those rows wait, the deploy waits, and the time grows with the table. A failure half-way rolls everything back, with nothing to resume.",
+            instead: BACKFILL_INSTEAD,
+            example: "-- migrations/V5__add_posts_count.sql\nALTER TABLE users ADD COLUMN posts_count bigint;   -- fine: instant\nUPDATE users SET posts_count =                      -- reported\n    (SELECT count(*) FROM posts WHERE posts.author_id = users.id);\n\n-- instead, data-migrations/V1__fill_posts_count.sql:\n-- @requires 5\n-- @table users\n-- @key id\n-- @batch\nUPDATE users SET posts_count = (SELECT count(*) FROM posts WHERE posts.author_id = users.id)\nWHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id, posts_count FROM users ORDER BY id;",
+        },
+        BackfillDelete => Explanation {
+            catches: "A DELETE from a table that existed before this migration, including one inside a WITH clause. A WHERE that only compares columns with constants is reported as a warning (a likely seed-row fix-up).",
+            why: "The DELETE scans the table for the rows its WHERE matches and deletes them inside the migration's transaction, holding a lock on each until the migration commits and leaving as many dead rows for vacuum: the time grows with the table and the deploy waits.",
+            instead: BACKFILL_INSTEAD,
+            example: "DELETE FROM sessions WHERE expires_at < now();   -- reported\n\n-- instead, a data migration with `-- @table sessions`, `-- @key id` and\n-- @batch\nDELETE FROM sessions WHERE expires_at < now() AND id > :lower AND id <= :upper;",
+        },
+        BackfillMerge => Explanation {
+            catches: "A MERGE into a table that existed before this migration, or a MERGE that copies an existing table's rows into a new one. A MERGE of constant rows (a VALUES source) is reported as a warning: an upsert of seed rows.",
+            why: "MERGE joins its source to the target and writes a row for each match inside the migration's transaction: every row it writes stays locked until the migration commits, and the time grows with the source and the target.",
+            instead: BACKFILL_INSTEAD,
+            example: "MERGE INTO users u USING legacy_users l ON u.id = l.id   -- reported\nWHEN MATCHED THEN UPDATE SET handle = l.handle;\n\n-- instead: a data migration whose batch statement is an UPDATE ... FROM legacy_users\n-- bounded by `u.id > :lower AND u.id <= :upper`",
+        },
+        BackfillInsertSelect => Explanation {
+            catches: "INSERT ... SELECT (or SQLite's REPLACE ... SELECT) whose rows come from a table that existed before this migration: its FROM items, set-operation branches, derived tables and CTEs. INSERT of constant rows (VALUES, a SELECT without FROM, or one guarded by `WHERE NOT EXISTS (SELECT ... FROM existing)`, the way seed rows are added) is not reported, nor a copy between tables created in the same file.",
+            why: "The copy scales with the source table and runs inside the migration's transaction: the deploy waits until every row is copied, and a failure half-way leaves nothing to resume.",
+            instead: BACKFILL_INSTEAD,
+            example: "CREATE TABLE user_settings (user_id bigint PRIMARY KEY, theme text);\nINSERT INTO user_settings (user_id, theme) SELECT id, 'light' FROM users;   -- reported\n\n-- instead, a data migration on `users` with\n-- @batch\nINSERT INTO user_settings (user_id, theme)\nSELECT id, 'light' FROM users WHERE id > :lower AND id <= :upper;",
+        },
+        BackfillCreateTableAs => Explanation {
+            catches: "CREATE TABLE ... AS query and SELECT ... INTO whose rows come from a table that existed before this migration. `WITH NO DATA`, plain views and materialized views are not reported.",
+            why: "Every row the query returns is copied into the new table inside the migration: the time grows with the source table and the deploy waits for it.",
+            instead: BACKFILL_INSTEAD,
+            example: "CREATE TABLE posts_archive AS SELECT * FROM posts WHERE created_at < '2020-01-01';   -- reported\n\n-- instead: CREATE TABLE posts_archive (LIKE posts) in the migration, and a data migration\n-- on `posts` whose batch statement is an INSERT INTO posts_archive SELECT ... bounded by the key",
+        },
+        BackfillCopy => Explanation {
+            catches: "COPY ... FROM (a file, a program or STDIN) into a table that existed before this migration (PostgreSQL). COPY ... TO only reads and is not reported.",
+            why: "The load runs inside the migration's transaction: the deploy waits until every row is in, and a failure half-way leaves nothing to resume.",
+            instead: "Load the data outside the schema migration: a one-off job, or a staging table filled by the job and a data migration in `data-migrations/` that moves its rows in batches (`cargo xtask backfill sample NAME` tries it). If the table is small everywhere, suppress the finding with a reason that says so.",
+            example: "COPY countries FROM '/data/countries.csv' WITH (FORMAT csv);   -- reported when `countries` existed before",
+        },
+        BackfillDoBlock => Explanation {
+            catches: "Data changes inside a DO block on tables that existed before this migration: UPDATE, DELETE, MERGE, INSERT ... SELECT, COPY FROM, and SQL run by EXECUTE of a literal or of `format(...)`. Also `SELECT f()` / `CALL p()` of a function or procedure defined earlier in the same file whose body writes an existing table. Functions that are only defined (trigger functions, helpers) are never reported: defining code runs nothing. A point-lookup change (`WHERE id = 7`) is a warning.",
+            why: "A DO block runs with the migration, as one statement inside its transaction: a loop of UPDATEs over a big table in there is a backfill like any other, only harder to see in review.",
+            instead: BACKFILL_INSTEAD,
+            example: "DO $$\nBEGIN\n  UPDATE users SET handle = lower(handle);   -- reported, with this line\nEND $$;",
+        },
+        BackfillAlterColumnType => Explanation {
+            catches: "ALTER COLUMN ... TYPE (PostgreSQL) to a type that is not binary-coercible from the old one, or with a USING clause. The old type comes from the migrations linted before the file; when it is unknown, only a new type that is not one of the usual free targets (text, varchar, unconstrained numeric, citext) is reported.",
+            why: "PostgreSQL rewrites every row and rebuilds every index of the table under an ACCESS EXCLUSIVE lock: no reads and no writes on the table until it finishes. `int` to `bigint` is such a change; `varchar(50)` to `varchar(100)` or to `text` is not.",
+            instead: "Add a column of the new type, keep it in sync for new writes with a trigger, fill the existing rows with a data migration in `data-migrations/` (`cargo xtask backfill sample NAME`), switch readers over, then drop the old column. If the old type really is binary-coercible to the new one, suppress the finding with that reason.",
+            example: "ALTER TABLE users ALTER COLUMN id TYPE bigint;   -- reported: rewrites `users`\nALTER TABLE users ALTER COLUMN bio TYPE text;    -- fine when bio was varchar(n)",
+        },
+        BackfillVolatileDefault => Explanation {
+            catches: "ADD COLUMN on an existing table with a volatile default (PostgreSQL): gen_random_uuid(), uuid_generate_v4(), random(), clock_timestamp(), nextval(), and the `serial` types (an implicit nextval). Constant and stable defaults (`0`, `'new'`, `now()`) are not reported.",
+            why: "Since PostgreSQL 11 a constant default is stored in the catalog and ADD COLUMN is instant; a volatile one must be computed for every row, so PostgreSQL rewrites the whole table under an ACCESS EXCLUSIVE lock.",
+            instead: "Add the column without a default (or with a constant one), set the volatile default in a separate statement afterwards (it then applies to new rows only), and fill the existing rows with a data migration in `data-migrations/`.",
+            example: "ALTER TABLE users ADD COLUMN public_id uuid DEFAULT gen_random_uuid();   -- reported\n\n-- instead:\nALTER TABLE users ADD COLUMN public_id uuid;\nALTER TABLE users ALTER COLUMN public_id SET DEFAULT gen_random_uuid();\n-- and a data migration: UPDATE users SET public_id = gen_random_uuid()\n--   WHERE public_id IS NULL AND id > :lower AND id <= :upper",
+        },
+        BackfillStoredGeneratedColumn => Explanation {
+            catches: "ADD COLUMN ... GENERATED ALWAYS AS (...) STORED or ... GENERATED ... AS IDENTITY on an existing table (PostgreSQL). A virtual generated column (PostgreSQL 18) is not reported.",
+            why: "Both compute and write a value for every existing row, so PostgreSQL rewrites the whole table under an ACCESS EXCLUSIVE lock.",
+            instead: "For a generated column: a plain nullable column kept up to date by a trigger, existing rows filled by a data migration in `data-migrations/` (or a view or an expression index if it need not be stored). For an identity: a plain nullable column, a sequence default set in a separate statement (new rows only), existing rows filled by a data migration.",
+            example: "ALTER TABLE users ADD COLUMN handle_lower text GENERATED ALWAYS AS (lower(handle)) STORED;   -- reported",
+        },
+        BackfillTableRebuild => Explanation {
+            catches: "The table-rebuild pattern in one file: CREATE TABLE new, INSERT INTO new SELECT ... FROM old, DROP TABLE old, ALTER TABLE new RENAME TO old (drop and rename in either order), or its mirror that renames the old table away first. Reported once, at the INSERT.",
+            why: "Every row of the table is copied inside the migration: SQLite write-locks the whole database for the copy; in PostgreSQL, writes to the old table meanwhile are lost or wait for the DROP.",
+            instead: "In PostgreSQL, change the table in place (ADD COLUMN, ALTER COLUMN ... TYPE, ADD CONSTRAINT ... NOT VALID) and move any change to its data to a data migration in `data-migrations/`. SQLite's ALTER TABLE cannot change a column's type or constraints, so there the rebuild is sometimes the only way: suppress the finding with a reason that says how many rows the table has in production.",
+            example: "CREATE TABLE users_new (id integer PRIMARY KEY, handle text NOT NULL);\nINSERT INTO users_new (id, handle) SELECT id, handle FROM users;   -- reported\nDROP TABLE users;\nALTER TABLE users_new RENAME TO users;",
+        },
+        IndexNotConcurrent => Explanation {
+            catches: "On an existing table (PostgreSQL): CREATE INDEX and DROP INDEX without CONCURRENTLY, and ADD CONSTRAINT ... UNIQUE / PRIMARY KEY (or ADD COLUMN ... UNIQUE / PRIMARY KEY) that builds its own index instead of adopting one with USING INDEX.",
+            why: "CREATE INDEX holds a SHARE lock for the whole build: reads go on, every write to the table waits. DROP INDEX and ADD CONSTRAINT take ACCESS EXCLUSIVE: reads wait too.",
+            instead: "Use CREATE INDEX CONCURRENTLY / DROP INDEX CONCURRENTLY, which cannot run inside a transaction: see `cargo xtask migrate lint --explain concurrently-in-transaction` for where to put them. For a UNIQUE or PRIMARY KEY constraint, build the index first with CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX, which only updates the catalog.",
+            example: "CREATE INDEX posts_author_id_idx ON posts (author_id);                -- reported\nCREATE INDEX CONCURRENTLY posts_author_id_idx ON posts (author_id);   -- instead, outside a transaction\n\nCREATE UNIQUE INDEX CONCURRENTLY users_handle_idx ON users (handle);\nALTER TABLE users ADD CONSTRAINT users_handle_key UNIQUE USING INDEX users_handle_idx;",
+        },
+        ConcurrentlyInTransaction => Explanation {
+            catches: "CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY where PostgreSQL refuses it: inside the file's own BEGIN ... COMMIT, inside a DO block, or anywhere in a migration when the migration runner wraps each migration in a transaction (refinery does; `transactional-migrations = false` in the config says your runner does not).",
+            why: "PostgreSQL fails the statement with \"cannot run inside a transaction block\" (or \"cannot be executed from a function\" in a DO block), so the migration stops there and the deploy fails. Dropping CONCURRENTLY to make it pass blocks writes to the table for the whole build instead (`index-not-concurrent`).",
+            instead: "Run the statement in a migration that runs outside a transaction. refinery wraps every migration in one and cannot be told otherwise, so: move the statement into a migration of its own (nothing else in it, no BEGIN), and run that migration outside the runner's transaction, e.g. a deploy step that runs the file with `psql -f` before the migration runner. To keep every environment converging, the file the runner applies can hold the plain form with IF NOT EXISTS, a no-op where the deploy step already built the index (allow `index-not-concurrent` on it, naming the step). Inside a DO block, move it out of the block. If your runner can run a migration outside a transaction, do that and set `transactional-migrations = false` in the config; if the file has its own BEGIN ... COMMIT, move the statement after the COMMIT.",
+            example: "-- migrations/V7__index_posts_author.sql: reported, refinery runs it in a transaction\nCREATE INDEX CONCURRENTLY posts_author_id_idx ON posts (author_id);\n\n-- instead, deploy step before the runner: psql -f deploy/V7__index_posts_author.sql\nCREATE INDEX CONCURRENTLY IF NOT EXISTS posts_author_id_idx ON posts (author_id);\n-- and migrations/V7__index_posts_author.sql, a no-op after the step:\n-- migrate-lint: allow(index-not-concurrent) built concurrently by deploy/V7__index_posts_author.sql\nCREATE INDEX IF NOT EXISTS posts_author_id_idx ON posts (author_id);",
+        },
+        ConstraintWithoutNotValid => Explanation {
+            catches: "ADD FOREIGN KEY or ADD CHECK on an existing table without NOT VALID (PostgreSQL), and the same constraints written inline in ADD COLUMN (`ADD COLUMN editor_id bigint REFERENCES users`), which have no NOT VALID form.",
+            why: "The constraint is checked against every existing row while the lock is held: ACCESS EXCLUSIVE for a CHECK (no reads, no writes), SHARE ROW EXCLUSIVE on both tables for a foreign key (no writes to either).",
+            instead: "Add the constraint NOT VALID (new rows are checked at once), then VALIDATE CONSTRAINT in a later migration: validation only takes a SHARE UPDATE EXCLUSIVE lock, which blocks neither reads nor writes. For an inline constraint, add the column plain, then ADD CONSTRAINT ... NOT VALID.",
+            example: "ALTER TABLE posts ADD CONSTRAINT posts_author_fk FOREIGN KEY (author_id) REFERENCES users (id);   -- reported\n\n-- instead:\nALTER TABLE posts ADD CONSTRAINT posts_author_fk FOREIGN KEY (author_id) REFERENCES users (id) NOT VALID;\n-- and in a later migration:\nALTER TABLE posts VALIDATE CONSTRAINT posts_author_fk;",
+        },
+        SetNotNull => Explanation {
+            catches: "ALTER COLUMN ... SET NOT NULL on a column of an existing table (PostgreSQL), unless the same file validates a constraint of that table first.",
+            why: "PostgreSQL scans every row to prove there is no NULL, holding ACCESS EXCLUSIVE the whole time: no reads, no writes until the scan finishes.",
+            instead: "Add `CHECK (column IS NOT NULL) NOT VALID`, VALIDATE it in a later migration (no blocking lock), then SET NOT NULL: PostgreSQL 12+ uses the validated check and skips the scan. Drop the check afterwards.",
+            example: "ALTER TABLE users ALTER COLUMN handle SET NOT NULL;   -- reported\n\n-- instead, V8:\nALTER TABLE users ADD CONSTRAINT users_handle_not_null CHECK (handle IS NOT NULL) NOT VALID;\n-- V9:\nALTER TABLE users VALIDATE CONSTRAINT users_handle_not_null;\nALTER TABLE users ALTER COLUMN handle SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT users_handle_not_null;",
+        },
+        RequireLockTimeout => Explanation {
+            catches: "The first statement of a file that takes an ACCESS EXCLUSIVE (or SHARE ROW EXCLUSIVE) lock on an existing table with no `SET lock_timeout` before it (PostgreSQL): ALTER TABLE (except VALIDATE CONSTRAINT), DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER. A warning by default; reported once per file.",
+            why: "The statement first waits for every query running on the table; while it waits, every new query on the table, reads included, queues behind it. One slow report query and the application stops answering.",
+            instead: "Start the file with `SET lock_timeout = '2s';` (or `SET LOCAL` inside the file's own transaction): the migration then fails fast instead of queueing the application behind it, and can be retried. Make it an error with `require-lock-timeout = \"error\"` under `[workspace.metadata.xtask-migrate.rules]`.",
+            example: "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN bio text;   -- not reported: the timeout comes first",
+        },
+        MigrationNameSkipped => Explanation {
+            catches: "A file in the migrations directory that refinery would not run: a name that does not match `[UV]{version}__{name}.sql` (one underscore, no name, a fractional version, digits that are not ASCII), a version refinery cannot load at all, or a name that is not UTF-8.",
+            why: "refinery skips such a file with at most a log line, so the schema change silently never happens; some names even make refinery refuse the whole directory, and then no migration runs.",
+            instead: "Rename the file as the finding suggests: `V{version}__{name}.sql`, a whole version, two underscores, a name of letters, digits and `_`.",
+            example: "migrations/V6_add_bio.sql     -- reported: one underscore, refinery skips it\nmigrations/V6__add_bio.sql    -- instead",
+        },
+        DuplicateMigrationVersion => Explanation {
+            catches: "Two migration files with the same version, e.g. `V6__add_bio.sql` and `V6__add_avatar.sql` (typical after merging two branches).",
+            why: "refinery applies only one of them: depending on the environment it fails, runs one and fails to record the other, or skips the second without a word, so environments drift apart.",
+            instead: "Give the newer file a version of its own, such as the next free one. A file already applied somewhere keeps its version. Delete one of two identical copies.",
+            example: "migrations/V6__add_bio.sql\nmigrations/V6__add_avatar.sql   -- reported: rename to V7__add_avatar.sql",
+        },
+        SyntaxError => Explanation {
+            catches: "SQL that does not parse in the configured dialect (`--dialect postgres`, PostgreSQL's own grammar, or `sqlite`), and files that are not UTF-8 text or contain NUL bytes.",
+            why: "The database will refuse the statement when the migration runs, and the linter cannot see what it does; the rest of the file is still linted.",
+            instead: "Fix the SQL at the position shown. If it is valid for your database, check that the dialect is right (`dialect` in the config or `--dialect`).",
+            example: "ALTER TABLE users ADD COLUMN bio text   -- reported: no `;` before the next statement\nCREATE INDEX ...",
+        },
+        SuppressionUnknownRule => Explanation {
+            catches: "A `-- migrate-lint:` comment that names a rule id that does not exist (with the closest id suggested), names no rule, has no closing `)`, or is neither `allow(...)` nor `allow-file(...)`.",
+            why: "The comment suppresses nothing for the misspelled rule, so the finding it was meant to excuse still fails the lint, or a reviewer believes something is excused that is not.",
+            instead: "Use the ids `cargo xtask migrate lint --list-rules` prints: `-- migrate-lint: allow(rule-id, ...) reason` for the next statement, `allow-file(...)` for the whole file.",
+            example: "-- migrate-lint: allow(backfil-update) roles has five rows   -- reported: did you mean `backfill-update`?",
+        },
+        SuppressionMissingReason => Explanation {
+            catches: "A suppression comment with no reason after its rule ids.",
+            why: "An exception nobody can explain later was never reviewed. Without a reason the suppression is not granted, so the finding it names is reported too.",
+            instead: "Say why the statement is safe after the closing `)`: how many rows the table has everywhere, or when the migration runs.",
+            example: "-- migrate-lint: allow(backfill-update)                                -- reported\n-- migrate-lint: allow(backfill-update) roles has five rows everywhere   -- instead",
+        },
+        SuppressionUnused => Explanation {
+            catches: "A suppression comment that allows a rule with no finding to suppress: on the next statement for `allow(...)`, in the whole file for `allow-file(...)`. A warning by default.",
+            why: "The statement it excused was changed or removed: an exception that outlives its cause would hide the next real finding on that statement.",
+            instead: "Remove the rule from the comment, or the whole comment.",
+            example: "-- migrate-lint: allow(backfill-update) five rows   -- reported: nothing to suppress\nALTER TABLE roles ADD COLUMN label text;",
+        },
+        DataMigrationInvalid => Explanation {
+            catches: "A file in the data-migrations directory that the batch engine cannot run safely: a malformed name, a missing or unknown directive, a batch statement that is not one UPDATE, DELETE or INSERT ... SELECT on the `@table` bounded by `:lower` and `:upper` on the `@key`, DDL, a check or snapshot that is not a query, a snapshot without a deterministic order.",
+            why: "`backfill sample`, `plan` and `run` refuse such a file; a batch statement that is not bounded by the key would rewrite the whole table in every batch.",
+            instead: "Fix the file at the line shown. The format, in brief:\n- One `.sql` file per data migration in the data-migrations directory, named `V{n}__{name}.sql`: its own version sequence, `name` of letters, digits and `_`.\n- Settings first, as comments: `-- @requires N` (the schema migration version it needs), `-- @table T` (the table walked in key order), `-- @key K` (one unique integer or text column of `T`), optionally `-- @batch-size N` (rows per batch in production, default 1000) and `-- @pause D` (e.g. `10ms`, the sleep between batches in production).\n- Then the sections, one statement each: exactly one `-- @batch` (an UPDATE, DELETE or INSERT ... SELECT of `T` that selects its rows with `K > :lower AND K <= :upper`), any number of `-- @check DESCRIPTION` (a query that must return no rows afterwards), exactly one `-- @snapshot` (the rows reviewers approve: ORDER BY a unique key, or one row of aggregates).\nThen `cargo xtask backfill sample NAME` runs it on the fixtures and writes its snapshot for review.",
+            example: "-- data-migrations/V1__fill_posts_count.sql\n-- @requires 5\n-- @table users\n-- @key id\n-- @batch-size 500\n-- @pause 10ms\n\n-- @batch\nUPDATE users SET posts_count = (SELECT count(*) FROM posts WHERE posts.author_id = users.id)\nWHERE id > :lower AND id <= :upper;\n\n-- @check every posts_count matches the posts table\nSELECT id FROM users WHERE posts_count <> (SELECT count(*) FROM posts WHERE author_id = users.id);\n\n-- @snapshot\nSELECT id, posts_count FROM users ORDER BY id;",
+        },
+    }
+}
+
+/// The text `migrate lint --explain RULE` prints: a header with the rule's id, category and
+/// default severity, the four parts wrapped at `width` columns, and how to configure it.
+pub fn render(rule: RuleId, width: usize) -> String {
+    let e = explanation(rule);
+    let id = rule.as_str();
+    let mut out = format!(
+        "{id} ({}, {} by default)\n{}\n",
+        rule.category().as_str(),
+        rule.default_severity().as_str(),
+        rule.description()
+    );
+    let mut configure = format!(
+        "Turn it off or change its severity with `{id} = \"off\"` (or `\"warning\"`, `\"error\"`) under `[workspace.metadata.xtask-migrate.rules]`, or `--rule {id}=off`."
+    );
+    // Suppression comments apply to findings about statements; the others are about files.
+    if matches!(
+        rule.category(),
+        Category::Backfill | Category::Lock | Category::Syntax
+    ) {
+        configure.push_str(&format!(
+            " Suppress one finding with a comment before the statement: `-- migrate-lint: allow({id}) why it is safe`."
+        ));
+    }
+    let text_width = width.saturating_sub(2).max(40);
+    for (title, text) in [
+        ("What it catches", e.catches),
+        ("Why it matters", e.why),
+        ("What to do instead", e.instead),
+    ] {
+        out.push_str(&format!("\n{title}:\n"));
+        push_paragraphs(&mut out, text, text_width);
+    }
+    out.push_str("\nExample:\n");
+    for line in e.example.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out.push('\n');
+    for line in wrap(&configure, width) {
+        out.push_str(&format!("{line}\n"));
+    }
+    out
+}
+
+/// Each line of `text` as a paragraph wrapped at `width`, indented by two spaces; a line that
+/// starts with `- ` is a list item whose continuation lines align with its text.
+fn push_paragraphs(out: &mut String, text: &str, width: usize) {
+    for paragraph in text.lines() {
+        let (first, rest, body) = match paragraph.strip_prefix("- ") {
+            Some(item) => ("  - ", "    ", item),
+            None => ("  ", "  ", paragraph),
+        };
+        let lines = wrap(body, width + 2 - first.len());
+        for (i, line) in lines.iter().enumerate() {
+            out.push_str(if i == 0 { first } else { rest });
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+}
+
+/// `text` split into lines of at most `width` characters at spaces. A `code span` in backticks
+/// is never split, and neither is a word longer than `width`.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for word in text.split_whitespace() {
+        match words.last_mut() {
+            Some(last) if in_code => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+        if word.matches('`').count() % 2 == 1 {
+            in_code = !in_code;
+        }
+    }
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in words {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_is_explained_in_full() {
+        for &rule in RuleId::ALL {
+            let e = explanation(rule);
+            for (part, text) in [
+                ("catches", e.catches),
+                ("why", e.why),
+                ("instead", e.instead),
+                ("example", e.example),
+            ] {
+                assert!(text.trim().len() > 20, "{rule}: `{part}` is too short");
+            }
+            let text = render(rule, 100);
+            assert!(text.starts_with(rule.as_str()), "{text}");
+        }
+    }
+
+    #[test]
+    fn wraps_at_spaces() {
+        assert_eq!(
+            wrap("aa bb cc dd", 5),
+            vec!["aa bb".to_string(), "cc dd".to_string()]
+        );
+        assert_eq!(wrap("abcdefgh ij", 5), vec!["abcdefgh", "ij"]);
+        assert!(wrap("", 10).is_empty());
+        assert_eq!(
+            wrap("set `-- @batch-size N` here", 12),
+            vec!["set", "`-- @batch-size N`", "here"]
+        );
+    }
+}
