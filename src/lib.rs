@@ -19,3 +19,8 @@ pub mod sql;
 pub mod testing;
 
 pub use cli::Command;
+
+/// The README's examples (mounting the commands in another workspace's xtask) compile.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
