@@ -1,8 +1,9 @@
 //! Benchmark: `backfill run` against one unbatched UPDATE doing the same work, on the same
 //! PostgreSQL server (one the benchmark starts), in the same run.
 //!
-//! `cargo run --release --example bench_run [-- --rows N] [--rounds N]` (default 1,000,000
-//! rows, 3 rounds)
+//! `cargo run --release --example bench_run [-- --rows N] [--rounds N] [--workers N]` (default
+//! 1,000,000 rows, 3 rounds, 1 worker; with N workers the plan has 4N key ranges and N runner
+//! processes share the run)
 //!
 //! Two identical tables of N rows, each in its own database: one gets `UPDATE items SET
 //! n = n + 1` in one statement, the other the same statement as a data migration run by
@@ -37,27 +38,28 @@ fn main() -> Result<(), BoxError> {
     if args.first().map(String::as_str) == Some("--worker") {
         return worker(&args[1..]);
     }
-    let (mut rows, mut rounds) = (1_000_000u64, 3usize);
+    let (mut rows, mut rounds, mut workers) = (1_000_000u64, 3usize, 1u64);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         match (flag.as_str(), it.next().map(|v| v.parse::<u64>())) {
             ("--rows", Some(Ok(v))) => rows = v,
             ("--rounds", Some(Ok(v))) if v > 0 => rounds = v as usize,
-            _ => return Err("usage: bench_run [--rows N] [--rounds N]".into()),
+            ("--workers", Some(Ok(v))) if v > 0 => workers = v,
+            _ => return Err("usage: bench_run [--rows N] [--rounds N] [--workers N]".into()),
         }
     }
 
     let server = PgServer::start()?;
     println!(
-        "PostgreSQL on port {} (fsync off); {rows} rows, {rounds} rounds",
+        "PostgreSQL on port {} (fsync off); {rows} rows, {rounds} rounds, {workers} worker(s)",
         server.port()
     );
     let ws = tempfile::tempdir()?;
     let config = Config::defaults(ws.path());
-    let plan_path = write_plan(&config)?;
+    let plan_path = write_plan(&config, workers)?;
 
     // Memory first, on a quarter of the table: compared with the full-size runs below.
-    let small = batched(&server, &config, &plan_path, rows / 4)?;
+    let small = batched(&server, &config, &plan_path, rows / 4, workers)?;
     // Rounds alternate the two ways on fresh tables, so a noisy neighbour on the machine (a
     // build, a checkpoint) weighs on both; the median ratio is the result.
     let mut ratios = Vec::new();
@@ -76,7 +78,7 @@ fn main() -> Result<(), BoxError> {
             single_time.as_secs_f64(),
             changed as f64 / single_time.as_secs_f64()
         );
-        let b = batched(&server, &config, &plan_path, rows)?;
+        let b = batched(&server, &config, &plan_path, rows, workers)?;
         let ratio = single_time.as_secs_f64() / b.elapsed.as_secs_f64();
         println!("round {round}: backfill run   {}; ratio {ratio:.2}", b.line);
         ratios.push(ratio);
@@ -116,11 +118,12 @@ fn batched(
     config: &Config,
     plan_path: &Path,
     size: u64,
+    workers: u64,
 ) -> Result<Batched, BoxError> {
     let url = server.create_database("batched");
     let mut client = Client::connect(&url, NoTls)?;
     fill(&mut client, size)?;
-    let (elapsed, peak_kb) = run_worker(config, plan_path, &url)?;
+    let (elapsed, peak_kb) = run_workers(config, plan_path, &url, workers)?;
     let row = client.query_one(
         "SELECT count(*), coalesce(max(held_ms), 0)::float8, count(*) FILTER (WHERE held_ms > 200),
                 (SELECT count(*) FROM items WHERE n <> 1), coalesce(sum(held_ms), 0)::float8
@@ -158,8 +161,9 @@ fn fill(client: &mut Client, rows: u64) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// An approved data migration and its plan at default settings (no database: bounds at run).
-fn write_plan(config: &Config) -> Result<std::path::PathBuf, BoxError> {
+/// An approved data migration and its plan at default settings (no database: bounds at run),
+/// with four key ranges per worker when several share the run.
+fn write_plan(config: &Config, workers: u64) -> Result<std::path::PathBuf, BoxError> {
     std::fs::create_dir_all(&config.data_migrations)?;
     let path = config.data_migrations.join("V1__bump.sql");
     std::fs::write(&path, MIGRATION)?;
@@ -175,7 +179,7 @@ fn write_plan(config: &Config) -> Result<std::path::PathBuf, BoxError> {
     let request = PlanRequest {
         settings: Settings::from_migration(&migration),
         tracking: TrackingNames::default(),
-        ranges: Some(1),
+        ranges: Some(if workers > 1 { workers * 4 } else { 1 }),
     };
     let plan = plan::build(config, &migration, &request, None, &plan_path);
     std::fs::create_dir_all(plan_path.parent().ok_or("no parent")?)?;
@@ -183,31 +187,44 @@ fn write_plan(config: &Config) -> Result<std::path::PathBuf, BoxError> {
     Ok(plan_path)
 }
 
-/// Runs the plan in a child process; its wall time and peak RSS (KiB).
-fn run_worker(config: &Config, plan: &Path, url: &str) -> Result<(Duration, i64), BoxError> {
+/// Runs the plan in `workers` child processes at once; the wall time until the last one is done
+/// and the largest peak RSS (KiB) among them.
+fn run_workers(
+    config: &Config,
+    plan: &Path,
+    url: &str,
+    workers: u64,
+) -> Result<(Duration, i64), BoxError> {
     let started = Instant::now();
-    let child = Command::new(std::env::current_exe()?)
-        .arg("--worker")
-        .arg(&config.root)
-        .arg(plan)
-        .arg(url)
-        .spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child, not yet reaped (we never wait on `child` through std).
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = started.elapsed();
-    if rc != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("the worker failed (status {status})").into());
+    let mut pids = Vec::new();
+    for i in 0..workers {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("--worker")
+            .arg(&config.root)
+            .arg(plan)
+            .arg(url)
+            .arg(format!("bench-{i}"))
+            .spawn()?;
+        pids.push(child.id() as libc::pid_t);
     }
-    Ok((elapsed, usage.ru_maxrss))
+    let mut peak = 0;
+    for pid in pids {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our child, not yet reaped (we never wait on it through std).
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("a worker failed (status {status})").into());
+        }
+        peak = peak.max(usage.ru_maxrss);
+    }
+    Ok((started.elapsed(), peak))
 }
 
 fn worker(args: &[String]) -> Result<(), BoxError> {
-    let [root, plan_path, url] = args else {
-        return Err("--worker ROOT PLAN URL".into());
+    let [root, plan_path, url, name] = args else {
+        return Err("--worker ROOT PLAN URL NAME".into());
     };
     let config = Config::defaults(Path::new(root));
     let plan = Plan::load(Path::new(plan_path)).map_err(|e| e.to_string())?;
@@ -215,10 +232,10 @@ fn worker(args: &[String]) -> Result<(), BoxError> {
     let target = Target::parse(url)?;
     static NEVER: AtomicBool = AtomicBool::new(false);
     let options = RunOptions {
-        worker: "bench".into(),
+        worker: name.clone(),
         progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
         stop: &NEVER,
-        poll: Duration::from_millis(100),
+        poll: Duration::from_millis(20),
         max_batches: None,
     };
     run::run(&target, &plan, &migration, options, &mut std::io::sink())
