@@ -11,7 +11,6 @@ use xtask_migrate::backfill::engine::{self, BatchReport, EngineOptions};
 use xtask_migrate::backfill::migration::{self, DataMigration};
 use xtask_migrate::cli::backfill::SampleArgs;
 use xtask_migrate::config::Config;
-use xtask_migrate::testing;
 
 fn migration(key: &str, extra_where: &str) -> DataMigration {
     let text = format!(
@@ -34,7 +33,7 @@ fn options(batch_size: u64) -> EngineOptions {
 
 /// A throwaway schema in a new database of the shared server, with `items(key, n)`.
 fn db(key_type: &str, key: &str) -> PgBackend {
-    let url = testing::shared().create_database("engine");
+    let url = pg_harness::shared().create_database("engine");
     let mut db = PgBackend::throwaway_schema(&url).unwrap();
     db.execute(&format!(
         "CREATE TABLE items ({key} {key_type} PRIMARY KEY, n bigint NOT NULL DEFAULT 0)"
@@ -200,7 +199,7 @@ fn db_url(db: &mut PgBackend) -> String {
         .client()
         .query_one("SELECT current_database()::text", &[])
         .unwrap();
-    testing::shared().url(&row.get::<_, String>(0))
+    pg_harness::shared().url(&row.get::<_, String>(0))
 }
 
 fn throwaway_schemas(url: &str) -> i64 {
@@ -230,7 +229,7 @@ fn sample_on(url: &str, config: &Config) -> (anyhow::Result<ExitCode>, String) {
 /// gone afterwards, and the URL's password is never printed.
 #[test]
 fn sample_on_postgres_matches_the_accepted_snapshot() {
-    let server = testing::shared();
+    let server = pg_harness::shared();
     let url = server.create_database("sample");
     let with_password = url.replace("postgres@", "postgres:hunter2@");
     let config = Config::discover().unwrap();
@@ -270,7 +269,7 @@ fn edit(dir: &tempfile::TempDir, relative: &str, from: &str, to: &str) {
 
 #[test]
 fn a_fixture_row_postgres_refuses_names_its_line() {
-    let url = testing::shared().create_database("fixture_error");
+    let url = pg_harness::shared().create_database("fixture_error");
     let dir = workspace();
     edit(&dir, "fixtures/follows.csv", "2,7155,", "2,7154,");
     let (code, out) = sample_on(&url, &Config::defaults(dir.path()));
@@ -284,7 +283,7 @@ fn a_fixture_row_postgres_refuses_names_its_line() {
 
 #[test]
 fn the_throwaway_schema_is_dropped_after_an_error() {
-    let url = testing::shared().create_database("sample_error");
+    let url = pg_harness::shared().create_database("sample_error");
     let dir = workspace();
     edit(
         &dir,
