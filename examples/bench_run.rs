@@ -18,6 +18,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use pg_harness::PgServer;
 use postgres::{Client, NoTls};
 use xtask_migrate::backfill::db::target::Target;
 use xtask_migrate::backfill::migration;
@@ -27,7 +28,6 @@ use xtask_migrate::backfill::run::tracking::TrackingNames;
 use xtask_migrate::backfill::run::{self, RunOptions};
 use xtask_migrate::backfill::sample::snapshot;
 use xtask_migrate::config::Config;
-use xtask_migrate::testing::PgServer;
 
 const MIGRATION: &str = "-- @requires 1\n-- @table items\n-- @key id\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper;\n\n-- @snapshot\nSELECT id, n FROM items ORDER BY id;\n";
 

@@ -55,11 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let generated = Instant::now();
-    let sizes = xtask_migrate::testing::write_social_fixtures(
-        &dir.path().join("fixtures"),
-        users,
-        20240229,
-    )?;
+    let sizes = pg_harness::write_social_fixtures(&dir.path().join("fixtures"), users, 20240229)?;
     println!(
         "generated {} users, {} follows, {} posts in {:.0} ms",
         sizes.users,

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match xtask_migrate::testing::write_social_fixtures(&out, users, seed) {
+    match pg_harness::write_social_fixtures(&out, users, seed) {
         Ok(sizes) => {
             println!(
                 "wrote {}: {} users, {} follows, {} posts",

@@ -23,9 +23,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Deserialize;
 
+#[cfg(feature = "lint")]
 use crate::lint::{Level, LintOptions, RuleId};
 use crate::sql::{Dialect, Name};
 
@@ -46,8 +47,14 @@ struct RawConfig {
     transactional_migrations: Option<bool>,
     tracking_schema: Option<String>,
     tracking_table_prefix: Option<String>,
+    #[cfg(feature = "lint")]
     #[serde(default)]
     rules: HashMap<String, Level>,
+    /// Rule severities only matter to the linter: a build without it accepts the table unread.
+    #[cfg(not(feature = "lint"))]
+    #[serde(default)]
+    #[allow(dead_code)]
+    rules: HashMap<String, serde::de::IgnoredAny>,
 }
 
 /// The resolved configuration of a workspace.
@@ -66,6 +73,7 @@ pub struct Config {
     pub baseline: Option<u64>,
     pub small_tables: Vec<Name>,
     pub transactional_migrations: bool,
+    #[cfg(feature = "lint")]
     pub rule_levels: HashMap<RuleId, Level>,
     /// Schema of `backfill run`'s tracking tables (PostgreSQL; default: the search path's).
     pub tracking_schema: Option<String>,
@@ -118,13 +126,14 @@ impl Config {
     }
 
     fn from_raw(root: &Path, raw: RawConfig) -> anyhow::Result<Config> {
-        let manifest = root.join("Cargo.toml");
+        #[cfg(feature = "lint")]
         let mut rule_levels = HashMap::new();
+        #[cfg(feature = "lint")]
         for (id, level) in raw.rules {
             let Ok(rule) = id.parse::<RuleId>() else {
-                bail!(
+                anyhow::bail!(
                     "{}: [workspace.metadata.{METADATA_KEY}.rules] names `{id}`, which is not a rule id (see `cargo xtask migrate lint --list-rules`)",
-                    manifest.display()
+                    root.join("Cargo.toml").display()
                 );
             };
             rule_levels.insert(rule, level);
@@ -144,6 +153,7 @@ impl Config {
                 .map(|t| parse_table_name(t))
                 .collect(),
             transactional_migrations: raw.transactional_migrations.unwrap_or(true),
+            #[cfg(feature = "lint")]
             rule_levels,
             tracking_schema: raw.tracking_schema,
             tracking_table_prefix: raw.tracking_table_prefix,
@@ -151,6 +161,7 @@ impl Config {
     }
 
     /// The lint settings this config implies (before command-line overrides).
+    #[cfg(feature = "lint")]
     pub fn lint_options(&self) -> LintOptions {
         LintOptions {
             dialect: self.dialect,
@@ -200,10 +211,12 @@ mod tests {
         assert!(!config.transactional_migrations);
         assert_eq!(config.tracking_schema.as_deref(), Some("ops"));
         assert_eq!(config.tracking_table_prefix.as_deref(), Some("bf_"));
+        #[cfg(feature = "lint")]
         assert_eq!(
             config.rule_levels[&RuleId::RequireLockTimeout],
             Level::Error
         );
+        #[cfg(feature = "lint")]
         assert_eq!(config.rule_levels[&RuleId::SetNotNull], Level::Off);
     }
 
@@ -219,6 +232,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "lint")]
     #[test]
     fn unknown_rule_is_an_error() {
         let meta = serde_json::json!({ METADATA_KEY: { "rules": { "backfil-update": "off" } } });
@@ -228,6 +242,7 @@ mod tests {
         assert!(err.contains("backfil-update"), "{err}");
     }
 
+    #[cfg(feature = "lint")]
     #[test]
     fn bad_level_is_an_error() {
         let meta = serde_json::json!({ METADATA_KEY: { "rules": { "set-not-null": "loud" } } });

@@ -7,16 +7,24 @@
 //!
 //! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum), or make a
 //! thin binary whose `main` is [`cli::main`].
+//!
+//! Cargo features (both on by default; at least one is needed):
+//! - `lint`: `migrate lint`, with the SQL front ends and output formats, and the checks of
+//!   data-migration files. A workspace that only wants the linter enables just this one and
+//!   compiles no database code.
+//! - `backfill`: the `backfill` commands, with embedded SQLite, the PostgreSQL client and
+//!   refinery.
+
+#[cfg(not(any(feature = "lint", feature = "backfill")))]
+compile_error!("xtask-migrate: enable the `lint` feature, the `backfill` feature, or both");
 
 pub mod backfill;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "lint")]
 pub mod lint;
 pub mod secrets;
 pub mod sql;
-#[cfg(unix)]
-#[doc(hidden)]
-pub mod testing;
 
 pub use cli::Command;
 

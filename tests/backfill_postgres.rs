@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use xtask_migrate::cli::backfill::SampleArgs;
 use xtask_migrate::config::Config;
-use xtask_migrate::testing;
 
 fn throwaway_schemas(url: &str) -> i64 {
     let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
@@ -36,7 +35,7 @@ fn sample_on(url: &str, config: &Config) -> (anyhow::Result<ExitCode>, String) {
 /// gone afterwards, and the URL's password is never printed.
 #[test]
 fn sample_on_postgres_matches_the_accepted_snapshot() {
-    let server = testing::shared();
+    let server = pg_harness::shared();
     let url = server.create_database("sample");
     let with_password = url.replace("postgres@", "postgres:hunter2@");
     let config = Config::discover().unwrap();
@@ -76,7 +75,7 @@ fn edit(dir: &tempfile::TempDir, relative: &str, from: &str, to: &str) {
 
 #[test]
 fn a_fixture_row_postgres_refuses_names_its_line() {
-    let url = testing::shared().create_database("fixture_error");
+    let url = pg_harness::shared().create_database("fixture_error");
     let dir = workspace();
     edit(&dir, "fixtures/follows.csv", "2,7155,", "2,7154,");
     let (code, out) = sample_on(&url, &Config::defaults(dir.path()));
@@ -90,7 +89,7 @@ fn a_fixture_row_postgres_refuses_names_its_line() {
 
 #[test]
 fn the_throwaway_schema_is_dropped_after_an_error() {
-    let url = testing::shared().create_database("sample_error");
+    let url = pg_harness::shared().create_database("sample_error");
     let dir = workspace();
     edit(
         &dir,

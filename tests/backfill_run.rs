@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use pg_harness::PgServer;
 use postgres::{Client, NoTls};
 use xtask_migrate::backfill::db::target::Target;
 use xtask_migrate::backfill::migration;
@@ -26,7 +27,6 @@ use xtask_migrate::cli::production::{
     CancelArgs, PaceArgs, PauseArgs, PlanArgs, ResumeArgs, RunArgs,
 };
 use xtask_migrate::config::Config;
-use xtask_migrate::testing::{self, PgServer};
 
 use crate::support::bin;
 
@@ -185,7 +185,7 @@ impl Ws {
 
 /// A database of the shared server with `items(id, n, note)`: `rows` rows, ids 3, 6, 9, ...
 fn items_db(prefix: &str, rows: u64) -> (String, Client) {
-    let url = testing::shared().create_database(prefix);
+    let url = pg_harness::shared().create_database(prefix);
     let mut client = Client::connect(&url, NoTls).unwrap();
     client
         .batch_execute(&format!(
@@ -867,7 +867,7 @@ fn the_password_never_appears_anywhere() {
     seen.push_str(&ok(&ws.config, &["status", "--database-url", &url]));
     seen.push_str(&command(&ws.config, &["pause", "V1", "--database-url", &url]).1);
     // Errors: a server that is not there, a run that does not exist, a bad URL.
-    let dead = url.replace(&format!(":{}/", testing::shared().port()), ":1/");
+    let dead = url.replace(&format!(":{}/", pg_harness::shared().port()), ":1/");
     seen.push_str(&err(&ws.config, &["status", "--database-url", &dead]));
     seen.push_str(&err(&ws.config, &["pause", "V9", "--database-url", &url]));
     seen.push_str(&err(
@@ -1137,7 +1137,7 @@ fn the_example_counter_caches_run_end_to_end() {
     use xtask_migrate::backfill::db::{Backend, SampleBackend};
     use xtask_migrate::backfill::sample::{Inputs, fixtures};
 
-    let url = testing::shared().create_database("example");
+    let url = pg_harness::shared().create_database("example");
     let config = Config::defaults(Path::new(env!("CARGO_MANIFEST_DIR")));
     let inputs = Inputs::load(&config).unwrap();
     let m = migration::find(&config.data_migrations, "V1").unwrap();

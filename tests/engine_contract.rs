@@ -20,7 +20,7 @@ use xtask_migrate::backfill::run::tracking::{
 };
 use xtask_migrate::backfill::run::worker::{self, Finish, RunOptions, RunReport};
 use xtask_migrate::backfill::{Error, Retry};
-use xtask_migrate::testing;
+
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Engine {
@@ -58,7 +58,7 @@ fn db(engine: Engine, key: &str, ty: KeyType, extra: &str) -> Db {
             Box::new(SqliteStore::new(backend, TrackingNames::default()).unwrap())
         }
         Engine::Postgres => {
-            let url = testing::shared().create_database("engine");
+            let url = pg_harness::shared().create_database("engine");
             let mut backend = PgBackend::throwaway_schema(&url).unwrap();
             backend.execute(&ddl(ty.postgres)).unwrap();
             let mut store = PgStore::new(backend, TrackingNames::default());
@@ -392,7 +392,7 @@ fn a_lock_timeout_on_postgres_is_retried_then_fails_the_run() {
         .unwrap();
     assert_eq!((started.finish, started.batches), (Finish::Interrupted, 0));
     let mut blocker =
-        ::postgres::Client::connect(&testing::shared().url(&database), ::postgres::NoTls).unwrap();
+        ::postgres::Client::connect(&pg_harness::shared().url(&database), ::postgres::NoTls).unwrap();
     blocker
         .batch_execute(&format!(
             "BEGIN; LOCK TABLE \"{schema}\".items IN ACCESS EXCLUSIVE MODE"

@@ -1,10 +1,19 @@
-//! The integration tests: one binary (one link step), one module per area.
+//! The integration tests: one binary (one link step), one module per area. Each area needs the
+//! feature it tests; `cargo test` (default features) runs them all.
 
+#[cfg(feature = "backfill")]
 mod backfill_postgres;
+#[cfg(feature = "backfill")]
 mod backfill_run;
+#[cfg(feature = "backfill")]
 mod backfill_sample;
+#[cfg(feature = "backfill")]
 mod engine_contract;
+mod consumer;
+#[cfg(feature = "lint")]
 mod lint_cli;
+#[cfg(feature = "lint")]
 mod lint_example;
+#[cfg(feature = "lint")]
 mod pre_commit_hook;
 mod support;

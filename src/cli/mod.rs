@@ -24,28 +24,41 @@
 //! snapshot difference, a run not done), 2 usage, input or I/O error. [`Command::run`] keeps it:
 //! an error prints as one line, `error: ...`, with any password scrubbed, and exits 2.
 
+#[cfg(feature = "backfill")]
 pub mod backfill;
+#[cfg(feature = "backfill")]
 pub mod production;
 
+#[cfg(feature = "lint")]
 use std::io::{IsTerminal, Write};
+#[cfg(feature = "lint")]
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "lint")]
 use anyhow::bail;
 
+#[cfg(feature = "backfill")]
 use crate::cli::backfill::BackfillCommand;
-use crate::config::{Config, parse_table_name};
+use crate::config::Config;
+#[cfg(feature = "lint")]
+use crate::config::parse_table_name;
+#[cfg(feature = "lint")]
 use crate::lint::output::{self, Format};
+#[cfg(feature = "lint")]
 use crate::lint::{self, Level, RuleId};
+#[cfg(feature = "lint")]
 use crate::sql::Dialect;
 
-/// The subcommands this crate provides.
+/// The subcommands this crate provides (those of the enabled features, `lint` and `backfill`).
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Schema migrations: lint them for hidden backfills and long locks
+    #[cfg(feature = "lint")]
     #[command(subcommand)]
     Migrate(MigrateCommand),
     /// Data migrations: sample them on fixtures, plan, run, watch and control them in production
+    #[cfg(feature = "backfill")]
     #[command(subcommand)]
     Backfill(BackfillCommand),
 }
@@ -66,12 +79,15 @@ impl Command {
     /// printing it; pass the result to [`exit_code`] to keep the exit-code contract.
     pub fn execute(self, config: &Config) -> anyhow::Result<ExitCode> {
         match self {
+            #[cfg(feature = "lint")]
             Command::Migrate(MigrateCommand::Lint(args)) => args.run(config),
+            #[cfg(feature = "backfill")]
             Command::Backfill(command) => command.run(config),
         }
     }
 }
 
+#[cfg(feature = "lint")]
 #[derive(Debug, clap::Subcommand)]
 pub enum MigrateCommand {
     /// Find backfills and long locks hidden in schema migrations
@@ -92,6 +108,7 @@ pub enum MigrateCommand {
 }
 
 /// `migrate lint`.
+#[cfg(feature = "lint")]
 #[derive(Debug, clap::Args)]
 pub struct LintArgs {
     /// Files or directories to lint (default: the configured migrations directory)
@@ -143,6 +160,7 @@ pub struct LintArgs {
     pub explain: Option<String>,
 }
 
+#[cfg(feature = "lint")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -150,6 +168,7 @@ pub enum ColorChoice {
     Never,
 }
 
+#[cfg(feature = "lint")]
 fn parse_rule_level(text: &str) -> Result<(RuleId, Level), String> {
     let (id, level) = text
         .split_once('=')
@@ -171,6 +190,7 @@ fn parse_rule_level(text: &str) -> Result<(RuleId, Level), String> {
     Ok((rule, level))
 }
 
+#[cfg(feature = "lint")]
 impl LintArgs {
     pub fn run(self, config: &Config) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
@@ -237,6 +257,7 @@ impl LintArgs {
 }
 
 /// Lints the paths given (default: the migrations and data-migrations directories).
+#[cfg(feature = "lint")]
 fn lint_given(
     config: &Config,
     options: &lint::LintOptions,
@@ -285,6 +306,7 @@ fn lint_given(
 }
 
 /// Lints the files staged in git's index under the migrations and data-migrations directories.
+#[cfg(feature = "lint")]
 fn lint_staged(config: &Config, options: &lint::LintOptions) -> anyhow::Result<lint::Report> {
     let migrations = staged_under(&config.migrations)?;
     let mut report = if migrations.is_empty() {
@@ -304,6 +326,7 @@ fn lint_staged(config: &Config, options: &lint::LintOptions) -> anyhow::Result<l
 
 /// The `.sql` files staged (added, copied, modified, renamed) under `dir`, with their staged
 /// content, keyed by the path a walk of `relative_to_cwd(dir)` would give them.
+#[cfg(feature = "lint")]
 fn staged_under(
     dir: &std::path::Path,
 ) -> anyhow::Result<std::collections::HashMap<PathBuf, Vec<u8>>> {
@@ -371,6 +394,7 @@ fn staged_under(
 }
 
 /// Adds the data-migration findings for the files of `dir` (all of them, or those under `only`).
+#[cfg(feature = "lint")]
 fn lint_data_migrations(
     report: &mut lint::Report,
     dir: &std::path::Path,
@@ -428,6 +452,7 @@ fn lint_data_migrations(
 
 /// The documentation `migrate lint --explain ID` prints; an unknown id is an error naming the
 /// closest one.
+#[cfg(feature = "lint")]
 pub fn explain_rule(id: &str) -> anyhow::Result<String> {
     let id = id.trim();
     match id.parse::<RuleId>() {
@@ -440,6 +465,7 @@ pub fn explain_rule(id: &str) -> anyhow::Result<String> {
 }
 
 /// The byte range of 1-based line `line` of `text` (without its line break).
+#[cfg(feature = "lint")]
 fn line_span(text: &str, line: usize) -> std::ops::Range<usize> {
     let mut start = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
@@ -452,6 +478,7 @@ fn line_span(text: &str, line: usize) -> std::ops::Range<usize> {
 }
 
 /// Paths print relative to where the user stands when they can.
+#[cfg(feature = "lint")]
 fn relative_to_cwd(path: &std::path::Path) -> PathBuf {
     std::env::current_dir()
         .ok()

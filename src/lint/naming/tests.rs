@@ -155,6 +155,13 @@ fn every_suggestion_is_a_name_refinery_runs() {
     }
 }
 
+/// The version type the linter reasons with is refinery's (a compile error otherwise).
+#[test]
+fn versions_are_refinerys_type() {
+    let largest: refinery::SchemaVersion = super::SchemaVersion::MAX;
+    assert_eq!(largest, refinery::SchemaVersion::MAX);
+}
+
 /// No version taken below `next_free`: every suggestion keeps the file's own version.
 fn free(next_free: refinery::SchemaVersion) -> Versions {
     Versions {

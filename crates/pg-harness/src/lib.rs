@@ -1,5 +1,6 @@
-//! Test support shared by this crate's tests and benchmarks (and the runner's, issue 4): a
-//! throwaway PostgreSQL server, started from the machine's PostgreSQL 15 binaries.
+//! Test support for this repository's tests, benchmarks and fixture generator (never part of the
+//! shipped library): a throwaway PostgreSQL server, started from the machine's PostgreSQL 15
+//! binaries, and a deterministic fixture generator for the example application.
 //!
 //! [`PgServer::start`] runs `initdb` into a temporary directory and starts `postgres` on a free
 //! port of 127.0.0.1 with its own unix socket directory, `fsync=off` and trust authentication.
@@ -15,6 +16,10 @@
 //!
 //! [`write_social_fixtures`] generates the example application's fixtures (users, follows,
 //! posts) deterministically, at any size: the committed `fixtures/` and the benchmark's.
+//!
+//! Unix only: starting the server as another user and signalling it go through libc.
+
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
