@@ -21,7 +21,6 @@ use xtask_migrate::backfill::run::tracking::{
 use xtask_migrate::backfill::run::worker::{self, Finish, RunOptions, RunReport};
 use xtask_migrate::backfill::{Error, Retry};
 
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Engine {
     Sqlite,
@@ -392,7 +391,8 @@ fn a_lock_timeout_on_postgres_is_retried_then_fails_the_run() {
         .unwrap();
     assert_eq!((started.finish, started.batches), (Finish::Interrupted, 0));
     let mut blocker =
-        ::postgres::Client::connect(&pg_harness::shared().url(&database), ::postgres::NoTls).unwrap();
+        ::postgres::Client::connect(&pg_harness::shared().url(&database), ::postgres::NoTls)
+            .unwrap();
     blocker
         .batch_execute(&format!(
             "BEGIN; LOCK TABLE \"{schema}\".items IN ACCESS EXCLUSIVE MODE"

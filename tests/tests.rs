@@ -7,9 +7,9 @@ mod backfill_postgres;
 mod backfill_run;
 #[cfg(feature = "backfill")]
 mod backfill_sample;
+mod consumer;
 #[cfg(feature = "backfill")]
 mod engine_contract;
-mod consumer;
 #[cfg(feature = "lint")]
 mod lint_cli;
 #[cfg(feature = "lint")]

@@ -294,6 +294,7 @@ pub fn execute(
         claimed: None,
         attempt: 0,
         last_heartbeat: Instant::now(),
+        control: None,
         report,
     };
     worker.progress.start(&run.migration, run.rows_estimated);
@@ -315,6 +316,12 @@ pub fn limits(settings: &Settings) -> BatchLimits {
 pub fn apply_limits(store: &mut dyn Store, settings: &Settings) -> Result<()> {
     store.backend().apply_limits(&limits(settings))
 }
+
+/// How long a worker acts on the control row it read last before it reads it again. Batches of
+/// production size take longer than this, so there it is read before every batch; a sample's
+/// millisecond batches do not pay a read each. A pause or cancel takes effect within this, plus
+/// the batch in flight.
+const CONTROL_EVERY: Duration = Duration::from_millis(50);
 
 /// What the next loop turn does.
 enum Step {
@@ -343,6 +350,8 @@ struct Worker<'a, 's> {
     /// Failed attempts of the current batch.
     attempt: u32,
     last_heartbeat: Instant,
+    /// The control row as last read while running, and when.
+    control: Option<(Instant, Control)>,
     report: RunReport,
 }
 
@@ -379,8 +388,15 @@ impl Worker<'_, '_> {
     /// Reads the control row. `None` with `Continue`: waited (paused); look again.
     fn control(&mut self) -> Result<(Step, Option<Control>)> {
         let run_id = self.run_id;
+        if let Some((read, control)) = &self.control
+            && read.elapsed() < CONTROL_EVERY
+        {
+            return Ok((Step::Continue, Some(control.clone())));
+        }
         let control = self.retrying(|s| s.control(run_id))?;
         self.progress.update(&control, self.size);
+        self.control =
+            (control.state == RunState::Running).then(|| (Instant::now(), control.clone()));
         match control.state {
             RunState::Running => Ok((Step::Continue, Some(control))),
             RunState::Paused | RunState::Pending => {

@@ -619,19 +619,22 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         );
         let raw: Option<Raw> = self
             .conn()
-            .query_row(&sql, [run_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_row([run_id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })
+                .optional()
             })
-            .optional()
             .map_err(db)?;
         let r = raw.ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
         Ok(Control {
@@ -775,7 +778,10 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         self.transaction(|s| {
             let current: Option<(String, Option<String>, bool)> = s
                 .conn()
-                .query_row(&lock, [range_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .prepare_cached(&lock)
+                .and_then(|mut stmt| {
+                    stmt.query_row([range_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })
                 .optional()
                 .map_err(db)?;
             match current {
@@ -786,7 +792,8 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             let Some(upper) = s.next_upper(request, &request.range.cursor)? else {
                 let n = s
                     .conn()
-                    .execute(&done, params![range_id, old, request.worker])
+                    .prepare_cached(&done)
+                    .and_then(|mut stmt| stmt.execute(params![range_id, old, request.worker]))
                     .map_err(db)?;
                 return Ok(if n == 1 {
                     Txn::Commit(BatchOutcome::RangeDone)
@@ -804,35 +811,35 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                     statement_error(e).context(format!("keys ({}, {upper}]", request.range.cursor))
                 })?;
             let moved = conn
-                .execute(
-                    &advance,
-                    params![
+                .prepare_cached(&advance)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         range_id,
                         old,
                         upper.to_stored(),
                         changed as i64,
                         request.worker
-                    ],
-                )
+                    ])
+                })
                 .map_err(db)?;
             if moved != 1 {
                 // Someone else moved the cursor: roll the batch back.
                 return Ok(Txn::Rollback(BatchOutcome::Lost));
             }
             let held = started.elapsed();
-            conn.execute(
-                &record,
-                params![
-                    range_id,
-                    request.run_id,
-                    old,
-                    upper.to_stored(),
-                    changed as i64,
-                    request.worker,
-                    held.as_secs_f64() * 1000.0
-                ],
-            )
-            .map_err(db)?;
+            conn.prepare_cached(&record)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        range_id,
+                        request.run_id,
+                        old,
+                        upper.to_stored(),
+                        changed as i64,
+                        request.worker,
+                        held.as_secs_f64() * 1000.0
+                    ])
+                })
+                .map_err(db)?;
             Ok(Txn::Commit(BatchOutcome::Applied {
                 upper,
                 rows: changed as u64,
