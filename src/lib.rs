@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "lint")]
 pub mod lint;
+pub mod markers;
 pub mod secrets;
 pub mod sql;
 

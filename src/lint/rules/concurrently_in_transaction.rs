@@ -5,6 +5,8 @@
 //! COMMIT, and "cannot be executed from a function" inside a DO block. The BEGIN may be the
 //! file's own, or the migration runner's: refinery 0.10 runs every migration in a transaction and
 //! has no opt-out (`transactional-migrations = false` tells the linter when a runner does not).
+//! A migration marked `-- migrate: no-transaction` is run outside one by `migrate run`, so the
+//! runner's transaction does not apply to it (its own BEGIN and DO blocks still do).
 
 use crate::lint::rules::{LineIndex, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
@@ -17,7 +19,7 @@ const EXPLAIN: &str = "see `cargo xtask migrate lint --explain concurrently-in-t
 /// What to do when the runner wraps the migration in a transaction.
 fn runner_help() -> String {
     format!(
-        "move it into its own migration and run that outside the runner's transaction; {EXPLAIN}"
+        "put it in its own migration marked `-- migrate: no-transaction`, applied by `cargo xtask migrate run`; {EXPLAIN}"
     )
 }
 
@@ -26,6 +28,8 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         return;
     }
     let lines = LineIndex::new(cx.text);
+    // `migrate run` runs a migration marked so outside any transaction of its own.
+    let outside_runner = crate::markers::parse(cx.text).is_ok_and(|m| m.no_transaction.is_some());
     // Where the file's latest BEGIN starts, for the message.
     let mut last_begin = None;
     for (_, stmt, facts) in cx.statements() {
@@ -81,7 +85,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 ),
                 help,
             )
-        } else if facts.in_transaction {
+        } else if facts.in_transaction && !outside_runner {
             Finding::at(
                 RuleId::ConcurrentlyInTransaction,
                 stmt,
@@ -122,6 +126,25 @@ mod tests {
     fn err_in_do_block() {
         let sql = "DO $$ BEGIN EXECUTE 'CREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at)'; END $$;\n";
         insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn ok_marked_no_transaction() {
+        lint_ok(
+            "-- migrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS users_created_at_idx ON users (created_at);\n",
+            Postgres,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn err_marked_but_in_the_file_s_own_begin() {
+        let found = lint_errors(
+            "-- migrate: no-transaction\nBEGIN;\nCREATE INDEX CONCURRENTLY i ON users (created_at);\nCOMMIT;\n",
+            Postgres,
+            RULE,
+        );
+        assert_eq!(found.len(), 1);
     }
 
     fn not_wrapped(sql: &str) -> Vec<String> {
