@@ -422,7 +422,7 @@ fn a_data_migration_that_names_a_missing_version() {
     assert_input_error(
         &ws,
         "data-migrations/V1__backfill_counter_caches.sql:6: ",
-        "has no migration V9 (it has: V1, V2, V3, V4)",
+        "has no migration V9 (it has: V1, V2, V3, V4, V5)",
     );
 }
 

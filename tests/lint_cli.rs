@@ -294,7 +294,7 @@ fn concurrently_in_transaction_help_is_one_line() {
         .expect("a concurrently-in-transaction finding");
     assert_eq!(
         finding["help"],
-        "move it into its own migration and run that outside the runner's transaction; see `cargo xtask migrate lint --explain concurrently-in-transaction`"
+        "put it in its own migration marked `-- migrate: no-transaction`, applied by `cargo xtask migrate run`; see `cargo xtask migrate lint --explain concurrently-in-transaction`"
     );
     let out = lint(ws.path(), &["--color", "never"]);
     let human = String::from_utf8_lossy(&out.stdout);

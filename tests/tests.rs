@@ -14,6 +14,8 @@ mod engine_contract;
 mod lint_cli;
 #[cfg(feature = "lint")]
 mod lint_example;
+#[cfg(feature = "backfill")]
+mod migrate_run;
 #[cfg(feature = "lint")]
 mod pre_commit_hook;
 mod support;

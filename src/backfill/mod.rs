@@ -12,6 +12,8 @@
 #[cfg(feature = "backfill")]
 pub mod db;
 #[cfg(feature = "backfill")]
+pub mod deploy;
+#[cfg(feature = "backfill")]
 pub mod display;
 pub mod error;
 pub mod migration;

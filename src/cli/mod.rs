@@ -27,6 +27,8 @@
 #[cfg(feature = "backfill")]
 pub mod backfill;
 #[cfg(feature = "backfill")]
+pub mod deploy;
+#[cfg(feature = "backfill")]
 pub mod production;
 
 #[cfg(feature = "lint")]
@@ -53,8 +55,7 @@ use crate::sql::Dialect;
 /// The subcommands this crate provides (those of the enabled features, `lint` and `backfill`).
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Schema migrations: lint them for hidden backfills and long locks
-    #[cfg(feature = "lint")]
+    /// Schema migrations: lint them for hidden backfills and long locks, apply them in order
     #[command(subcommand)]
     Migrate(MigrateCommand),
     /// Data migrations: sample them on fixtures, plan, run, watch and control them in production
@@ -68,11 +69,7 @@ impl Command {
     /// code: 0 clean or done, 1 findings or not done, 2 on an error, which is printed to stderr on
     /// one line with every secret scrubbed (see [`exit_code`]).
     pub fn run(self) -> ExitCode {
-        exit_code(
-            Config::discover()
-                .map_err(anyhow::Error::from)
-                .and_then(|config| self.execute(&config)),
-        )
+        exit_code(Config::discover().and_then(|config| self.execute(&config)))
     }
 
     /// Runs the command with an explicit configuration and returns the error instead of
@@ -82,12 +79,13 @@ impl Command {
             #[cfg(feature = "lint")]
             Command::Migrate(MigrateCommand::Lint(args)) => args.run(config),
             #[cfg(feature = "backfill")]
+            Command::Migrate(MigrateCommand::Run(args)) => args.run(config),
+            #[cfg(feature = "backfill")]
             Command::Backfill(command) => command.run(config),
         }
     }
 }
 
-#[cfg(feature = "lint")]
 #[derive(Debug, clap::Subcommand)]
 pub enum MigrateCommand {
     /// Find backfills and long locks hidden in schema migrations
@@ -104,7 +102,26 @@ pub enum MigrateCommand {
     /// or for the whole file:
     ///     -- migrate-lint: allow-file(require-lock-timeout) runs before launch
     #[command(verbatim_doc_comment)]
+    #[cfg(feature = "lint")]
     Lint(LintArgs),
+    /// Apply pending schema migrations in order, holding those that wait for a backfill
+    ///
+    /// Applies the migrations of the migrations directory with refinery, one at a time, printing
+    /// each with its duration; refinery's history table is the record, so refinery's own runner
+    /// and this command can be used on the same database in turn.
+    ///
+    /// Directives in a migration's header comments:
+    ///     -- migrate: no-transaction
+    ///         run its statements one by one outside a transaction (CREATE INDEX
+    ///         CONCURRENTLY), then record it as refinery would
+    ///     -- migrate: after-backfill V1
+    ///         apply it only once data migration V1 is done on this database
+    ///
+    /// Exit status: 0 up to date, 1 stopped at a migration that waits for a backfill (or an
+    /// inline backfill stopped), 2 an error (nothing after the failing migration is applied).
+    #[command(verbatim_doc_comment)]
+    #[cfg(feature = "backfill")]
+    Run(crate::cli::deploy::MigrateRunArgs),
 }
 
 /// `migrate lint`.

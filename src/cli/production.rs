@@ -190,6 +190,9 @@ impl PlanArgs {
         // Validated with a placeholder range count: the real one may come from the estimate.
         settings.ranges = self.ranges.unwrap_or(1);
         settings.validate().map_err(anyhow::Error::msg)?;
+        if let Some(t) = target {
+            crate::backfill::run::require_schema(t, &migration)?;
+        }
         let observed = match target {
             Some(t) => Some(plan::observe(t, &tracking, &migration)?),
             None => None,

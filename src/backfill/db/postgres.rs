@@ -215,6 +215,24 @@ pub(crate) fn describe_pg(e: &postgres::Error) -> String {
     }
 }
 
+/// The message of an error PostgreSQL gave for `sql`, and the byte offset in `sql` it points at
+/// when it says (a schema migration's error then names its line).
+pub(crate) fn locate(e: &(dyn std::error::Error + 'static), sql: &str) -> (String, Option<usize>) {
+    match e.downcast_ref::<postgres::Error>() {
+        Some(pg) => {
+            let offset = match pg.as_db_error().and_then(|db| db.position()) {
+                Some(postgres::error::ErrorPosition::Original(p)) => {
+                    let chars = (*p as usize).saturating_sub(1);
+                    Some(sql.char_indices().nth(chars).map_or(sql.len(), |(i, _)| i))
+                }
+                _ => None,
+            };
+            (describe_pg(pg), offset)
+        }
+        None => (e.to_string(), None),
+    }
+}
+
 /// Classifies a PostgreSQL error by its SQLSTATE, never its text: the one classification of
 /// PostgreSQL errors, for batches, bound queries, tracking tables and connecting alike.
 pub fn classify(e: &postgres::Error) -> Retry {
@@ -491,21 +509,7 @@ impl SampleBackend for PgBackend {
     ) -> Result<()> {
         let prepared =
             crate::backfill::db::schema::prepare(migrations, version, Dialect::Postgres)?;
-        crate::backfill::db::schema::apply(&mut self.client, &prepared, version, dir, &|e, sql| {
-            match e.downcast_ref::<postgres::Error>() {
-                Some(pg) => {
-                    let offset = match pg.as_db_error().and_then(|db| db.position()) {
-                        Some(postgres::error::ErrorPosition::Original(p)) => {
-                            let chars = (*p as usize).saturating_sub(1);
-                            Some(sql.char_indices().nth(chars).map_or(sql.len(), |(i, _)| i))
-                        }
-                        _ => None,
-                    };
-                    (describe_pg(pg), offset)
-                }
-                None => (e.to_string(), None),
-            }
-        })
+        crate::backfill::db::schema::apply(&mut self.client, &prepared, version, dir, &locate)
     }
 
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {

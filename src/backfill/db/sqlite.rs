@@ -80,6 +80,18 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The message of an error SQLite gave for a migration's SQL, and the byte offset it points at
+/// when it says.
+pub(crate) fn locate(e: &(dyn std::error::Error + 'static), _sql: &str) -> (String, Option<usize>) {
+    match e.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
+            (msg.clone(), usize::try_from(*offset).ok())
+        }
+        Some(rusqlite::Error::SqliteFailure(_, Some(msg))) => (msg.clone(), None),
+        _ => (e.to_string(), None),
+    }
+}
+
 /// SQLite's errors: a busy or locked database is worth waiting for, nothing else is.
 pub fn classify(e: &rusqlite::Error) -> Retry {
     match e {
@@ -268,15 +280,7 @@ impl SampleBackend for SqliteBackend {
         dir: &Path,
     ) -> Result<()> {
         let prepared = crate::backfill::db::schema::prepare(migrations, version, Dialect::Sqlite)?;
-        crate::backfill::db::schema::apply(&mut self.conn, &prepared, version, dir, &|e, _| {
-            match e.downcast_ref::<rusqlite::Error>() {
-                Some(rusqlite::Error::SqlInputError { msg, offset, .. }) => {
-                    (msg.clone(), usize::try_from(*offset).ok())
-                }
-                Some(rusqlite::Error::SqliteFailure(_, Some(msg))) => (msg.clone(), None),
-                _ => (e.to_string(), None),
-            }
-        })
+        crate::backfill::db::schema::apply(&mut self.conn, &prepared, version, dir, &locate)
     }
 
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {

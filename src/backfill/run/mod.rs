@@ -63,6 +63,25 @@ pub fn signal_flag() -> &'static AtomicBool {
     &STOP
 }
 
+/// Refuses a database whose schema, by refinery's history, is behind the version `migration`
+/// requires: its batches would fail on the first statement. A database without refinery's
+/// history table is not refused (its schema is managed another way).
+pub fn require_schema(target: &Target, migration: &DataMigration) -> anyhow::Result<()> {
+    let required = migration.requires.value;
+    if let Some(have) = crate::backfill::db::schema::schema_version(target)?
+        && have < required
+    {
+        anyhow::bail!(
+            "{}:{}: {} requires schema version V{required}, but {} is at V{have} (refinery's history): apply the schema migrations first (`cargo xtask migrate run`)",
+            display_path(&migration.path),
+            migration.requires.line,
+            migration.id(),
+            target.info().describe()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `plan` (already loaded and checked against `migration`) on `target` as one worker, and
 /// says how it went on `out`.
 pub fn run(
@@ -85,6 +104,7 @@ pub fn run(
         )?;
     }
     // Connecting is retried too: a run started while the server restarts waits for it.
+    let check_schema = || require_schema(target, migration);
     let mut connects = 0u64;
     let mut store = loop {
         match tracking::open(target, &plan.tracking) {
@@ -100,6 +120,7 @@ pub fn run(
             Err(e) => return Err(e.into()),
         }
     };
+    check_schema()?;
     worker::apply_limits(store.as_mut(), settings)?;
     writeln!(
         out,
