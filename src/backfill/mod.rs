@@ -13,6 +13,7 @@ pub mod error;
 pub mod migration;
 pub mod run;
 pub mod sample;
+pub mod status;
 
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use migration::DataMigration;
