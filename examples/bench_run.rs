@@ -237,6 +237,7 @@ fn worker(args: &[String]) -> Result<(), BoxError> {
         stop: &NEVER,
         poll: Duration::from_millis(20),
         max_batches: None,
+        restart: None,
     };
     run::run(&target, &plan, &migration, options, &mut std::io::sink())
         .map_err(|e| e.to_string())?;

@@ -118,6 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stop: &stop,
                 poll: Duration::from_millis(10),
                 max_batches: None,
+                restart: None,
             },
         )?;
         batched.push(started.elapsed());

@@ -211,14 +211,14 @@ fn differences(client: &mut Client) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
-/// Every range is done, and its batches tile it exactly once: each batch starts where the
+/// Every range of the current run is done, and its batches tile it exactly once: each batch starts where the
 /// previous ended, from the range's lower bound to its final cursor. Returns the workers seen.
 fn assert_tiled(client: &mut Client, migration: &str) -> Vec<String> {
     let ranges = client
         .query(
             "SELECT g.id, g.lower_key, g.cursor_key, g.done, g.rows_done
              FROM xtask_backfill_ranges AS g JOIN xtask_backfill_runs AS r ON r.id = g.run_id
-             WHERE r.migration = $1 ORDER BY g.ord",
+             WHERE r.migration = $1 AND r.superseded_at IS NULL ORDER BY g.ord",
             &[&migration],
         )
         .unwrap();
@@ -268,7 +268,7 @@ fn assert_tiled(client: &mut Client, migration: &str) -> Vec<String> {
 fn state(client: &mut Client, migration: &str) -> String {
     client
         .query_one(
-            "SELECT state FROM xtask_backfill_runs WHERE migration = $1",
+            "SELECT state FROM xtask_backfill_runs WHERE migration = $1 AND superseded_at IS NULL",
             &[&migration],
         )
         .unwrap()
@@ -339,6 +339,7 @@ fn run_here(
         stop: &NEVER,
         poll: Duration::from_millis(50),
         max_batches: None,
+        restart: None,
     };
     run::run(&target, &plan_file, &migration, options, &mut Vec::new())
 }
@@ -631,7 +632,7 @@ fn pause_resume_pace_and_cancel_from_another_process() {
     assert_eq!(rows_done(&mut client), before, "no batch while paused");
     assert!(before > 0 && before < 3000, "{before}");
     let out = ok(&ws.config, &["status", "--database-url", &url]);
-    assert!(out.contains("V1__bump  paused"), "{out}");
+    assert!(out.contains(" approved\n  run 1: paused, "), "{out}");
     // Pausing twice is fine; resuming a paused run continues it.
     assert!(ok(&ws.config, &["pause", "bump", "--database-url", &url]).contains("already paused"));
     let out = ok(
@@ -865,6 +866,10 @@ fn the_password_never_appears_anywhere() {
     seen.push_str(&out);
     seen.push_str(&errors);
     seen.push_str(&ok(&ws.config, &["status", "--database-url", &url]));
+    seen.push_str(&ok(
+        &ws.config,
+        &["status", "--database-url", &url, "--format", "json"],
+    ));
     seen.push_str(&command(&ws.config, &["pause", "V1", "--database-url", &url]).1);
     // Errors: a server that is not there, a run that does not exist, a bad URL.
     let dead = url.replace(&format!(":{}/", pg_harness::shared().port()), ":1/");
@@ -974,7 +979,10 @@ fn runs_on_a_sqlite_file_too() {
         "the killed worker did some batches, the second the rest"
     );
     let out = ok(&ws.config, &["status", "--database-url", &url]);
-    assert!(out.contains("V1__bump  done  2,000 rows"), "{out}");
+    assert!(
+        out.contains("V1__bump  approved\n  run 1: done, 2,000 rows"),
+        "{out}"
+    );
 }
 
 /// A batch that hits statement_timeout is split until it fits.
@@ -1126,7 +1134,7 @@ fn tracking_names_are_configurable_and_foreign_tables_refused() {
             "bf_",
         ],
     );
-    assert!(out.contains("V1__bump  done  200 rows"), "{out}");
+    assert!(out.contains("  run 1: done, 200 rows"), "{out}");
 }
 
 /// This repository's own data migration end to end on PostgreSQL: the example schema and
@@ -1346,4 +1354,498 @@ fn a_password_with_an_unencoded_at_is_named_not_shown() {
             );
         }
     }
+}
+
+/// Replaces what changes from one run of the tests to the next in `backfill status` text: the
+/// database's port and name, timestamps, measured durations.
+fn normalize(text: &str, url: &str) -> String {
+    let port = format!(":{}/", pg_harness::shared().port());
+    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let text = text
+        .replace(&port, ":[port]/")
+        .replace(&format!("/{db}:"), "/[db]:");
+    // 2026-11-21T10:00:00.123Z
+    let is_time = |w: &[u8]| {
+        w.len() == 24
+            && w.iter().enumerate().all(|(i, b)| match i {
+                4 | 7 => *b == b'-',
+                10 => *b == b'T',
+                13 | 16 => *b == b':',
+                19 => *b == b'.',
+                23 => *b == b'Z',
+                _ => b.is_ascii_digit(),
+            })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 24 <= bytes.len() && is_time(&bytes[i..i + 24]) {
+            out.push_str("[time]");
+            i += 24;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out.lines()
+        .map(|line| match line.find("longest batch transaction ") {
+            Some(at) => format!("{}longest batch transaction [duration]", &line[..at]),
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// `backfill status` of the real binary in `ws`, with `env` set; its stdout.
+fn status_with_env(ws: &Ws, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = Command::new(bin());
+    command
+        .current_dir(&ws.config.root)
+        .args(["backfill", "status"])
+        .args(args)
+        .env_remove("DATABASE_URL");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A workspace and a database with one of each: a data migration run to the end, one approved
+/// and never run, one without a snapshot, one whose snapshot is stale, and a run recorded there
+/// for a data migration this workspace does not have.
+fn status_setup(prefix: &str) -> (Ws, String, Client) {
+    let (url, mut client) = items_db(prefix, 300);
+    let note = |version: &str| {
+        format!(
+            "-- @requires 1\n-- @table items\n-- @key id\n-- @batch-size 100\n-- @batch\nUPDATE items SET note = note + 1 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id, note FROM items ORDER BY id; -- {version}\n"
+        )
+    };
+    let ws = Ws::new(&[
+        ("V1__bump.sql", bump_text("", 100)),
+        ("V2__later.sql", note("2")),
+        ("V4__stale.sql", note("4")),
+    ]);
+    std::fs::write(ws.config.data_migrations.join("V3__draft.sql"), note("3")).unwrap();
+    std::fs::write(
+        ws.config.data_migrations.join("V4__stale.sql"),
+        note("4, edited"),
+    )
+    .unwrap();
+    let plan = ws.plan("V1", &["--ranges", "2"]);
+    ok(
+        &ws.config,
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    // The estimate the next run records: the live rows, whatever autovacuum has done.
+    client.batch_execute("ANALYZE items").unwrap();
+    let elsewhere = Ws::new(&[("V0__elsewhere.sql", note("0"))]);
+    let plan = elsewhere.plan("V0", &["--ranges", "1"]);
+    ok(
+        &elsewhere.config,
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    (ws, url, client)
+}
+
+/// With DATABASE_URL exported, as the docs advise, `backfill status` still lists every data
+/// migration of the workspace with its approval, and adds its run there: "not run" when it has
+/// none, and the runs of data migrations the workspace does not have.
+#[test]
+fn status_shows_approvals_and_runs_together() {
+    let (ws, url, _client) = status_setup("status");
+    let without = status_with_env(&ws, &[], &[]);
+    let with = status_with_env(&ws, &[("DATABASE_URL", &url)], &[]);
+    // The same approvals either way (aligned with more ids): a database only adds the runs.
+    let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let with_lines: Vec<String> = with.lines().map(words).collect();
+    for line in without.lines() {
+        assert!(with_lines.contains(&words(line)), "{line}\n{with}");
+    }
+    insta::assert_snapshot!("status_without_a_database", without);
+    insta::assert_snapshot!("status_with_a_database", normalize(&with, &url));
+}
+
+/// `backfill status --format json`: one document, every documented field there and nothing
+/// undocumented, a data migration never run has `state: "not_run"` with the same fields.
+#[test]
+fn status_as_json_is_the_documented_document() {
+    let (ws, url, _client) = status_setup("statusjson");
+    let text = status_with_env(&ws, &[("DATABASE_URL", &url)], &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["format_version"], 1);
+    let database = json["database"].as_str().unwrap();
+    assert!(database.starts_with("PostgreSQL ") && !database.contains("postgres@"));
+    let migrations = json["data_migrations"].as_array().unwrap();
+    let ids: Vec<&str> = migrations
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "V0__elsewhere",
+            "V1__bump",
+            "V2__later",
+            "V3__draft",
+            "V4__stale"
+        ]
+    );
+    let by_id = |id: &str| &migrations[ids.iter().position(|i| *i == id).unwrap()];
+    let approvals: Vec<&str> = migrations
+        .iter()
+        .map(|m| m["approval"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        approvals,
+        [
+            "not_in_workspace",
+            "approved",
+            "approved",
+            "no_snapshot",
+            "snapshot_stale"
+        ]
+    );
+    let run = &by_id("V1__bump")["runs"][0];
+    assert_eq!(run["database"], database);
+    assert_eq!(run["state"], "done");
+    assert_eq!(run["run_id"].as_i64(), Some(1));
+    assert_eq!(run["rows_done"], 300);
+    assert_eq!(run["ranges"]["done"], run["ranges"]["total"]);
+    assert!(run["ranges"]["total"].as_u64().unwrap() >= 1);
+    assert_eq!(run["interrupted"], false);
+    assert_eq!(run["eta_seconds"], serde_json::Value::Null);
+    assert_eq!(run["throttled_since"], serde_json::Value::Null);
+    assert_eq!(run["workers"], serde_json::json!([]));
+    assert!(run["started_at"].as_str().unwrap().ends_with('Z'));
+    assert!(run["finished_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(by_id("V1__bump")["file"], "data-migrations/V1__bump.sql");
+    let never = &by_id("V2__later")["runs"][0];
+    assert_eq!(never["state"], "not_run");
+    assert_eq!(never["run_id"], serde_json::Value::Null);
+    let elsewhere = by_id("V0__elsewhere");
+    assert_eq!(elsewhere["file"], serde_json::Value::Null);
+    assert_eq!(elsewhere["runs"][0]["state"], "done");
+
+    // Every key of the document is in the documentation's example, and every key there is in
+    // the document (a run that restarted another has `earlier_runs`, a live one `workers`).
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/backfill-run.md"))
+            .unwrap();
+    let example = docs
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a ```json example in docs/backfill-run.md");
+    let example: serde_json::Value = serde_json::from_str(example).unwrap();
+    fn paths(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = format!("{at}.{k}");
+                    out.insert(path.clone());
+                    paths(v, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    paths(item, &format!("{at}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let (mut documented, mut produced) = (Default::default(), Default::default());
+    paths(&example, "", &mut documented);
+    paths(&json, "", &mut produced);
+    let missing: Vec<&String> = produced.difference(&documented).collect();
+    assert!(missing.is_empty(), "not documented: {missing:?}");
+    let dropped: Vec<&String> = documented
+        .difference(&produced)
+        .filter(|p| !p.contains(".workers[]") && !p.contains(".earlier_runs[]"))
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "documented but not produced: {dropped:?}"
+    );
+}
+
+/// The run of `migration`'s current run as `status --format json` shows it (in this process).
+fn json_status(config: &Config, url: &str, migration: &str) -> serde_json::Value {
+    let out = ok(
+        config,
+        &["status", "--database-url", url, "--format", "json"],
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    json["data_migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == migration)
+        .unwrap_or_else(|| panic!("{migration} in {out}"))["runs"][0]
+        .clone()
+}
+
+/// A few seconds into a run, the rate is measured over those seconds (not divided by a whole
+/// minute) and gives an ETA; once the worker is stopped (SIGTERM, or killed) the run is still
+/// `running` in the tracking tables, and status says no live worker holds it, with no rate and
+/// no ETA.
+#[test]
+fn status_rates_cover_the_run_so_far_and_a_stopped_run_has_no_live_worker() {
+    let (url, _client) = items_db("rate", 30_000);
+    let ws = Ws::new(&[(
+        "V1__bump.sql",
+        bump_text(" AND (SELECT pg_sleep(0.005)) IS NOT NULL", 100),
+    )]);
+    let plan = ws.plan(
+        "V1",
+        &["--fixed-batch-size", "--ranges", "1", "--pause", "20ms"],
+    );
+    let args = [
+        plan.to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--progress",
+        "quiet",
+    ];
+    let started = Instant::now();
+    let child = spawn_worker(&ws.config, &args);
+    until_a_batch_committed(&url, "V1");
+    std::thread::sleep(Duration::from_millis(2500));
+    let run = json_status(&ws.config, &url, "V1__bump");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(run["state"], "running", "{run}");
+    assert_eq!(run["interrupted"], false, "{run}");
+    assert_eq!(run["workers"][0]["live"], true, "{run}");
+    let rate = run["rows_per_second"].as_f64().unwrap();
+    let window = run["rate_window_seconds"].as_f64().unwrap();
+    let done = run["rows_done"].as_f64().unwrap();
+    assert!(
+        window > 1.0 && window < elapsed,
+        "{window} of {elapsed}s: {run}"
+    );
+    // Every batch so far is in the window: the rate is the rows over the time they took.
+    assert!(
+        (rate * window - done).abs() <= 300.0,
+        "{rate} rows/s over {window}s, {done} rows done"
+    );
+    assert!(rate > 2.0 * done / 60.0, "divided by a whole minute: {run}");
+    assert!(run["eta_seconds"].as_f64().unwrap() > 0.0, "{run}");
+    let text = ok(&ws.config, &["status", "--database-url", &url]);
+    assert!(text.contains(" rows/s over the last "), "{text}");
+    assert!(!text.contains("over the last minute"), "{text}");
+    assert!(text.contains(", ETA "), "{text}");
+
+    // Ctrl-C's SIGTERM twin: the worker gives its range back and exits.
+    // SAFETY: kill only sends a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let (code, out, errors) = wait(child, Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{out}{errors}");
+    let run = json_status(&ws.config, &url, "V1__bump");
+    assert_eq!(
+        (&run["state"], &run["interrupted"]),
+        (&"running".into(), &true.into()),
+        "{run}"
+    );
+    assert_eq!(run["eta_seconds"], serde_json::Value::Null, "{run}");
+    assert_eq!(run["rows_per_second"], serde_json::Value::Null, "{run}");
+    assert_eq!(run["workers"], serde_json::json!([]), "{run}");
+    let text = ok(&ws.config, &["status", "--database-url", &url]);
+    assert!(
+        text.contains("  run 1: running (no live worker: interrupted?), "),
+        "{text}"
+    );
+    assert!(!text.contains("ETA"), "{text}");
+    assert!(
+        text.contains("no live worker: start `backfill run` with the plan to continue"),
+        "{text}"
+    );
+
+    // SIGKILL: the claim stays, but its session is gone.
+    let mut child = spawn_worker(&ws.config, &args);
+    let before = run["rows_done"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while json_status(&ws.config, &url, "V1__bump")["rows_done"].as_u64() == Some(before) {
+        assert!(Instant::now() < deadline, "the second worker did no batch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let run = json_status(&ws.config, &url, "V1__bump");
+        if run["interrupted"] == true || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["interrupted"], true, "{run}");
+    assert_eq!(run["workers"][0]["live"], false, "{run}");
+    assert_eq!(run["eta_seconds"], serde_json::Value::Null, "{run}");
+    let text = ok(&ws.config, &["status", "--database-url", &url]);
+    assert!(text.contains("(gone)"), "{text}");
+    assert!(text.contains("(no live worker: interrupted?)"), "{text}");
+}
+
+/// A cancel is not a dead end: the cancel, the worker's last line, a refused `run` and a refused
+/// `resume` all name the way on. `run --restart RUN` on two workers at once starts one new run
+/// that goes through every row exactly once more; the cancelled run stays, marked superseded.
+#[test]
+fn cancel_names_the_way_out_and_restart_runs_once_more() {
+    let (url, mut client) = items_db("restart", 3000);
+    let ws = Ws::new(&[("V1__bump.sql", bump_text("", 25))]);
+    let plan = ws.plan(
+        "V1",
+        &["--fixed-batch-size", "--ranges", "2", "--pause", "20ms"],
+    );
+    let p = plan.to_str().unwrap();
+    let child = spawn_worker(
+        &ws.config,
+        &[p, "--database-url", &url, "--progress", "quiet"],
+    );
+    until_a_batch_committed(&url, "V1");
+    let id: i64 = client
+        .query_one("SELECT id FROM xtask_backfill_runs", &[])
+        .unwrap()
+        .get(0);
+    let restart = format!("`--restart {id}`");
+    let out = ok(&ws.config, &["cancel", "V1", "--database-url", &url]);
+    assert!(out.contains("V1__bump: running -> cancelled"), "{out}");
+    assert!(out.contains(&restart), "{out}");
+    assert!(out.contains("or write a new data migration"), "{out}");
+    let (code, out, _) = wait(child, Duration::from_secs(30));
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("V1__bump was cancelled") && out.contains(&restart),
+        "{out}"
+    );
+    let e = err(&ws.config, &["run", p, "--database-url", &url]);
+    assert!(!e.contains('\n'), "one line: {e}");
+    assert!(e.contains("was cancelled") && e.contains(&restart), "{e}");
+    let (result, out) = command(&ws.config, &["resume", "V1", "--database-url", &url]);
+    assert_eq!(result.unwrap(), ExitCode::from(1));
+    assert!(
+        out.contains("nothing can change it") && out.contains(&restart),
+        "{out}"
+    );
+    let first = rows_done(&mut client);
+    assert!(first > 0 && first < 3000, "{first}");
+
+    // The same command on two workers: one starts over, the other joins that run.
+    let again = format!("{id}");
+    let workers: Vec<Child> = ["a", "b"]
+        .into_iter()
+        .map(|w| {
+            spawn_worker(
+                &ws.config,
+                &[
+                    p,
+                    "--database-url",
+                    &url,
+                    "--restart",
+                    &again,
+                    "--worker-id",
+                    w,
+                    "--progress",
+                    "quiet",
+                ],
+            )
+        })
+        .collect();
+    let mut started_over = 0;
+    for child in workers {
+        let (code, out, errors) = wait(child, Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{out}{errors}");
+        started_over += out
+            .matches("started V1__bump over: run 1 (cancelled)")
+            .count();
+    }
+    assert_eq!(started_over, 1);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE n = 2), count(*) FILTER (WHERE n = 1), count(*) FILTER (WHERE n NOT IN (1, 2)) FROM items",
+            &[],
+        )
+        .unwrap();
+    let (twice, once, other): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    let first_run: i64 = client
+        .query_one(
+            "SELECT sum(rows_done)::bigint FROM xtask_backfill_ranges WHERE run_id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!((twice, once, other), (first_run, 3000 - first_run, 0));
+    assert_tiled(&mut client, "V1__bump");
+    let runs = client
+        .query(
+            "SELECT id, state, superseded_at IS NOT NULL, superseded_by, restart_of FROM xtask_backfill_runs ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(runs.len(), 2);
+    let (old_state, superseded, by): (String, bool, Option<String>) =
+        (runs[0].get(1), runs[0].get(2), runs[0].get(3));
+    assert_eq!((old_state.as_str(), superseded), ("cancelled", true));
+    assert!(by.unwrap().contains('@'));
+    let (new_id, new_state, restart_of): (i64, String, Option<i64>) =
+        (runs[1].get(0), runs[1].get(1), runs[1].get(4));
+    assert_eq!((new_state.as_str(), restart_of), ("done", Some(id)));
+
+    let text = ok(&ws.config, &["status", "--database-url", &url]);
+    assert!(
+        text.contains(&format!("  run {new_id}: done, 3,000 rows")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("    earlier run {id}: cancelled after ")),
+        "{text}"
+    );
+    // Run again, the same command starts nothing over.
+    let out = ok(
+        &ws.config,
+        &["run", p, "--database-url", &url, "--restart", &again],
+    );
+    assert!(out.contains("is already done"), "{out}");
+    assert_eq!(rows_done(&mut client), first_run + 3000);
+}
+
+/// `backfill run --help` says what `--restart` does to rows already changed.
+#[test]
+fn run_help() {
+    let out = Command::new(bin())
+        .args(["backfill", "run", "--help"])
+        .env("COLUMNS", "100")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!(help);
 }

@@ -103,6 +103,17 @@ impl Db {
         s: &Settings,
         max_batches: Option<u64>,
     ) -> Result<RunReport, Error> {
+        self.run_with(m, s, max_batches, None)
+    }
+
+    /// [`Db::run`], starting over after the cancelled run `restart`.
+    fn run_with(
+        &mut self,
+        m: &DataMigration,
+        s: &Settings,
+        max_batches: Option<u64>,
+        restart: Option<i64>,
+    ) -> Result<RunReport, Error> {
         let stop = AtomicBool::new(false);
         worker::apply_limits(self.store.as_mut(), s)?;
         worker::execute(
@@ -115,6 +126,7 @@ impl Db {
                 stop: &stop,
                 poll: Duration::from_millis(5),
                 max_batches,
+                restart,
             },
         )
     }
@@ -182,6 +194,9 @@ contract!(
     a_resumed_run_applies_every_batch_exactly_once,
     a_batch_whose_cursor_moved_is_a_lost_race_and_rolls_back,
     a_run_of_another_version_is_refused,
+    a_cancelled_run_restarts_as_a_new_run_exactly_once,
+    a_batch_of_a_run_replaced_by_a_restart_rolls_back,
+    tracking_tables_of_the_previous_version_are_upgraded_in_place,
 );
 
 fn sparse_integer_keys_give_full_batches(engine: Engine) {
@@ -375,6 +390,273 @@ fn a_run_of_another_version_is_refused(engine: Engine) {
     assert_eq!(db.counts(), vec!["0", "0", "1"]);
 }
 
+/// After a cancel, a plain run is refused and names the way out; `--restart RUN` starts a new run
+/// that goes through every row once (rows the cancelled run changed get the statement a second
+/// time, as asked); the cancelled run stays, marked superseded with who and when; asking for the
+/// same restart again joins the new run instead of starting over twice.
+fn a_cancelled_run_restarts_as_a_new_run_exactly_once(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    let values: Vec<String> = (1..=20).map(|g| format!("({g})")).collect();
+    db.execute(&format!(
+        "INSERT INTO items (id) VALUES {}",
+        values.join(", ")
+    ));
+    let m = migration("id", "");
+    let first = db.run(&m, &settings(3), Some(2)).unwrap();
+    assert_eq!((first.finish, first.rows), (Finish::Interrupted, 6));
+    let old = db.store.find_run("V7__bump").unwrap().unwrap();
+    db.store
+        .transition(old.id, RunState::Cancelled, None)
+        .unwrap();
+
+    let e = db.run(&m, &settings(3), None).unwrap_err().to_string();
+    assert!(e.contains("was cancelled"), "{e}");
+    assert!(e.contains(&format!("`--restart {}`", old.id)), "{e}");
+    assert!(e.contains("or write a new data migration"), "{e}");
+    let e = db
+        .run_with(&m, &settings(3), None, Some(old.id + 100))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not the current run of V7__bump"), "{e}");
+
+    let report = db.run_with(&m, &settings(3), None, Some(old.id)).unwrap();
+    assert_eq!(report.restarted, Some(old.id));
+    assert_eq!(
+        (report.finish, report.rows, report.batches),
+        (Finish::Done, 20, 7)
+    );
+    assert_ne!(report.run_id, old.id);
+    // Sorted by value: the first run's 6 rows got the statement twice, the others once.
+    let mut expected = vec!["1"; 14];
+    expected.extend(vec!["2"; 6]);
+    assert_eq!(db.counts(), expected);
+
+    let runs = db.store.runs().unwrap();
+    assert_eq!(runs.len(), 2);
+    let (was, new) = (&runs[0], &runs[1]);
+    assert_eq!((was.id, was.state), (old.id, RunState::Cancelled));
+    assert!(was.superseded_at.is_some() && !was.is_current());
+    assert!(was.superseded_by.as_deref().unwrap().contains('@'));
+    assert_eq!((new.id, new.restart_of), (report.run_id, Some(old.id)));
+    assert_eq!(new.state, RunState::Done);
+    assert_eq!(db.store.find_run("V7__bump").unwrap().unwrap().id, new.id);
+    // The new run's batches tile the key space once: 7 batches of at most 3 rows.
+    let logged = db.logged();
+    let new_batches: Vec<_> = logged[2..].to_vec();
+    assert_eq!(new_batches.first().unwrap().0, "0");
+    assert_eq!(new_batches.iter().map(|b| b.2).sum::<i64>(), 20);
+    for pair in new_batches.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "{new_batches:?}");
+    }
+
+    // The same command again (a retried job, a second worker): it joins the new run.
+    let again = db.run_with(&m, &settings(3), None, Some(old.id)).unwrap();
+    assert_eq!(
+        (again.finish, again.restarted, again.run_id),
+        (Finish::AlreadyDone, None, new.id)
+    );
+    assert_eq!(db.counts(), expected);
+    // A done run does not start over.
+    let e = db
+        .run_with(&m, &settings(3), None, Some(new.id))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a done run does not start over"), "{e}");
+}
+
+/// A worker of the cancelled run that had not seen the cancel yet: once a restart replaced the
+/// run, its batch rolls back instead of committing beside the new run's.
+fn a_batch_of_a_run_replaced_by_a_restart_rolls_back(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    db.execute("INSERT INTO items (id) VALUES (1), (2), (3), (4)");
+    let m = migration("id", "");
+    db.run(&m, &settings(1), Some(1)).unwrap();
+    let old = db.store.find_run("V7__bump").unwrap().unwrap();
+    let range = db
+        .store
+        .claim(old.id, "late", Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    db.store
+        .transition(old.id, RunState::Cancelled, None)
+        .unwrap();
+    // The restart records the new run; this worker stops before its first batch.
+    let report = db
+        .run_with(&m, &settings(1), Some(0), Some(old.id))
+        .unwrap();
+    assert_eq!(report.restarted, Some(old.id));
+    let sql = m.batch.sql(db.store.backend().dialect()).to_string();
+    let request = BatchRequest {
+        run_id: old.id,
+        range: &range,
+        table: "items",
+        key: "id",
+        kind: KeyKind::Integer,
+        sql: &sql,
+        size: 1,
+        worker: "late",
+        limits: BatchLimits::default(),
+    };
+    assert_eq!(db.store.run_batch(&request).unwrap(), BatchOutcome::Lost);
+    assert_eq!(db.counts(), vec!["0", "0", "0", "1"]);
+    assert_eq!(db.logged().len(), 1);
+}
+
+/// The tracking tables as the previous version created them (one run per data migration), with
+/// a run part-way through.
+fn previous_version_tables(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => {
+            "CREATE TABLE xtask_backfill_runs (
+    id INTEGER PRIMARY KEY,
+    migration text NOT NULL UNIQUE,
+    checksum text NOT NULL,
+    state text NOT NULL,
+    table_name text NOT NULL,
+    key_column text NOT NULL,
+    key_kind text NOT NULL,
+    settings text NOT NULL,
+    rows_estimated integer,
+    rows_done integer NOT NULL DEFAULT 0,
+    batches_done integer NOT NULL DEFAULT 0,
+    pace_batch_size integer,
+    pace_pause_ms integer,
+    pace_max_rows_per_second integer,
+    last_error text,
+    created_at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    started_at text,
+    updated_at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    finished_at text
+);
+CREATE TABLE xtask_backfill_ranges (
+    id INTEGER PRIMARY KEY,
+    run_id integer NOT NULL REFERENCES xtask_backfill_runs (id) ON DELETE CASCADE,
+    ord integer NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text,
+    cursor_key text NOT NULL,
+    done boolean NOT NULL DEFAULT 0,
+    claimed_by text,
+    claim_host text,
+    claim_pid integer,
+    claim_start numeric,
+    heartbeat text,
+    rows_done integer NOT NULL DEFAULT 0,
+    batches integer NOT NULL DEFAULT 0,
+    UNIQUE (run_id, ord)
+);
+CREATE TABLE xtask_backfill_batch_log (
+    range_id integer NOT NULL REFERENCES xtask_backfill_ranges (id) ON DELETE CASCADE,
+    run_id integer NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    rows_changed integer NOT NULL,
+    worker text NOT NULL,
+    held_ms real NOT NULL,
+    committed_at text NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    PRIMARY KEY (range_id, lower_key)
+);
+CREATE INDEX xtask_backfill_batch_log_run ON xtask_backfill_batch_log (run_id, committed_at);"
+        }
+        Engine::Postgres => {
+            "CREATE TABLE xtask_backfill_runs (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    migration text NOT NULL UNIQUE,
+    checksum text NOT NULL,
+    state text NOT NULL CHECK (state IN ('pending', 'running', 'paused', 'done', 'cancelled', 'failed')),
+    table_name text NOT NULL,
+    key_column text NOT NULL,
+    key_kind text NOT NULL CHECK (key_kind IN ('integer', 'text')),
+    settings jsonb NOT NULL,
+    rows_estimated bigint,
+    rows_done bigint NOT NULL DEFAULT 0,
+    batches_done bigint NOT NULL DEFAULT 0,
+    pace_batch_size bigint,
+    pace_pause_ms bigint,
+    pace_max_rows_per_second bigint,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE TABLE xtask_backfill_ranges (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_id bigint NOT NULL REFERENCES xtask_backfill_runs (id) ON DELETE CASCADE,
+    ord integer NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text,
+    cursor_key text NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    claimed_by text,
+    claim_host text,
+    claim_pid bigint,
+    claim_start numeric,
+    heartbeat timestamptz,
+    rows_done bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    UNIQUE (run_id, ord)
+);
+CREATE TABLE xtask_backfill_batch_log (
+    range_id bigint NOT NULL REFERENCES xtask_backfill_ranges (id) ON DELETE CASCADE,
+    run_id bigint NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    rows_changed bigint NOT NULL,
+    worker text NOT NULL,
+    held_ms double precision NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (range_id, lower_key)
+);
+CREATE INDEX xtask_backfill_batch_log_run ON xtask_backfill_batch_log (run_id, committed_at);"
+        }
+    }
+}
+
+/// Tables of the previous version, holding a run part-way through (rows 1 to 4 of 10 done), are
+/// upgraded when first opened: the run resumes exactly where it was, and restarts work on them.
+fn tracking_tables_of_the_previous_version_are_upgraded_in_place(engine: Engine) {
+    let mut db = db(engine, "id", BIGINT, "");
+    let m = migration("id", "");
+    db.execute(previous_version_tables(engine));
+    let settings_json = serde_json::to_string(&settings(3)).unwrap();
+    db.execute(&format!(
+        "INSERT INTO items (id, n) VALUES (1, 1), (2, 1), (3, 1), (4, 1), (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0);
+         INSERT INTO xtask_backfill_runs (migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, started_at)
+             VALUES ('V7__bump', '{checksum}', 'running', 'items', 'id', 'integer', '{settings_json}', 10, {now});
+         INSERT INTO xtask_backfill_ranges (run_id, ord, lower_key, upper_key, cursor_key, rows_done, batches)
+             SELECT id, 0, '0', NULL, '4', 4, 2 FROM xtask_backfill_runs;
+         INSERT INTO xtask_backfill_batch_log (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
+             SELECT id, run_id, '0', '2', 2, 'old', 1.0 FROM xtask_backfill_ranges
+             UNION ALL SELECT id, run_id, '2', '4', 2, 'old', 1.0 FROM xtask_backfill_ranges",
+        checksum = m.checksum,
+        now = match engine {
+            Engine::Sqlite => "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+            Engine::Postgres => "now()",
+        }
+    ));
+    assert!(db.store.tables_exist().unwrap());
+    let runs = db.store.runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    let old = runs[0].id;
+    assert!(runs[0].is_current() && runs[0].restart_of.is_none());
+    assert!(runs[0].created_at.ends_with('Z'), "{:?}", runs[0]);
+
+    let resumed = db.run(&m, &settings(3), Some(1)).unwrap();
+    assert_eq!((resumed.run_id, resumed.rows), (old, 3));
+    db.store.transition(old, RunState::Cancelled, None).unwrap();
+    let report = db.run_with(&m, &settings(3), None, Some(old)).unwrap();
+    assert_eq!((report.finish, report.rows), (Finish::Done, 10));
+    // Rows 1 to 7 ran in the old run and again in the new one; 8 to 10 only in the new one.
+    let mut expected = vec!["1"; 3];
+    expected.extend(vec!["2"; 7]);
+    assert_eq!(db.counts(), expected);
+    assert_eq!(db.store.runs().unwrap().len(), 2);
+    // Opening them again finds nothing left to upgrade.
+    db.store.ensure_tables().unwrap();
+    assert!(db.store.tables_exist().unwrap());
+}
+
 #[test]
 fn a_lock_timeout_on_postgres_is_retried_then_fails_the_run() {
     let mut db = db(Engine::Postgres, "id", BIGINT, "");
@@ -476,6 +758,7 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
         stop: &stop,
         poll: Duration::from_millis(5),
         max_batches: None,
+        restart: None,
     };
     let ran =
         xtask_migrate::backfill::run::run(&target, &plan, &m, options, &mut Vec::new()).unwrap();

@@ -21,6 +21,8 @@ pub mod migration;
 pub mod run;
 #[cfg(feature = "backfill")]
 pub mod sample;
+#[cfg(feature = "backfill")]
+pub mod status;
 
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use migration::DataMigration;

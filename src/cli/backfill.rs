@@ -9,8 +9,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::backfill::migration::{self, DataMigration};
-use crate::backfill::sample::snapshot::{self, Approval, Mode, Outcome};
+use crate::backfill::sample::snapshot::{Mode, Outcome};
 use crate::backfill::sample::{self, Inputs, SampleOptions};
+use crate::backfill::status::{self, StatusFormat};
 use crate::config::Config;
 
 /// The `backfill` subcommands of this issue, to mount as `backfill <command>`.
@@ -33,8 +34,13 @@ pub enum BackfillCommand {
     /// Exit status: 0 all passed, 1 a check failed or a snapshot is new, differs or is stale,
     /// 2 error.
     Sample(SampleArgs),
-    /// List every data migration: approved, snapshot stale, or no snapshot; with
-    /// --database-url, the runs recorded on that database and their progress
+    /// List every data migration with its approval and, with a database, its run there
+    ///
+    /// Each data migration of the workspace: approved, snapshot stale, or no snapshot. With
+    /// --database-url (or DATABASE_URL), also its run on that database (state, rows, rate, ETA,
+    /// workers, ranges, last error), "not run" when it has none, and the runs recorded there whose
+    /// data migration is not in the workspace. `--format json` prints one JSON document
+    /// (docs/backfill-run.md describes it).
     Status(StatusArgs),
     /// Make the reviewable plan of a production run (refuses an unapproved data migration)
     ///
@@ -46,6 +52,9 @@ pub enum BackfillCommand {
     /// `cargo xtask backfill sample NAME` and accept its snapshot.
     Plan(crate::cli::production::PlanArgs),
     /// Execute a plan batch by batch, exactly once and resumable; start several to scale out
+    ///
+    /// After a cancel, `--restart RUN` starts a new run that goes through every row again,
+    /// re-applying the batch statement to the rows the cancelled run changed (see --restart).
     ///
     /// Exit status: 0 done, 1 cancelled or stopped by SIGINT/SIGTERM, 2 error.
     Run(crate::cli::production::RunArgs),
@@ -162,11 +171,15 @@ impl SampleArgs {
 }
 
 /// List every data migration with its approval: approved, snapshot stale, no snapshot; with a
-/// database, also the runs recorded there and their progress.
+/// database, also its run there (or "not run") and the runs of data migrations not in the
+/// workspace.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub db: crate::cli::production::DbArgs,
+    /// Output format: human, or json (one document, described in docs/backfill-run.md)
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: StatusFormat,
 }
 
 impl StatusArgs {
@@ -175,38 +188,17 @@ impl StatusArgs {
     }
 
     pub fn run_to(self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-        if self.db.database_url.is_some() {
-            crate::cli::production::status_of_runs(&self.db, config, out)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        let migrations = select(config, None)?;
-        if migrations.is_empty() {
-            writeln!(
-                out,
-                "no data migrations in {}",
-                crate::backfill::error::display_path(&config.data_migrations)
-            )?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        let dir = sample::snapshot_dir(config);
-        let width = migrations.iter().map(|m| m.id().len()).max().unwrap_or(0);
-        for migration in &migrations {
-            let approval = snapshot::approval(&dir, migration)?;
-            let mut line = format!("{:<width$}  {}", migration.id(), approval.label());
-            if let Approval::Stale { recorded } = &approval {
-                line.push_str(&format!(
-                    " (taken from checksum {}, the file is {})",
-                    recorded
-                        .as_deref()
-                        .map_or("none", |c| c.get(..12).unwrap_or(c)),
-                    migration.checksum.get(..12).unwrap_or(&migration.checksum)
-                ));
-            }
-            if snapshot::has_pending(&dir, migration) {
-                line.push_str(", a new snapshot awaits `cargo insta review`");
-            }
-            writeln!(out, "{line}")?;
-        }
+        let report = if self.db.database_url.is_some() {
+            let (target, mut store) = self.db.open(config)?;
+            status::report(config, Some((&target, store.as_mut())))?
+        } else {
+            status::report(config, None)?
+        };
+        let text = match self.format {
+            StatusFormat::Human => report.to_text(),
+            StatusFormat::Json => report.to_json(),
+        };
+        out.write_all(crate::secrets::scrub(&text).as_bytes())?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -1,6 +1,6 @@
 //! The production commands as clap argument structs with a `run` method, for the binary (or
 //! another workspace's xtask) to mount: `backfill plan`, `run`, `pause`, `resume`, `cancel`,
-//! `pace`, and the database half of `backfill status` ([`DbArgs`]).
+//! `pace`, and the database arguments they and `backfill status` share ([`DbArgs`]).
 //!
 //! Exit codes: 0 done (or the control change made), 1 not done (cancelled, stopped by a signal,
 //! a control change refused), and errors bubble up for the binary to print on one line and exit
@@ -66,7 +66,7 @@ impl DbArgs {
     }
 
     /// Connects to the target and opens its tracking store.
-    fn open(
+    pub(crate) fn open(
         &self,
         config: &Config,
     ) -> anyhow::Result<(Target, Box<dyn crate::backfill::run::tracking::Store>)> {
@@ -243,6 +243,16 @@ pub struct RunArgs {
     /// the rows, then run the plan again to continue where it stopped (exit 1 until done)
     #[arg(long, value_name = "N")]
     pub max_batches: Option<u64>,
+    /// Start over after the cancelled run RUN (its number, as `cancel` and `status` show it):
+    /// a new run goes through every row again, so the batch statement is applied a second time to
+    /// the rows the cancelled run changed. Use it only when that is safe (the statement gives the
+    /// same result applied twice) or wanted. The cancelled run stays in the tracking tables,
+    /// marked superseded, with who restarted it and when; the new run applies each batch exactly
+    /// once, like any run. Naming the run makes the command safe to repeat: run again, or on
+    /// other workers, it joins the new run instead of starting over twice. A done run does not
+    /// start over (write a new data migration instead).
+    #[arg(long, value_name = "RUN")]
+    pub restart: Option<i64>,
 }
 
 impl RunArgs {
@@ -279,6 +289,7 @@ impl RunArgs {
             stop: run::signal_flag(),
             poll: Duration::from_millis(200),
             max_batches: self.max_batches,
+            restart: self.restart,
         };
         let report = run::run(&target, &plan, &migration, options, out)?;
         match report.finish {
@@ -471,17 +482,4 @@ impl PaceArgs {
         )?;
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// `backfill status --database-url URL`: the runs recorded on the database.
-pub fn status_of_runs(db: &DbArgs, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (target, mut store) = db.open(config)?;
-    writeln!(out, "runs on {}:", target.info().describe())?;
-    if !store.tables_exist()? {
-        writeln!(out, "no backfill has run on this database")?;
-        return Ok(());
-    }
-    let text = control::status(store.as_mut(), None)?;
-    out.write_all(text.as_bytes())?;
-    Ok(())
 }

@@ -446,6 +446,7 @@ fn open_gate(
             stop: options.stop,
             poll: Duration::from_millis(200),
             max_batches: None,
+            restart: None,
         },
     )?;
     writeln!(

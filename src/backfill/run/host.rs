@@ -1,5 +1,5 @@
-//! The machine a worker runs on: its name (worker ids, claims) and whether a process of it is
-//! alive (a SQLite claim whose process is gone is free again).
+//! The machine a worker runs on: its name (worker ids, claims, who restarted a run) and whether a
+//! process of it is alive (a SQLite claim whose process is gone is free again).
 
 /// This machine's name, for worker ids and claims.
 pub fn hostname() -> String {
@@ -18,6 +18,15 @@ pub fn hostname() -> String {
         }
     }
     std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// Who runs this process, as the tracking tables record a restart: `user@host`.
+pub fn user_at_host() -> String {
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{}", hostname())
 }
 
 /// Whether process `pid` of this machine is alive (SQLite claims).
@@ -50,5 +59,6 @@ mod tests {
         assert!(process_alive(i64::from(std::process::id())));
         assert!(!process_alive(-1));
         assert!(!hostname().is_empty());
+        assert!(user_at_host().ends_with(&format!("@{}", hostname())));
     }
 }

@@ -131,6 +131,13 @@ pub fn run(
     )?;
     let mut report = worker::execute(store.as_mut(), settings, migration, options)?;
     report.retries += connects;
+    if let Some(old) = report.restarted {
+        writeln!(
+            out,
+            "started {} over: run {old} (cancelled) is superseded by run {}, which goes through every row again",
+            report.migration, report.run_id
+        )?;
+    }
     if let Some(failure) = &report.resumed_failure {
         writeln!(
             out,
@@ -158,10 +165,11 @@ pub fn run(
         )?,
         Finish::Cancelled => writeln!(
             out,
-            "{} was cancelled: this worker stopped after {} ({}); what ran stays applied",
+            "{} was cancelled: this worker stopped after {} ({}); what ran stays applied; {}",
             report.migration,
             count(report.batches, "batch", "batches"),
-            count(report.rows, "row", "rows")
+            count(report.rows, "row", "rows"),
+            control::restart_hint(report.run_id)
         )?,
         Finish::Interrupted => writeln!(
             out,

@@ -46,6 +46,9 @@ pub struct RunOptions<'a> {
     pub poll: Duration,
     /// Stop after this many batches of this worker (the rest is left for the next run).
     pub max_batches: Option<u64>,
+    /// Start over after the cancelled run with this id: a new run goes through every row again.
+    /// When another worker already restarted that run, this one joins the new run.
+    pub restart: Option<i64>,
 }
 
 impl RunOptions<'_> {
@@ -85,6 +88,8 @@ pub struct RunReport {
     pub run_rows: u64,
     /// The error the run had failed with, when this worker resumed it.
     pub resumed_failure: Option<String>,
+    /// The cancelled run this worker replaced with the new run `run_id` (`RunOptions::restart`).
+    pub restarted: Option<i64>,
 }
 
 /// The key column of a data migration's table, checked against the database's catalog.
@@ -158,17 +163,13 @@ fn below(first: &KeyValue, migration: &DataMigration) -> Result<KeyValue> {
     }
 }
 
-/// Finds or records the run of `migration`, refusing one recorded from another checksum.
-fn prepare_run(
+/// The run a new run of `migration` records: its key's type, bounds and estimate read from the
+/// table now, and its ranges.
+fn new_run(
     store: &mut dyn Store,
     settings: &Settings,
     migration: &DataMigration,
-) -> Result<RunRow> {
-    store.ensure_tables()?;
-    if let Some(run) = store.find_run(&migration.id())? {
-        refuse_other_version(&run, migration)?;
-        return Ok(run);
-    }
+) -> Result<NewRun> {
     let kind = key_kind(store.backend(), migration)?;
     let (table, key) = (&migration.table.value, &migration.key.value);
     let min = store.backend().min_key(table, key, kind)?;
@@ -190,7 +191,7 @@ fn prepare_run(
     };
     let settings_json = serde_json::to_string(settings)
         .map_err(|e| Error::new(ErrorKind::Format, format!("the run's settings: {e}")))?;
-    let run = store.create_run(&NewRun {
+    Ok(NewRun {
         migration: migration.id(),
         checksum: migration.checksum.clone(),
         table: table.clone(),
@@ -199,19 +200,103 @@ fn prepare_run(
         settings: settings_json,
         rows_estimated: estimate.rows,
         ranges,
-    })?;
-    refuse_other_version(&run, migration)?;
-    Ok(run)
+    })
+}
+
+/// Finds or records the run of `migration`, refusing one recorded from another checksum. With
+/// `restart`, replaces that cancelled run with a new one first; the second value is then the
+/// replaced run's id.
+fn prepare_run(
+    store: &mut dyn Store,
+    settings: &Settings,
+    migration: &DataMigration,
+    restart: Option<i64>,
+) -> Result<(RunRow, Option<i64>)> {
+    store.ensure_tables()?;
+    let id = migration.id();
+    let current = store.find_run(&id)?;
+    let Some(old) = restart else {
+        if let Some(run) = current {
+            refuse_other_version(&run, migration)?;
+            return Ok((run, None));
+        }
+        let new = new_run(store, settings, migration)?;
+        let run = store.create_run(&new)?;
+        refuse_other_version(&run, migration)?;
+        return Ok((run, None));
+    };
+    let refuse = |message: String| {
+        Err(Error::file(
+            ErrorKind::Statement,
+            &migration.path,
+            format!("--restart {old}: {message}"),
+        ))
+    };
+    let Some(run) = current else {
+        return refuse(format!("no run of {id} is recorded on this database"));
+    };
+    // Another worker given the same command restarted it first: join the new run.
+    if run.restart_of == Some(old) {
+        refuse_other_version(&run, migration)?;
+        return Ok((run, None));
+    }
+    if run.id != old {
+        return refuse(format!(
+            "run {old} is not the current run of {id} on this database; run {} is ({})",
+            run.id, run.state
+        ));
+    }
+    match run.state {
+        RunState::Cancelled => {}
+        RunState::Done => {
+            return refuse(format!(
+                "run {old} of {id} is done; a done run does not start over: to apply the batch statement again, write a new data migration"
+            ));
+        }
+        state => {
+            return refuse(format!(
+                "run {old} of {id} is {state}; only a cancelled run starts over: cancel it first (`cargo xtask backfill cancel {id}`)"
+            ));
+        }
+    }
+    let new = new_run(store, settings, migration)?;
+    let by = crate::backfill::run::host::user_at_host();
+    match store.restart(old, &by, &new)? {
+        Some(run) => Ok((run, Some(old))),
+        // Lost the compare-and-set: another worker restarted it in between (join that run), or
+        // the run changed otherwise (say why).
+        None => match store.find_run(&id)? {
+            Some(run) if run.restart_of == Some(old) => {
+                refuse_other_version(&run, migration)?;
+                Ok((run, None))
+            }
+            _ => refuse(format!(
+                "run {old} of {id} changed while restarting it; look at `cargo xtask backfill status`"
+            )),
+        },
+    }
 }
 
 fn refuse_other_version(run: &RunRow, migration: &DataMigration) -> Result<()> {
     if run.checksum != migration.checksum {
+        let way = if run.state == RunState::Cancelled {
+            format!(
+                "it was cancelled: to run this version instead, run the plan with `--restart {}` (it goes through every row again, re-applying the batch statement to the rows the cancelled run changed), or write a new data migration",
+                run.id
+            )
+        } else {
+            format!(
+                "to run this version instead, cancel that run (`cargo xtask backfill cancel {}`) and run the plan with `--restart {}` (it goes through every row again, re-applying the batch statement to the rows already changed), or write a new data migration",
+                run.migration, run.id
+            )
+        };
         return Err(Error::file(
             ErrorKind::Format,
             &migration.path,
             format!(
-                "this database records a run of {} from another version of the file (checksum {}, the file's is {}); a data migration runs once, from one version",
+                "this database records a run of {} from another version of the file (run {}, checksum {}, the file's is {}); a data migration runs once, from one version; {way}",
                 run.migration,
+                run.id,
                 short(&run.checksum),
                 short(&migration.checksum)
             ),
@@ -231,7 +316,7 @@ pub fn execute(
 ) -> Result<RunReport> {
     let started = Instant::now();
     let limits = limits(settings);
-    let run = prepare_run(store, settings, migration)?;
+    let (run, restarted) = prepare_run(store, settings, migration, options.restart)?;
     let mut report = RunReport {
         finish: Finish::Done,
         run_id: run.id,
@@ -243,6 +328,7 @@ pub fn execute(
         elapsed: Duration::ZERO,
         run_rows: 0,
         resumed_failure: None,
+        restarted,
     };
     match run.state {
         RunState::Done => {
@@ -255,12 +341,14 @@ pub fn execute(
                 ErrorKind::Statement,
                 &migration.path,
                 format!(
-                    "the run of {} was cancelled{}; a cancelled run does not start again",
+                    "run {} of {} was cancelled{}; a cancelled run does not start again: {}",
+                    run.id,
                     run.migration,
                     run.finished_at
                         .as_deref()
                         .map(|t| format!(" at {t}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    crate::backfill::run::control::restart_hint(run.id)
                 ),
             ));
         }
@@ -688,6 +776,7 @@ mod tests {
                 stop: &stop,
                 poll: Duration::from_millis(1),
                 max_batches,
+                restart: None,
             },
         )
     }

@@ -313,6 +313,7 @@ pub fn sample_on(
             stop: &stop,
             poll: Duration::from_millis(10),
             max_batches: None,
+            restart: None,
         },
     )?;
     stage(

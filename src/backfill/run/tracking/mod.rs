@@ -9,6 +9,10 @@
 //!   through [`check_transition`], with a compare-and-set on the old state, and workers read it
 //!   between batches. One column rather than a "desired" and an "actual" state: there is one
 //!   source of truth, and a worker that sees `paused` simply waits.
+//!   A data migration has at most one current run per database (a unique index on `migration`
+//!   where `superseded_at` is null). [`Store::restart`] starts a new run after a cancelled one:
+//!   the cancelled run's row stays, with `superseded_at` and `superseded_by` set, and the new
+//!   row's `restart_of` names it.
 //! - `{prefix}ranges`: the run's key range split into ranges `(lower, upper]` (the last one open
 //!   above), each with its cursor (every key up to it is done), its claim (worker, session,
 //!   heartbeat) and its counts. Workers claim ranges with `FOR UPDATE SKIP LOCKED`.
@@ -20,7 +24,14 @@
 //! started from, runs the batch statement on `(cursor, upper]`, and moves the cursor with
 //! `UPDATE ... WHERE id = $id AND cursor = $old AND claimed_by = $me`; zero rows means another
 //! worker got there first and the whole transaction rolls back. A killed process loses only its
-//! open transaction, and the next one starts from the cursor the database holds.
+//! open transaction, and the next one starts from the cursor the database holds. The
+//! compare-and-set also requires the run not to be superseded: once a restart committed, no
+//! batch of the old run commits any more.
+//!
+//! Tables created by the previous version (one run per data migration: `migration` unique, no
+//! `superseded_at`, `superseded_by`, `restart_of`) are upgraded in place the first time a command
+//! of this version opens them: the three columns are added and the unique constraint becomes the
+//! partial unique index, in one transaction, keeping every row.
 
 pub mod postgres;
 pub mod sqlite;
@@ -123,7 +134,8 @@ pub enum RunState {
     /// Workers wait between batches until it is resumed.
     Paused,
     Done,
-    /// Stopped for good by `backfill cancel`; what ran stays applied.
+    /// Stopped for good by `backfill cancel`; what ran stays applied. A restart
+    /// ([`Store::restart`]) may replace the run with a new one.
     Cancelled,
     /// A batch failed with an error that retrying does not cure; `last_error` says which.
     Failed,
@@ -178,8 +190,9 @@ impl fmt::Display for RunState {
 ///
 /// `failed` is not terminal: the failure may come from outside the data migration (a row the
 /// batch cannot handle, fixed by hand; a full disk), and the checksum check still guarantees the
-/// same file resumes. `done` and `cancelled` are final. Staying in the same state is not a
-/// transition (callers report it as "already ...").
+/// same file resumes. `done` and `cancelled` are final: starting over after a cancel is a new run
+/// ([`Store::restart`]), not a transition. Staying in the same state is not a transition (callers
+/// report it as "already ...").
 pub fn check_transition(from: RunState, to: RunState) -> Result<(), String> {
     use RunState::*;
     let allowed = match from {
@@ -260,9 +273,24 @@ pub struct RunRow {
     pub rows_estimated: Option<u64>,
     pub pace: Pace,
     pub last_error: Option<String>,
+    /// Timestamps in RFC 3339, UTC (`2026-11-21T10:00:00.123Z`), on both databases.
     pub created_at: String,
     pub updated_at: String,
+    /// When the run first became `running`.
+    pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Set when a restart replaced this run: when, and who (`user@host`).
+    pub superseded_at: Option<String>,
+    pub superseded_by: Option<String>,
+    /// The cancelled run this one restarted.
+    pub restart_of: Option<i64>,
+}
+
+impl RunRow {
+    /// Whether this is the data migration's current run (not replaced by a restart).
+    pub fn is_current(&self) -> bool {
+        self.superseded_at.is_none()
+    }
 }
 
 /// What a worker reads between batches.
@@ -291,8 +319,24 @@ pub struct RangeRow {
     pub claimed_by: Option<String>,
     /// Seconds since the claim's last heartbeat.
     pub heartbeat_age: Option<f64>,
+    /// Whether the session (PostgreSQL) or process (SQLite, same host) that made the claim still
+    /// exists, as far as the database can tell; a claim from another host counts as alive and
+    /// only its heartbeat says otherwise.
+    pub claim_alive: bool,
     pub rows_done: u64,
     pub batches: u64,
+}
+
+/// The batches a run committed lately, for its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Recent {
+    /// Rows the batches that started in the window changed.
+    pub rows: u64,
+    /// From the start of the first of those batches until now, at most the window; `None` when
+    /// no batch started in the window.
+    pub span: Option<Duration>,
+    /// The longest any batch of the run held its transaction.
+    pub longest: Duration,
 }
 
 /// How a batch ended when nothing failed.
@@ -374,7 +418,8 @@ pub trait Store {
     /// Creates the tracking tables if they do not exist.
     fn ensure_tables(&mut self) -> StoreResult<()>;
 
-    /// Whether the tracking tables exist (read-only commands do not create them).
+    /// Whether the tracking tables exist (read-only commands do not create them). Tables of the
+    /// previous version are upgraded first, like [`Store::ensure_tables`] does.
     fn tables_exist(&mut self) -> StoreResult<bool>;
 
     /// The largest key of `table` (through its index: `ORDER BY key DESC LIMIT 1`).
@@ -383,13 +428,22 @@ pub trait Store {
     /// Row estimate, histogram and index of the key, from the catalog.
     fn estimate(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Estimate>;
 
+    /// The data migration's current run (one a restart has not replaced).
     fn find_run(&mut self, migration: &str) -> StoreResult<Option<RunRow>>;
 
+    /// Every run, superseded ones included, in the order they were recorded.
     fn runs(&mut self) -> StoreResult<Vec<RunRow>>;
 
     /// Records a new run (state `pending`) and its ranges in one transaction. When another
     /// process recorded the same migration first, returns that run instead.
     fn create_run(&mut self, run: &NewRun) -> StoreResult<RunRow>;
+
+    /// Replaces the cancelled run `old` with a new run (state `pending`) and its ranges, in one
+    /// transaction: `old` is marked superseded (now, by `by`) with a compare-and-set on it being
+    /// the current run and cancelled, after the batches of it still in flight have ended. `None`
+    /// when the compare-and-set lost (another process restarted it first, or it is not
+    /// cancelled): nothing changed.
+    fn restart(&mut self, old: i64, by: &str, run: &NewRun) -> StoreResult<Option<RunRow>>;
 
     /// Moves the run to `to` when [`check_transition`] allows it, with a compare-and-set on the
     /// state it read; `error` is recorded as `last_error` (a successful resume clears it).
@@ -409,9 +463,9 @@ pub trait Store {
 
     fn ranges(&mut self, run_id: i64) -> StoreResult<Vec<RangeRow>>;
 
-    /// Rows the run's batches changed in the last `window`, and how long its longest batch
-    /// transaction was held (for rates and the benchmark).
-    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<(u64, Duration)>;
+    /// Rows the run's batches changed in the last `window` and over how long, and how long its
+    /// longest batch transaction was held (for rates and the benchmark).
+    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<Recent>;
 
     /// Claims a range that is not done and that nobody live holds (unclaimed, claimed by a dead
     /// session or process, or with a heartbeat older than `stale`); `None` when there is none.

@@ -15,8 +15,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{SimpleQueryMessage, Statement};
 
 use super::{
-    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Retry,
-    RunRow, RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
+    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Recent,
+    Retry, RunRow, RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
 };
 use crate::backfill::db::postgres::{PgBackend, key_param, pg_error, read_key};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -69,7 +69,14 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-const RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings::text, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error, created_at::text, updated_at::text, finished_at::text";
+/// Timestamps are read as RFC 3339 in UTC, the same text SQLite gives.
+const RUN_COLUMNS: &str = r#"id, migration, checksum, state, table_name, key_column, key_kind, settings::text, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error,
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    to_char(superseded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    superseded_by, restart_of"#;
 
 fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
     let state: String = r.get(3);
@@ -92,10 +99,18 @@ fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
         created_at: r.get(13),
         updated_at: r.get(14),
         finished_at: r.get(15),
+        started_at: r.get(16),
+        superseded_at: r.get(17),
+        superseded_by: r.get(18),
+        restart_of: r.get(19),
     })
 }
 
-const RANGE_COLUMNS: &str = "id, ord, lower_key, upper_key, cursor_key, done, claimed_by, extract(epoch FROM now() - heartbeat)::float8, rows_done, batches";
+/// The last column says whether the claiming session is still there; a session of another role
+/// whose start time this role may not read counts as there.
+const RANGE_COLUMNS: &str = "id, ord, lower_key, upper_key, cursor_key, done, claimed_by, extract(epoch FROM now() - heartbeat)::float8, rows_done, batches,
+    claimed_by IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = claim_pid
+        AND (a.backend_start IS NULL OR extract(epoch FROM a.backend_start) = claim_start))";
 
 fn range_row(r: &postgres::Row, kind: KeyKind) -> StoreResult<RangeRow> {
     Ok(RangeRow {
@@ -112,6 +127,7 @@ fn range_row(r: &postgres::Row, kind: KeyKind) -> StoreResult<RangeRow> {
         heartbeat_age: r.get(7),
         rows_done: r.get::<_, i64>(8).max(0) as u64,
         batches: r.get::<_, i64>(9).max(0) as u64,
+        claim_alive: r.get(10),
     })
 }
 
@@ -212,13 +228,50 @@ impl PgStore {
         }
     }
 
-    fn run_by(&mut self, column: &str, value: &(dyn ToSql + Sync)) -> StoreResult<Option<RunRow>> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM {} WHERE {column} = $1",
+    /// Records `run` and its ranges (inside the caller's transaction); `None` when the data
+    /// migration already has a current run.
+    fn insert_run(&mut self, run: &NewRun, restart_of: Option<i64>) -> StoreResult<Option<i64>> {
+        let insert = format!(
+            "INSERT INTO {} (migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, restart_of)
+             VALUES ($1, $2, 'pending', $3, $4, $5, CAST($6::text AS jsonb), $7, $8)
+             ON CONFLICT (migration) WHERE superseded_at IS NULL DO NOTHING RETURNING id",
             self.names.runs()
         );
-        let rows = self.query(&sql, &[value])?;
-        rows.first().map(run_row).transpose()
+        let range = format!(
+            "INSERT INTO {} (run_id, ord, lower_key, upper_key, cursor_key) VALUES ($1, $2, $3, $4, $3)",
+            self.names.ranges()
+        );
+        let estimated = run.rows_estimated.map(i64_of);
+        let kind = kind_name(run.key_kind);
+        let rows = self.query(
+            &insert,
+            &[
+                &run.migration,
+                &run.checksum,
+                &run.table,
+                &run.key,
+                &kind,
+                &run.settings,
+                &estimated,
+                &restart_of,
+            ],
+        )?;
+        let Some(id) = rows.first().map(|r| r.get::<_, i64>(0)) else {
+            return Ok(None);
+        };
+        for (ord, (lower, upper)) in run.ranges.iter().enumerate() {
+            let ord = i32::try_from(ord).unwrap_or(i32::MAX);
+            self.execute(
+                &range,
+                &[
+                    &id,
+                    &ord,
+                    &lower.to_stored(),
+                    &upper.as_ref().map(KeyValue::to_stored),
+                ],
+            )?;
+        }
+        Ok(Some(id))
     }
 
     fn state_of(&mut self, run_id: i64) -> StoreResult<RunState> {
@@ -308,7 +361,8 @@ fn param_type(kind: KeyKind) -> Type {
 /// Names the runner's sessions, so `pg_stat_activity` shows what they are.
 const SESSION: &str = "SET application_name = 'xtask-migrate backfill'";
 
-/// The columns each tracking table must have, with their types as `format_type` spells them.
+/// The columns each tracking table must have, with their types as `format_type` spells them
+/// (the runs table's restart columns, [`RESTART_COLUMNS`], aside).
 const SHAPES: [(&str, &[(&str, &str)]); 3] = [
     (
         "runs",
@@ -363,11 +417,30 @@ const SHAPES: [(&str, &[(&str, &str)]); 3] = [
     ),
 ];
 
+/// The runs table's columns that record restarts. Tables of the previous version have none of
+/// them, and are upgraded ([`PgStore::upgrade`]).
+const RESTART_COLUMNS: [(&str, &str); 3] = [
+    ("superseded_at", "timestamp with time zone"),
+    ("superseded_by", "text"),
+    ("restart_of", "bigint"),
+];
+
+/// What [`PgStore::verify_tables`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// No runs table.
+    Absent,
+    /// The previous version's tables: one run per data migration, no restart columns.
+    Previous,
+    Current,
+}
+
 impl PgStore {
     /// Checks that tables with the tracking tables' names are ours: a table of the same name
     /// made by someone else is an error here, not a surprise when a row is read.
     /// `all`: every table must exist (else a missing one is skipped).
-    fn verify_tables(&mut self, all: bool) -> StoreResult<()> {
+    fn verify_tables(&mut self, all: bool) -> StoreResult<Shape> {
+        let mut shape = Shape::Absent;
         for (table, columns) in SHAPES {
             let name = match table {
                 "runs" => self.names.runs(),
@@ -386,18 +459,83 @@ impl PgStore {
             if found.is_empty() && !all {
                 continue;
             }
+            let foreign = |column: &str, ty: &str| {
+                Error::new(
+                    ErrorKind::Database,
+                    format!(
+                        "table {name} is not a tracking table of this version of xtask-migrate (column `{column}` should be {ty}); choose other names with --tracking-prefix or --tracking-schema"
+                    ),
+                )
+            };
             for (column, ty) in columns {
                 if found.get(*column).map(String::as_str) != Some(*ty) {
-                    return Err(Error::new(
-                        ErrorKind::Database,
-                        format!(
-                            "table {name} is not a tracking table of this version of xtask-migrate (column `{column}` should be {ty}); choose other names with --tracking-prefix or --tracking-schema"
-                        ),
-                    ));
+                    return Err(foreign(column, ty));
+                }
+            }
+            if table == "runs" {
+                let present = RESTART_COLUMNS
+                    .iter()
+                    .filter(|(c, _)| found.contains_key(*c))
+                    .count();
+                shape = if present == 0 {
+                    Shape::Previous
+                } else {
+                    Shape::Current
+                };
+                for (column, ty) in RESTART_COLUMNS {
+                    if present > 0 && found.get(column).map(String::as_str) != Some(ty) {
+                        return Err(foreign(column, ty));
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(shape)
+    }
+
+    /// Upgrades the previous version's tracking tables: adds the restart columns and turns the
+    /// unique constraint on `migration` into a unique index over current runs. One transaction,
+    /// under the lock that serializes table creation, metadata changes only (no row is
+    /// rewritten); it waits at most 10s for the locks it needs.
+    fn upgrade(&mut self) -> StoreResult<()> {
+        let runs = self.names.runs();
+        let current = quote_ident(&format!("{}runs_current", self.names.prefix));
+        let begin = "BEGIN; SET LOCAL lock_timeout = '10s';
+                     SELECT pg_advisory_xact_lock(hashtext('xtask-migrate tracking tables'))";
+        self.in_transaction(begin, |s| {
+            // Another process may have upgraded them while this one waited for the lock.
+            if s.verify_tables(true)? != Shape::Previous {
+                return Ok(());
+            }
+            let unique = s.query(
+                "SELECT c.conname::text FROM pg_constraint AS c
+                 JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                 WHERE c.conrelid = to_regclass($1) AND c.contype = 'u' AND a.attname = 'migration'
+                   AND cardinality(c.conkey) = 1",
+                &[&runs],
+            )?;
+            let mut ddl = format!(
+                "ALTER TABLE {runs} ADD COLUMN superseded_at timestamptz, ADD COLUMN superseded_by text, ADD COLUMN restart_of bigint;"
+            );
+            for row in &unique {
+                let name: String = row.get(0);
+                ddl.push_str(&format!(
+                    "ALTER TABLE {runs} DROP CONSTRAINT {};",
+                    quote_ident(&name)
+                ));
+            }
+            ddl.push_str(&format!(
+                "CREATE UNIQUE INDEX {current} ON {runs} (migration) WHERE superseded_at IS NULL;"
+            ));
+            s.batch(&ddl)
+        })
+        .map_err(|e| {
+            let message = format!(
+                "the tracking tables {} were made by an earlier version of xtask-migrate and upgrading them failed: {}",
+                self.names.describe(),
+                e.message
+            );
+            Error::new(ErrorKind::Database, message).with_retry(e.retry)
+        })
     }
 }
 
@@ -419,6 +557,7 @@ impl Store for PgStore {
             None => String::new(),
         };
         let log_index = quote_ident(&format!("{}batch_log_run", n.prefix));
+        let current = quote_ident(&format!("{}runs_current", n.prefix));
         let states = RunState::ALL
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
@@ -431,7 +570,7 @@ impl Store for PgStore {
 {schema}
 CREATE TABLE IF NOT EXISTS {runs} (
     id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    migration text NOT NULL UNIQUE,
+    migration text NOT NULL,
     checksum text NOT NULL,
     state text NOT NULL CHECK (state IN ({states})),
     table_name text NOT NULL,
@@ -448,8 +587,12 @@ CREATE TABLE IF NOT EXISTS {runs} (
     created_at timestamptz NOT NULL DEFAULT now(),
     started_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz
+    finished_at timestamptz,
+    superseded_at timestamptz,
+    superseded_by text,
+    restart_of bigint
 );
+CREATE UNIQUE INDEX IF NOT EXISTS {current} ON {runs} (migration) WHERE superseded_at IS NULL;
 CREATE TABLE IF NOT EXISTS {ranges} (
     id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     run_id bigint NOT NULL REFERENCES {runs} (id) ON DELETE CASCADE,
@@ -484,16 +627,18 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             log = n.batch_log(),
         );
         // Someone else's table of the same name would break the DDL in a confusing way.
-        self.verify_tables(false)?;
+        if self.verify_tables(false)? == Shape::Previous {
+            self.upgrade()?;
+        }
         self.in_transaction("BEGIN", |s| s.batch(&ddl))?;
-        self.verify_tables(true)
+        self.verify_tables(true).map(|_| ())
     }
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
         let rows = self.query("SELECT to_regclass($1) IS NOT NULL", &[&self.names.runs()])?;
         let exists = rows.first().is_some_and(|r| r.get(0));
-        if exists {
-            self.verify_tables(true)?;
+        if exists && self.verify_tables(true)? == Shape::Previous {
+            self.upgrade()?;
         }
         Ok(exists)
     }
@@ -572,7 +717,12 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
     }
 
     fn find_run(&mut self, migration: &str) -> StoreResult<Option<RunRow>> {
-        self.run_by("migration", &migration)
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM {} WHERE migration = $1 AND superseded_at IS NULL",
+            self.names.runs()
+        );
+        let rows = self.query(&sql, &[&migration])?;
+        rows.first().map(run_row).transpose()
     }
 
     fn runs(&mut self) -> StoreResult<Vec<RunRow>> {
@@ -585,51 +735,37 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
     }
 
     fn create_run(&mut self, run: &NewRun) -> StoreResult<RunRow> {
-        let insert = format!(
-            "INSERT INTO {} (migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated)
-             VALUES ($1, $2, 'pending', $3, $4, $5, CAST($6::text AS jsonb), $7)
-             ON CONFLICT (migration) DO NOTHING RETURNING id",
-            self.names.runs()
-        );
-        let range = format!(
-            "INSERT INTO {} (run_id, ord, lower_key, upper_key, cursor_key) VALUES ($1, $2, $3, $4, $3)",
-            self.names.ranges()
-        );
-        let estimated = run.rows_estimated.map(i64_of);
-        let kind = kind_name(run.key_kind);
-        self.in_transaction("BEGIN", |s| {
-            let rows = s.query(
-                &insert,
-                &[
-                    &run.migration,
-                    &run.checksum,
-                    &run.table,
-                    &run.key,
-                    &kind,
-                    &run.settings,
-                    &estimated,
-                ],
-            )?;
-            // Another worker recorded it first: its ranges are the ones to work on.
-            let Some(id) = rows.first().map(|r| r.get::<_, i64>(0)) else {
-                return Ok(());
-            };
-            for (ord, (lower, upper)) in run.ranges.iter().enumerate() {
-                let ord = i32::try_from(ord).unwrap_or(i32::MAX);
-                s.execute(
-                    &range,
-                    &[
-                        &id,
-                        &ord,
-                        &lower.to_stored(),
-                        &upper.as_ref().map(KeyValue::to_stored),
-                    ],
-                )?;
-            }
-            Ok(())
-        })?;
+        // When another worker recorded it first, its ranges are the ones to work on.
+        self.in_transaction("BEGIN", |s| s.insert_run(run, None))?;
         self.find_run(&run.migration)?
             .ok_or_else(|| corrupt("no run right after recording it"))
+    }
+
+    fn restart(&mut self, old: i64, by: &str, run: &NewRun) -> StoreResult<Option<RunRow>> {
+        let ranges = self.names.ranges();
+        let runs = self.names.runs();
+        // A batch holds its range's row lock until it commits: locking every range of the old
+        // run waits for its batches in flight, and a batch starting later sees the run
+        // superseded in its compare-and-set and rolls back.
+        let lock = format!("SELECT id FROM {ranges} WHERE run_id = $1 ORDER BY id FOR UPDATE");
+        let supersede = format!(
+            "UPDATE {runs} SET superseded_at = now(), superseded_by = $2, updated_at = now()
+             WHERE id = $1 AND state = 'cancelled' AND superseded_at IS NULL"
+        );
+        let id = self.transaction("BEGIN", |s| {
+            s.query(&lock, &[&old])?;
+            if s.execute(&supersede, &[&old, &by])? != 1 {
+                return Ok(Txn::Rollback(None));
+            }
+            Ok(match s.insert_run(run, Some(old))? {
+                Some(id) => Txn::Commit(Some(id)),
+                None => Txn::Rollback(None),
+            })
+        })?;
+        match id {
+            Some(_) => self.find_run(&run.migration),
+            None => Ok(None),
+        }
     }
 
     fn transition(
@@ -761,19 +897,24 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         rows.iter().map(|r| range_row(r, kind)).collect()
     }
 
-    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<(u64, Duration)> {
+    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<Recent> {
+        // `committed_at` is the batch transaction's now(): when the batch started.
         let sql = format!(
             "SELECT coalesce(sum(rows_changed) FILTER (WHERE committed_at > now() - make_interval(secs => $2)), 0)::bigint,
+                    extract(epoch FROM now() - min(committed_at) FILTER (WHERE committed_at > now() - make_interval(secs => $2)))::float8,
                     coalesce(max(held_ms), 0)::float8
              FROM {} WHERE run_id = $1",
             self.names.batch_log()
         );
         let rows = self.query(&sql, &[&run_id, &window.as_secs_f64()])?;
         let r = rows.first().ok_or_else(|| corrupt("no batch log"))?;
-        Ok((
-            r.get::<_, i64>(0).max(0) as u64,
-            Duration::from_secs_f64(r.get::<_, f64>(1).max(0.0) / 1000.0),
-        ))
+        Ok(Recent {
+            rows: r.get::<_, i64>(0).max(0) as u64,
+            span: r
+                .get::<_, Option<f64>>(1)
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, window.as_secs_f64()))),
+            longest: Duration::from_secs_f64(r.get::<_, f64>(2).max(0.0) / 1000.0),
+        })
     }
 
     fn claim(
@@ -839,17 +980,24 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let log = self.names.batch_log();
         let lock =
             format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = $1 FOR UPDATE");
+        // Read after the range's lock is held: a restart that superseded the run has committed
+        // by then, or waits for this transaction.
+        let current = format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS r WHERE r.id = g.run_id AND r.superseded_at IS NOT NULL)",
+            self.names.runs()
+        );
         let done = format!(
-            "UPDATE {ranges} SET done = true, heartbeat = now()
-             WHERE id = $1 AND cursor_key = $2 AND claimed_by = $3 AND NOT done"
+            "UPDATE {ranges} AS g SET done = true, heartbeat = now()
+             WHERE g.id = $1 AND g.cursor_key = $2 AND g.claimed_by = $3 AND NOT g.done AND {current}"
         );
         // The compare-and-set: the cursor moves from where this batch started, by this worker,
-        // and the batch is logged, in one statement of the batch's transaction.
+        // in a run still current, and the batch is logged, in one statement of the batch's
+        // transaction.
         let advance = format!(
             "WITH moved AS (
-                 UPDATE {ranges} SET cursor_key = $3, rows_done = rows_done + $4, batches = batches + 1, heartbeat = now()
-                 WHERE id = $1 AND cursor_key = $2 AND claimed_by = $5 AND NOT done
-                 RETURNING id, run_id)
+                 UPDATE {ranges} AS g SET cursor_key = $3, rows_done = g.rows_done + $4, batches = g.batches + 1, heartbeat = now()
+                 WHERE g.id = $1 AND g.cursor_key = $2 AND g.claimed_by = $5 AND NOT g.done AND {current}
+                 RETURNING g.id, g.run_id)
              INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
              SELECT id, run_id, $2, $3, $4, $5, extract(epoch FROM clock_timestamp() - now())::float8 * 1000 FROM moved
              RETURNING held_ms"

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{
-    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, RunRow,
-    RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
+    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Recent,
+    RunRow, RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
 };
 use crate::backfill::db::sqlite::{SqliteBackend, db_error, key_from, key_param, statement_error};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -63,7 +63,11 @@ fn i64_of(v: u64) -> i64 {
 
 const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
 
-const RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error, created_at, updated_at, finished_at";
+/// Timestamps are stored as [`NOW`] writes them (UTC) and read as RFC 3339, like PostgreSQL's.
+const RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error,
+    strftime('%Y-%m-%dT%H:%M:%fZ', created_at), strftime('%Y-%m-%dT%H:%M:%fZ', updated_at),
+    strftime('%Y-%m-%dT%H:%M:%fZ', finished_at), strftime('%Y-%m-%dT%H:%M:%fZ', started_at),
+    strftime('%Y-%m-%dT%H:%M:%fZ', superseded_at), superseded_by, restart_of";
 
 /// A run row, with its state still as text (checked by the caller, outside rusqlite's closure).
 fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRow, String)> {
@@ -88,6 +92,10 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRow, String)> {
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
             finished_at: r.get(15)?,
+            started_at: r.get(16)?,
+            superseded_at: r.get(17)?,
+            superseded_by: r.get(18)?,
+            restart_of: r.get(19)?,
         },
         state,
     ))
@@ -147,6 +155,11 @@ fn range_row(raw: &RawRange, kind: KeyKind) -> StoreResult<RangeRow> {
         heartbeat_age: raw.7,
         rows_done: raw.8.max(0) as u64,
         batches: raw.9.max(0) as u64,
+        claim_alive: raw.6.is_some()
+            && match (&raw.10, raw.11) {
+                (Some(host), Some(pid)) if *host == hostname() => process_alive(pid),
+                _ => true,
+            },
     })
 }
 
@@ -292,23 +305,13 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn backend(&mut self) -> &mut dyn Backend {
-        &mut self.backend
-    }
-
-    fn reconnect(&mut self) -> StoreResult<()> {
-        self.backend.reconnect()?;
-        self.init()
-    }
-
-    fn ensure_tables(&mut self) -> StoreResult<()> {
-        let n = &self.names;
-        let log_index = quote_ident(&format!("{}batch_log_run", n.prefix));
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {runs} (
+/// The runs table, created with `create` (`CREATE TABLE IF NOT EXISTS`, or `CREATE TABLE` for
+/// the upgrade's copy) under `name`.
+fn runs_ddl(create: &str, name: &str) -> String {
+    format!(
+        "{create} {name} (
     id INTEGER PRIMARY KEY,
-    migration text NOT NULL UNIQUE,
+    migration text NOT NULL,
     checksum text NOT NULL,
     state text NOT NULL,
     table_name text NOT NULL,
@@ -325,8 +328,170 @@ impl Store for SqliteStore {
     created_at text NOT NULL DEFAULT ({NOW}),
     started_at text,
     updated_at text NOT NULL DEFAULT ({NOW}),
-    finished_at text
-);
+    finished_at text,
+    superseded_at text,
+    superseded_by text,
+    restart_of integer
+)"
+    )
+}
+
+/// At most one current run per data migration.
+fn current_index(names: &TrackingNames) -> String {
+    format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (migration) WHERE superseded_at IS NULL",
+        quote_ident(&format!("{}runs_current", names.prefix)),
+        names.runs()
+    )
+}
+
+/// The columns the previous version's runs table has, all kept by the upgrade.
+const PREVIOUS_RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, rows_done, batches_done, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error, created_at, started_at, updated_at, finished_at";
+
+impl SqliteStore {
+    /// Records `run` and its ranges (inside the caller's transaction); `None` when the data
+    /// migration already has a current run.
+    fn insert_run(&mut self, run: &NewRun, restart_of: Option<i64>) -> StoreResult<Option<i64>> {
+        let insert = format!(
+            "INSERT INTO {} (migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, restart_of)
+             VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (migration) WHERE superseded_at IS NULL DO NOTHING",
+            self.names.runs()
+        );
+        let range = format!(
+            "INSERT INTO {} (run_id, ord, lower_key, upper_key, cursor_key) VALUES (?1, ?2, ?3, ?4, ?3)",
+            self.names.ranges()
+        );
+        let conn = self.conn();
+        let inserted = conn
+            .execute(
+                &insert,
+                params![
+                    run.migration,
+                    run.checksum,
+                    run.table,
+                    run.key,
+                    kind_name(run.key_kind),
+                    run.settings,
+                    run.rows_estimated.map(i64_of),
+                    restart_of
+                ],
+            )
+            .map_err(db)?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let id = conn.last_insert_rowid();
+        for (ord, (lower, upper)) in run.ranges.iter().enumerate() {
+            conn.execute(
+                &range,
+                params![
+                    id,
+                    ord as i64,
+                    lower.to_stored(),
+                    upper.as_ref().map(KeyValue::to_stored)
+                ],
+            )
+            .map_err(db)?;
+        }
+        Ok(Some(id))
+    }
+
+    /// Upgrades a runs table of the previous version (`migration` unique, no restart columns).
+    /// SQLite cannot drop a column's UNIQUE, so the table is rebuilt the way SQLite documents
+    /// (foreign keys off, copy, drop, rename, check, in one transaction); the ranges keep their
+    /// run ids, and their foreign key names the rebuilt table.
+    fn upgrade_previous(&mut self) -> StoreResult<()> {
+        let names = self.names.clone();
+        let previous = |conn: &rusqlite::Connection| -> rusqlite::Result<bool> {
+            let (tables, restart_columns): (i64, i64) = conn.query_row(
+                "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1),
+                        (SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'superseded_at')",
+                [format!("{}runs", names.prefix)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(tables == 1 && restart_columns == 0)
+        };
+        if !previous(self.conn()).map_err(db)? {
+            return Ok(());
+        }
+        let runs = names.runs();
+        let copy = quote_ident(&format!("{}runs_upgrade", names.prefix));
+        let rebuild = format!(
+            "{create};
+INSERT INTO {copy} ({PREVIOUS_RUN_COLUMNS}) SELECT {PREVIOUS_RUN_COLUMNS} FROM {runs};
+DROP TABLE {runs};
+ALTER TABLE {copy} RENAME TO {renamed};
+{index};",
+            create = runs_ddl("CREATE TABLE", &copy),
+            renamed = quote_ident(&format!("{}runs", names.prefix)),
+            index = current_index(&names),
+        );
+        let failed = |message: String| {
+            Error::new(
+                ErrorKind::Database,
+                format!(
+                    "the tracking tables {} were made by an earlier version of xtask-migrate and upgrading them failed: {message}",
+                    names.describe()
+                ),
+            )
+        };
+        let conn = self.conn();
+        // Outside a transaction: inside one, SQLite ignores it.
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(db)?;
+        let upgraded = (|| -> Result<(), String> {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| db(e).message)?;
+            let result = (|| -> Result<(), String> {
+                // Another process may have upgraded it while this one waited for the lock.
+                if !previous(conn).map_err(|e| db(e).message)? {
+                    return Ok(());
+                }
+                conn.execute_batch(&rebuild).map_err(|e| db(e).message)?;
+                let broken: i64 = conn
+                    .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(|e| db(e).message)?;
+                if broken > 0 {
+                    return Err(format!(
+                        "{broken} rows would no longer match a run; nothing was changed"
+                    ));
+                }
+                Ok(())
+            })();
+            match result {
+                Ok(()) => conn.execute_batch("COMMIT").map_err(|e| db(e).message),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })();
+        let restored = conn.execute_batch("PRAGMA foreign_keys = ON").map_err(db);
+        upgraded.map_err(failed)?;
+        restored
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&mut self) -> &mut dyn Backend {
+        &mut self.backend
+    }
+
+    fn reconnect(&mut self) -> StoreResult<()> {
+        self.backend.reconnect()?;
+        self.init()
+    }
+
+    fn ensure_tables(&mut self) -> StoreResult<()> {
+        self.upgrade_previous()?;
+        let n = &self.names;
+        let log_index = quote_ident(&format!("{}batch_log_run", n.prefix));
+        let ddl = format!(
+            "{runs_ddl};
+{current_index};
 CREATE TABLE IF NOT EXISTS {ranges} (
     id INTEGER PRIMARY KEY,
     run_id integer NOT NULL REFERENCES {runs} (id) ON DELETE CASCADE,
@@ -356,6 +521,8 @@ CREATE TABLE IF NOT EXISTS {log} (
     PRIMARY KEY (range_id, lower_key)
 );
 CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
+            runs_ddl = runs_ddl("CREATE TABLE IF NOT EXISTS", &n.runs()),
+            current_index = current_index(n),
             runs = n.runs(),
             ranges = n.ranges(),
             log = n.batch_log(),
@@ -365,14 +532,19 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
         let name = format!("{}runs", self.names.prefix);
-        self.conn()
+        let exists = self
+            .conn()
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
                 [name],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n > 0)
-            .map_err(db)
+            .map_err(db)?;
+        if exists {
+            self.upgrade_previous()?;
+        }
+        Ok(exists)
     }
 
     fn max_key(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Option<KeyValue>> {
@@ -446,7 +618,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
 
     fn find_run(&mut self, migration: &str) -> StoreResult<Option<RunRow>> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM {} WHERE migration = ?1",
+            "SELECT {RUN_COLUMNS} FROM {} WHERE migration = ?1 AND superseded_at IS NULL",
             self.names.runs()
         );
         let row = self
@@ -472,51 +644,32 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
     }
 
     fn create_run(&mut self, run: &NewRun) -> StoreResult<RunRow> {
-        let insert = format!(
-            "INSERT INTO {} (migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated)
-             VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7) ON CONFLICT (migration) DO NOTHING",
-            self.names.runs()
-        );
-        let range = format!(
-            "INSERT INTO {} (run_id, ord, lower_key, upper_key, cursor_key) VALUES (?1, ?2, ?3, ?4, ?3)",
-            self.names.ranges()
-        );
-        self.in_transaction(|s| {
-            let conn = s.conn();
-            let inserted = conn
-                .execute(
-                    &insert,
-                    params![
-                        run.migration,
-                        run.checksum,
-                        run.table,
-                        run.key,
-                        kind_name(run.key_kind),
-                        run.settings,
-                        run.rows_estimated.map(i64_of)
-                    ],
-                )
-                .map_err(db)?;
-            if inserted == 0 {
-                return Ok(());
-            }
-            let id = conn.last_insert_rowid();
-            for (ord, (lower, upper)) in run.ranges.iter().enumerate() {
-                conn.execute(
-                    &range,
-                    params![
-                        id,
-                        ord as i64,
-                        lower.to_stored(),
-                        upper.as_ref().map(KeyValue::to_stored)
-                    ],
-                )
-                .map_err(db)?;
-            }
-            Ok(())
-        })?;
+        self.in_transaction(|s| s.insert_run(run, None))?;
         self.find_run(&run.migration)?
             .ok_or_else(|| corrupt("no run right after recording it"))
+    }
+
+    fn restart(&mut self, old: i64, by: &str, run: &NewRun) -> StoreResult<Option<RunRow>> {
+        // BEGIN IMMEDIATE: no batch of the old run is in flight, and none commits after this.
+        let supersede = format!(
+            "UPDATE {} SET superseded_at = {NOW}, superseded_by = ?2, updated_at = {NOW}
+             WHERE id = ?1 AND state = 'cancelled' AND superseded_at IS NULL",
+            self.names.runs()
+        );
+        let id = self.transaction(|s| {
+            let changed = s.conn().execute(&supersede, params![old, by]).map_err(db)?;
+            if changed != 1 {
+                return Ok(Txn::Rollback(None));
+            }
+            Ok(match s.insert_run(run, Some(old))? {
+                Some(id) => Txn::Commit(Some(id)),
+                None => Txn::Rollback(None),
+            })
+        })?;
+        match id {
+            Some(_) => self.find_run(&run.migration),
+            None => Ok(None),
+        }
     }
 
     fn transition(
@@ -666,23 +819,27 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         raws.iter().map(|r| range_row(r, kind)).collect()
     }
 
-    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<(u64, Duration)> {
+    fn recent(&mut self, run_id: i64, window: Duration) -> StoreResult<Recent> {
+        // `committed_at` is written as the batch ends: it started `held_ms` earlier.
         let sql = format!(
-            "SELECT coalesce(sum(CASE WHEN (julianday('now') - julianday(committed_at)) * 86400.0 < ?2 THEN rows_changed ELSE 0 END), 0),
+            "SELECT coalesce(sum(CASE WHEN age < ?2 THEN rows_changed ELSE 0 END), 0),
+                    max(CASE WHEN age < ?2 THEN age + held_ms / 1000.0 END),
                     coalesce(max(held_ms), 0.0)
-             FROM {} WHERE run_id = ?1",
+             FROM (SELECT (julianday('now') - julianday(committed_at)) * 86400.0 AS age, rows_changed, held_ms
+                   FROM {} WHERE run_id = ?1)",
             self.names.batch_log()
         );
-        let (rows, held): (i64, f64) = self
+        let (rows, span, held): (i64, Option<f64>, f64) = self
             .conn()
             .query_row(&sql, params![run_id, window.as_secs_f64()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(db)?;
-        Ok((
-            rows.max(0) as u64,
-            Duration::from_secs_f64(held.max(0.0) / 1000.0),
-        ))
+        Ok(Recent {
+            rows: rows.max(0) as u64,
+            span: span.map(|s| Duration::from_secs_f64(s.clamp(0.0, window.as_secs_f64()))),
+            longest: Duration::from_secs_f64(held.max(0.0) / 1000.0),
+        })
     }
 
     fn claim(
@@ -725,6 +882,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                     let mut range = range_row(raw, kind)?;
                     range.claimed_by = Some(worker.to_string());
                     range.heartbeat_age = Some(0.0);
+                    range.claim_alive = true;
                     return Ok(Some(range));
                 }
             }
@@ -760,12 +918,17 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let ranges = self.names.ranges();
         let log = self.names.batch_log();
         let lock = format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = ?1");
+        // The run must still be current: once a restart superseded it, its batches roll back.
+        let current = format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS r WHERE r.id = run_id AND r.superseded_at IS NOT NULL)",
+            self.names.runs()
+        );
         let done = format!(
-            "UPDATE {ranges} SET done = 1, heartbeat = {NOW} WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?3 AND NOT done"
+            "UPDATE {ranges} SET done = 1, heartbeat = {NOW} WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?3 AND NOT done AND {current}"
         );
         let advance = format!(
             "UPDATE {ranges} SET cursor_key = ?3, rows_done = rows_done + ?4, batches = batches + 1, heartbeat = {NOW}
-             WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?5 AND NOT done"
+             WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?5 AND NOT done AND {current}"
         );
         let record = format!(
             "INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
