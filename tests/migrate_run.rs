@@ -230,6 +230,28 @@ fn a_gate_holds_until_its_backfill_is_done_then_the_rest_applies() {
         2,
         "everything before the gate is applied"
     );
+    // The deploy check agrees.
+    let status = |ws: &Ws| {
+        std::process::Command::new(crate::support::bin())
+            .current_dir(ws.dir.path())
+            .args([
+                "backfill",
+                "status",
+                "--require-done",
+                "--database-url",
+                &ws.db(),
+            ])
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = status(&ws);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("not done: V1__fill_m (not run), which V3__items_m_idx waits for"),
+        "{stdout}"
+    );
 
     let conn = rusqlite::Connection::open(ws.dir.path().join("app.db")).unwrap();
     conn.execute_batch(
@@ -249,6 +271,8 @@ fn a_gate_holds_until_its_backfill_is_done_then_the_rest_applies() {
     assert!(out.contains("applied V3__items_m_idx"), "{out}");
     assert_eq!(ws.history().len(), 3);
     ws.refinery_accepts();
+    let out = status(&ws);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
     let wrong: i64 = conn
         .query_row("SELECT count(*) FROM items WHERE m IS NOT n * 2", [], |r| {
             r.get(0)

@@ -180,6 +180,10 @@ pub struct StatusArgs {
     /// Output format: human, or json (one document, described in docs/backfill-run.md)
     #[arg(long, value_enum, default_value = "human")]
     pub format: StatusFormat,
+    /// The deploy check: exit 1 while a data migration that a schema migration waits for
+    /// (`-- migrate: after-backfill`) is not done on the database (needs --database-url)
+    #[arg(long)]
+    pub require_done: bool,
 }
 
 impl StatusArgs {
@@ -199,7 +203,47 @@ impl StatusArgs {
             StatusFormat::Json => report.to_json(),
         };
         out.write_all(crate::secrets::scrub(&text).as_bytes())?;
+        if self.require_done {
+            return self.require_done(config, out);
+        }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// `--require-done`: 1 while a gated data migration is not done on the database.
+    fn require_done(&self, config: &Config, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+        if self.db.database_url.is_none() {
+            anyhow::bail!(
+                "--require-done checks a database: pass --database-url URL or set DATABASE_URL"
+            );
+        }
+        let (_, mut store) = self.db.open(config)?;
+        let tables = store.tables_exist()?;
+        let mut open = 0usize;
+        for (schema, gate) in crate::backfill::deploy::gates(config)? {
+            let state = if tables {
+                store.find_run(&gate.id())?.map(|r| r.state)
+            } else {
+                None
+            };
+            if state != Some(crate::backfill::run::tracking::RunState::Done) {
+                open += 1;
+                let line = format!(
+                    "not done: {} ({}), which {schema} waits for",
+                    gate.id(),
+                    state.map_or("not run".into(), |s| s.to_string())
+                );
+                // The JSON document stays one document: the reasons go to stderr then.
+                match self.format {
+                    StatusFormat::Human => writeln!(out, "{line}")?,
+                    StatusFormat::Json => eprintln!("{line}"),
+                }
+            }
+        }
+        Ok(if open == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
     }
 }
 

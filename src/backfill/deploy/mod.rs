@@ -220,6 +220,18 @@ fn load(config: &Config) -> Result<Vec<Schema>> {
     Ok(out)
 }
 
+/// Every gate of the workspace's schema migrations: `(schema migration, data migration it waits
+/// for)`, in migration order. Malformed directives and unknown data migrations are errors.
+pub fn gates(config: &Config) -> Result<Vec<(String, DataMigration)>> {
+    Ok(load(config)?
+        .into_iter()
+        .flat_map(|s| {
+            let name = s.migration.to_string();
+            s.gates.into_iter().map(move |g| (name.clone(), g))
+        })
+        .collect())
+}
+
 /// Every `.sql` file under `dir`, at any depth (refinery reads them so).
 fn files_by_name(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
