@@ -170,6 +170,7 @@ impl Config {
             baseline: self.baseline,
             runner_wraps_in_transaction: self.transactional_migrations,
             migrations_dir: Some(self.migrations.clone()),
+            backfills: crate::lint::BackfillFacts::read_dir(&self.data_migrations),
         }
     }
 }

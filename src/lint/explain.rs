@@ -156,6 +156,12 @@ pub fn explanation(rule: RuleId) -> Explanation {
             instead: "Remove the rule from the comment, or the whole comment.",
             example: "-- migrate-lint: allow(backfill-update) five rows   -- reported: nothing to suppress\nALTER TABLE roles ADD COLUMN label text;",
         },
+        ContractWithoutGate => Explanation {
+            catches: "A schema migration that contracts what a data migration of the workspace fills or reads, without waiting for it: SET NOT NULL on a column its batch assigns, a validated CHECK on its table, dropping or renaming a column it assigns, dropping or renaming its table or a table it reads. Only data migrations whose `@requires` is below the schema migration's version count (the contract comes after their structure); a `-- migrate: after-backfill NAME` directive naming the data migration silences it.",
+            why: "Deploys apply schema migrations as soon as they are merged, and the backfill runs on its own schedule, batch by batch. On a database where it has not finished, the SET NOT NULL fails on the rows still NULL, the CHECK fails on rows not yet filled, and a dropped or renamed column or table makes the backfill's next batch fail. It passes on a CI database where the backfill ran at once, and fails in production.",
+            instead: "Declare the order: add `-- migrate: after-backfill V1__name` to the schema migration's header. `cargo xtask migrate run` then applies everything before it and stops there (exit 1) until the data migration is done on that database (or runs it inline with `--backfills run`), and `cargo xtask backfill status --require-done` is the CI/CD check.",
+            example: "-- migrations/V6__posts_count_not_null.sql: reported, V1 fills users.posts_count\nALTER TABLE users ALTER COLUMN posts_count SET NOT NULL;\n\n-- instead:\n-- migrate: after-backfill V1__backfill_counter_caches\nALTER TABLE users ALTER COLUMN posts_count SET NOT NULL;",
+        },
         DataMigrationInvalid => Explanation {
             catches: "A file in the data-migrations directory that the batch engine cannot run safely: a malformed name, a missing or unknown directive, a batch statement that is not one UPDATE, DELETE or INSERT ... SELECT on the `@table` bounded by `:lower` and `:upper` on the `@key`, DDL, a check or snapshot that is not a query, a snapshot without a deterministic order.",
             why: "`backfill sample`, `plan` and `run` refuse such a file; a batch statement that is not bounded by the key would rewrite the whole table in every batch.",

@@ -101,6 +101,100 @@ pub struct LintOptions {
     pub runner_wraps_in_transaction: bool,
     /// The directory whose files follow refinery's naming; naming rules apply to files under it.
     pub migrations_dir: Option<PathBuf>,
+    /// The workspace's data migrations, for `contract-without-gate`.
+    pub backfills: Vec<BackfillFacts>,
+}
+
+/// What a data migration of the workspace fills and reads, read from its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillFacts {
+    /// `V1__backfill_counter_caches`.
+    pub id: String,
+    pub version: u64,
+    /// The schema version it needs (`@requires`).
+    pub requires: u64,
+    /// Its table (unqualified, lower case).
+    pub table: String,
+    /// The columns its batch statement assigns.
+    pub writes: Vec<String>,
+    /// The other tables its batch statement reads.
+    pub reads: Vec<String>,
+}
+
+impl BackfillFacts {
+    /// Whether `name` (as a gate names it: the id, or `V{version}`) designates this one.
+    pub fn is_named(&self, name: &str) -> bool {
+        name == self.id
+            || name.strip_prefix(['V', 'v']).and_then(|v| v.parse().ok()) == Some(self.version)
+    }
+
+    /// The facts of every data migration in `dir` that parses (the others are reported by the
+    /// data-migration checks).
+    pub fn read_dir(dir: &Path) -> Vec<BackfillFacts> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "sql") {
+                continue;
+            }
+            let Ok(m) = crate::backfill::migration::load_file(&path) else {
+                continue;
+            };
+            let sql = m.batch.sql(Dialect::Postgres);
+            let (writes, reads) = batch_columns_and_reads(sql);
+            out.push(BackfillFacts {
+                id: m.id(),
+                version: m.version,
+                requires: m.requires.value,
+                table: m.table.value.to_lowercase(),
+                writes,
+                reads: reads
+                    .into_iter()
+                    .filter(|r| *r != m.table.value.to_lowercase())
+                    .collect(),
+            });
+        }
+        out.sort_by_key(|b| b.version);
+        out
+    }
+}
+
+/// The columns an UPDATE batch statement assigns (sqlparser's AST), and the tables it reads
+/// (the linter's own view of the statement).
+fn batch_columns_and_reads(sql: &str) -> (Vec<String>, Vec<String>) {
+    use sqlparser::ast::{AssignmentTarget, Statement as Ast};
+    let mut writes = Vec::new();
+    if let Ok(statements) =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+    {
+        for statement in statements {
+            if let Ast::Update(update) = statement {
+                for assignment in &update.assignments {
+                    let names = match &assignment.target {
+                        AssignmentTarget::ColumnName(name) => vec![name.clone()],
+                        AssignmentTarget::Tuple(names) => names.clone(),
+                    };
+                    for name in names {
+                        if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                            writes.push(last.value.to_lowercase());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut reads = Vec::new();
+    for stmt in crate::sql::parse(sql, Dialect::Postgres).statements {
+        if let crate::sql::StmtKind::Update { reads: r, .. } = &stmt.kind {
+            reads.extend(r.iter().map(|n| n.name.to_lowercase()));
+        }
+    }
+    reads.sort();
+    reads.dedup();
+    (writes, reads)
 }
 
 impl Default for LintOptions {
@@ -112,6 +206,7 @@ impl Default for LintOptions {
             baseline: None,
             runner_wraps_in_transaction: true,
             migrations_dir: None,
+            backfills: Vec::new(),
         }
     }
 }

@@ -157,6 +157,8 @@ rules! {
     SuppressionUnused = "suppression-unused", Suppression, Warning;
     /// A data migration that the batch engine cannot run safely.
     DataMigrationInvalid = "data-migration-invalid", DataMigration, Error;
+    /// A schema migration contracts what a data migration fills or reads (SET NOT NULL, a validated CHECK, a drop or rename) without `-- migrate: after-backfill` waiting for it.
+    ContractWithoutGate = "contract-without-gate", Backfill, Error;
 }
 
 impl fmt::Display for RuleId {

@@ -25,6 +25,7 @@ mod backfill_update;
 mod backfill_volatile_default;
 mod concurrently_in_transaction;
 mod constraint_without_not_valid;
+mod contract_without_gate;
 mod index_not_concurrent;
 mod require_lock_timeout;
 mod set_not_null;
@@ -49,6 +50,7 @@ const CHECKS: &[Check] = &[
     constraint_without_not_valid::check,
     set_not_null::check,
     require_lock_timeout::check,
+    contract_without_gate::check,
 ];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
