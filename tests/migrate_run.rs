@@ -503,3 +503,109 @@ fn plan_refuses_a_database_behind_the_required_schema() {
         "{stderr}"
     );
 }
+
+/// `migrate run --backfills run` killed with SIGKILL in the middle of the backfill, then run
+/// again: no batch runs twice (the batch adds 1, so a row changed twice shows 2), the backfill
+/// finishes, and the gated migration is applied after it.
+#[test]
+fn an_inline_backfill_killed_mid_way_resumes_exactly_once() {
+    let url = pg_harness::shared().create_database("gate_kill");
+    let ws = Ws::with(&[]);
+    ws.write(
+        "migrations/V1__items.sql",
+        "CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0);\nINSERT INTO items (id) SELECT g FROM generate_series(1, 3000) AS g;\n",
+    );
+    ws.write(
+        "migrations/V2__items_n_idx.sql",
+        "-- migrate: after-backfill V1\nSET lock_timeout = '2s';\nCREATE INDEX items_n_idx ON items (n);\n",
+    );
+    let bump = "-- @requires 1\n-- @table items\n-- @key id\n-- @batch-size 20\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper AND (SELECT pg_sleep(0.01)) IS NOT NULL;\n\n-- @snapshot\nSELECT id, n FROM items ORDER BY id;\n";
+    ws.write("data-migrations/V1__bump.sql", bump);
+    let migration = xtask_migrate::backfill::migration::load_file(
+        &ws.config.data_migrations.join("V1__bump.sql"),
+    )
+    .unwrap();
+    let snap = xtask_migrate::backfill::sample::snapshot::path_for(
+        &ws.config.data_migrations.join("snapshots"),
+        &migration,
+    );
+    std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+    std::fs::write(
+        &snap,
+        xtask_migrate::backfill::sample::snapshot::file_text(
+            &migration,
+            "data-migrations/V1__bump.sql",
+            "approved",
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        std::process::Command::new(crate::support::bin())
+            .current_dir(ws.dir.path())
+            .args([
+                "migrate",
+                "run",
+                "--backfills",
+                "run",
+                "--progress",
+                "quiet",
+                "--database-url",
+                &url,
+            ])
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let batches = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT coalesce(sum(batches), 0)::bigint FROM xtask_backfill_ranges",
+                &[],
+            )
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    };
+    let mut child = spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while batches(&mut client) < 5 {
+        assert!(std::time::Instant::now() < deadline, "no batch within 60s");
+        assert!(child.try_wait().unwrap().is_none(), "finished too early");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SIGKILL: no handler runs, the open batch transaction is simply lost.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before: i64 = batches(&mut client);
+    assert!(done_before < 150, "killed mid-way ({done_before} batches)");
+    let applied = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(applied(&mut client), 1, "the gated migration waits");
+
+    let out = spawn().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("applied V2__items_n_idx"), "{stdout}");
+    assert_eq!(applied(&mut client), 2);
+    let (rows, wrong): (i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE n <> 1) FROM items",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((rows, wrong), (3000, 0), "every row exactly once");
+}
