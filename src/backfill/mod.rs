@@ -5,7 +5,12 @@
 //! table in key order, one batch per transaction. `backfill sample` ([`sample`]) runs it on a
 //! fresh database loaded with fixtures, through the same batch engine production runs use
 //! ([`run`]), checks the result and snapshots it; an accepted snapshot taken from the current
-//! file is the data migration's approval.
+//! file is the data migration's approval. `migrate run` ([`deploy`]) applies the schema
+//! migrations and holds those that wait for a backfill.
+//!
+//! Dependencies point one way: `deploy` → `sample`/`status` → `run` → `db`, `migration` →
+//! `error`. `run` knows nothing of fixtures and snapshots; `db` and `migration` know nothing of
+//! runs.
 
 // The file format and its errors need no database: the linter checks data-migration files with
 // them, so they are built with either feature. The rest runs data migrations.
