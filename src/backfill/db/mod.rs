@@ -10,6 +10,7 @@
 //! ordering and collation, never compared in Rust. Every database error is classified for
 //! retries once, where it is read (`postgres::classify`, `sqlite::classify`).
 
+pub mod history;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;

@@ -53,6 +53,7 @@
 //!   one table, no DDL, queries where queries belong, a deterministic snapshot order), checked on
 //!   sqlparser's syntax tree as the parser cuts each statement out.
 
+mod identity;
 mod load;
 mod parse;
 mod validate;
@@ -63,7 +64,8 @@ use std::time::Duration;
 use crate::backfill::error::{Error, ErrorKind};
 use crate::sql::Dialect;
 
-pub use load::{check_dir, checksum, find, load_dir, load_file, parse_file_name};
+pub use identity::{checksum, parse_file_name};
+pub use load::{check_dir, find, load_dir, load_file};
 pub use parse::{parse, parse_duration};
 
 /// Rows per batch when a data migration does not say.

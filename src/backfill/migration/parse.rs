@@ -17,7 +17,7 @@ use sqlparser::ast::Query;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::load::{checksum, version_and_name};
+use super::identity::{checksum, version_and_name};
 use super::validate;
 use super::{
     BatchStatement, Check, DEFAULT_BATCH_SIZE, DataMigration, Located, MAX_BATCH_SIZE, Section,

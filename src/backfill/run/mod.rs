@@ -68,7 +68,7 @@ pub fn signal_flag() -> &'static AtomicBool {
 /// history table is not refused (its schema is managed another way).
 pub fn require_schema(target: &Target, migration: &DataMigration) -> anyhow::Result<()> {
     let required = migration.requires.value;
-    if let Some(have) = crate::backfill::db::schema::schema_version(target)?
+    if let Some(have) = crate::backfill::db::history::schema_version(target)?
         && have < required
     {
         anyhow::bail!(
