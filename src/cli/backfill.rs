@@ -14,7 +14,7 @@ use crate::backfill::sample::{self, Inputs, SampleOptions};
 use crate::backfill::status::{self, StatusFormat};
 use crate::config::Config;
 
-/// The `backfill` subcommands of this issue, to mount as `backfill <command>`.
+/// The `backfill` subcommands, mounted as `backfill <command>`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BackfillCommand {
     /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
