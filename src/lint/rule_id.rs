@@ -159,6 +159,8 @@ rules! {
     DataMigrationInvalid = "data-migration-invalid", DataMigration, Error;
     /// A schema migration contracts what a data migration fills or reads (SET NOT NULL, a validated CHECK, a drop or rename) without `-- migrate: after-backfill` waiting for it.
     ContractWithoutGate = "contract-without-gate", Backfill, Error;
+    /// ADD COLUMN ... NOT NULL without a DEFAULT on an existing table fails on its rows (it passes only on an empty database).
+    AddingRequiredColumn = "adding-required-column", Backfill, Error;
 }
 
 impl fmt::Display for RuleId {

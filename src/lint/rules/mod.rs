@@ -12,6 +12,7 @@ use super::{FileCx, Finding};
 use crate::lint::Severity;
 use crate::sql::{Filter, Name, Origin, Statement, StmtKind};
 
+mod adding_required_column;
 mod backfill_alter_column_type;
 mod backfill_copy;
 mod backfill_create_table_as;
@@ -51,6 +52,7 @@ const CHECKS: &[Check] = &[
     set_not_null::check,
     require_lock_timeout::check,
     contract_without_gate::check,
+    adding_required_column::check,
 ];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
