@@ -143,6 +143,8 @@ rules! {
     SetNotNull = "set-not-null", Lock, Error;
     /// An ACCESS EXCLUSIVE (or SHARE ROW EXCLUSIVE) operation without a preceding lock_timeout can queue every query behind it.
     RequireLockTimeout = "require-lock-timeout", Lock, Warning;
+    /// REINDEX without CONCURRENTLY blocks writes to the table, and reads through the index, while it rebuilds.
+    ReindexNotConcurrent = "reindex-not-concurrent", Lock, Error;
     /// A migration file refinery silently skips because its name does not match `[UV]{version}__{name}.sql`.
     MigrationNameSkipped = "migration-name-skipped", Naming, Error;
     /// Two migration files with one version: refinery refuses to run either.

@@ -28,6 +28,7 @@ mod concurrently_in_transaction;
 mod constraint_without_not_valid;
 mod contract_without_gate;
 mod index_not_concurrent;
+mod reindex_not_concurrent;
 mod require_lock_timeout;
 mod set_not_null;
 
@@ -53,6 +54,7 @@ const CHECKS: &[Check] = &[
     require_lock_timeout::check,
     contract_without_gate::check,
     adding_required_column::check,
+    reindex_not_concurrent::check,
 ];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
