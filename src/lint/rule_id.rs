@@ -145,6 +145,8 @@ rules! {
     RequireLockTimeout = "require-lock-timeout", Lock, Warning;
     /// REINDEX without CONCURRENTLY blocks writes to the table, and reads through the index, while it rebuilds.
     ReindexNotConcurrent = "reindex-not-concurrent", Lock, Error;
+    /// BEGIN / COMMIT / ROLLBACK in a migration the runner already wraps in a transaction: a COMMIT ends the runner's transaction early.
+    TransactionInMigration = "transaction-in-migration", Lock, Error;
     /// A migration file refinery silently skips because its name does not match `[UV]{version}__{name}.sql`.
     MigrationNameSkipped = "migration-name-skipped", Naming, Error;
     /// Two migration files with one version: refinery refuses to run either.

@@ -31,6 +31,7 @@ mod index_not_concurrent;
 mod reindex_not_concurrent;
 mod require_lock_timeout;
 mod set_not_null;
+mod transaction_in_migration;
 
 type Check = fn(&FileCx<'_>, &mut Vec<Finding>);
 
@@ -55,6 +56,7 @@ const CHECKS: &[Check] = &[
     contract_without_gate::check,
     adding_required_column::check,
     reindex_not_concurrent::check,
+    transaction_in_migration::check,
 ];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
