@@ -15,7 +15,8 @@ pub enum Category {
     Naming,
     /// Data migrations (`data-migrations/`) that the batch engine cannot run safely.
     DataMigration,
-    /// SQL that does not parse, files that are not text.
+    /// SQL that does not parse, files that are not text, names the database does not keep as
+    /// written.
     Syntax,
     /// Suppression comments that are malformed or unused.
     Suppression,
@@ -147,6 +148,8 @@ rules! {
     ReindexNotConcurrent = "reindex-not-concurrent", Lock, Error;
     /// BEGIN / COMMIT / ROLLBACK in a migration the runner already wraps in a transaction: a COMMIT ends the runner's transaction early.
     TransactionInMigration = "transaction-in-migration", Lock, Error;
+    /// A table, column, index, view or constraint name over 63 bytes, which PostgreSQL silently truncates.
+    IdentifierTooLong = "identifier-too-long", Syntax, Warning;
     /// A migration file refinery silently skips because its name does not match `[UV]{version}__{name}.sql`.
     MigrationNameSkipped = "migration-name-skipped", Naming, Error;
     /// Two migration files with one version: refinery refuses to run either.

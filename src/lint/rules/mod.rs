@@ -27,6 +27,7 @@ mod backfill_volatile_default;
 mod concurrently_in_transaction;
 mod constraint_without_not_valid;
 mod contract_without_gate;
+mod identifier_too_long;
 mod index_not_concurrent;
 mod reindex_not_concurrent;
 mod require_lock_timeout;
@@ -57,6 +58,7 @@ const CHECKS: &[Check] = &[
     adding_required_column::check,
     reindex_not_concurrent::check,
     transaction_in_migration::check,
+    identifier_too_long::check,
 ];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
