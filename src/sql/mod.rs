@@ -181,6 +181,8 @@ pub enum StmtKind {
     CreateView {
         name: Name,
         materialized: bool,
+        /// `CREATE OR REPLACE VIEW`: replaces an existing view of that name, if there is one.
+        or_replace: bool,
         query: Query,
     },
     Insert {

@@ -6,7 +6,7 @@
 //! migration gives up after a few seconds instead and can be retried. Reported once per file, at
 //! the first such statement on an existing table: ALTER TABLE (anything but VALIDATE CONSTRAINT),
 //! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER, DROP TRIGGER, DROP
-//! [MATERIALIZED] VIEW, and a foreign key to an existing table in ALTER TABLE of a new table (it
+//! [MATERIALIZED] VIEW, CREATE OR REPLACE VIEW, and a foreign key to an existing table in ALTER TABLE of a new table (it
 //! locks the referenced table SHARE ROW EXCLUSIVE to install its triggers). A table created
 //! earlier in the file has nobody waiting on it.
 
@@ -31,6 +31,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         let on = match on {
             On::Table(table) => format!("on `{table}`"),
             On::ItsTable => "on its table".to_string(),
+            On::View(view) => format!("on the view `{view}`"),
             On::TheView => "on the view".to_string(),
         };
         out.push(Finding::at(
@@ -56,6 +57,7 @@ enum On<'a> {
     Table(&'a Name),
     /// An index's or a trigger's table, not named in the statement.
     ItsTable,
+    View(&'a Name),
     /// A view the statement names only as text the view of the SQL does not keep.
     TheView,
 }
@@ -131,6 +133,15 @@ fn strong_lock<'a>(
         StmtKind::CreateTrigger { table, .. } if existing(table) => {
             lock("CREATE TRIGGER", SHARE_ROW_EXCLUSIVE, On::Table(table))
         }
+        // Replacing a view locks it ACCESS EXCLUSIVE; one created earlier in the file has nobody
+        // waiting on it, and a new name locks nothing.
+        StmtKind::CreateView {
+            name,
+            or_replace: true,
+            ..
+        } if !created_view_before(cx, index, name) => {
+            lock("CREATE OR REPLACE VIEW", ACCESS_EXCLUSIVE, On::View(name))
+        }
         // Statements the view keeps only as their leading keywords (`DROP TRIGGER IF EXISTS`):
         // the object's name is not known, so one created earlier in the file cannot be told
         // apart and is reported too.
@@ -160,6 +171,13 @@ fn referenced_existing<'a>(
             _ => None,
         })
         .find(|r| !r.same_object(table) && existing(r))
+}
+
+/// Whether a statement before `index` in the file creates the view `name`.
+fn created_view_before(cx: &FileCx<'_>, index: usize, name: &Name) -> bool {
+    cx.parsed.statements[..index]
+        .iter()
+        .any(|s| matches!(&s.kind, StmtKind::CreateView { name: n, .. } if n.same_object(name)))
 }
 
 /// Whether the upper-case keywords `what` start with the words `prefix`.
@@ -214,11 +232,21 @@ mod tests {
             "DROP TRIGGER IF EXISTS bump ON posts;",
             "DROP VIEW active_users;",
             "DROP MATERIALIZED VIEW IF EXISTS post_stats;",
+            "CREATE OR REPLACE VIEW active_users AS SELECT id, handle FROM users;",
         ]
         .into_iter()
         .flat_map(|sql| lint_errors(sql, Postgres, RULE))
         .collect();
         insta::assert_yaml_snapshot!(found);
+    }
+
+    #[test]
+    fn ok_new_views() {
+        lint_ok(
+            "CREATE VIEW active_users AS SELECT id FROM users;\nCREATE OR REPLACE VIEW active_users AS SELECT id, handle FROM users;\n",
+            Postgres,
+            RULE,
+        );
     }
 
     #[test]

@@ -235,6 +235,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
             Some(StmtKind::CreateView {
                 name: query::path_name(it.view()?.path()?.syntax())?,
                 materialized: false,
+                or_replace: it.or_replace().is_some(),
                 query: {
                     let query = it.query()?;
                     query::with_sources(query.syntax(), Some(query.syntax()), scope)
@@ -245,6 +246,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
             Some(StmtKind::CreateView {
                 name: query::path_name(it.view()?.path()?.syntax())?,
                 materialized: true,
+                or_replace: false,
                 query: {
                     let query = it.query()?;
                     query::with_sources(query.syntax(), Some(query.syntax()), scope)

@@ -909,3 +909,18 @@ fn reindex_targets_and_concurrently() {
         ]
     );
 }
+
+#[test]
+fn create_or_replace_view() {
+    assert!(matches!(
+        only("CREATE OR REPLACE VIEW active AS SELECT id FROM users;"),
+        StmtKind::CreateView { or_replace: true, ref name, .. } if name == &Name::new("active")
+    ));
+    assert!(matches!(
+        only("CREATE VIEW active AS SELECT id FROM users;"),
+        StmtKind::CreateView {
+            or_replace: false,
+            ..
+        }
+    ));
+}
