@@ -6,9 +6,9 @@
 //! migration gives up after a few seconds instead and can be retried. Reported once per file, at
 //! the first such statement on an existing table: ALTER TABLE (anything but VALIDATE CONSTRAINT),
 //! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER, DROP TRIGGER, DROP
-//! [MATERIALIZED] VIEW, CREATE OR REPLACE VIEW, and a foreign key to an existing table in ALTER TABLE of a new table (it
-//! locks the referenced table SHARE ROW EXCLUSIVE to install its triggers). A table created
-//! earlier in the file has nobody waiting on it.
+//! [MATERIALIZED] VIEW, CREATE OR REPLACE VIEW, and a foreign key to an existing table added by
+//! ALTER TABLE of a new table (it locks the referenced table SHARE ROW EXCLUSIVE to install its
+//! triggers). A table created earlier in the file has nobody waiting on it.
 
 use crate::lint::rules::CreatedHere;
 use crate::lint::{FileCx, Finding, RuleId};
