@@ -15,7 +15,8 @@ pub enum Category {
     Naming,
     /// Data migrations (`data-migrations/`) that the batch engine cannot run safely.
     DataMigration,
-    /// SQL that does not parse, files that are not text.
+    /// SQL that does not parse, files that are not text, names the database does not keep as
+    /// written.
     Syntax,
     /// Suppression comments that are malformed or unused.
     Suppression,
@@ -143,6 +144,12 @@ rules! {
     SetNotNull = "set-not-null", Lock, Error;
     /// An ACCESS EXCLUSIVE (or SHARE ROW EXCLUSIVE) operation without a preceding lock_timeout can queue every query behind it.
     RequireLockTimeout = "require-lock-timeout", Lock, Warning;
+    /// REINDEX without CONCURRENTLY blocks writes to the table, and reads through the index, while it rebuilds.
+    ReindexNotConcurrent = "reindex-not-concurrent", Lock, Error;
+    /// BEGIN / COMMIT / ROLLBACK in a migration the runner already wraps in a transaction: a COMMIT ends the runner's transaction early.
+    TransactionInMigration = "transaction-in-migration", Lock, Error;
+    /// A table, column, index, view or constraint name over 63 bytes, which PostgreSQL silently truncates.
+    IdentifierTooLong = "identifier-too-long", Syntax, Warning;
     /// A migration file refinery silently skips because its name does not match `[UV]{version}__{name}.sql`.
     MigrationNameSkipped = "migration-name-skipped", Naming, Error;
     /// Two migration files with one version: refinery refuses to run either.
@@ -159,6 +166,8 @@ rules! {
     DataMigrationInvalid = "data-migration-invalid", DataMigration, Error;
     /// A schema migration contracts what a data migration fills or reads (SET NOT NULL, a validated CHECK, a drop or rename) without `-- migrate: after-backfill` waiting for it.
     ContractWithoutGate = "contract-without-gate", Backfill, Error;
+    /// ADD COLUMN ... NOT NULL without a DEFAULT on an existing table fails on its rows (it passes only on an empty database).
+    AddingRequiredColumn = "adding-required-column", Backfill, Error;
 }
 
 impl fmt::Display for RuleId {

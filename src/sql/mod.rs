@@ -181,6 +181,8 @@ pub enum StmtKind {
     CreateView {
         name: Name,
         materialized: bool,
+        /// `CREATE OR REPLACE VIEW`: replaces an existing view of that name, if there is one.
+        or_replace: bool,
         query: Query,
     },
     Insert {
@@ -232,6 +234,12 @@ pub enum StmtKind {
         names: Vec<Name>,
         concurrently: bool,
     },
+    /// `REINDEX`: rebuilds indexes.
+    Reindex {
+        target: ReindexTarget,
+        /// `CONCURRENTLY`, or the `(CONCURRENTLY)` option (PostgreSQL); SQLite has neither.
+        concurrently: bool,
+    },
     /// `BEGIN` / `START TRANSACTION`, `COMMIT` / `END`, `ROLLBACK`.
     Transaction(TransactionControl),
     /// `SET [LOCAL | SESSION] name = value` and `SET name TO value`; `value` is the literal's
@@ -276,6 +284,20 @@ pub enum StmtKind {
     Other {
         what: String,
     },
+}
+
+/// What a `REINDEX` rebuilds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReindexTarget {
+    /// `REINDEX INDEX name`.
+    Index(Name),
+    /// `REINDEX TABLE name`: every index of the table.
+    Table(Name),
+    /// `REINDEX name` (SQLite): a table, an index or a collation.
+    Named(Name),
+    /// Every index of a schema, the database or the system catalogs, named by the upper-case
+    /// keyword (`SCHEMA`, `DATABASE`, `SYSTEM`); SQLite's bare `REINDEX` is `DATABASE`.
+    Many(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use super::{FileCx, Finding};
 use crate::lint::Severity;
 use crate::sql::{Filter, Name, Origin, Statement, StmtKind};
 
+mod adding_required_column;
 mod backfill_alter_column_type;
 mod backfill_copy;
 mod backfill_create_table_as;
@@ -26,9 +27,12 @@ mod backfill_volatile_default;
 mod concurrently_in_transaction;
 mod constraint_without_not_valid;
 mod contract_without_gate;
+mod identifier_too_long;
 mod index_not_concurrent;
+mod reindex_not_concurrent;
 mod require_lock_timeout;
 mod set_not_null;
+mod transaction_in_migration;
 
 type Check = fn(&FileCx<'_>, &mut Vec<Finding>);
 
@@ -51,6 +55,10 @@ const CHECKS: &[Check] = &[
     set_not_null::check,
     require_lock_timeout::check,
     contract_without_gate::check,
+    adding_required_column::check,
+    reindex_not_concurrent::check,
+    transaction_in_migration::check,
+    identifier_too_long::check,
 ];
 
 pub(crate) fn check_all(cx: &FileCx<'_>, out: &mut Vec<Finding>) {

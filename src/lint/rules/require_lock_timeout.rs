@@ -5,12 +5,14 @@
 //! reads included. One slow report query and the site is down. With `SET lock_timeout` the
 //! migration gives up after a few seconds instead and can be retried. Reported once per file, at
 //! the first such statement on an existing table: ALTER TABLE (anything but VALIDATE CONSTRAINT),
-//! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER. A table created earlier
-//! in the file has nobody waiting on it.
+//! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER, DROP TRIGGER, DROP
+//! [MATERIALIZED] VIEW, CREATE OR REPLACE VIEW, and a foreign key to an existing table added by
+//! ALTER TABLE of a new table (it locks the referenced table SHARE ROW EXCLUSIVE to install its
+//! triggers). A table created earlier in the file has nobody waiting on it.
 
 use crate::lint::rules::CreatedHere;
 use crate::lint::{FileCx, Finding, RuleId};
-use crate::sql::{AlterAction, ConstraintKind, Dialect, Name, StmtKind};
+use crate::sql::{AlterAction, Constraint, ConstraintKind, Dialect, Name, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
@@ -23,12 +25,14 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         if facts.lock_timeout_set {
             continue;
         }
-        let Some((what, lock, table)) = strong else {
+        let Some(StrongLock { what, lock, on }) = strong else {
             continue;
         };
-        let on = match table {
-            Some(table) => format!("on `{table}`"),
-            None => "on its table".to_string(),
+        let on = match on {
+            On::Table(table) => format!("on `{table}`"),
+            On::ItsTable => "on its table".to_string(),
+            On::View(view) => format!("on the view `{view}`"),
+            On::TheView => "on the view".to_string(),
         };
         out.push(Finding::at(
             RuleId::RequireLockTimeout,
@@ -41,14 +45,40 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// What takes the lock, which lock, and on which table (`None`: an index's table, unknown here).
+/// A statement that waits for a strong lock: what takes it, which lock, and on what.
+struct StrongLock<'a> {
+    what: String,
+    lock: &'static str,
+    on: On<'a>,
+}
+
+/// What the lock is taken on.
+enum On<'a> {
+    Table(&'a Name),
+    /// An index's or a trigger's table, not named in the statement.
+    ItsTable,
+    View(&'a Name),
+    /// A view the statement names only as text the view of the SQL does not keep.
+    TheView,
+}
+
+const ACCESS_EXCLUSIVE: &str = "n ACCESS EXCLUSIVE";
+const SHARE_ROW_EXCLUSIVE: &str = " SHARE ROW EXCLUSIVE";
+
 fn strong_lock<'a>(
     cx: &FileCx<'_>,
     index: usize,
     kind: &'a StmtKind,
     created: &CreatedHere<'_>,
-) -> Option<(&'static str, &'static str, Option<&'a Name>)> {
+) -> Option<StrongLock<'a>> {
     let existing = |t: &Name| cx.is_existing_large_table(index, t);
+    let lock = |what: &str, lock: &'static str, on: On<'a>| {
+        Some(StrongLock {
+            what: what.to_string(),
+            lock,
+            on,
+        })
+    };
     match kind {
         StmtKind::AlterTable { table, actions } if existing(table) => {
             if actions
@@ -62,34 +92,98 @@ fn strong_lock<'a>(
             let only_foreign_keys = actions.iter().all(|a| {
                 matches!(a, AlterAction::AddConstraint(c) if matches!(c.kind, ConstraintKind::ForeignKey { .. }))
             });
-            let lock = if only_foreign_keys {
-                " SHARE ROW EXCLUSIVE"
+            let mode = if only_foreign_keys {
+                SHARE_ROW_EXCLUSIVE
             } else {
-                "n ACCESS EXCLUSIVE"
+                ACCESS_EXCLUSIVE
             };
-            Some(("ALTER TABLE", lock, Some(table)))
+            lock("ALTER TABLE", mode, On::Table(table))
+        }
+        // A foreign key added to a new (or small) table still locks the existing table it
+        // references, SHARE ROW EXCLUSIVE, to install its triggers there.
+        StmtKind::AlterTable { table, actions } => {
+            let constraints = actions.iter().flat_map(|a| match a {
+                AlterAction::AddConstraint(c) => std::slice::from_ref(c),
+                AlterAction::AddColumn { column } => column.constraints.as_slice(),
+                _ => &[],
+            });
+            let referenced = referenced_existing(constraints, table, existing)?;
+            lock(
+                &format!("the foreign key of ALTER TABLE `{table}`"),
+                SHARE_ROW_EXCLUSIVE,
+                On::Table(referenced),
+            )
         }
         StmtKind::DropTable { tables } => tables
             .iter()
             .find(|t| existing(t))
-            .map(|t| ("DROP TABLE", "n ACCESS EXCLUSIVE", Some(t))),
+            .and_then(|t| lock("DROP TABLE", ACCESS_EXCLUSIVE, On::Table(t))),
         StmtKind::Truncate { tables } => tables
             .iter()
             .find(|t| existing(t))
-            .map(|t| ("TRUNCATE", "n ACCESS EXCLUSIVE", Some(t))),
+            .and_then(|t| lock("TRUNCATE", ACCESS_EXCLUSIVE, On::Table(t))),
         StmtKind::DropIndex {
             names,
             concurrently: false,
-        } => names.iter().any(|n| !created.has_index(n)).then_some((
-            "DROP INDEX",
-            "n ACCESS EXCLUSIVE",
-            None,
-        )),
+        } => names
+            .iter()
+            .any(|n| !created.has_index(n))
+            .then(|| lock("DROP INDEX", ACCESS_EXCLUSIVE, On::ItsTable))
+            .flatten(),
         StmtKind::CreateTrigger { table, .. } if existing(table) => {
-            Some(("CREATE TRIGGER", " SHARE ROW EXCLUSIVE", Some(table)))
+            lock("CREATE TRIGGER", SHARE_ROW_EXCLUSIVE, On::Table(table))
+        }
+        // Replacing a view locks it ACCESS EXCLUSIVE; one created earlier in the file has nobody
+        // waiting on it, and a new name locks nothing.
+        StmtKind::CreateView {
+            name,
+            or_replace: true,
+            ..
+        } if !created_view_before(cx, index, name) => {
+            lock("CREATE OR REPLACE VIEW", ACCESS_EXCLUSIVE, On::View(name))
+        }
+        // Statements the view keeps only as their leading keywords (`DROP TRIGGER IF EXISTS`):
+        // the object's name is not known, so one created earlier in the file cannot be told
+        // apart and is reported too.
+        StmtKind::Other { what } if starts_with_words(what, "DROP TRIGGER") => {
+            lock("DROP TRIGGER", ACCESS_EXCLUSIVE, On::ItsTable)
+        }
+        StmtKind::Other { what } if starts_with_words(what, "DROP VIEW") => {
+            lock("DROP VIEW", ACCESS_EXCLUSIVE, On::TheView)
+        }
+        StmtKind::Other { what } if starts_with_words(what, "DROP MATERIALIZED VIEW") => {
+            lock("DROP MATERIALIZED VIEW", ACCESS_EXCLUSIVE, On::TheView)
         }
         _ => None,
     }
+}
+
+/// The first table a foreign key among `constraints` references that existed before the
+/// migration (a self-reference of the table being defined locks nothing else).
+fn referenced_existing<'a>(
+    constraints: impl Iterator<Item = &'a Constraint>,
+    table: &Name,
+    existing: impl Fn(&Name) -> bool,
+) -> Option<&'a Name> {
+    constraints
+        .filter_map(|c| match &c.kind {
+            ConstraintKind::ForeignKey { references } => Some(references),
+            _ => None,
+        })
+        .find(|r| !r.same_object(table) && existing(r))
+}
+
+/// Whether a statement before `index` in the file creates the view `name`.
+fn created_view_before(cx: &FileCx<'_>, index: usize, name: &Name) -> bool {
+    cx.parsed.statements[..index]
+        .iter()
+        .any(|s| matches!(&s.kind, StmtKind::CreateView { name: n, .. } if n.same_object(name)))
+}
+
+/// Whether the upper-case keywords `what` start with the words `prefix`.
+fn starts_with_words(what: &str, prefix: &str) -> bool {
+    what.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
 }
 
 #[cfg(test)]
@@ -122,6 +216,46 @@ mod tests {
         ] {
             assert_eq!(lint_errors(sql, Postgres, RULE).len(), 1, "{sql}");
         }
+    }
+
+    #[test]
+    fn err_foreign_key_added_to_new_table() {
+        let sql = "CREATE TABLE comments (id bigint PRIMARY KEY, post_id bigint);\nALTER TABLE comments ADD CONSTRAINT comments_post_fk FOREIGN KEY (post_id) REFERENCES posts (id);\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        let sql = "CREATE TABLE comments (id bigint PRIMARY KEY);\nALTER TABLE comments ADD COLUMN author_id bigint REFERENCES users;\n";
+        assert_eq!(lint_errors(sql, Postgres, RULE).len(), 1);
+    }
+
+    #[test]
+    fn err_drop_trigger_and_views() {
+        let found: Vec<String> = [
+            "DROP TRIGGER IF EXISTS bump ON posts;",
+            "DROP VIEW active_users;",
+            "DROP MATERIALIZED VIEW IF EXISTS post_stats;",
+            "CREATE OR REPLACE VIEW active_users AS SELECT id, handle FROM users;",
+        ]
+        .into_iter()
+        .flat_map(|sql| lint_errors(sql, Postgres, RULE))
+        .collect();
+        insta::assert_yaml_snapshot!(found);
+    }
+
+    #[test]
+    fn ok_new_views() {
+        lint_ok(
+            "CREATE VIEW active_users AS SELECT id FROM users;\nCREATE OR REPLACE VIEW active_users AS SELECT id, handle FROM users;\n",
+            Postgres,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn ok_foreign_keys_between_new_tables() {
+        lint_ok(
+            "CREATE TABLE a (id bigint PRIMARY KEY, parent_id bigint REFERENCES a (id));\nCREATE TABLE b (id bigint PRIMARY KEY, a_id bigint REFERENCES a (id));\nALTER TABLE b ADD CONSTRAINT b_a_fk2 FOREIGN KEY (a_id) REFERENCES a (id);\nCREATE TABLE c (id bigint PRIMARY KEY, note text);\n",
+            Postgres,
+            RULE,
+        );
     }
 
     #[test]

@@ -39,8 +39,8 @@ use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{SourceFile, SyntaxElement, SyntaxKind, SyntaxNode, SyntaxToken};
 
 use super::{
-    Comment, CopyDirection, Filter, InsertSource, Name, Origin, ParsedFile, Span, Statement,
-    StmtKind, SyntaxIssue, TransactionControl,
+    Comment, CopyDirection, Filter, InsertSource, Name, Origin, ParsedFile, ReindexTarget, Span,
+    Statement, StmtKind, SyntaxIssue, TransactionControl,
 };
 use query::Scope;
 
@@ -235,6 +235,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
             Some(StmtKind::CreateView {
                 name: query::path_name(it.view()?.path()?.syntax())?,
                 materialized: false,
+                or_replace: it.or_replace().is_some(),
                 query: {
                     let query = it.query()?;
                     query::with_sources(query.syntax(), Some(query.syntax()), scope)
@@ -245,6 +246,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
             Some(StmtKind::CreateView {
                 name: query::path_name(it.view()?.path()?.syntax())?,
                 materialized: true,
+                or_replace: false,
                 query: {
                     let query = it.query()?;
                     query::with_sources(query.syntax(), Some(query.syntax()), scope)
@@ -374,6 +376,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
                 concurrently: it.concurrently_token().is_some(),
             })
         }
+        S::Reindex(it) => reindex(it),
         S::Begin(_) => Some(StmtKind::Transaction(TransactionControl::Begin)),
         S::Commit(ast::Commit::CommitTransaction(_)) => {
             Some(StmtKind::Transaction(TransactionControl::Commit))
@@ -423,6 +426,55 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
     };
     kind.unwrap_or_else(|| StmtKind::Other {
         what: leading_keywords(node),
+    })
+}
+
+/// `REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY] name`.
+fn reindex(it: &ast::Reindex) -> Option<StmtKind> {
+    use ast::ReindexTarget as T;
+    let (target, keyword) = match it.reindex_target()? {
+        T::ReindexTargetIndex(t) => (
+            ReindexTarget::Index(query::path_name(t.index_ref()?.path_ref()?.syntax())?),
+            t.concurrently_token(),
+        ),
+        T::ReindexTargetTable(t) => (
+            ReindexTarget::Table(query::path_name(t.table_name_ref()?.path_ref()?.syntax())?),
+            t.concurrently_token(),
+        ),
+        T::ReindexTargetSchema(t) => (ReindexTarget::Many("SCHEMA".into()), t.concurrently_token()),
+        T::ReindexTargetDatabase(t) => (
+            ReindexTarget::Many("DATABASE".into()),
+            t.concurrently_token(),
+        ),
+        T::ReindexTargetSystem(t) => (ReindexTarget::Many("SYSTEM".into()), t.concurrently_token()),
+    };
+    // `(CONCURRENTLY)` / `(CONCURRENTLY true)` turn it on, `(CONCURRENTLY false | off | 0)` off.
+    let option = it
+        .reindex_option_list()
+        .into_iter()
+        .flat_map(|list| list.reindex_options())
+        .filter_map(|o| match o {
+            ast::ReindexOption::ReindexOptionConcurrently(c) => Some(c),
+            _ => None,
+        })
+        .last()
+        .is_some_and(|c| {
+            let value = c
+                .syntax()
+                .children_with_tokens()
+                .filter_map(|e| match e {
+                    rowan::NodeOrToken::Token(t) if !t.kind().is_trivia() => {
+                        Some(t.text().to_ascii_lowercase())
+                    }
+                    rowan::NodeOrToken::Node(n) => Some(n.text().to_string().to_ascii_lowercase()),
+                    _ => None,
+                })
+                .nth(1);
+            !matches!(value.as_deref(), Some("false" | "off" | "0" | "no"))
+        });
+    Some(StmtKind::Reindex {
+        target,
+        concurrently: keyword.is_some() || option,
     })
 }
 

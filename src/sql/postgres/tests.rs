@@ -879,3 +879,48 @@ fn sources_of_deeply_nested_queries_do_not_overflow() {
     });
     assert_eq!(sources, Some(vec![Name::new("users")]));
 }
+
+#[test]
+fn reindex_targets_and_concurrently() {
+    use crate::sql::ReindexTarget;
+    let found: Vec<_> = kinds(
+        "REINDEX INDEX public.users_pkey;\nREINDEX TABLE CONCURRENTLY users;\nREINDEX (CONCURRENTLY) SCHEMA app;\nREINDEX (CONCURRENTLY false, VERBOSE) DATABASE app;\nREINDEX SYSTEM;\n",
+    )
+    .into_iter()
+    .map(|k| match k {
+        StmtKind::Reindex {
+            target,
+            concurrently,
+        } => (target, concurrently),
+        other => panic!("not a REINDEX: {other:?}"),
+    })
+    .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                ReindexTarget::Index(Name::qualified("public", "users_pkey")),
+                false
+            ),
+            (ReindexTarget::Table(Name::new("users")), true),
+            (ReindexTarget::Many("SCHEMA".into()), true),
+            (ReindexTarget::Many("DATABASE".into()), false),
+            (ReindexTarget::Many("SYSTEM".into()), false),
+        ]
+    );
+}
+
+#[test]
+fn create_or_replace_view() {
+    assert!(matches!(
+        only("CREATE OR REPLACE VIEW active AS SELECT id FROM users;"),
+        StmtKind::CreateView { or_replace: true, ref name, .. } if name == &Name::new("active")
+    ));
+    assert!(matches!(
+        only("CREATE VIEW active AS SELECT id FROM users;"),
+        StmtKind::CreateView {
+            or_replace: false,
+            ..
+        }
+    ));
+}

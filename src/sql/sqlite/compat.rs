@@ -14,7 +14,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Word};
 
 use super::lex::Tok;
-use crate::sql::{Name, StmtKind};
+use crate::sql::{Name, ReindexTarget, StmtKind};
 
 /// The outcome of a statement checked here: what it is, or what is wrong and where.
 pub(super) enum Own {
@@ -45,11 +45,14 @@ pub(super) fn own_grammar(sig: &[&Tok]) -> Option<Own> {
         // REINDEX [collation | [schema.]table-or-index]
         Keyword::REINDEX => if p.peek().is_some() {
             p.qualified_name("a table, index or collation name")
-                .map(|_| ())
+                .map(ReindexTarget::Named)
         } else {
-            Ok(())
+            Ok(ReindexTarget::Many("DATABASE".into()))
         }
-        .map(|()| other("REINDEX")),
+        .map(|target| StmtKind::Reindex {
+            target,
+            concurrently: false,
+        }),
         // DETACH [DATABASE] schema
         Keyword::DETACH => {
             if p.peek_keyword() == Some(Keyword::DATABASE) && sig.len() > 2 {

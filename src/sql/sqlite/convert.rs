@@ -82,6 +82,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
             StmtKind::CreateView {
                 name: object_name(&v.name),
                 materialized: v.materialized,
+                or_replace: v.or_replace,
                 query: w.take_found().into_query(),
             }
         }

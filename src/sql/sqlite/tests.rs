@@ -110,6 +110,7 @@ fn kind(k: &StmtKind) -> String {
             name,
             materialized,
             query: q,
+            ..
         } => format!("CreateView {name} materialized={materialized} {}", query(q)),
         StmtKind::Insert {
             table,
