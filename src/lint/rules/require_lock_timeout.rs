@@ -6,9 +6,9 @@
 //! migration gives up after a few seconds instead and can be retried. Reported once per file, at
 //! the first such statement on an existing table: ALTER TABLE (anything but VALIDATE CONSTRAINT),
 //! DROP TABLE, TRUNCATE, DROP INDEX without CONCURRENTLY, CREATE TRIGGER, DROP TRIGGER, DROP
-//! [MATERIALIZED] VIEW, CREATE OR REPLACE VIEW, and a foreign key to an existing table added by
-//! ALTER TABLE of a new table (it locks the referenced table SHARE ROW EXCLUSIVE to install its
-//! triggers). A table created earlier in the file has nobody waiting on it.
+//! [MATERIALIZED] VIEW, CREATE OR REPLACE VIEW, and a foreign key to an existing table in CREATE
+//! TABLE or in ALTER TABLE of a new table (it locks the referenced table SHARE ROW EXCLUSIVE to
+//! install its triggers). A table created earlier in the file has nobody waiting on it.
 
 use crate::lint::rules::CreatedHere;
 use crate::lint::{FileCx, Finding, RuleId};
@@ -133,6 +133,23 @@ fn strong_lock<'a>(
         StmtKind::CreateTrigger { table, .. } if existing(table) => {
             lock("CREATE TRIGGER", SHARE_ROW_EXCLUSIVE, On::Table(table))
         }
+        // So does a foreign key in CREATE TABLE.
+        StmtKind::CreateTable {
+            table,
+            columns,
+            constraints,
+            ..
+        } => {
+            let all = constraints
+                .iter()
+                .chain(columns.iter().flat_map(|c| &c.constraints));
+            let referenced = referenced_existing(all, table, existing)?;
+            lock(
+                &format!("the foreign key of CREATE TABLE `{table}`"),
+                SHARE_ROW_EXCLUSIVE,
+                On::Table(referenced),
+            )
+        }
         // Replacing a view locks it ACCESS EXCLUSIVE; one created earlier in the file has nobody
         // waiting on it, and a new name locks nothing.
         StmtKind::CreateView {
@@ -219,6 +236,14 @@ mod tests {
     }
 
     #[test]
+    fn err_create_table_with_foreign_key_to_existing_table() {
+        let sql = "CREATE TABLE comments (\n  id bigint PRIMARY KEY,\n  post_id bigint NOT NULL REFERENCES posts (id)\n);\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+        let sql = "CREATE TABLE likes (user_id bigint, post_id bigint, FOREIGN KEY (user_id) REFERENCES users (id));\n";
+        assert_eq!(lint_errors(sql, Postgres, RULE).len(), 1);
+    }
+
+    #[test]
     fn err_foreign_key_added_to_new_table() {
         let sql = "CREATE TABLE comments (id bigint PRIMARY KEY, post_id bigint);\nALTER TABLE comments ADD CONSTRAINT comments_post_fk FOREIGN KEY (post_id) REFERENCES posts (id);\n";
         insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
@@ -253,6 +278,11 @@ mod tests {
     fn ok_foreign_keys_between_new_tables() {
         lint_ok(
             "CREATE TABLE a (id bigint PRIMARY KEY, parent_id bigint REFERENCES a (id));\nCREATE TABLE b (id bigint PRIMARY KEY, a_id bigint REFERENCES a (id));\nALTER TABLE b ADD CONSTRAINT b_a_fk2 FOREIGN KEY (a_id) REFERENCES a (id);\nCREATE TABLE c (id bigint PRIMARY KEY, note text);\n",
+            Postgres,
+            RULE,
+        );
+        lint_ok(
+            "SET lock_timeout = '2s';\nCREATE TABLE comments (id bigint PRIMARY KEY, post_id bigint REFERENCES posts (id));\n",
             Postgres,
             RULE,
         );
