@@ -1,3 +1,6 @@
+-- The foreign keys lock users (SHARE ROW EXCLUSIVE) while the table is created.
+SET lock_timeout = '2s';
+
 CREATE TABLE follows (
     follower_id bigint NOT NULL REFERENCES users (id),
     followee_id bigint NOT NULL REFERENCES users (id),

@@ -1,3 +1,6 @@
+-- The foreign keys lock users (SHARE ROW EXCLUSIVE) while the table is created.
+SET lock_timeout = '2s';
+
 CREATE TABLE posts (
     id bigint PRIMARY KEY,
     author_id bigint NOT NULL REFERENCES users (id),

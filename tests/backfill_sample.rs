@@ -504,7 +504,7 @@ fn a_broken_schema_migration_names_its_file_and_line() {
         "body text NOT NULL,",
         "body text NOT NULL,,",
     );
-    assert_input_error(&ws, "migrations/V3__create_posts.sql:4: ", "syntax error");
+    assert_input_error(&ws, "migrations/V3__create_posts.sql:7: ", "syntax error");
 }
 
 #[test]
