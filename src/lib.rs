@@ -1,8 +1,8 @@
 //! Safe schema migrations and resumable backfills, mounted as `cargo xtask` subcommands.
 //!
 //! - `migrate lint` finds backfills and long locks hidden in schema migrations ([`lint`]).
-//! - `backfill sample` runs a data migration on fixtures in SQLite and snapshots the result
-//!   ([`backfill`]).
+//! - `backfill sample` runs a data migration on fixtures in SQLite or a private PostgreSQL
+//!   cluster and snapshots the result ([`backfill`]).
 //! - `backfill plan` / `run` execute an approved data migration on production, batch by batch.
 //!
 //! Mount it in another workspace's xtask with [`Command`] (a clap subcommand enum), or make a

@@ -21,7 +21,6 @@ use xtask_migrate::backfill::run::tracking::{
 use xtask_migrate::backfill::run::worker::{self, Finish, RunOptions, RunReport};
 use xtask_migrate::backfill::{Error, Retry};
 
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Engine {
     Sqlite,
@@ -392,7 +391,8 @@ fn a_lock_timeout_on_postgres_is_retried_then_fails_the_run() {
         .unwrap();
     assert_eq!((started.finish, started.batches), (Finish::Interrupted, 0));
     let mut blocker =
-        ::postgres::Client::connect(&pg_harness::shared().url(&database), ::postgres::NoTls).unwrap();
+        ::postgres::Client::connect(&pg_harness::shared().url(&database), ::postgres::NoTls)
+            .unwrap();
     blocker
         .batch_execute(&format!(
             "BEGIN; LOCK TABLE \"{schema}\".items IN ACCESS EXCLUSIVE MODE"
@@ -422,7 +422,7 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
     use xtask_migrate::backfill::run::plan::{self, PlanRequest};
     use xtask_migrate::backfill::sample::snapshot::Mode;
     use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions, SampleStore, fixtures};
-    use xtask_migrate::config::Config;
+    use xtask_migrate::config::{Config, SampleEngine};
 
     let config = Config::discover().unwrap();
     let m = migration::find(&config.data_migrations, "V1").unwrap();
@@ -437,7 +437,6 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
     .unwrap();
     let options = SampleOptions {
         batch_size: Some(batch_size),
-        database_url: None,
         mode: Mode::Check,
     };
     let report = sample::sample_on(
@@ -445,6 +444,7 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
         &inputs,
         &m,
         &options,
+        SampleEngine::Sqlite,
         &mut sampled,
         &mut Vec::new(),
     )

@@ -2,14 +2,16 @@
 //! feature it tests; `cargo test` (default features) runs them all.
 
 #[cfg(feature = "backfill")]
+mod backfill_pg_local;
+#[cfg(feature = "backfill")]
 mod backfill_postgres;
 #[cfg(feature = "backfill")]
 mod backfill_run;
 #[cfg(feature = "backfill")]
 mod backfill_sample;
+mod consumer;
 #[cfg(feature = "backfill")]
 mod engine_contract;
-mod consumer;
 #[cfg(feature = "lint")]
 mod lint_cli;
 #[cfg(feature = "lint")]
