@@ -23,7 +23,7 @@ use xtask_migrate::backfill::run::tracking::{Store, TrackingNames};
 use xtask_migrate::backfill::run::worker::{self, RunOptions};
 use xtask_migrate::backfill::sample::snapshot::Mode;
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
-use xtask_migrate::config::Config;
+use xtask_migrate::config::{Config, SampleEngine};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut users = 100_000usize;
@@ -72,7 +72,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut db = SqliteStore::new(SqliteBackend::throwaway()?, TrackingNames::default())?;
     let options = SampleOptions {
         batch_size,
-        database_url: None,
         mode: Mode::Accept,
     };
     let report = sample::sample_on(
@@ -80,6 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &inputs,
         &migration,
         &options,
+        SampleEngine::Sqlite,
         &mut db,
         &mut std::io::stdout(),
     )?;

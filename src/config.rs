@@ -12,6 +12,9 @@
 //! transactional-migrations = true      # the runner wraps each migration in a transaction
 //! tracking-schema = "ops"              # where `backfill run` keeps its tracking tables
 //! tracking-table-prefix = "xtask_backfill_"  # their names' prefix (`..._runs`, `..._ranges`)
+//! sample-engine = "auto"               # what `backfill sample` runs on: auto, sqlite,
+//!                                      # postgres-local, postgres-url
+//! postgres-bin-dir = "/usr/lib/postgresql/15/bin"  # postgres-local's server binaries
 //!
 //! [workspace.metadata.xtask-migrate.rules]
 //! require-lock-timeout = "error"       # off | warning | error
@@ -47,6 +50,8 @@ struct RawConfig {
     transactional_migrations: Option<bool>,
     tracking_schema: Option<String>,
     tracking_table_prefix: Option<String>,
+    sample_engine: Option<SampleEngine>,
+    postgres_bin_dir: Option<PathBuf>,
     #[cfg(feature = "lint")]
     #[serde(default)]
     rules: HashMap<String, Level>,
@@ -79,6 +84,55 @@ pub struct Config {
     pub tracking_schema: Option<String>,
     /// Prefix of the tracking tables' names (default `xtask_backfill_`).
     pub tracking_table_prefix: Option<String>,
+    /// What `backfill sample` runs on (default [`SampleEngine::Auto`]).
+    pub sample_engine: SampleEngine,
+    /// Where `postgres-local` finds `initdb` and `postgres` (default: searched for).
+    pub postgres_bin_dir: Option<PathBuf>,
+}
+
+/// The database `backfill sample` builds and runs a data migration on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SampleEngine {
+    /// `sqlite` when the workspace's dialect is sqlite; `postgres-local` when it is postgres and
+    /// PostgreSQL's server binaries are on this machine, else `sqlite`, with a note
+    #[default]
+    Auto,
+    /// A temporary SQLite database (embedded: nothing to install)
+    Sqlite,
+    /// A private, throwaway PostgreSQL cluster started from this machine's PostgreSQL binaries
+    PostgresLocal,
+    /// A throwaway schema on the server of --database-url
+    PostgresUrl,
+}
+
+impl SampleEngine {
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleEngine::Auto => "auto",
+            SampleEngine::Sqlite => "sqlite",
+            SampleEngine::PostgresLocal => "postgres-local",
+            SampleEngine::PostgresUrl => "postgres-url",
+        }
+    }
+
+    /// The engine called `name`, as written in the config and snapshots.
+    pub fn from_name(name: &str) -> Option<SampleEngine> {
+        [
+            SampleEngine::Auto,
+            SampleEngine::Sqlite,
+            SampleEngine::PostgresLocal,
+            SampleEngine::PostgresUrl,
+        ]
+        .into_iter()
+        .find(|e| e.name() == name)
+    }
+}
+
+impl std::fmt::Display for SampleEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Config {
@@ -94,10 +148,16 @@ impl Config {
     /// apply with the current directory as root, so the linter also works in other repositories.
     pub fn discover() -> anyhow::Result<Config> {
         let cwd = std::env::current_dir().context("read the current directory")?;
-        if !cwd.ancestors().any(|dir| dir.join("Cargo.toml").is_file()) {
-            return Ok(Config::defaults(&cwd));
+        Config::discover_from(&cwd)
+    }
+
+    /// [`Config::discover`] from `dir` instead of the current directory.
+    pub fn discover_from(dir: &Path) -> anyhow::Result<Config> {
+        if !dir.ancestors().any(|d| d.join("Cargo.toml").is_file()) {
+            return Ok(Config::defaults(dir));
         }
         let metadata = cargo_metadata::MetadataCommand::new()
+            .current_dir(dir)
             .no_deps()
             .exec()
             .context(
@@ -157,6 +217,8 @@ impl Config {
             rule_levels,
             tracking_schema: raw.tracking_schema,
             tracking_table_prefix: raw.tracking_table_prefix,
+            sample_engine: raw.sample_engine.unwrap_or_default(),
+            postgres_bin_dir: raw.postgres_bin_dir.map(|p| root.join(p)),
         })
     }
 
@@ -198,6 +260,8 @@ mod tests {
             "transactional-migrations": false,
             "tracking-schema": "ops",
             "tracking-table-prefix": "bf_",
+            "sample-engine": "postgres-local",
+            "postgres-bin-dir": "/opt/pg/bin",
             "rules": { "require-lock-timeout": "error", "set-not-null": "off" },
         }});
         let config = Config::from_metadata(Path::new("/ws"), &meta).unwrap();
@@ -212,6 +276,14 @@ mod tests {
         assert!(!config.transactional_migrations);
         assert_eq!(config.tracking_schema.as_deref(), Some("ops"));
         assert_eq!(config.tracking_table_prefix.as_deref(), Some("bf_"));
+        assert_eq!(config.sample_engine, SampleEngine::PostgresLocal);
+        assert_eq!(
+            config.postgres_bin_dir.as_deref(),
+            Some(Path::new("/opt/pg/bin"))
+        );
+        let defaults = Config::defaults(Path::new("/ws"));
+        assert_eq!(defaults.sample_engine, SampleEngine::Auto);
+        assert_eq!(defaults.postgres_bin_dir, None);
         #[cfg(feature = "lint")]
         assert_eq!(
             config.rule_levels[&RuleId::RequireLockTimeout],
@@ -231,6 +303,23 @@ mod tests {
             err.contains("/ws/Cargo.toml") && err.contains("small-table"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unknown_sample_engine_names_the_choices() {
+        let meta = serde_json::json!({ METADATA_KEY: { "sample-engine": "postgres" } });
+        let err = Config::from_metadata(Path::new("/ws"), &meta)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "unknown variant `postgres`, expected one of `auto`, `sqlite`, `postgres-local`, `postgres-url`"
+            ),
+            "{err}"
+        );
+        for engine in ["auto", "sqlite", "postgres-local", "postgres-url"] {
+            assert_eq!(SampleEngine::from_name(engine).unwrap().name(), engine);
+        }
     }
 
     #[cfg(feature = "lint")]

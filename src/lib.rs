@@ -1,8 +1,8 @@
 //! Safe schema migrations and resumable backfills, mounted as `cargo xtask` subcommands.
 //!
 //! - `migrate lint` finds backfills and long locks hidden in schema migrations ([`lint`]).
-//! - `backfill sample` runs a data migration on fixtures through the production batch engine
-//!   and snapshots the result ([`backfill`]).
+//! - `backfill sample` runs a data migration on fixtures (SQLite, or a private PostgreSQL
+//!   cluster) through the production batch engine and snapshots the result ([`backfill`]).
 //! - `backfill plan` / `run` execute an approved data migration on production, batch by batch.
 //! - `migrate run` applies schema migrations with refinery, holding those that wait for a
 //!   backfill (`backfill::deploy`, directives in [`markers`]).

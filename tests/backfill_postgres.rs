@@ -24,6 +24,7 @@ fn sample_on(url: &str, config: &Config) -> (anyhow::Result<ExitCode>, String) {
         name: None,
         check: true,
         batch_size: None,
+        engine: None,
         database_url: Some(url.to_string()),
     };
     let mut out = Vec::new();
@@ -129,4 +130,26 @@ fn an_unreachable_server_is_a_one_line_error_without_the_password() {
     );
     assert!(e.to_lowercase().contains("connection refused"), "{e}");
     assert!(!e.contains("s3cret") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn a_schema_migration_the_server_rejects_names_its_line_and_the_engine() {
+    let url = pg_harness::shared().create_database("schema_error");
+    let dir = workspace();
+    edit(
+        &dir,
+        "migrations/V3__create_posts.sql",
+        "author_id bigint NOT NULL REFERENCES users (id),",
+        "author_id bigint NOT NULL REFERENCES user_accounts (id),",
+    );
+    let (code, out) = sample_on(&url, &Config::defaults(dir.path()));
+    let e = code.unwrap_err().to_string();
+    // No position from the server: the line is the failing statement's first.
+    assert!(
+        e.ends_with(
+            "migrations/V3__create_posts.sql:4: relation \"user_accounts\" does not exist (engine: postgres-url)"
+        ),
+        "{e}\n{out}"
+    );
+    assert_eq!(throwaway_schemas(&url), 0);
 }

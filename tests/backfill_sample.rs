@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::sample::engine::Engine;
 use xtask_migrate::backfill::sample::snapshot::{Mode, Outcome};
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
 use xtask_migrate::cli::backfill::{SampleArgs, StatusArgs};
-use xtask_migrate::config::Config;
+use xtask_migrate::config::{Config, SampleEngine};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,6 +20,7 @@ fn check_args(name: Option<&str>) -> SampleArgs {
         name: name.map(String::from),
         check: true,
         batch_size: None,
+        engine: None,
         database_url: None,
     }
 }
@@ -71,7 +73,9 @@ impl Workspace {
                 }
             }
         }
-        let config = Config::defaults(dir.path());
+        // These tests are about SQLite; the same workspace on PostgreSQL is in backfill_pg_local.rs.
+        let mut config = Config::defaults(dir.path());
+        config.sample_engine = SampleEngine::Sqlite;
         Workspace { dir, config }
     }
 
@@ -113,11 +117,17 @@ impl Workspace {
         let inputs = Inputs::load(&self.config).unwrap();
         let options = SampleOptions {
             batch_size: None,
-            database_url: None,
             mode,
         };
         let mut out = Vec::new();
-        let report = sample::sample(&self.config, &inputs, &migration, &options, &mut out);
+        let report = sample::sample(
+            &self.config,
+            &inputs,
+            &migration,
+            &mut Engine::Sqlite,
+            &options,
+            &mut out,
+        );
         (report, String::from_utf8(out).unwrap())
     }
 
@@ -552,7 +562,7 @@ fn sample_cli(ws: &Workspace, args: &[&str], insta_update: Option<&str>) -> (Opt
     let mut command = std::process::Command::new(crate::support::bin());
     command
         .current_dir(ws.dir.path())
-        .args(["backfill", "sample"])
+        .args(["backfill", "sample", "--engine", "sqlite"])
         .args(args)
         .env_remove("CI")
         .env_remove("TF_BUILD")

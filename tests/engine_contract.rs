@@ -704,7 +704,7 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
     use xtask_migrate::backfill::run::plan::{self, PlanRequest};
     use xtask_migrate::backfill::sample::snapshot::Mode;
     use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions, SampleStore, fixtures};
-    use xtask_migrate::config::Config;
+    use xtask_migrate::config::{Config, SampleEngine};
 
     let config = Config::discover().unwrap();
     let m = migration::find(&config.data_migrations, "V1").unwrap();
@@ -719,7 +719,6 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
     .unwrap();
     let options = SampleOptions {
         batch_size: Some(batch_size),
-        database_url: None,
         mode: Mode::Check,
     };
     let report = sample::sample_on(
@@ -727,6 +726,7 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
         &inputs,
         &m,
         &options,
+        SampleEngine::Sqlite,
         &mut sampled,
         &mut Vec::new(),
     )

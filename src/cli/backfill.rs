@@ -9,18 +9,21 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::backfill::migration::{self, DataMigration};
+use crate::backfill::sample::engine::Engine;
 use crate::backfill::sample::snapshot::{Mode, Outcome};
 use crate::backfill::sample::{self, Inputs, SampleOptions};
 use crate::backfill::status::{self, StatusFormat};
-use crate::config::Config;
+use crate::config::{Config, SampleEngine};
 
 /// The `backfill` subcommands, mounted as `backfill <command>`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum BackfillCommand {
     /// Run data migrations on the fixtures in a fresh database, check them, compare snapshots
     ///
-    /// Each data migration runs on a temporary SQLite database (or a throwaway PostgreSQL schema)
-    /// built from the schema migrations and the fixtures; its checks must return no rows, and the
+    /// Each data migration runs on a fresh database of the engine (--engine, else sample-engine in
+    /// the config): a temporary SQLite database, a private PostgreSQL cluster started from this
+    /// machine's PostgreSQL binaries, or a throwaway schema of the server of --database-url; it
+    /// is built from the schema migrations and the fixtures; its checks must return no rows, and the
     /// rows of its snapshot query are compared with its accepted snapshot in
     /// data-migrations/snapshots/. An accepted snapshot of the current file is the approval
     /// `backfill plan` requires.
@@ -95,7 +98,12 @@ pub struct SampleArgs {
     /// migration's own batch size)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
-    /// Sample on a throwaway schema of this PostgreSQL server instead of SQLite.
+    /// What to sample on (default: sample-engine in [workspace.metadata.xtask-migrate], else
+    /// auto: postgres-local for a postgres workspace on a machine with PostgreSQL's server
+    /// binaries, else sqlite)
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<SampleEngine>,
+    /// Sample on a throwaway schema of this PostgreSQL server (engine postgres-url).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 }
@@ -120,14 +128,15 @@ impl SampleArgs {
         let inputs = Inputs::load(config)?;
         let options = SampleOptions {
             batch_size: self.batch_size,
-            database_url: self.database_url,
             mode,
         };
+        // One engine for every data migration; a private cluster stops when it is dropped.
+        let mut engine = Engine::open(config, self.engine, self.database_url, out)?;
         let mut failed = Vec::new();
         let mut unapproved = Vec::new();
         let mut pending = false;
         for migration in &migrations {
-            let report = sample::sample(config, &inputs, migration, &options, out)?;
+            let report = sample::sample(config, &inputs, migration, &mut engine, &options, out)?;
             pending |= matches!(report.outcome, Outcome::Pending { .. });
             if !report.outcome.passed() {
                 unapproved.push(report.id.clone());
@@ -281,6 +290,8 @@ mod tests {
             "7",
             "--database-url",
             "postgres://u@h/db",
+            "--engine",
+            "postgres-url",
         ])
         .unwrap();
         let BackfillCommand::Sample(args) = cli.command else {
@@ -290,10 +301,23 @@ mod tests {
         assert!(args.check);
         assert_eq!(args.batch_size, Some(7));
         assert_eq!(args.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!(args.engine, Some(SampleEngine::PostgresUrl));
         assert!(matches!(
             Cli::try_parse_from(["backfill", "status"]).unwrap().command,
             BackfillCommand::Status(_)
         ));
+    }
+
+    #[test]
+    fn an_unknown_engine_is_a_usage_error_naming_the_choices() {
+        let e = Cli::try_parse_from(["backfill", "sample", "--engine", "postgres"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid value 'postgres' for '--engine <ENGINE>'")
+                && e.contains("[possible values: auto, sqlite, postgres-local, postgres-url]"),
+            "{e}"
+        );
     }
 
     #[test]

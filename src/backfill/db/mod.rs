@@ -1,8 +1,8 @@
 //! The databases: what the batch engine and the sample stage need of one, as a trait
 //! ([`Backend`], plus [`SampleBackend`] for building a sample database), its value types, and
 //! the two implementations, [`sqlite`] and [`postgres`]. Also where a database is
-//! ([`target`]: a URL, without ever showing its password) and how schema migrations are applied
-//! to it ([`schema`]).
+//! ([`target`]: a URL, without ever showing its password), how schema migrations are applied
+//! to it ([`schema`]), and the private PostgreSQL cluster a sample can run on ([`cluster`]).
 //!
 //! Invariants: a backend supplies primitives (run SQL, read the catalog, bound a key range's
 //! keys), never an algorithm: the batch loop, the tracking tables and retries live in
@@ -10,6 +10,7 @@
 //! ordering and collation, never compared in Rust. Every database error is classified for
 //! retries once, where it is read (`postgres::classify`, `sqlite::classify`).
 
+pub mod cluster;
 pub mod history;
 pub mod postgres;
 pub mod schema;
@@ -226,6 +227,12 @@ pub trait SampleBackend: Backend {
         columns: &[Column],
         rows: &[Vec<SqlValue>],
     ) -> std::result::Result<(), (Option<usize>, crate::backfill::Error)>;
+
+    /// Brings the query planner's statistics up to date once the fixtures are loaded, as a
+    /// production database's would be. Nothing by default.
+    fn analyze(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Quotes an identifier for both dialects: `"name"`, with `"` doubled.

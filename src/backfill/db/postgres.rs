@@ -70,11 +70,15 @@ impl PgBackend {
     }
 
     /// Only the throwaway schema is searched: a table missing there must not be found in
-    /// `public` by accident.
+    /// `public` by accident. A sample's session also reads and writes timestamps in UTC, ISO
+    /// style, whatever the server's defaults, so its snapshot is the same on every server.
     fn set_search_path(&mut self) -> Result<()> {
         if let Some(schema) = &self.throwaway {
             self.client
-                .batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
+                .batch_execute(&format!(
+                    "SET search_path TO {}; SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, MDY'",
+                    quote_ident(schema)
+                ))
                 .map_err(|e| pg_error(e, ErrorKind::Database))?;
         }
         Ok(())
@@ -349,20 +353,26 @@ pub(crate) fn read_key(row: &postgres::Row, kind: KeyKind) -> Result<Option<KeyV
     })
 }
 
+/// A value of PostgreSQL's text format as a cell, written the way SQLite's value of the same
+/// meaning is: numerics without trailing fractional zeros (`10.50` is `10.5`, like SQLite's
+/// real), floats in Rust's shortest form (`1e+20` is `100000000000000000000`), and a
+/// `timestamptz` of a UTC session without its `+00` (fixtures store UTC timestamps on SQLite).
 fn cell(text: Option<&str>, ty: &Type) -> Cell {
     let Some(text) = text else { return Cell::Null };
-    if [
-        Type::INT2,
-        Type::INT4,
-        Type::INT8,
-        Type::OID,
-        Type::FLOAT4,
-        Type::FLOAT8,
-        Type::NUMERIC,
-    ]
-    .contains(ty)
-    {
+    if [Type::INT2, Type::INT4, Type::INT8, Type::OID].contains(ty) {
         Cell::Number(text.to_string())
+    } else if *ty == Type::NUMERIC {
+        Cell::Number(trim_decimal(text))
+    } else if *ty == Type::FLOAT8 {
+        Cell::Number(text.parse().map_or_else(|_| text.to_string(), format_real))
+    } else if *ty == Type::FLOAT4 {
+        Cell::Number(match text.parse::<f32>() {
+            Ok(f) if f.is_finite() => f.to_string(),
+            Ok(f) => format_real(f.into()),
+            Err(_) => text.to_string(),
+        })
+    } else if *ty == Type::TIMESTAMPTZ {
+        Cell::Text(text.strip_suffix("+00").unwrap_or(text).to_string())
     } else if *ty == Type::BOOL {
         Cell::Bool(text == "t")
     } else if *ty == Type::BYTEA {
@@ -376,6 +386,18 @@ fn cell(text: Option<&str>, ty: &Type) -> Cell {
         bytes.map_or_else(|| Cell::Text(text.to_string()), Cell::Blob)
     } else {
         Cell::Text(text.to_string())
+    }
+}
+
+/// `10.50` as `10.5`, `10.00` as `10`, `-0.0` as `0`; anything else (`NaN`, an integer) as is.
+fn trim_decimal(text: &str) -> String {
+    if !text.contains('.') || text.contains(['e', 'E']) {
+        return text.to_string();
+    }
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    match trimmed {
+        "-0" | "" | "-" => "0".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -500,6 +522,32 @@ impl Backend for PgBackend {
     }
 }
 
+impl PgBackend {
+    /// Runs the statements of a migration that failed, one at a time, in a transaction that is
+    /// rolled back, and returns the line where the first failing one fails: the server's
+    /// position in it when it gives one, else its first line. `None` when none fails.
+    fn failing_line(&mut self, sql: &str) -> Option<usize> {
+        let statements = crate::backfill::db::schema::statements(sql)?;
+        self.client.batch_execute("BEGIN").ok()?;
+        let mut found = None;
+        for range in statements {
+            if let Err(e) = self.client.batch_execute(&sql[range.clone()]) {
+                let offset = match e.as_db_error().and_then(|db| db.position()) {
+                    Some(postgres::error::ErrorPosition::Original(p)) => sql[range.clone()]
+                        .char_indices()
+                        .nth((*p as usize).saturating_sub(1))
+                        .map_or(range.start, |(i, _)| range.start + i),
+                    _ => range.start,
+                };
+                found = Some(crate::backfill::db::schema::line_at(sql, offset));
+                break;
+            }
+        }
+        let _ = self.client.batch_execute("ROLLBACK");
+        found
+    }
+}
+
 impl SampleBackend for PgBackend {
     fn apply_migrations(
         &mut self,
@@ -509,7 +557,31 @@ impl SampleBackend for PgBackend {
     ) -> Result<()> {
         let prepared =
             crate::backfill::db::schema::prepare(migrations, version, Dialect::Postgres)?;
-        crate::backfill::db::schema::apply(&mut self.client, &prepared, version, dir, &locate)
+        let result =
+            crate::backfill::db::schema::apply(&mut self.client, &prepared, version, dir, &locate);
+        // Many errors of DDL come without a position (a missing table in REFERENCES, an
+        // unknown extension): find the statement that fails.
+        result.map_err(|error| {
+            let sql = error.path.as_deref().and_then(|path| {
+                let name = path.file_name()?.to_str()?;
+                prepared.iter().find(|m| format!("{m}.sql") == name)?.sql()
+            });
+            match (error.line, sql) {
+                (None, Some(sql)) => match self.failing_line(sql) {
+                    Some(line) => error.at_line(line),
+                    None => error,
+                },
+                _ => error,
+            }
+        })
+    }
+
+    /// `ANALYZE`: a table loaded a moment ago has no statistics (autovacuum has not run), and
+    /// the batches and checks would be planned for empty tables.
+    fn analyze(&mut self) -> Result<()> {
+        self.client
+            .batch_execute("ANALYZE")
+            .map_err(|e| pg_error(e, ErrorKind::Database))
     }
 
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {
@@ -533,6 +605,31 @@ impl SampleBackend for PgBackend {
         columns: &[Column],
         rows: &[Vec<SqlValue>],
     ) -> std::result::Result<(), (Option<usize>, Error)> {
+        // COPY first: one round trip for the whole table, where an INSERT per row costs one per
+        // row. It runs in a savepoint of the caller's transaction; when it fails (or there is no
+        // transaction to hold a savepoint), the rows are inserted one by one, which names the
+        // row the database refuses and its error.
+        if self
+            .client
+            .batch_execute("SAVEPOINT xtask_fixtures")
+            .is_ok()
+        {
+            match copy_rows(&mut self.client, table, columns, rows) {
+                Ok(()) => {
+                    self.client
+                        .batch_execute("RELEASE SAVEPOINT xtask_fixtures")
+                        .map_err(|e| (None, statement_error(e)))?;
+                    return Ok(());
+                }
+                Err(_) => {
+                    self.client
+                        .batch_execute(
+                            "ROLLBACK TO SAVEPOINT xtask_fixtures; RELEASE SAVEPOINT xtask_fixtures",
+                        )
+                        .map_err(|e| (None, statement_error(e)))?;
+                }
+            }
+        }
         let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
         // Every value travels as text and is cast to the column's own type by the server, so
         // any type PostgreSQL can read from text (uuid, json, enums) loads from a fixture.
@@ -564,6 +661,59 @@ impl SampleBackend for PgBackend {
     }
 }
 
+/// `COPY table (columns) FROM STDIN` of `rows` in COPY's text format: every value is read by
+/// its column type's input function, as `CAST(text AS type)` would.
+fn copy_rows(
+    client: &mut Client,
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<SqlValue>],
+) -> std::result::Result<(), postgres::Error> {
+    use std::io::Write;
+    let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let sql = format!(
+        "COPY {} ({}) FROM STDIN",
+        quote_ident(table),
+        names.join(", ")
+    );
+    let mut writer = client.copy_in(&sql)?;
+    let mut buffer = String::new();
+    for row in rows {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                buffer.push('\t');
+            }
+            match text_value(value) {
+                None => buffer.push_str("\\N"),
+                Some(text) => copy_escape(&text, &mut buffer),
+            }
+        }
+        buffer.push('\n');
+        if buffer.len() >= 64 * 1024 {
+            // A write error ends the COPY; `finish` reports the server's reason.
+            if writer.write_all(buffer.as_bytes()).is_err() {
+                break;
+            }
+            buffer.clear();
+        }
+    }
+    let _ = writer.write_all(buffer.as_bytes());
+    writer.finish().map(|_| ())
+}
+
+/// A value escaped for COPY's text format: backslash, tab, newline and carriage return.
+fn copy_escape(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
 /// Why a `postgres://` URL whose host part holds an `@` cannot mean what its author meant: the
 /// driver ends the user info at the first `@`, so a password with an unencoded `@`
 /// (`app:p@ss@db`) leaves the rest of the password in the host name, and connecting fails with
@@ -588,6 +738,30 @@ pub fn unencoded_at(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_read_like_sqlite_s() {
+        let number = |text: &str, ty: &Type| match cell(Some(text), ty) {
+            Cell::Number(n) => n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(number("10.50", &Type::NUMERIC), "10.5");
+        assert_eq!(number("10.00", &Type::NUMERIC), "10");
+        assert_eq!(number("-0.00", &Type::NUMERIC), "0");
+        assert_eq!(number("1070", &Type::NUMERIC), "1070");
+        assert_eq!(number("NaN", &Type::NUMERIC), "NaN");
+        assert_eq!(number("1e+20", &Type::FLOAT8), "100000000000000000000");
+        assert_eq!(number("0.1", &Type::FLOAT8), "0.1");
+        assert_eq!(number("-Infinity", &Type::FLOAT8), "-Infinity");
+        assert_eq!(number("0.1", &Type::FLOAT4), "0.1");
+        assert_eq!(number("-42", &Type::INT8), "-42");
+        assert_eq!(
+            cell(Some("2024-02-29 12:05:00.5+00"), &Type::TIMESTAMPTZ),
+            Cell::Text("2024-02-29 12:05:00.5".into())
+        );
+        assert_eq!(cell(Some("t"), &Type::BOOL), Cell::Bool(true));
+        assert_eq!(cell(None, &Type::BOOL), Cell::Null);
+    }
 
     #[test]
     fn passwords_are_never_shown() {

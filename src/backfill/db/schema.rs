@@ -6,7 +6,9 @@
 //! and the `CONCURRENTLY` of index statements (SQLite builds an index the same way without it).
 //! Those are found with sqlparser's tokenizer and blanked with spaces, so every other byte, and
 //! so every line number, stays where it is in the file. Anything else must be SQL both databases
-//! understand; otherwise sample on PostgreSQL (`--database-url`).
+//! understand; otherwise sample on PostgreSQL (`--engine postgres-local`). When SQLite refuses a
+//! migration, [`postgres_only`] finds the PostgreSQL-only construct in it (sqlparser's
+//! PostgreSQL grammar, the statement's syntax tree), so the error can say so and how to switch.
 //!
 //! A migration that fails is reported as `migrations/V4__name.sql:LINE: message`, the line taken
 //! from the database's error position when it gives one.
@@ -14,9 +16,13 @@
 use std::path::Path;
 
 use refinery::{Migration, Runner, Target};
-
+use sqlparser::ast::{
+    AlterTableOperation, ColumnDef, ColumnOption, DataType, Expr, FunctionArguments, GeneratedAs,
+    Statement, UserDefinedTypeRepresentation,
+};
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::sql::Dialect;
@@ -80,7 +86,201 @@ pub fn adapt_for_sqlite(sql: &str) -> String {
     out
 }
 
-fn byte_offsets(text: &str, tokens: &[sqlparser::tokenizer::TokenWithSpan]) -> Vec<usize> {
+/// The token index ranges of the statements in `tokens`, from each statement's first token to
+/// its last before the `;`, comments and whitespace around them left out.
+fn statement_tokens(tokens: &[TokenWithSpan]) -> Vec<std::ops::Range<usize>> {
+    let mut statements = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut last = 0;
+    for (i, tok) in tokens.iter().enumerate() {
+        match &tok.token {
+            Token::Whitespace(_) | Token::EOF => {}
+            Token::SemiColon => {
+                if let Some(s) = start.take() {
+                    statements.push(s..last);
+                }
+            }
+            _ => {
+                start.get_or_insert(i);
+                last = i + 1;
+            }
+        }
+    }
+    if let Some(s) = start {
+        statements.push(s..last);
+    }
+    statements
+}
+
+/// The byte ranges of the statements of `sql` (without their `;`), split with sqlparser's
+/// tokenizer for PostgreSQL: a `;` in a string, a dollar quote or a comment ends none. `None`
+/// when the text does not tokenize.
+pub fn statements(sql: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let offsets = byte_offsets(sql, &tokens);
+    Some(
+        statement_tokens(&tokens)
+            .into_iter()
+            .map(|r| offsets[r.start]..offsets[r.end])
+            .collect(),
+    )
+}
+
+/// 1-based line of byte `offset` of `text`.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// A construct of a schema migration that PostgreSQL has and SQLite does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOnly {
+    /// 1-based line of the construct (of its statement, for a whole statement).
+    pub line: usize,
+    /// What it is, as people write it: `CREATE EXTENSION`, `a \`::\` cast`.
+    pub what: String,
+}
+
+/// The first PostgreSQL-only construct of `sql`, in the statement at `line` when a line is given
+/// (where SQLite reported its error), else in any statement. Statements are split with
+/// sqlparser's tokenizer (strings, dollar quotes and comments stay whole) and each is parsed with
+/// sqlparser's PostgreSQL grammar; the syntax tree says what it is. Text that does not tokenize
+/// has none.
+pub fn postgres_only(sql: &str, line: Option<usize>) -> Option<PostgresOnly> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let offsets = byte_offsets(sql, &tokens);
+    let statements = statement_tokens(&tokens);
+    let line_of = |t: &TokenWithSpan| t.span.start.line as usize;
+    let candidates: Vec<std::ops::Range<usize>> = match line {
+        None => statements,
+        Some(line) => {
+            let containing = statements.iter().find(|r| {
+                line_of(&tokens[r.start]) <= line
+                    && tokens[r.end - 1].span.end.line as usize >= line
+            });
+            // An error at the end of the text belongs to the statement before it.
+            let before = || {
+                statements
+                    .iter()
+                    .rev()
+                    .find(|r| line_of(&tokens[r.start]) <= line)
+            };
+            containing.or_else(before).cloned().into_iter().collect()
+        }
+    };
+    for range in candidates {
+        let first = &tokens[range.start];
+        let at = |what: &str| PostgresOnly {
+            line: line_of(first),
+            what: what.to_string(),
+        };
+        if let Token::Word(w) = &first.token
+            && w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("do")
+        {
+            return Some(at("a DO block"));
+        }
+        if let Some(cast) = tokens[range.clone()]
+            .iter()
+            .find(|t| t.token == Token::DoubleColon)
+        {
+            return Some(PostgresOnly {
+                line: line_of(cast),
+                what: "a `::` cast".into(),
+            });
+        }
+        let text = &sql[offsets[range.start]..offsets[range.end]];
+        let parsed = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_statements());
+        if let Ok(parsed) = parsed
+            && let Some(what) = parsed.iter().find_map(statement_postgres_only)
+        {
+            return Some(at(&what));
+        }
+    }
+    None
+}
+
+/// What in a parsed statement SQLite cannot run.
+fn statement_postgres_only(statement: &Statement) -> Option<String> {
+    Some(match statement {
+        Statement::CreateExtension(_) => "CREATE EXTENSION".into(),
+        Statement::CreateType {
+            representation: Some(UserDefinedTypeRepresentation::Enum { .. }),
+            ..
+        } => "CREATE TYPE ... AS ENUM".into(),
+        Statement::CreateType { .. } => "CREATE TYPE".into(),
+        Statement::CreateDomain(_) => "CREATE DOMAIN".into(),
+        Statement::CreateFunction(_) => "CREATE FUNCTION".into(),
+        Statement::CreateSchema { .. } => "CREATE SCHEMA".into(),
+        Statement::CreateSequence { .. } => "CREATE SEQUENCE".into(),
+        Statement::CreateIndex(index) if index.using.is_some() => {
+            "CREATE INDEX ... USING (an index method)".into()
+        }
+        Statement::CreateIndex(index) if !index.include.is_empty() => {
+            "CREATE INDEX ... INCLUDE".into()
+        }
+        Statement::CreateTable(table) => {
+            return table.columns.iter().find_map(column_postgres_only);
+        }
+        Statement::AlterTable(alter) => {
+            return alter.operations.iter().find_map(|op| match op {
+                AlterTableOperation::AddConstraint {
+                    not_valid: true, ..
+                } => Some("ADD CONSTRAINT ... NOT VALID".into()),
+                AlterTableOperation::AddConstraint { .. } => {
+                    Some("ALTER TABLE ... ADD CONSTRAINT".into())
+                }
+                AlterTableOperation::ValidateConstraint { .. } => {
+                    Some("ALTER TABLE ... VALIDATE CONSTRAINT".into())
+                }
+                AlterTableOperation::AlterColumn { .. } => {
+                    Some("ALTER TABLE ... ALTER COLUMN".into())
+                }
+                AlterTableOperation::AddColumn { column_def, .. } => {
+                    column_postgres_only(column_def)
+                }
+                _ => None,
+            });
+        }
+        _ => return None,
+    })
+}
+
+/// What in a column definition SQLite cannot run: a function call as a default without the
+/// parentheses SQLite requires, an array type, an identity column.
+fn column_postgres_only(column: &ColumnDef) -> Option<String> {
+    if matches!(column.data_type, DataType::Array(_)) {
+        return Some(format!("the array type of column {}", column.name));
+    }
+    column
+        .options
+        .iter()
+        .find_map(|option| match &option.option {
+            // `CURRENT_TIMESTAMP` parses as a function without arguments; SQLite has it.
+            ColumnOption::Default(Expr::Function(f))
+                if !matches!(f.args, FunctionArguments::None) =>
+            {
+                Some(format!("DEFAULT {}()", f.name))
+            }
+            ColumnOption::Generated {
+                generated_as: GeneratedAs::Always | GeneratedAs::ByDefault,
+                generation_expr: None,
+                ..
+            } => Some("GENERATED ... AS IDENTITY".into()),
+            _ => None,
+        })
+}
+
+fn byte_offsets(text: &str, tokens: &[TokenWithSpan]) -> Vec<usize> {
     let mut line_starts = vec![0];
     line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
     let mut offsets: Vec<usize> = tokens
@@ -161,12 +361,7 @@ pub fn apply<C: refinery::Migrate>(
                 let sql = failed.and_then(|m| m.sql()).unwrap_or("");
                 let mut error = Error::file(ErrorKind::Schema, &path, message);
                 if let Some(offset) = offset.filter(|o| *o <= sql.len()) {
-                    let line = sql.as_bytes()[..offset]
-                        .iter()
-                        .filter(|b| **b == b'\n')
-                        .count()
-                        + 1;
-                    error = error.at_line(line);
+                    error = error.at_line(line_at(sql, offset));
                 }
                 return Err(error);
             }
@@ -193,6 +388,92 @@ mod tests {
         );
         assert!(out.contains("ALTER TABLE t ADD COLUMN c int;"));
         assert!(out.starts_with("-- note\n"));
+    }
+
+    #[test]
+    fn finds_postgres_only_constructs() {
+        let what = |sql: &str| postgres_only(sql, None).map(|p| p.what);
+        for (sql, expected) in [
+            ("CREATE EXTENSION IF NOT EXISTS citext;", "CREATE EXTENSION"),
+            (
+                "CREATE TYPE mood AS ENUM ('sad', 'ok');",
+                "CREATE TYPE ... AS ENUM",
+            ),
+            (
+                "CREATE TABLE t (id bigint, at timestamptz NOT NULL DEFAULT now());",
+                "DEFAULT now()",
+            ),
+            (
+                "CREATE TABLE t (id bigint, doc jsonb DEFAULT '{}'::jsonb);",
+                "a `::` cast",
+            ),
+            (
+                "ALTER TABLE t ADD CONSTRAINT c CHECK (n >= 0) NOT VALID;",
+                "ADD CONSTRAINT ... NOT VALID",
+            ),
+            (
+                "ALTER TABLE t ALTER COLUMN n SET NOT NULL;",
+                "ALTER TABLE ... ALTER COLUMN",
+            ),
+            (
+                "CREATE INDEX i ON t USING gin (doc);",
+                "CREATE INDEX ... USING (an index method)",
+            ),
+            (
+                "CREATE TABLE t (tags text[]);",
+                "the array type of column tags",
+            ),
+            (
+                "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY);",
+                "GENERATED ... AS IDENTITY",
+            ),
+            ("DO $$ BEGIN PERFORM 1; END $$;", "a DO block"),
+        ] {
+            assert_eq!(what(sql).as_deref(), Some(expected), "{sql}");
+        }
+        for portable in [
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, at timestamp DEFAULT CURRENT_TIMESTAMP);",
+            "CREATE INDEX i ON t (n);",
+            "ALTER TABLE t ADD COLUMN m bigint NOT NULL DEFAULT 0;",
+            "CREATE TABLE t (id bigint, doc text DEFAULT '::jsonb');",
+            "-- CREATE EXTENSION x;\nCREATE TABLE t (id bigint);",
+        ] {
+            assert_eq!(what(portable), None, "{portable}");
+        }
+    }
+
+    #[test]
+    fn the_postgres_only_construct_of_the_failing_statement() {
+        let sql = "CREATE TABLE a (id bigint);\n\nCREATE TABLE b (\n  id bigint,\n  at timestamptz DEFAULT now()\n);\nCREATE EXTENSION citext;\n";
+        assert_eq!(
+            postgres_only(sql, Some(5)),
+            Some(PostgresOnly {
+                line: 3,
+                what: "DEFAULT now()".into()
+            })
+        );
+        assert_eq!(postgres_only(sql, Some(1)), None);
+        assert_eq!(postgres_only(sql, Some(7)).map(|p| p.line), Some(7));
+        assert_eq!(postgres_only(sql, None).map(|p| p.line), Some(3));
+    }
+
+    #[test]
+    fn splits_statements_at_semicolons_outside_strings_and_bodies() {
+        let sql = "-- one\nCREATE TABLE a (s text DEFAULT ';');\n\nCREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nDROP TABLE a";
+        let parts: Vec<&str> = statements(sql)
+            .unwrap()
+            .into_iter()
+            .map(|r| &sql[r])
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                "CREATE TABLE a (s text DEFAULT ';')",
+                "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql",
+                "DROP TABLE a"
+            ]
+        );
+        assert_eq!(line_at(sql, sql.find("DROP").unwrap()), 5);
     }
 
     #[test]

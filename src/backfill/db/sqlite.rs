@@ -149,9 +149,12 @@ pub(crate) fn key_from(
     }
 }
 
-fn cell(value: ValueRef<'_>) -> Cell {
+/// A value as a cell. SQLite stores a bool as 0 or 1: read from a column declared bool, it is
+/// the bool PostgreSQL would return.
+fn cell(value: ValueRef<'_>, declared_bool: bool) -> Cell {
     match value {
         ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i @ (0 | 1)) if declared_bool => Cell::Bool(i == 1),
         ValueRef::Integer(i) => Cell::Number(i.to_string()),
         ValueRef::Real(f) => Cell::Number(format_real(f)),
         ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
@@ -226,13 +229,23 @@ impl Backend for SqliteBackend {
     fn query(&mut self, sql: &str) -> Result<Rows> {
         let mut stmt = self.conn.prepare(sql).map_err(statement_error)?;
         let columns: Vec<String> = stmt.column_names().map(String::from).collect();
+        let bools: Vec<bool> = stmt
+            .columns()
+            .map(|c| {
+                c.decl_type()
+                    .is_some_and(|t| ColumnType::from_declared(t) == ColumnType::Bool)
+            })
+            .collect();
         let width = columns.len();
         let mut out = Vec::new();
         let mut rows = stmt.query([]).map_err(statement_error)?;
         while let Some(row) = rows.next().map_err(statement_error)? {
             let mut cells = Vec::with_capacity(width);
-            for i in 0..width {
-                cells.push(cell(row.get_ref(i).map_err(statement_error)?));
+            for (i, declared_bool) in bools.iter().enumerate() {
+                cells.push(cell(
+                    row.get_ref(i).map_err(statement_error)?,
+                    *declared_bool,
+                ));
             }
             out.push(cells);
         }

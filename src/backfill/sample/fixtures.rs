@@ -10,6 +10,10 @@
 //!   real, decimal (kept exact), bool (`true`/`false`, `t`/`f`, `1`/`0`), timestamp
 //!   (`YYYY-MM-DD HH:MM[:SS[.ffffff]]`, `T` allowed, optional zone), date (`YYYY-MM-DD`),
 //!   blob (`\x` then hex, PostgreSQL's bytea form); anything else is text.
+//! - a timestamp is stored as PostgreSQL prints it in a UTC session, so it reads the same on
+//!   every engine: `YYYY-MM-DD HH:MM:SS`, then the fraction (microseconds, rounded) without
+//!   trailing zeros; a `with time zone` column's value is converted to UTC (and shown without an
+//!   offset), another column's zone is ignored, as PostgreSQL does.
 //!
 //! Loading reads the foreign keys from the database's catalog and inserts parents before
 //! children, all tables in one transaction with one prepared statement per table. Every problem
@@ -221,6 +225,7 @@ pub fn load(
         let _ = db.execute("ROLLBACK");
         return Err(e.context("commit the fixtures"));
     }
+    db.analyze()?;
     Ok(report)
 }
 
@@ -317,7 +322,7 @@ pub fn convert(field: Option<&str>, column: &Column) -> std::result::Result<SqlV
                 Err(bad("a date (YYYY-MM-DD)"))
             }
         }
-        ColumnType::Timestamp => timestamp(text)
+        ColumnType::Timestamp => timestamp(text, with_time_zone(&column.declared))
             .map(SqlValue::Text)
             .ok_or_else(|| bad("a timestamp (YYYY-MM-DD HH:MM:SS)")),
         ColumnType::Blob => text
@@ -366,50 +371,132 @@ fn is_date(text: &str) -> bool {
         if y.len() == 4 && number_in(y, 0..=9999) && m.len() == 2 && number_in(m, 1..=12) && d.len() == 2 && number_in(d, 1..=31))
 }
 
-/// Checks a timestamp and writes it with a space between date and time, so text timestamps in
-/// SQLite compare in time order whichever separator the fixture used.
-fn timestamp(text: &str) -> Option<String> {
-    if is_date(text) {
-        return Some(text.to_string());
-    }
-    let (date, rest) = text.split_at_checked(10)?;
-    let rest = rest.strip_prefix([' ', 'T'])?;
+/// Whether a declared timestamp type keeps the instant (`timestamptz`, `timestamp with time
+/// zone`) rather than the wall-clock reading.
+fn with_time_zone(declared: &str) -> bool {
+    let lower = declared.to_ascii_lowercase();
+    lower.starts_with("timestamptz") || lower.contains("with time zone")
+}
+
+/// Checks a timestamp and writes it as PostgreSQL prints it in a UTC session (see the module
+/// docs): text timestamps in SQLite then compare in time order, and read the same on both
+/// engines. A date alone is midnight. With `with_zone`, the zone (`Z`, `+HH`, `+HH:MM`, `+HHMM`)
+/// is applied and the result is UTC; otherwise it is checked and ignored.
+fn timestamp(text: &str, with_zone: bool) -> Option<String> {
+    let (date, rest) = match text.split_at_checked(10) {
+        Some((date, "")) => (date, None),
+        Some((date, rest)) => (date, Some(rest.strip_prefix([' ', 'T'])?)),
+        None => return None,
+    };
     if !is_date(date) {
         return None;
     }
-    // Zone: `Z`, or `+HH[:MM]` / `-HH[:MM]` after the time.
-    let (time, zone) = match rest.find(['Z', '+', '-']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let zone_ok = zone.is_empty() || zone == "Z" || {
-        let z = &zone[1..];
-        let (h, m) = z
-            .split_once(':')
-            .unwrap_or((z.get(..2).unwrap_or(z), z.get(2..).unwrap_or("")));
-        h.len() == 2
-            && number_in(h, 0..=15)
-            && (m.is_empty() || (m.len() == 2 && number_in(m, 0..=59)))
-    };
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let fields: Vec<&str> = clock.split(':').collect();
-    let clock_ok = match fields.as_slice() {
-        [h, m] => h.len() == 2 && number_in(h, 0..=23) && m.len() == 2 && number_in(m, 0..=59),
-        [h, m, s] => {
-            h.len() == 2
-                && number_in(h, 0..=23)
-                && m.len() == 2
-                && number_in(m, 0..=59)
-                && s.len() == 2
-                && number_in(s, 0..=60)
+    let (mut seconds, mut micros, mut offset) = (0i64, 0i64, 0i64);
+    if let Some(rest) = rest {
+        // Zone: `Z`, or `+HH[:MM]` / `-HH[:MM]` / `+HHMM` after the time.
+        let (time, zone) = match rest.find(['Z', '+', '-']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if !zone.is_empty() && zone != "Z" {
+            let z = &zone[1..];
+            let (h, m) = z
+                .split_once(':')
+                .unwrap_or((z.get(..2).unwrap_or(z), z.get(2..).unwrap_or("")));
+            let ok = h.len() == 2
+                && number_in(h, 0..=15)
+                && (m.is_empty() || (m.len() == 2 && number_in(m, 0..=59)));
+            if !ok {
+                return None;
+            }
+            let minutes = h.parse::<i64>().ok()? * 60 + m.parse::<i64>().unwrap_or(0);
+            offset = if zone.starts_with('-') {
+                -minutes
+            } else {
+                minutes
+            } * 60;
         }
-        _ => false,
-    };
-    let fraction_ok = match time.split_once('.') {
-        Some(_) => !fraction.is_empty() && fraction.bytes().all(|b| b.is_ascii_digit()),
-        None => true,
-    };
-    (zone_ok && clock_ok && fraction_ok).then(|| format!("{date} {rest}"))
+        let (clock, fraction) = match time.split_once('.') {
+            Some((clock, fraction)) => {
+                if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                (clock, Some(fraction))
+            }
+            None => (time, None),
+        };
+        let fields: Vec<&str> = clock.split(':').collect();
+        let (h, m, s) = match fields.as_slice() {
+            [h, m] => (*h, *m, "00"),
+            [h, m, s] => (*h, *m, *s),
+            _ => return None,
+        };
+        let ok = h.len() == 2
+            && number_in(h, 0..=23)
+            && m.len() == 2
+            && number_in(m, 0..=59)
+            && s.len() == 2
+            && number_in(s, 0..=60);
+        if !ok {
+            return None;
+        }
+        seconds =
+            h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60 + s.parse::<i64>().ok()?;
+        // PostgreSQL reads the fraction as a float and rounds it to microseconds, ties to even.
+        if let Some(fraction) = fraction {
+            let value: f64 = format!("0.{fraction}").parse().ok()?;
+            micros = (value * 1e6).round_ties_even() as i64;
+        }
+    }
+    let year: i64 = date[..4].parse().ok()?;
+    let month: i64 = date[5..7].parse().ok()?;
+    let day: i64 = date[8..].parse().ok()?;
+    let mut total = (days_from_civil(year, month, day) * 86_400 + seconds) * 1_000_000 + micros;
+    if with_zone {
+        total -= offset * 1_000_000;
+    }
+    let (days, rest) = (
+        total.div_euclid(86_400_000_000),
+        total.rem_euclid(86_400_000_000),
+    );
+    let (year, month, day) = civil_from_days(days);
+    let (secs, micros) = (rest / 1_000_000, rest % 1_000_000);
+    let mut out = format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    );
+    if micros != 0 {
+        let fraction = format!("{micros:06}");
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    Some(out)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -457,18 +544,83 @@ mod tests {
         );
         assert_eq!(
             ok("timestamp", "2024-02-29 13:05"),
-            SqlValue::Text("2024-02-29 13:05".into())
+            SqlValue::Text("2024-02-29 13:05:00".into())
         );
         assert_eq!(
             ok("timestamptz", "2024-02-29 13:05:00.123456+01:00"),
-            SqlValue::Text("2024-02-29 13:05:00.123456+01:00".into())
+            SqlValue::Text("2024-02-29 12:05:00.123456".into())
         );
         assert_eq!(
             ok("timestamp", "2024-02-29 13:05:00Z"),
-            SqlValue::Text("2024-02-29 13:05:00Z".into())
+            SqlValue::Text("2024-02-29 13:05:00".into())
         );
         assert_eq!(ok("bytea", "\\x00ff"), SqlValue::Blob(vec![0, 255]));
         assert_eq!(convert(None, &column("bigint")), Ok(SqlValue::Null));
+    }
+
+    /// Timestamps are stored as PostgreSQL prints them in a UTC session (checked against
+    /// PostgreSQL 15: `SET TimeZone = 'UTC'; SELECT '...'::timestamp, '...'::timestamptz`).
+    #[test]
+    fn timestamps_are_stored_as_postgresql_prints_them() {
+        for (text, plain, zoned) in [
+            ("2024-02-29", "2024-02-29 00:00:00", "2024-02-29 00:00:00"),
+            (
+                "2024-02-29 13:05",
+                "2024-02-29 13:05:00",
+                "2024-02-29 13:05:00",
+            ),
+            (
+                "2024-02-29T13:05:07.100",
+                "2024-02-29 13:05:07.1",
+                "2024-02-29 13:05:07.1",
+            ),
+            (
+                "2024-02-29 13:05:07.1234565",
+                "2024-02-29 13:05:07.123456",
+                "2024-02-29 13:05:07.123456",
+            ),
+            (
+                "2024-02-29 13:05:07.1234575",
+                "2024-02-29 13:05:07.123458",
+                "2024-02-29 13:05:07.123458",
+            ),
+            (
+                "2024-03-01 00:30:00+01:00",
+                "2024-03-01 00:30:00",
+                "2024-02-29 23:30:00",
+            ),
+            (
+                "2023-12-31 23:00:00-0230",
+                "2023-12-31 23:00:00",
+                "2024-01-01 01:30:00",
+            ),
+            (
+                "2024-02-29 13:05:00Z",
+                "2024-02-29 13:05:00",
+                "2024-02-29 13:05:00",
+            ),
+            (
+                "2016-12-31 23:59:60",
+                "2017-01-01 00:00:00",
+                "2017-01-01 00:00:00",
+            ),
+            (
+                "1969-12-31 23:59:59.5+00",
+                "1969-12-31 23:59:59.5",
+                "1969-12-31 23:59:59.5",
+            ),
+        ] {
+            assert_eq!(timestamp(text, false).as_deref(), Some(plain), "{text}");
+            assert_eq!(
+                timestamp(text, true).as_deref(),
+                Some(zoned),
+                "{text} with time zone"
+            );
+        }
+        assert!(with_time_zone("timestamp with time zone"));
+        assert!(with_time_zone("TIMESTAMPTZ"));
+        assert!(!with_time_zone("timestamp without time zone"));
+        assert!(!with_time_zone("datetime"));
     }
 
     #[test]
@@ -612,7 +764,7 @@ mod tests {
             rows[0],
             vec![
                 Cell::Text("a".into()),
-                Cell::Number("1".into()),
+                Cell::Bool(true),
                 Cell::Text("2024-01-01 00:00:00".into())
             ]
         );

@@ -5,10 +5,12 @@
 //! migration requires), fixtures (loaded parents first, one transaction), backfill (the batch
 //! engine with small batches so batch boundaries are exercised), checks (each must return no
 //! rows; a failing one prints its first offending rows), snapshot (insta-format, see
-//! [`crate::backfill::sample::snapshot`]). Each data migration gets its own fresh database: a temporary SQLite
-//! file, or a throwaway schema of a PostgreSQL server that is dropped afterwards, also on error.
-//! Pacing (`@pause`) is for production and is not applied here.
+//! [`crate::backfill::sample::snapshot`]). Each data migration gets its own fresh database on the
+//! command's engine ([`engine`]): a temporary SQLite file, a new database of a private
+//! PostgreSQL cluster, or a throwaway schema of a PostgreSQL server that is dropped afterwards,
+//! also on error. Pacing (`@pause`) is for production and is not applied here.
 
+pub mod engine;
 pub mod fixtures;
 pub mod snapshot;
 
@@ -28,7 +30,8 @@ use crate::backfill::run::tracking::postgres::PgStore;
 use crate::backfill::run::tracking::sqlite::SqliteStore;
 use crate::backfill::run::tracking::{Store, TrackingNames};
 use crate::backfill::run::worker::{self, RunOptions};
-use crate::config::Config;
+use crate::config::{Config, SampleEngine};
+use engine::Engine;
 use fixtures::FixtureFile;
 use snapshot::{Mode, Outcome};
 
@@ -54,8 +57,6 @@ pub const CHECK_ROWS_SHOWN: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleOptions {
     pub batch_size: Option<u64>,
-    /// `postgres://...`: sample on a throwaway schema there instead of SQLite.
-    pub database_url: Option<String>,
     pub mode: Mode,
 }
 
@@ -120,11 +121,12 @@ impl SampleReport {
     }
 }
 
-/// Samples `migration`, printing progress to `out`.
+/// Samples `migration` on a fresh database of `engine`, printing progress to `out`.
 pub fn sample(
     config: &Config,
     inputs: &Inputs,
     migration: &DataMigration,
+    engine: &mut Engine,
     options: &SampleOptions,
     out: &mut dyn Write,
 ) -> Result<SampleReport> {
@@ -153,26 +155,48 @@ pub fn sample(
             ),
         ));
     }
-    match &options.database_url {
-        None => {
+    let kind = engine.kind();
+    let result = match engine {
+        Engine::Sqlite => {
             let mut db = SqliteStore::new(SqliteBackend::throwaway()?, TrackingNames::default())?;
             let _ = writeln!(
                 out,
                 "sample {} on a temporary SQLite database",
                 migration.id()
             );
-            sample_on(config, inputs, migration, options, &mut db, out)
+            sample_on(config, inputs, migration, options, kind, &mut db, out)
         }
-        Some(url) => {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(Error::new(
-                    ErrorKind::Database,
-                    format!(
-                        "--database-url must be a postgres:// URL, got `{}`",
-                        redact_url(url)
-                    ),
-                ));
-            }
+        Engine::PostgresLocal(local) => {
+            let database = local.create_database()?;
+            let _ = writeln!(
+                out,
+                "sample {} on a private PostgreSQL {} cluster ({})",
+                migration.id(),
+                local.cluster().version(),
+                display_path(local.cluster().bin_dir())
+            );
+            let stage = Stage {
+                name: "engine",
+                summary: if database.started_cluster {
+                    format!("cluster started, database {} created", database.name)
+                } else {
+                    format!("database {} created", database.name)
+                },
+                elapsed: database.elapsed,
+                rows: None,
+            };
+            print_stage(out, &stage);
+            let result = PgBackend::connect(&database.url).and_then(|backend| {
+                let mut db = PgStore::new(backend, TrackingNames::default());
+                db.init_session()?;
+                sample_on(config, inputs, migration, options, kind, &mut db, out)
+            });
+            result.map(|mut report| {
+                report.stages.insert(0, stage);
+                report
+            })
+        }
+        Engine::PostgresUrl(url) => {
             // Dropped at the end of this arm, on success, error or panic: the schema goes with it.
             let backend = PgBackend::throwaway_schema(url)?;
             let _ = writeln!(
@@ -185,9 +209,10 @@ pub fn sample(
             // The tracking tables go into the throwaway schema (the search path's first).
             let mut db = PgStore::new(backend, TrackingNames::default());
             db.init_session()?;
-            sample_on(config, inputs, migration, options, &mut db, out)
+            sample_on(config, inputs, migration, options, kind, &mut db, out)
         }
-    }
+    };
+    result.map_err(|e| engine::explain(e, kind, config, inputs))
 }
 
 /// A database a sample runs on: the tracking store the batch engine runs on, whose backend also
@@ -224,29 +249,35 @@ pub fn sample_settings(migration: &DataMigration, batch_size: u64) -> Settings {
     }
 }
 
-/// [`sample`] on a database the caller provides (fresh, empty): for benchmarks and tests that
-/// look at the database afterwards.
+/// Prints a stage's line: name, summary, time and rate.
+fn print_stage(out: &mut dyn Write, s: &Stage) {
+    let rate = s
+        .rows_per_second()
+        .map(|r| format!("  {} rows/s", thousands(r as u64)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {:<9} {:<44} {:>9}{rate}",
+        s.name,
+        s.summary,
+        millis(s.elapsed)
+    );
+}
+
+/// [`sample`] on a database the caller provides (fresh, empty), built by `engine` (recorded in
+/// the snapshot): for benchmarks and tests that look at the database afterwards.
 pub fn sample_on(
     config: &Config,
     inputs: &Inputs,
     migration: &DataMigration,
     options: &SampleOptions,
+    engine: SampleEngine,
     db: &mut dyn SampleStore,
     out: &mut dyn Write,
 ) -> Result<SampleReport> {
     let mut stages = Vec::new();
     let mut stage = |out: &mut dyn Write, s: Stage| {
-        let rate = s
-            .rows_per_second()
-            .map(|r| format!("  {} rows/s", thousands(r as u64)))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {:<9} {:<44} {:>9}{rate}",
-            s.name,
-            s.summary,
-            millis(s.elapsed)
-        );
+        print_stage(out, &s);
         stages.push(s);
     };
 
@@ -388,7 +419,14 @@ pub fn sample_on(
         .strip_prefix(&config.root)
         .unwrap_or(&migration.path);
     let source = source.to_string_lossy().replace('\\', "/");
-    let outcome = snapshot::compare(&snapshot_dir, migration, &source, &contents, options.mode)?;
+    let outcome = snapshot::compare(
+        &snapshot_dir,
+        migration,
+        &source,
+        &contents,
+        options.mode,
+        engine,
+    )?;
     let path = snapshot::path_for(&snapshot_dir, migration);
     let summary = match &outcome {
         Outcome::Matched => format!(
@@ -412,6 +450,14 @@ pub fn sample_on(
     );
     match &outcome {
         Outcome::Failed { diff, .. } | Outcome::Pending { diff, .. } => {
+            // Other rows than those accepted on another engine: say so before the diff, which
+            // may be the engine's doing.
+            if let Some(note) = snapshot::read(&path)?
+                .filter(|accepted| accepted.contents.trim_end() != contents.trim_end())
+                .and_then(|accepted| snapshot::engine_note(&accepted, engine))
+            {
+                let _ = writeln!(out, "  {note}");
+            }
             let _ = writeln!(out, "  {}:", display_path(&path));
             for line in diff.lines() {
                 let _ = writeln!(out, "    {line}");

@@ -22,6 +22,12 @@
 //!
 //! A snapshot whose rows match but whose checksum is another file's is *stale*: it counts as a
 //! difference, so editing a data migration always needs a new review.
+//!
+//! The header also records the engine the snapshot was taken on (`info.engine`: `sqlite`,
+//! `postgres-local`, `postgres-url`; snapshots written before engines were recorded have none).
+//! The engine is not part of the approval: the same rows on another engine still match. A
+//! difference found on another engine than the approval's is still a failure, and
+//! [`engine_note`] says plainly that the engines differ before the diff is shown.
 
 use crate::backfill::display::short;
 use crate::backfill::error::display_path;
@@ -34,6 +40,7 @@ use insta::{Snapshot, TextSnapshotKind, internals::TextSnapshotContents};
 use crate::backfill::db::{Cell, Rows};
 use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::backfill::migration::DataMigration;
+use crate::config::SampleEngine;
 
 /// What to do when the new snapshot differs from the accepted one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +109,9 @@ pub struct Accepted {
     pub contents: String,
     /// The checksum recorded in it; `None` for a snapshot written by something else.
     pub checksum: Option<String>,
+    /// The engine it was taken on (`sqlite`, `postgres-local`, `postgres-url`); `None` for a
+    /// snapshot written before engines were recorded.
+    pub engine: Option<String>,
 }
 
 /// Where a data migration stands.
@@ -213,15 +223,19 @@ pub fn read(path: &Path) -> Result<Option<Accepted>> {
             "a binary snapshot where a text one was expected",
         )
     })?;
-    let checksum = match snapshot.metadata().private_info() {
+    let info = |key: &str| match snapshot.metadata().private_info() {
         Some(Content::Map(entries)) => entries
             .iter()
-            .find(|(k, _)| k.as_str() == Some("checksum"))
+            .find(|(k, _)| k.as_str() == Some(key))
             .and_then(|(_, v)| v.as_str())
             .map(str::to_string),
         _ => None,
     };
-    Ok(Some(Accepted { contents, checksum }))
+    Ok(Some(Accepted {
+        contents,
+        checksum: info("checksum"),
+        engine: info("engine"),
+    }))
 }
 
 /// Whether `migration` is approved by the snapshot in `snapshot_dir`.
@@ -243,11 +257,22 @@ pub fn has_pending(snapshot_dir: &Path, migration: &DataMigration) -> bool {
 }
 
 /// The file text: insta's YAML header, then the contents. `source` is the data migration's path
-/// as shown to reviewers (relative to the workspace).
+/// as shown to reviewers (relative to the workspace). Records no engine: see [`file_text_on`].
 pub fn file_text(migration: &DataMigration, source: &str, contents: &str) -> String {
+    file_text_on(migration, source, contents, None)
+}
+
+/// [`file_text`] that also records the engine the rows were taken on.
+pub fn file_text_on(
+    migration: &DataMigration,
+    source: &str,
+    contents: &str,
+    engine: Option<SampleEngine>,
+) -> String {
     let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let engine = engine.map_or_else(String::new, |e| format!("  engine: {}\n", quote(e.name())));
     format!(
-        "---\nsource: {}\ndescription: {}\nexpression: {}\ninfo:\n  checksum: {}\n---\n{}\n",
+        "---\nsource: {}\ndescription: {}\nexpression: {}\ninfo:\n  checksum: {}\n{engine}---\n{}\n",
         quote(source),
         quote(&format!(
             "rows of the snapshot query of {} after its backfill ran on the fixtures",
@@ -257,6 +282,26 @@ pub fn file_text(migration: &DataMigration, source: &str, contents: &str) -> Str
         quote(&migration.checksum),
         contents.trim_end()
     )
+}
+
+/// When a snapshot differs and was taken on another engine than `engine`: one line saying so,
+/// and what to do, to read before the diff. `None` when the engines are the same.
+pub fn engine_note(accepted: &Accepted, engine: SampleEngine) -> Option<String> {
+    let approved_on = match accepted.engine.as_deref() {
+        Some(name) if name == engine.name() => return None,
+        Some(name) => name.to_string(),
+        // Before engines were recorded, samples ran on SQLite unless a URL was given.
+        None if engine == SampleEngine::Sqlite => return None,
+        None => "an unrecorded engine (sqlite, unless it was taken with --database-url)".into(),
+    };
+    let rerun = match SampleEngine::from_name(&approved_on) {
+        Some(SampleEngine::PostgresUrl) => "--database-url URL".to_string(),
+        Some(other) => format!("--engine {other}"),
+        None => "--engine sqlite".to_string(),
+    };
+    Some(format!(
+        "approved on {approved_on}, checked on {engine}: results may differ between engines (integer and decimal arithmetic, rounding, text ordering and collation, date functions, type checks), so this difference may be the engine's, not the data migration's; check on the approval's engine ({rerun}), or review and accept a snapshot taken on {engine}"
+    ))
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -288,6 +333,7 @@ pub fn compare(
     source: &str,
     contents: &str,
     mode: Mode,
+    engine: SampleEngine,
 ) -> Result<Outcome> {
     let path = path_for(snapshot_dir, migration);
     let pending = pending_path(&path);
@@ -332,7 +378,7 @@ pub fn compare(
         other => other,
     };
     let first = accepted.is_none();
-    let text = file_text(migration, source, contents);
+    let text = file_text_on(migration, source, contents, Some(engine));
     match mode {
         Mode::Check | Mode::Unseen => Ok(Outcome::Failed { diff, first }),
         Mode::Review => {
@@ -424,6 +470,7 @@ mod tests {
             "data-migrations/V1__fill.sql",
             &contents,
             Mode::Accept,
+            SampleEngine::PostgresLocal,
         )
         .unwrap();
         assert_eq!(
@@ -435,6 +482,7 @@ mod tests {
         let accepted = read(&dir.path().join("V1__fill.snap")).unwrap().unwrap();
         assert_eq!(accepted.contents, contents.trim_end());
         assert_eq!(accepted.checksum.as_deref(), Some(m.checksum.as_str()));
+        assert_eq!(accepted.engine.as_deref(), Some("postgres-local"));
         let snapshot = Snapshot::from_file(&dir.path().join("V1__fill.snap")).unwrap();
         assert_eq!(
             snapshot.metadata().expression(),
@@ -442,7 +490,71 @@ mod tests {
         );
         assert_eq!(approval(dir.path(), &m).unwrap(), Approval::Approved);
         assert_eq!(
-            compare(dir.path(), &m, "x", &contents, Mode::Check).unwrap(),
+            compare(
+                dir.path(),
+                &m,
+                "x",
+                &contents,
+                Mode::Check,
+                SampleEngine::Sqlite
+            )
+            .unwrap(),
+            Outcome::Matched
+        );
+    }
+
+    #[test]
+    fn a_difference_on_another_engine_is_explained() {
+        let accepted = |engine: Option<&str>| Accepted {
+            contents: String::new(),
+            checksum: None,
+            engine: engine.map(str::to_string),
+        };
+        let note = engine_note(&accepted(Some("sqlite")), SampleEngine::PostgresLocal).unwrap();
+        assert!(
+            note.starts_with("approved on sqlite, checked on postgres-local: results may differ"),
+            "{note}"
+        );
+        assert!(note.contains("(--engine sqlite)"), "{note}");
+        assert!(!note.contains('\n'));
+        let note = engine_note(&accepted(Some("postgres-url")), SampleEngine::Sqlite).unwrap();
+        assert!(note.contains("(--database-url URL)"), "{note}");
+        assert_eq!(
+            engine_note(&accepted(Some("sqlite")), SampleEngine::Sqlite),
+            None
+        );
+        // Snapshots from before engines were recorded were taken on SQLite by default.
+        assert_eq!(engine_note(&accepted(None), SampleEngine::Sqlite), None);
+        let note = engine_note(&accepted(None), SampleEngine::PostgresLocal).unwrap();
+        assert!(
+            note.starts_with("approved on an unrecorded engine (sqlite, unless"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn snapshots_without_an_engine_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = migration("");
+        let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
+        std::fs::write(
+            dir.path().join("V1__fill.snap"),
+            file_text(&m, "s", &contents),
+        )
+        .unwrap();
+        let accepted = read(&dir.path().join("V1__fill.snap")).unwrap().unwrap();
+        assert_eq!(accepted.engine, None);
+        assert_eq!(approval(dir.path(), &m).unwrap(), Approval::Approved);
+        assert_eq!(
+            compare(
+                dir.path(),
+                &m,
+                "s",
+                &contents,
+                Mode::Check,
+                SampleEngine::PostgresLocal
+            )
+            .unwrap(),
             Outcome::Matched
         );
     }
@@ -455,12 +567,20 @@ mod tests {
             (1, Cell::Number("3".into())),
             (2, Cell::Number("0".into())),
         ]));
-        compare(dir.path(), &m, "s", &old, Mode::Accept).unwrap();
+        compare(
+            dir.path(),
+            &m,
+            "s",
+            &old,
+            Mode::Accept,
+            SampleEngine::Sqlite,
+        )
+        .unwrap();
         let new = render(&rows(&[
             (1, Cell::Number("3".into())),
             (2, Cell::Number("1".into())),
         ]));
-        let out = compare(dir.path(), &m, "s", &new, Mode::Check).unwrap();
+        let out = compare(dir.path(), &m, "s", &new, Mode::Check, SampleEngine::Sqlite).unwrap();
         let Outcome::Failed { diff, first } = out else {
             panic!("{out:?}")
         };
@@ -485,7 +605,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = migration("");
         let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
-        let out = compare(dir.path(), &m, "s", &contents, Mode::Review).unwrap();
+        let out = compare(
+            dir.path(),
+            &m,
+            "s",
+            &contents,
+            Mode::Review,
+            SampleEngine::Sqlite,
+        )
+        .unwrap();
         let Outcome::Pending { path, diff, first } = out else {
             panic!("{out:?}")
         };
@@ -504,7 +632,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = migration("");
         let contents = render(&rows(&[(1, Cell::Number("3".into()))]));
-        compare(dir.path(), &m, "s", &contents, Mode::Accept).unwrap();
+        compare(
+            dir.path(),
+            &m,
+            "s",
+            &contents,
+            Mode::Accept,
+            SampleEngine::Sqlite,
+        )
+        .unwrap();
         let edited = migration("-- a comment changes the checksum\n");
         assert_ne!(edited.checksum, m.checksum);
         let status = approval(dir.path(), &edited).unwrap();
@@ -515,7 +651,15 @@ mod tests {
             }
         );
         assert_eq!(status.label(), "snapshot stale");
-        let out = compare(dir.path(), &edited, "s", &contents, Mode::Check).unwrap();
+        let out = compare(
+            dir.path(),
+            &edited,
+            "s",
+            &contents,
+            Mode::Check,
+            SampleEngine::Sqlite,
+        )
+        .unwrap();
         let Outcome::Failed { diff, .. } = out else {
             panic!("{out:?}")
         };

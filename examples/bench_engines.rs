@@ -1,0 +1,171 @@
+//! Benchmark: `backfill sample` of this repository's example data migration on its fixtures, on
+//! each engine: `sqlite` (a temporary SQLite database) and `postgres-local` (a private
+//! PostgreSQL cluster started from this machine's binaries, stopped and removed afterwards).
+//!
+//! `cargo run --release --example bench_engines [-- --rounds N] [-- --bin-dir DIR]`
+//!
+//! Each round samples once on each engine, alternately (the machine may be shared: one timing
+//! alone is noise), and times the stages: engine start (a fresh database, with the tracking
+//! tables; for postgres-local, initdb and the server's start), schema replay, fixture load,
+//! batches, checks, snapshot, teardown (the cluster's stop and removal), and the whole sample
+//! (reading the inputs, everything above and the teardown). Prints the median of each and the
+//! ratio of the whole samples, postgres-local / sqlite.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use xtask_migrate::backfill::db::cluster;
+use xtask_migrate::backfill::db::postgres::PgBackend;
+use xtask_migrate::backfill::db::sqlite::SqliteBackend;
+use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::run::tracking::TrackingNames;
+use xtask_migrate::backfill::run::tracking::postgres::PgStore;
+use xtask_migrate::backfill::run::tracking::sqlite::SqliteStore;
+use xtask_migrate::backfill::sample::engine::LocalCluster;
+use xtask_migrate::backfill::sample::snapshot::Mode;
+use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions, SampleReport};
+use xtask_migrate::config::{Config, SampleEngine};
+
+const STAGES: [&str; 9] = [
+    "start", "schema", "fixtures", "backfill", "checks", "snapshot", "teardown", "other", "whole",
+];
+
+/// One sample's times, in the order of [`STAGES`].
+type Times = [Duration; 9];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut rounds = 5usize;
+    let mut bin_dir: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--rounds", Some(n)) => rounds = n.parse()?,
+            ("--bin-dir", Some(dir)) => bin_dir = Some(dir.into()),
+            _ => return Err("usage: bench_engines [--rounds N] [--bin-dir DIR]".into()),
+        }
+    }
+    let bin = cluster::find_binaries(bin_dir.as_deref()).map_err(|looked| {
+        format!(
+            "no PostgreSQL server binaries (looked in {})",
+            looked.join(", ")
+        )
+    })?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config::defaults(repo);
+    let migration = migration::find(&config.data_migrations, "V1")?;
+    let options = SampleOptions {
+        batch_size: None,
+        mode: Mode::Check,
+    };
+    println!(
+        "sampling {} on sqlite and postgres-local ({}), {rounds} rounds",
+        migration.id(),
+        bin.display()
+    );
+
+    let (mut sqlite, mut local) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        // SQLite.
+        let whole = Instant::now();
+        let inputs = Inputs::load(&config)?;
+        let started = Instant::now();
+        let mut db = SqliteStore::new(SqliteBackend::throwaway()?, TrackingNames::default())?;
+        let start = started.elapsed();
+        let report = sample::sample_on(
+            &config,
+            &inputs,
+            &migration,
+            &options,
+            SampleEngine::Sqlite,
+            &mut db,
+            &mut std::io::sink(),
+        )?;
+        let stopped = Instant::now();
+        drop(db);
+        sqlite.push(times(start, &report, stopped.elapsed(), whole.elapsed())?);
+
+        // A private PostgreSQL cluster.
+        let whole = Instant::now();
+        let inputs = Inputs::load(&config)?;
+        let started = Instant::now();
+        let mut cluster = LocalCluster::start(&bin)?;
+        let database = cluster.create_database()?;
+        let mut db = PgStore::new(PgBackend::connect(&database.url)?, TrackingNames::default());
+        db.init_session()?;
+        let start = started.elapsed();
+        let report = sample::sample_on(
+            &config,
+            &inputs,
+            &migration,
+            &options,
+            SampleEngine::PostgresLocal,
+            &mut db,
+            &mut std::io::sink(),
+        )?;
+        let stopped = Instant::now();
+        drop(db);
+        drop(cluster);
+        local.push(times(start, &report, stopped.elapsed(), whole.elapsed())?);
+    }
+
+    let (sqlite, local) = (medians(&mut sqlite), medians(&mut local));
+    println!(
+        "{:<9} {:>10} {:>15} {:>8}",
+        "median", "sqlite", "postgres-local", "ratio"
+    );
+    for (i, name) in STAGES.iter().enumerate() {
+        println!(
+            "{name:<9} {:>10} {:>15} {:>7.1}x",
+            ms(sqlite[i]),
+            ms(local[i]),
+            local[i].as_secs_f64() / sqlite[i].as_secs_f64().max(1e-9)
+        );
+    }
+    println!(
+        "whole sample: postgres-local / sqlite = {:.1}x (goal: within 2x, engine start included)",
+        local[8].as_secs_f64() / sqlite[8].as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The times of one sample; `other` is what the stages leave out of the whole (reading the
+/// inputs, counting the table's rows, the snapshot file).
+fn times(
+    start: Duration,
+    report: &SampleReport,
+    teardown: Duration,
+    whole: Duration,
+) -> Result<Times, Box<dyn std::error::Error>> {
+    if !report.passed() {
+        return Err(format!("the sample failed: {report:?}").into());
+    }
+    let stage = |name: &str| report.stage(name).map(|s| s.elapsed).unwrap_or_default();
+    let mut t = [
+        start,
+        stage("schema"),
+        stage("fixtures"),
+        stage("backfill"),
+        stage("checks"),
+        stage("snapshot"),
+        teardown,
+        Duration::ZERO,
+        whole,
+    ];
+    let counted: Duration = t[..7].iter().sum();
+    t[7] = whole.saturating_sub(counted);
+    Ok(t)
+}
+
+fn medians(samples: &mut [Times]) -> Times {
+    let mut out = [Duration::ZERO; 9];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let mut column: Vec<Duration> = samples.iter().map(|t| t[i]).collect();
+        column.sort();
+        *slot = column[column.len() / 2];
+    }
+    out
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,468 @@
+//! `backfill sample` on the `postgres-local` engine: a private PostgreSQL cluster that the code
+//! under test starts itself from the machine's PostgreSQL binaries (CI installs
+//! postgresql-15), and the errors of choosing and running an engine. These tests run as root on
+//! CI, where the server must run as the `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output};
+
+use xtask_migrate::backfill::db::cluster::{self, Cluster};
+use xtask_migrate::backfill::migration;
+use xtask_migrate::backfill::sample::engine::Engine;
+use xtask_migrate::backfill::sample::snapshot::Mode;
+use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
+use xtask_migrate::cli::backfill::SampleArgs;
+use xtask_migrate::config::{Config, SampleEngine};
+
+use crate::support::write;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pg_workspace() -> PathBuf {
+    repo().join("examples/pg-workspace")
+}
+
+fn bin_dir() -> PathBuf {
+    cluster::find_binaries(None).unwrap_or_else(|looked| {
+        panic!(
+            "these tests need PostgreSQL's server binaries (apt-get install postgresql-15); looked in {}",
+            looked.join(", ")
+        )
+    })
+}
+
+fn check(engine: Option<SampleEngine>) -> SampleArgs {
+    SampleArgs {
+        name: None,
+        check: true,
+        batch_size: None,
+        engine,
+        database_url: None,
+    }
+}
+
+fn run(args: SampleArgs, config: &Config) -> (anyhow::Result<ExitCode>, String) {
+    let mut out = Vec::new();
+    let code = args.run_to(config, &mut out);
+    (code, String::from_utf8(out).unwrap())
+}
+
+/// Copies `from` (files and directories) into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn edit(dir: &Path, relative: &str, from: &str, to: &str) {
+    let path = dir.join(relative);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{relative} lacks {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// A temporary directory the `postgres` user can reach, for a workspace or a TMPDIR: the
+/// server runs as that user when the tests run as root.
+fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+/// A copy of the PostgreSQL-only example workspace.
+fn pg_workspace_copy() -> tempfile::TempDir {
+    let dir = open_tempdir();
+    copy_dir(&pg_workspace(), dir.path());
+    dir
+}
+
+/// The cluster directories (`xtask-sample-pg-*`) in `tmp`.
+fn cluster_dirs(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(cluster::DIR_PREFIX))
+        .collect()
+}
+
+/// Runs the real binary's `backfill sample ARGS` in `dir`, with its temporary files in a
+/// directory of its own, and asserts that no cluster directory is left there afterwards.
+fn sample_cli(dir: &Path, args: &[&str]) -> Output {
+    let tmp = open_tempdir();
+    let out = Command::new(crate::support::bin())
+        .current_dir(dir)
+        .args(["backfill", "sample"])
+        .args(args)
+        .env("TMPDIR", tmp.path())
+        .env_remove("CI")
+        .env_remove("INSTA_UPDATE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        cluster_dirs(tmp.path()),
+        Vec::<String>::new(),
+        "the cluster's directory is removed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+/// The one error line of a command that failed with exit status 2.
+#[track_caller]
+fn error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    stderr.trim_end().to_string()
+}
+
+/// The PostgreSQL-only example (enum type, jsonb, `DEFAULT now()`, `CHECK ... NOT VALID`,
+/// `CREATE EXTENSION citext`) matches its snapshot, taken on postgres-local, as CI checks it.
+#[test]
+fn the_postgres_only_example_passes_check_on_postgres_local() {
+    let config = Config::discover_from(&pg_workspace()).unwrap();
+    assert_eq!(config.sample_engine, SampleEngine::PostgresLocal);
+    let (code, out) = run(check(None), &config);
+    assert_eq!(code.unwrap(), ExitCode::SUCCESS, "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(
+        first.starts_with("sample V1__backfill_order_item_counts on a private PostgreSQL 1")
+            && first.ends_with(&format!(" cluster ({})", bin_dir().display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("  engine    cluster started, database sample_1 created"),
+        "{out}"
+    );
+    assert!(out.contains("checks    2 passed"), "{out}");
+    assert!(out.contains("4 rows match, approved"), "{out}");
+}
+
+/// This repository's example, approved on SQLite, gives the same rows on PostgreSQL.
+#[test]
+fn this_repository_s_example_matches_its_sqlite_snapshot_on_postgres_local() {
+    let config = Config::discover().unwrap();
+    assert_eq!(config.sample_engine, SampleEngine::Sqlite);
+    let (code, out) = run(check(Some(SampleEngine::PostgresLocal)), &config);
+    assert_eq!(code.unwrap(), ExitCode::SUCCESS, "{out}");
+    assert!(out.contains("on a private PostgreSQL 1"), "{out}");
+    assert!(out.contains("20 rows match, approved"), "{out}");
+}
+
+/// A difference on another engine than the approval's still fails, and says first that the
+/// engines differ.
+#[test]
+fn a_difference_on_another_engine_says_so_before_the_diff() {
+    let dir = open_tempdir();
+    for sub in ["migrations", "data-migrations", "fixtures"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    let _ = std::fs::remove_dir_all(dir.path().join("data-migrations/snapshots"));
+    // An average: a float on SQLite, an exact numeric on PostgreSQL.
+    edit(
+        dir.path(),
+        "data-migrations/V1__backfill_counter_caches.sql",
+        "max(posts_count) AS max_posts",
+        "max(posts_count) AS max_posts,\n       avg(followers_count) AS mean_followers",
+    );
+    let config = Config::defaults(dir.path());
+    let migration = migration::find(&config.data_migrations, "V1").unwrap();
+    let inputs = Inputs::load(&config).unwrap();
+    let options = SampleOptions {
+        batch_size: None,
+        mode: Mode::Accept,
+    };
+    let report = sample::sample(
+        &config,
+        &inputs,
+        &migration,
+        &mut Engine::Sqlite,
+        &options,
+        &mut Vec::new(),
+    )
+    .unwrap();
+    assert!(report.passed());
+    let snap = std::fs::read_to_string(
+        dir.path()
+            .join("data-migrations/snapshots/V1__backfill_counter_caches.snap"),
+    )
+    .unwrap();
+    assert!(snap.contains("  engine: \"sqlite\"\n"), "{snap}");
+
+    let (code, out) = run(check(Some(SampleEngine::PostgresLocal)), &config);
+    assert_eq!(code.unwrap(), ExitCode::from(1), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  snapshot  DIFFERS"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        lines[at + 1].starts_with(
+            "  approved on sqlite, checked on postgres-local: results may differ between engines"
+        ),
+        "{out}"
+    );
+    assert!(lines[at + 1].contains("(--engine sqlite)"), "{out}");
+    assert!(
+        lines[at + 2].ends_with("V1__backfill_counter_caches.snap:"),
+        "{out}"
+    );
+    // Back on the approval's engine it matches.
+    let (code, out) = run(check(Some(SampleEngine::Sqlite)), &config);
+    assert_eq!(code.unwrap(), ExitCode::SUCCESS, "{out}");
+}
+
+/// A schema migration PostgreSQL rejects: file, line, the server's message, the engine; exit 2,
+/// and the cluster's directory is gone.
+#[test]
+fn a_schema_migration_postgresql_rejects_names_its_file_line_and_engine() {
+    let ws = pg_workspace_copy();
+    edit(
+        ws.path(),
+        "migrations/V2__create_customers_and_orders.sql",
+        "REFERENCES customers (id)",
+        "REFERENCES customer (id)",
+    );
+    let out = sample_cli(ws.path(), &["--check"]);
+    // The server gives no position for this one: the line is the failing statement's first.
+    assert_eq!(
+        error_line(&out),
+        "error: migrations/V2__create_customers_and_orders.sql:8: relation \"customer\" does not exist (engine: postgres-local)"
+    );
+}
+
+/// On SQLite, a migration SQLite refuses because it is PostgreSQL-only says what in it is, and
+/// how to sample on PostgreSQL instead; the line is SQLite's.
+#[test]
+fn sqlite_names_the_postgres_only_construct_and_how_to_switch() {
+    let switch = "sample on PostgreSQL: set sample-engine = \"postgres-local\" in [workspace.metadata.xtask-migrate] or pass --engine postgres-local";
+    for (migration, line, what) in [
+        (
+            "CREATE EXTENSION IF NOT EXISTS citext;\n",
+            1,
+            "CREATE EXTENSION",
+        ),
+        (
+            "-- states\nCREATE TYPE order_status AS ENUM ('pending', 'paid');\n",
+            2,
+            "CREATE TYPE ... AS ENUM",
+        ),
+        (
+            "CREATE TABLE orders (\n    id bigint PRIMARY KEY,\n    placed_at timestamp NOT NULL DEFAULT now()\n);\n",
+            3,
+            "DEFAULT now()",
+        ),
+        (
+            "CREATE TABLE orders (\n    id bigint PRIMARY KEY,\n    details jsonb NOT NULL DEFAULT '{}'::jsonb\n);\n",
+            3,
+            "a `::` cast",
+        ),
+        (
+            "CREATE TABLE orders (id bigint PRIMARY KEY, n integer);\n\nALTER TABLE orders ADD CONSTRAINT n_positive CHECK (n > 0) NOT VALID;\n",
+            3,
+            "ADD CONSTRAINT ... NOT VALID",
+        ),
+    ] {
+        let ws = open_tempdir();
+        write(&ws.path().join("migrations/V1__schema.sql"), migration);
+        write(
+            &ws.path().join("data-migrations/V1__fill.sql"),
+            "-- @requires 1\n-- @table orders\n-- @key id\n-- @batch\nUPDATE orders SET id = id WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT count(*) FROM orders;\n",
+        );
+        let out = sample_cli(ws.path(), &["--engine", "sqlite", "--check"]);
+        let line_text = error_line(&out);
+        let prefix = format!("error: migrations/V1__schema.sql:{line}: ");
+        let suffix = format!(
+            " (engine: sqlite): {what} is PostgreSQL-only, and SQLite cannot run it; {switch}"
+        );
+        assert!(
+            line_text.starts_with(&prefix) && line_text.ends_with(&suffix),
+            "{line_text}\nshould start with {prefix}\nand end with {suffix}"
+        );
+    }
+    // A mistake that is not PostgreSQL's gets no advice to switch.
+    let ws = open_tempdir();
+    write(
+        &ws.path().join("migrations/V1__schema.sql"),
+        "CREATE TABLE orders (id bigint PRIMARY KEY,, n integer);\n",
+    );
+    write(
+        &ws.path().join("data-migrations/V1__fill.sql"),
+        "-- @requires 1\n-- @table orders\n-- @key id\n-- @batch\nUPDATE orders SET id = id WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT count(*) FROM orders;\n",
+    );
+    let line = error_line(&sample_cli(ws.path(), &["--engine", "sqlite"]));
+    assert!(
+        line.starts_with("error: migrations/V1__schema.sql:1: ")
+            && line.ends_with(" (engine: sqlite)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn postgres_local_without_binaries_says_where_it_looked_and_what_to_do() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut config = Config::discover_from(&pg_workspace()).unwrap();
+    config.postgres_bin_dir = Some(empty.path().to_path_buf());
+    let (code, out) = run(check(None), &config);
+    let e = xtask_migrate::cli::error_line(&code.unwrap_err());
+    assert_eq!(
+        e,
+        format!(
+            "no PostgreSQL server binaries found (looked in {}): install PostgreSQL (e.g. apt-get install postgresql-15) or set postgres-bin-dir in [workspace.metadata.xtask-migrate]",
+            empty.path().display()
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unknown_engine_names_the_choices() {
+    let ws = pg_workspace_copy();
+    let line = String::from_utf8_lossy(&sample_cli(ws.path(), &["--engine", "postgres"]).stderr)
+        .into_owned();
+    assert!(
+        line.starts_with("error: invalid value 'postgres' for '--engine <ENGINE>'")
+            && line.contains("[possible values: auto, sqlite, postgres-local, postgres-url]"),
+        "{line}"
+    );
+    edit(
+        ws.path(),
+        "Cargo.toml",
+        "sample-engine = \"postgres-local\"",
+        "sample-engine = \"embedded-postgres\"",
+    );
+    let line = error_line(&sample_cli(ws.path(), &[]));
+    assert!(
+        line.contains("invalid [workspace.metadata.xtask-migrate]: unknown variant `embedded-postgres`, expected one of `auto`, `sqlite`, `postgres-local`, `postgres-url`"),
+        "{line}"
+    );
+}
+
+#[test]
+fn database_url_means_postgres_url() {
+    let ws = pg_workspace_copy();
+    let line = error_line(&sample_cli(
+        ws.path(),
+        &[
+            "--engine",
+            "sqlite",
+            "--database-url",
+            "postgres://app:s3cret@127.0.0.1:1/db",
+        ],
+    ));
+    assert!(
+        line.starts_with("error: --database-url samples on a throwaway schema of that server (engine postgres-url), not on sqlite"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret"), "{line}");
+    let line = error_line(&sample_cli(ws.path(), &["--engine", "postgres-url"]));
+    assert!(
+        line.contains("pass --database-url postgres://..."),
+        "{line}"
+    );
+}
+
+/// The cluster is stopped and its directory removed after success, after an error (above),
+/// and when a panic unwinds through it; as root, the server runs as the `postgres` user.
+#[test]
+fn a_cluster_is_gone_after_a_panic_and_runs_as_postgres_under_root() {
+    let bin = bin_dir();
+    let (dir, pid) = std::panic::catch_unwind(|| {
+        let cluster = Cluster::start(&bin).unwrap();
+        let dir = cluster.dir().to_path_buf();
+        let pid: i32 = std::fs::read_to_string(dir.join("data/postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        check_owner(&cluster);
+        std::panic::panic_any((dir, pid));
+    })
+    .unwrap_err()
+    .downcast::<(PathBuf, i32)>()
+    .map(|b| *b)
+    .unwrap();
+    assert!(!dir.exists(), "{} is removed", dir.display());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the server (pid {pid}) has exited"
+    );
+}
+
+#[cfg(unix)]
+fn check_owner(cluster: &Cluster) {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(cluster.dir().join("data")).unwrap().uid();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if me == 0 {
+        assert!(cluster.runs_as_other_user());
+        // SAFETY: a NUL-terminated name; the record is read at once.
+        let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
+        assert!(!pw.is_null());
+        // SAFETY: pw is non-null.
+        assert_eq!(
+            owner,
+            unsafe { (*pw).pw_uid },
+            "root runs the server as postgres"
+        );
+    } else {
+        assert!(!cluster.runs_as_other_user());
+        assert_eq!(owner, me);
+    }
+    // Nothing listens on TCP: the only way in is the socket in the cluster's directory.
+    let mut client = postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('listen_addresses'), current_setting('fsync'), current_setting('TimeZone')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        ),
+        (String::new(), "off".into(), "UTC".into())
+    );
+}
+
+/// A directory left by a killed process (its owner and server gone) is removed by the next
+/// cluster's start.
+#[test]
+fn a_killed_run_s_directory_is_removed_by_the_next_start() {
+    let stale = std::env::temp_dir().join(format!(
+        "{}stale-test-{}",
+        cluster::DIR_PREFIX,
+        std::process::id()
+    ));
+    std::fs::create_dir_all(stale.join("data")).unwrap();
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(stale.join("owner.pid"), dead.to_string()).unwrap();
+    let cluster = Cluster::start(&bin_dir()).unwrap();
+    assert!(!stale.exists(), "{} is removed", stale.display());
+    assert!(cluster.dir().exists());
+}
