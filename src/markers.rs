@@ -41,24 +41,34 @@ pub struct MarkerError {
 
 /// Reads the directives of a schema migration's text.
 pub fn parse(sql: &str) -> Result<Markers, MarkerError> {
-    let mut markers = Markers::default();
     // Text the tokenizer cannot read has no directives it could vouch for; the database (or the
     // linter) reports the text itself.
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location() else {
-        return Ok(markers);
+        return Ok(Markers::default());
     };
+    let mut header = Vec::new();
     for token in tokens {
-        let comment = match &token.token {
+        match &token.token {
             Token::Whitespace(Whitespace::SingleLineComment { comment, prefix })
                 if prefix == "--" =>
             {
-                comment
+                header.push((comment.clone(), token.span.start.line as usize));
             }
             Token::Whitespace(_) => continue,
             // The first statement ends the header.
             _ => break,
-        };
-        let line = token.span.start.line as usize;
+        }
+    }
+    from_comments(header)
+}
+
+/// Reads the directives of the line comments of a migration's header: each comment's text after
+/// its `--`, with its 1-based line. The linter hands over the comments its parser already found.
+pub fn from_comments(
+    comments: impl IntoIterator<Item = (String, usize)>,
+) -> Result<Markers, MarkerError> {
+    let mut markers = Markers::default();
+    for (comment, line) in comments {
         let Some(directive) = comment.trim().strip_prefix(PREFIX) else {
             continue;
         };

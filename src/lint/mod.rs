@@ -252,6 +252,30 @@ pub struct FileCx<'a> {
     /// For each table created in this file: the index of the statement that created it and the
     /// index of the one that dropped it (or `usize::MAX`).
     created: HashMap<String, Vec<(Option<String>, usize, usize)>>,
+    /// The `-- migrate:` directives of the file's header (malformed ones count as none here:
+    /// `migrate run` reports them).
+    pub markers: crate::markers::Markers,
+}
+
+/// The directives of the line comments before the file's first statement, from the comments the
+/// parser already found (no second pass over the text).
+fn header_markers(text: &str, parsed: &ParsedFile) -> crate::markers::Markers {
+    let first = parsed
+        .statements
+        .iter()
+        .map(|s| s.span.start)
+        .chain(parsed.syntax_errors.iter().map(|e| e.span.start))
+        .min()
+        .unwrap_or(text.len());
+    let header = parsed
+        .comments
+        .iter()
+        .filter(|c| c.span.start < first && text[c.span.start..].starts_with("--"))
+        .map(|c| {
+            let line = text[..c.span.start].matches('\n').count() + 1;
+            (c.text.clone(), line)
+        });
+    crate::markers::from_comments(header).unwrap_or_default()
 }
 
 impl<'a> FileCx<'a> {
@@ -271,6 +295,7 @@ impl<'a> FileCx<'a> {
             schema,
             options,
             created: HashMap::new(),
+            markers: header_markers(text, parsed),
         };
         cx.compute_facts();
         cx

@@ -29,7 +29,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     }
     let lines = LineIndex::new(cx.text);
     // `migrate run` runs a migration marked so outside any transaction of its own.
-    let outside_runner = crate::markers::parse(cx.text).is_ok_and(|m| m.no_transaction.is_some());
+    let outside_runner = cx.markers.no_transaction.is_some();
     // Where the file's latest BEGIN starts, for the message.
     let mut last_begin = None;
     for (_, stmt, facts) in cx.statements() {

@@ -17,9 +17,12 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         return;
     }
     let version = crate::lint::naming::migration_version(cx.path);
-    let gated: Vec<String> = crate::markers::parse(cx.text)
-        .map(|m| m.after_backfill.into_iter().map(|(name, _)| name).collect())
-        .unwrap_or_default();
+    let gated: Vec<&String> = cx
+        .markers
+        .after_backfill
+        .iter()
+        .map(|(name, _)| name)
+        .collect();
     let relevant: Vec<&BackfillFacts> = cx
         .options
         .backfills

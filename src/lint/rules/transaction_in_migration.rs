@@ -24,7 +24,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         return;
     }
     // `migrate run` runs a migration marked so outside any transaction of its own.
-    if crate::markers::parse(cx.text).is_ok_and(|m| m.no_transaction.is_some()) {
+    if cx.markers.no_transaction.is_some() {
         return;
     }
     for (_, stmt, _) in cx.statements() {
