@@ -609,3 +609,28 @@ fn an_inline_backfill_killed_mid_way_resumes_exactly_once() {
     };
     assert_eq!((rows, wrong), (3000, 0), "every row exactly once");
 }
+
+/// `backfill plan` refuses a database whose history records a schema migration the data
+/// migration depends on with another checksum than the workspace's file.
+#[test]
+fn plan_refuses_a_database_whose_schema_history_differs() {
+    let ws = Ws::sqlite();
+    ws.migrate(&ws.db(), Backfills::Wait).0.unwrap();
+    ws.write(
+        "migrations/V2__items_m.sql",
+        "ALTER TABLE items ADD COLUMN m INTEGER; -- edited after it ran\n",
+    );
+    let out = std::process::Command::new(crate::support::bin())
+        .current_dir(ws.dir.path())
+        .args(["backfill", "plan", "V1", "--database-url", &ws.db()])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("records V2 (items_m) with another checksum than migrations/V2__items_m.sql"),
+        "{stderr}"
+    );
+}

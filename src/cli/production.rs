@@ -192,6 +192,9 @@ impl PlanArgs {
         settings.validate().map_err(anyhow::Error::msg)?;
         if let Some(t) = target {
             crate::backfill::run::require_schema(t, &migration)?;
+            if config.migrations.is_dir() {
+                crate::backfill::deploy::require_same_schema(config, t, &migration)?;
+            }
         }
         let observed = match target {
             Some(t) => Some(plan::observe(t, &tracking, &migration)?),
@@ -279,6 +282,9 @@ impl RunArgs {
             migration::find(&config.data_migrations, &plan.migration.id)?
         };
         run::check_plan(&plan, &migration, &plan_path)?;
+        if config.migrations.is_dir() {
+            crate::backfill::deploy::require_same_schema(config, &target, &migration)?;
+        }
         run::install_signal_handlers();
         let options = RunOptions {
             worker: self

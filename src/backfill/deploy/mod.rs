@@ -232,6 +232,47 @@ pub fn gates(config: &Config) -> Result<Vec<(String, DataMigration)>> {
         .collect())
 }
 
+/// Refuses to run `migration` on `target` when refinery's history there records one of the
+/// schema migrations it depends on (versions up to its `@requires`) with another checksum than
+/// the file in this workspace: the schema it was approved on is not the one it would run on.
+/// A database without refinery's history is not checked (its schema is managed another way).
+pub fn require_same_schema(
+    config: &Config,
+    target: &Target,
+    migration: &DataMigration,
+) -> anyhow::Result<()> {
+    let required = migration.requires.value;
+    if crate::backfill::db::history::schema_version(target)?.is_none() {
+        return Ok(());
+    }
+    let files = load(config)?;
+    let mut db = Db::connect(target)?;
+    let applied = db.applied().map_err(|e| refinery_error(&e, None))?;
+    for recorded in applied {
+        let Ok(version) = u64::try_from(recorded.version()) else {
+            continue;
+        };
+        if version > required {
+            continue;
+        }
+        let Some(file) = files.iter().find(|f| f.version == version) else {
+            continue;
+        };
+        if file.migration.checksum() != recorded.checksum() {
+            anyhow::bail!(
+                "{}:{}: {} requires schema version V{required}, and {} records V{version} ({}) with another checksum than {}: the schema it runs on is not the one it was sampled on",
+                crate::backfill::error::display_path(&migration.path),
+                migration.requires.line,
+                migration.id(),
+                target.info().describe(),
+                recorded.name(),
+                crate::backfill::error::display_path(&file.path)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every `.sql` file under `dir`, at any depth (refinery reads them so).
 fn files_by_name(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
