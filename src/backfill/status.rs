@@ -60,6 +60,9 @@ pub struct MigrationStatus {
     /// One entry per database given (none without one); `state` is `not_run` when the data
     /// migration has no run there.
     pub runs: Vec<DatabaseRun>,
+    /// The schema migrations that wait for it (`-- migrate: after-backfill`): `migrate run`
+    /// holds them until it is done on the database.
+    pub holds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,8 +106,21 @@ pub fn report(
     };
     let dir = sample::snapshot_dir(config);
     let mut entries: Vec<MigrationStatus> = Vec::new();
+    // Malformed directives are `migrate run`'s and `migrate lint`'s to report; status still
+    // shows what it can.
+    let gates = if config.migrations.is_dir() {
+        crate::backfill::deploy::gates(config).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     for m in &migrations {
-        entries.push(workspace_entry(config, &dir, m)?);
+        let mut entry = workspace_entry(config, &dir, m)?;
+        entry.holds = gates
+            .iter()
+            .filter(|(_, gate)| gate.id() == m.id())
+            .map(|(schema, _)| schema.clone())
+            .collect();
+        entries.push(entry);
     }
     let mut described = None;
     if let Some((target, store)) = database {
@@ -129,6 +145,7 @@ pub fn report(
                     snapshot_checksum: None,
                     snapshot_pending_review: false,
                     runs: Vec::new(),
+                    holds: Vec::new(),
                 });
             }
         }
@@ -186,6 +203,7 @@ fn workspace_entry(
         snapshot_checksum,
         snapshot_pending_review: snapshot::has_pending(dir, m),
         runs: Vec::new(),
+        holds: Vec::new(),
     })
 }
 
@@ -225,6 +243,12 @@ impl Report {
             }
             out.push_str(line.trim_end());
             out.push('\n');
+            if !m.holds.is_empty() {
+                out.push_str(&format!(
+                    "  holds back {} (`-- migrate: after-backfill`) until done\n",
+                    m.holds.join(", ")
+                ));
+            }
             for run in &m.runs {
                 for (i, text) in control::describe(&run.run, m.checksum.as_deref())
                     .iter()
@@ -304,6 +328,11 @@ mod tests {
                     run,
                 })
                 .collect(),
+            holds: if id.starts_with("V1__") {
+                vec!["V5__index_users_by_followers".into()]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -446,7 +475,10 @@ mod tests {
             false,
         )
         .to_text();
-        assert_eq!(text, "V1__fast   approved\nV12__slow  no snapshot\n");
+        assert_eq!(
+            text,
+            "V1__fast   approved\n  holds back V5__index_users_by_followers (`-- migrate: after-backfill`) until done\nV12__slow  no snapshot\n"
+        );
         assert_eq!(
             report(Vec::new(), false).to_text(),
             "no data migrations in data-migrations\n"
