@@ -45,7 +45,8 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
-fn percent_encode(text: &str) -> String {
+/// `text` as it appears percent-encoded in a URL (unreserved characters kept).
+pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

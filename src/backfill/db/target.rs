@@ -156,7 +156,7 @@ impl Target {
         let mut out = text.to_string();
         if let Some(password) = self.password().filter(|p| !p.is_empty()) {
             out = out.replace(&password, "***");
-            let encoded = percent_encode(&password);
+            let encoded = crate::secrets::percent_encode(&password);
             if encoded != password {
                 out = out.replace(&encoded, "***");
             }
@@ -166,18 +166,6 @@ impl Target {
         }
         out
     }
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
