@@ -53,25 +53,7 @@ impl Ws {
             "migrations/V2__items_m.sql",
             "ALTER TABLE items ADD COLUMN m INTEGER;\n",
         );
-        ws.write("data-migrations/V1__fill_m.sql", FILL_M);
-        let migration = xtask_migrate::backfill::migration::load_file(
-            &ws.config.data_migrations.join("V1__fill_m.sql"),
-        )
-        .unwrap();
-        let snap = xtask_migrate::backfill::sample::snapshot::path_for(
-            &ws.config.data_migrations.join("snapshots"),
-            &migration,
-        );
-        std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
-        std::fs::write(
-            &snap,
-            xtask_migrate::backfill::sample::snapshot::file_text(
-                &migration,
-                "data-migrations/V1__fill_m.sql",
-                "approved",
-            ),
-        )
-        .unwrap();
+        ws.write_data_migration("V1__fill_m", FILL_M);
         ws
     }
 
@@ -99,6 +81,20 @@ impl Ws {
         std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
         let config = Config::defaults(dir.path());
         Ws { dir, config }
+    }
+
+    /// Writes data migration `id` with an accepted snapshot taken from this text: approved.
+    fn write_data_migration(&self, id: &str, text: &str) {
+        use xtask_migrate::backfill::sample::snapshot;
+        self.write(&format!("data-migrations/{id}.sql"), text);
+        let migration = xtask_migrate::backfill::migration::load_file(
+            &self.config.data_migrations.join(format!("{id}.sql")),
+        )
+        .unwrap();
+        let snap = snapshot::path_for(&self.config.data_migrations.join("snapshots"), &migration);
+        std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+        let source = format!("data-migrations/{id}.sql");
+        std::fs::write(&snap, snapshot::file_text(&migration, &source, "approved")).unwrap();
     }
 
     fn write(&self, relative: &str, text: &str) {
@@ -520,25 +516,7 @@ fn an_inline_backfill_killed_mid_way_resumes_exactly_once() {
         "-- migrate: after-backfill V1\nSET lock_timeout = '2s';\nCREATE INDEX items_n_idx ON items (n);\n",
     );
     let bump = "-- @requires 1\n-- @table items\n-- @key id\n-- @batch-size 20\n\n-- @batch\nUPDATE items SET n = n + 1 WHERE id > :lower AND id <= :upper AND (SELECT pg_sleep(0.01)) IS NOT NULL;\n\n-- @snapshot\nSELECT id, n FROM items ORDER BY id;\n";
-    ws.write("data-migrations/V1__bump.sql", bump);
-    let migration = xtask_migrate::backfill::migration::load_file(
-        &ws.config.data_migrations.join("V1__bump.sql"),
-    )
-    .unwrap();
-    let snap = xtask_migrate::backfill::sample::snapshot::path_for(
-        &ws.config.data_migrations.join("snapshots"),
-        &migration,
-    );
-    std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
-    std::fs::write(
-        &snap,
-        xtask_migrate::backfill::sample::snapshot::file_text(
-            &migration,
-            "data-migrations/V1__bump.sql",
-            "approved",
-        ),
-    )
-    .unwrap();
+    ws.write_data_migration("V1__bump", bump);
     let spawn = || {
         std::process::Command::new(crate::support::bin())
             .current_dir(ws.dir.path())
