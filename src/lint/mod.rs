@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use rule_id::{Category, Level, RuleId, Severity};
-pub use schema::Schema;
+pub use schema::{Schema, SearchPath};
 pub(crate) use suppress::suggest as suggest_rule;
 
 use crate::sql::{self, Dialect, Name, ParsedFile, Span, Statement, StmtKind, TransactionControl};
@@ -234,8 +234,32 @@ pub struct StmtFacts {
     pub in_transaction: bool,
     /// Only inside a `BEGIN ... COMMIT` written in the file.
     pub in_explicit_transaction: bool,
+    /// Which transaction the statement runs in, when it runs in one: two statements with the same
+    /// number run in the same transaction (the runner's, or one `BEGIN ... COMMIT` of the file),
+    /// so a lock the first takes is still held when the second runs.
+    pub transaction: Option<usize>,
     /// A `SET [LOCAL] lock_timeout` (to anything but 0) ran earlier in the file.
     pub lock_timeout_set: bool,
+    /// The search path the statement's unqualified names resolve through (an index into the
+    /// file's paths, see [`FileCx::search_path`]).
+    pub search_path: usize,
+}
+
+/// Why the runner runs a file outside a transaction of its own, if it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutsideTransaction {
+    /// `-- migrate: no-transaction`: `migrate run` runs it statement by statement.
+    Marker,
+    /// A runner's naming convention: ory/popx runs `*.autocommit.up.sql` (and `.down.sql`)
+    /// without a transaction.
+    FileName(&'static str),
+}
+
+/// Whether a runner's naming convention says `path` runs outside a transaction.
+pub fn outside_transaction_by_name(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_str()?;
+    name.contains(".autocommit.")
+        .then_some("`*.autocommit.*.sql` (popx, the runner of ory's projects)")
 }
 
 /// What a rule sees: one parsed file, facts per statement, and what earlier files built.
@@ -249,12 +273,20 @@ pub struct FileCx<'a> {
     /// The schema built by the files linted before this one.
     pub schema: &'a Schema,
     pub options: &'a LintOptions,
-    /// For each table created in this file: the index of the statement that created it and the
-    /// index of the one that dropped it (or `usize::MAX`).
-    created: HashMap<String, Vec<(Option<String>, usize, usize)>>,
+    /// For each table name created in this file: its schema, the index of the statement that
+    /// created it and the index of the one that dropped it (or `usize::MAX`).
+    created: HashMap<String, Vec<(String, usize, usize)>>,
+    /// Tables that existed before the file and that a statement of the file dropped: (schema,
+    /// name) -> the statement.
+    dropped_existing: HashMap<(String, String), usize>,
+    /// The search paths of the file, in order (the default first); `StmtFacts::search_path`
+    /// indexes it.
+    search_paths: Vec<SearchPath>,
     /// The `-- migrate:` directives of the file's header (malformed ones count as none here:
     /// `migrate run` reports them).
     pub markers: crate::markers::Markers,
+    /// Whether the runner runs this file outside a transaction of its own, and why.
+    pub outside_transaction: Option<OutsideTransaction>,
 }
 
 /// The directives of the line comments before the file's first statement, from the comments the
@@ -286,6 +318,13 @@ impl<'a> FileCx<'a> {
         schema: &'a Schema,
         options: &'a LintOptions,
     ) -> Self {
+        let markers = header_markers(text, parsed);
+        let outside_transaction = match (markers.no_transaction, outside_transaction_by_name(path))
+        {
+            (Some(_), _) => Some(OutsideTransaction::Marker),
+            (None, Some(convention)) => Some(OutsideTransaction::FileName(convention)),
+            (None, None) => None,
+        };
         let mut cx = FileCx {
             path,
             text,
@@ -295,35 +334,82 @@ impl<'a> FileCx<'a> {
             schema,
             options,
             created: HashMap::new(),
-            markers: header_markers(text, parsed),
+            dropped_existing: HashMap::new(),
+            search_paths: vec![SearchPath::of(options.dialect)],
+            markers,
+            outside_transaction,
         };
         cx.compute_facts();
         cx
     }
 
+    /// Whether the runner wraps this file in a transaction of its own (it does unless it does
+    /// not wrap any, or the file is marked or named to run outside one).
+    pub fn runner_transaction(&self) -> bool {
+        self.options.runner_wraps_in_transaction && self.outside_transaction.is_none()
+    }
+
     fn compute_facts(&mut self) {
-        let wrapped = self.options.runner_wraps_in_transaction;
+        let wrapped = self.runner_transaction();
         let mut explicit = false;
+        let mut segment = 0;
         let mut lock_timeout = false;
+        let mut path = 0;
         for (index, stmt) in self.parsed.statements.iter().enumerate() {
             self.facts.push(StmtFacts {
                 in_transaction: explicit || wrapped,
                 in_explicit_transaction: explicit,
+                transaction: (explicit || wrapped).then_some(segment),
                 lock_timeout_set: lock_timeout,
+                search_path: path,
             });
+            if let Some(next) = SearchPath::after(&stmt.kind) {
+                if self.search_paths[path] != next {
+                    self.search_paths.push(next);
+                    path = self.search_paths.len() - 1;
+                }
+                continue;
+            }
             match &stmt.kind {
-                StmtKind::Transaction(TransactionControl::Begin) => explicit = true,
-                StmtKind::Transaction(_) => explicit = false,
+                StmtKind::Transaction(TransactionControl::Begin) => {
+                    // A BEGIN inside the runner's transaction only warns: it is still the one.
+                    if !wrapped && !explicit {
+                        segment += 1;
+                    }
+                    explicit = true;
+                }
+                StmtKind::Transaction(_) => {
+                    explicit = false;
+                    segment += 1;
+                }
                 StmtKind::Set { name, value, .. } if name == "lock_timeout" => {
                     let v = value.trim();
                     lock_timeout = !(v == "0" || v.eq_ignore_ascii_case("default"));
                 }
-                StmtKind::CreateTable { table, .. } | StmtKind::SelectInto { table, .. } => {
-                    self.mark_created(table, index)
+                StmtKind::CreateTable {
+                    table,
+                    temporary,
+                    if_not_exists,
+                    ..
+                } => {
+                    let schema = self.creation_schema(index, table, *temporary);
+                    // `IF NOT EXISTS` on a table that is already there does nothing: it is not
+                    // new, and what comes next happens to the existing one.
+                    if *if_not_exists
+                        && (self.live_created(&schema, &table.name, index)
+                            || self.existed_before(&schema, &table.name, index))
+                    {
+                        continue;
+                    }
+                    self.mark_created(schema, &table.name, index)
+                }
+                StmtKind::SelectInto { table, .. } => {
+                    let schema = self.creation_schema(index, table, false);
+                    self.mark_created(schema, &table.name, index)
                 }
                 StmtKind::DropTable { tables } => {
-                    for table in tables.clone() {
-                        self.mark_dropped(&table, index);
+                    for table in tables {
+                        self.mark_dropped(table, index);
                     }
                 }
                 StmtKind::AlterTable { table, actions } => {
@@ -331,12 +417,10 @@ impl<'a> FileCx<'a> {
                         if let sql::AlterAction::RenameTable { new_name } = action
                             && self.is_new_table(index, table)
                         {
-                            let new_name = Name {
-                                schema: new_name.schema.clone().or_else(|| table.schema.clone()),
-                                name: new_name.name.clone(),
-                            };
-                            self.mark_dropped(&table.clone(), index);
-                            self.mark_created(&new_name, index);
+                            let schema = self.qualify(index, table).schema.unwrap_or_default();
+                            let schema = new_name.schema.clone().unwrap_or(schema);
+                            self.mark_dropped(table, index);
+                            self.mark_created(schema, &new_name.name, index);
                         }
                     }
                 }
@@ -345,38 +429,111 @@ impl<'a> FileCx<'a> {
         }
     }
 
-    fn mark_created(&mut self, table: &Name, index: usize) {
-        self.created.entry(table.name.clone()).or_default().push((
-            table.schema.clone(),
-            index,
-            usize::MAX,
-        ));
+    /// The search path statement `index` resolves unqualified names through.
+    pub fn search_path(&self, index: usize) -> &SearchPath {
+        let at = self.facts.get(index).map_or(0, |f| f.search_path);
+        &self.search_paths[at]
     }
 
-    fn mark_dropped(&mut self, table: &Name, index: usize) {
-        if let Some(entries) = self.created.get_mut(&table.name) {
-            for entry in entries.iter_mut() {
-                if entry.2 == usize::MAX && schemas_match(&entry.0, &table.schema) {
-                    entry.2 = index;
-                }
-            }
+    /// The schema `CREATE TABLE table` at statement `index` creates the table in.
+    fn creation_schema(&self, index: usize, table: &Name, temporary: bool) -> String {
+        match &table.schema {
+            Some(schema) => schema.clone(),
+            None if temporary => self.search_path(index).temp_schema().to_owned(),
+            None => self.search_path(index).creation_schema().to_owned(),
         }
     }
 
-    /// Whether `table` was created by a statement before statement `index` in this file (and not
-    /// dropped since): such a table is new, so writing to it is not a backfill.
-    pub fn is_new_table(&self, index: usize, table: &Name) -> bool {
-        self.created.get(&table.name).is_some_and(|entries| {
-            entries.iter().any(|(schema, from, to)| {
-                *from < index && index <= *to && schemas_match(schema, &table.schema)
-            })
+    fn mark_created(&mut self, schema: String, name: &str, index: usize) {
+        self.created
+            .entry(name.to_owned())
+            .or_default()
+            .push((schema, index, usize::MAX));
+    }
+
+    fn mark_dropped(&mut self, table: &Name, index: usize) {
+        let Some(schema) = self.resolve(index, table) else {
+            return;
+        };
+        let mut closed = false;
+        if let Some(entries) = self.created.get_mut(&table.name) {
+            for entry in entries.iter_mut() {
+                if entry.2 == usize::MAX && entry.0 == schema {
+                    entry.2 = index;
+                    closed = true;
+                }
+            }
+        }
+        if !closed {
+            self.dropped_existing
+                .insert((schema, table.name.clone()), index);
+        }
+    }
+
+    /// Whether a table `schema.name` created by this file is there just before statement
+    /// `index`.
+    fn live_created(&self, schema: &str, name: &str, index: usize) -> bool {
+        self.created.get(name).is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|(s, from, to)| s == schema && *from < index && index <= *to)
         })
+    }
+
+    /// Whether `schema.name` existed before this file and no statement before `index` dropped
+    /// it.
+    fn existed_before(&self, schema: &str, name: &str, index: usize) -> bool {
+        self.schema.has_table(schema, name)
+            && self
+                .dropped_existing
+                .get(&(schema.to_owned(), name.to_owned()))
+                .is_none_or(|&dropped| dropped >= index)
+    }
+
+    /// The schema that `table`, named by statement `index`, is in, when it is known: its own, or
+    /// the first schema of the search path where this file created it or an earlier migration
+    /// did. `None` for an unqualified name found nowhere (a table that existed before the
+    /// migrations this linter read).
+    fn resolve(&self, index: usize, table: &Name) -> Option<String> {
+        if let Some(schema) = &table.schema {
+            return Some(schema.clone());
+        }
+        self.search_path(index)
+            .lookup()
+            .find(|schema| {
+                self.live_created(schema, &table.name, index)
+                    || self.existed_before(schema, &table.name, index)
+            })
+            .map(str::to_owned)
+    }
+
+    /// `table` as statement `index` names it, with its schema: resolved through the search
+    /// path, or (found nowhere) the schema the path creates in.
+    pub fn qualify(&self, index: usize, table: &Name) -> Name {
+        let schema = self
+            .resolve(index, table)
+            .unwrap_or_else(|| self.search_path(index).creation_schema().to_owned());
+        Name::qualified(schema, table.name.clone())
+    }
+
+    /// Whether `table` was created by a statement before statement `index` in this file (and not
+    /// dropped since): such a table is new, so writing to it is not a backfill. Names resolve as
+    /// PostgreSQL resolves them: `app.users` is not `users` unless the search path finds `users`
+    /// in `app` first.
+    pub fn is_new_table(&self, index: usize, table: &Name) -> bool {
+        self.resolve(index, table)
+            .is_some_and(|schema| self.live_created(&schema, &table.name, index))
     }
 
     /// Whether `table` existed before this migration (it was not created earlier in this file)
     /// and is not configured as small: the tables a backfill rule cares about.
     pub fn is_existing_large_table(&self, index: usize, table: &Name) -> bool {
         !self.is_new_table(index, table) && !self.options.is_small_table(table)
+    }
+
+    /// Whether `stmt` lies in text the parser had to recover in: rules report nothing there.
+    pub fn is_recovered(&self, stmt: &Statement) -> bool {
+        self.parsed.is_recovered(&stmt.anchor)
     }
 
     /// Statements with their index and facts.
@@ -396,13 +553,6 @@ impl<'a> FileCx<'a> {
             .filter(|&&b| b == b'\n')
             .count()
             + 1
-    }
-}
-
-fn schemas_match(a: &Option<String>, b: &Option<String>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
     }
 }
 
@@ -467,11 +617,19 @@ pub fn lint_parsed(
             });
         }
         rules::check_all(&cx, &mut findings);
+        // What the parser listed in text it recovered in is a guess: only the syntax finding
+        // speaks for it.
+        if !parsed.recovered.is_empty() {
+            findings.retain(|f| {
+                f.rule == RuleId::SyntaxError
+                    || f.anchor.as_ref().is_none_or(|a| !parsed.is_recovered(a))
+            });
+        }
         findings = suppress::apply(parsed, findings);
         apply_levels(&mut findings, options);
         findings.sort_by_key(|f| (f.span.start, f.rule));
     }
-    schema.apply(parsed);
+    schema.apply(parsed, options.dialect);
     findings
 }
 
@@ -740,6 +898,166 @@ fn load(path: &Path, bytes: Option<Vec<u8>>, dialect: Dialect) -> anyhow::Result
                 parsed: None,
                 findings: vec![finding],
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the driver decides for every rule: text the parser recovered in, which tables are
+    //! new, how names resolve, which files run outside a transaction.
+
+    use super::RuleId::{
+        BackfillDelete, BackfillUpdate, ConcurrentlyInTransaction, IndexNotConcurrent,
+        RequireLockTimeout, SyntaxError, TransactionInMigration,
+    };
+    use super::rules::test_support::{lint_at, lint_errors, lint_last, lint_ok};
+    use crate::sql::Dialect::{Postgres, Sqlite};
+
+    /// Synapse's `$%AUTO_INCREMENT_PRIMARY_KEY%$` placeholder: the column type does not parse,
+    /// and the parser's recovery reads `ON DELETE CASCADE` as a `DELETE`.
+    const PLACEHOLDER: &str = "CREATE TABLE positions (\n    id $%AUTO_INCREMENT_PRIMARY_KEY%$,\n    conn BIGINT NOT NULL REFERENCES conns (id) ON DELETE CASCADE\n);\n";
+
+    #[test]
+    fn ok_no_rule_finding_in_text_the_parser_recovered_in() {
+        lint_errors(PLACEHOLDER, Postgres, SyntaxError);
+        lint_ok(PLACEHOLDER, Postgres, BackfillDelete);
+        lint_ok(PLACEHOLDER, Postgres, RequireLockTimeout);
+        // SQLite lists nothing of a statement that does not parse.
+        let sqlite =
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, x REFERENCES u ON DELETE CASCADE,);\n";
+        lint_errors(sqlite, Sqlite, SyntaxError);
+        lint_ok(sqlite, Sqlite, BackfillDelete);
+    }
+
+    #[test]
+    fn err_statements_after_the_recovered_text_are_still_linted() {
+        let sql = format!(
+            "{PLACEHOLDER}UPDATE users SET n = 0;\nCREATE INDEX i ON users (n);\nALTER TABLE users ADD COLUMN m int;\n"
+        );
+        lint_errors(&sql, Postgres, BackfillUpdate);
+        lint_errors(&sql, Postgres, IndexNotConcurrent);
+        // The first strong lock after the broken statement is the one reported.
+        let found = lint_errors(&sql, Postgres, RequireLockTimeout);
+        assert!(found[0].contains("ALTER TABLE waits"), "{found:?}");
+        let sqlite = "CREATE TABLE t (id INTEGER PRIMARY KEY,,);\nUPDATE users SET n = 0;\n";
+        lint_errors(sqlite, Sqlite, BackfillUpdate);
+    }
+
+    #[test]
+    fn err_create_table_if_not_exists_of_an_existing_table() {
+        // The table existed before the file: IF NOT EXISTS does nothing, and the UPDATE and the
+        // index are on the existing table.
+        let earlier = "CREATE TABLE users (id bigint PRIMARY KEY, n int);\n";
+        let later = "CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, n int);\nUPDATE users SET n = 0;\nCREATE INDEX users_n ON users (n);\n";
+        for dialect in [Postgres, Sqlite] {
+            assert_eq!(
+                lint_last(&[earlier, later], dialect, BackfillUpdate).len(),
+                1
+            );
+        }
+        assert_eq!(
+            lint_last(&[earlier, later], Postgres, IndexNotConcurrent).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn ok_create_table_if_not_exists_of_a_new_table() {
+        let sql = "CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, n int);\nUPDATE users SET n = 0;\n";
+        for dialect in [Postgres, Sqlite] {
+            lint_ok(sql, dialect, BackfillUpdate);
+            // Dropped in the file first: created anew.
+            let earlier = "CREATE TABLE users (id bigint PRIMARY KEY, n int);\n";
+            let later = format!("DROP TABLE users;\n{sql}");
+            assert_eq!(
+                lint_last(&[earlier, &later], dialect, BackfillUpdate),
+                Vec::<String>::new()
+            );
+        }
+    }
+
+    #[test]
+    fn ok_autocommit_files_run_outside_a_transaction() {
+        // ory/popx runs `*.autocommit.up.sql` without a transaction.
+        let sql =
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS identities_nid_idx ON identities (nid);\n";
+        let path = "20241029153900000001_identities.autocommit.up.sql";
+        assert_eq!(
+            lint_at(path, sql, Postgres, ConcurrentlyInTransaction),
+            Vec::<String>::new()
+        );
+        let commit = "BEGIN;\nALTER TABLE t ADD COLUMN n int;\nCOMMIT;\n";
+        assert_eq!(
+            lint_at(path, commit, Postgres, TransactionInMigration),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn err_files_without_the_convention_run_in_the_runner_s_transaction() {
+        let sql =
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS identities_nid_idx ON identities (nid);\n";
+        let path = "20241029153900000001_identities.up.sql";
+        assert_eq!(
+            lint_at(path, sql, Postgres, ConcurrentlyInTransaction).len(),
+            1
+        );
+        // The name must say it, not a directory or a table.
+        let path = "autocommit/20241029153900000001_autocommit_identities.up.sql";
+        assert_eq!(
+            lint_at(path, sql, Postgres, ConcurrentlyInTransaction).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn err_a_table_of_another_schema_is_not_the_new_one() {
+        // Created in `app`; the UPDATE names `users`, which the search path finds in `public`.
+        let sql = "CREATE TABLE app.users (id bigint, n int);\nUPDATE users SET n = 0;\n";
+        lint_errors(sql, Postgres, BackfillUpdate);
+        // And the reverse.
+        let sql = "CREATE TABLE users (id bigint, n int);\nUPDATE app.users SET n = 0;\n";
+        lint_errors(sql, Postgres, BackfillUpdate);
+        // A search path that does not start with `app` creates elsewhere.
+        let sql = "SET search_path TO public, app;\nCREATE TABLE users (id bigint, n int);\nUPDATE app.users SET n = 0;\n";
+        lint_errors(sql, Postgres, BackfillUpdate);
+        // Quoted names keep their case: "Users" is not users.
+        let sql = "CREATE TABLE \"Users\" (id bigint, n int);\nUPDATE users SET n = 0;\n";
+        lint_errors(sql, Postgres, BackfillUpdate);
+        // An existing table found first on the path, by an earlier migration.
+        let earlier = "CREATE TABLE app.users (id bigint, n int);\n";
+        let later = "SET search_path TO app, public;\nCREATE TABLE public.users (id bigint, n int);\nUPDATE users SET n = 0;\n";
+        assert_eq!(
+            lint_last(&[earlier, later], Postgres, BackfillUpdate).len(),
+            1
+        );
+        // SQLite: `main` is not an attached database.
+        lint_errors(
+            "CREATE TABLE aux.users (id integer, n integer);\nUPDATE users SET n = 0;\n",
+            Sqlite,
+            BackfillUpdate,
+        );
+    }
+
+    #[test]
+    fn ok_names_that_resolve_to_the_new_table() {
+        for sql in [
+            "CREATE TABLE users (id bigint, n int);\nUPDATE public.users SET n = 0;\n",
+            "CREATE TABLE public.users (id bigint, n int);\nUPDATE users SET n = 0;\n",
+            "SET search_path TO app, public;\nCREATE TABLE users (id bigint, n int);\nUPDATE app.users SET n = 0;\nUPDATE users SET n = 1;\n",
+            "SET search_path = 'app';\nCREATE TABLE app.users (id bigint, n int);\nUPDATE users SET n = 0;\n",
+            "CREATE TABLE \"Users\" (id bigint, n int);\nUPDATE \"Users\" SET n = 0;\n",
+            "CREATE TEMP TABLE users (id bigint, n int);\nUPDATE users SET n = 0;\n",
+        ] {
+            lint_ok(sql, Postgres, BackfillUpdate);
+        }
+        for sql in [
+            "CREATE TABLE main.users (id integer, n integer);\nUPDATE users SET n = 0;\n",
+            "CREATE TABLE users (id integer, n integer);\nUPDATE main.users SET n = 0;\n",
+            "CREATE TEMP TABLE users (id integer, n integer);\nUPDATE users SET n = 0;\n",
+        ] {
+            lint_ok(sql, Sqlite, BackfillUpdate);
         }
     }
 }

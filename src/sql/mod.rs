@@ -73,6 +73,22 @@ pub struct ParsedFile {
     /// Every comment in the file (`-- ...` and `/* ... */`), in source order, outside string
     /// literals and dollar quotes. Suppression comments are read from these.
     pub comments: Vec<Comment>,
+    /// Where the parser had to recover from a syntax error, in source order, not overlapping: from
+    /// the start of the statement the error is in (or the error itself, between statements) to the
+    /// end of the next `;` (or of the file). What the front end lists in there is its best guess
+    /// at broken text (`ON DELETE CASCADE` after an unparseable column type reads as a
+    /// `DELETE`), so rules report nothing about it; the syntax issue says what is wrong.
+    pub recovered: Vec<Span>,
+}
+
+impl ParsedFile {
+    /// Whether `span` (a statement's anchor) overlaps a region the parser recovered in.
+    pub fn is_recovered(&self, span: &Span) -> bool {
+        let at = self.recovered.partition_point(|r| r.end <= span.start);
+        self.recovered
+            .get(at)
+            .is_some_and(|r| r.start < span.end.max(span.start + 1))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +187,8 @@ pub enum StmtKind {
         /// `CREATE TABLE ... AS ... WITH NO DATA`: no rows are copied.
         with_no_data: bool,
         temporary: bool,
+        /// `CREATE TABLE IF NOT EXISTS`: does nothing when the table already exists.
+        if_not_exists: bool,
     },
     /// `SELECT ... INTO new_table FROM ...` (PostgreSQL).
     SelectInto {
@@ -184,6 +202,9 @@ pub enum StmtKind {
         /// `CREATE OR REPLACE VIEW`: replaces an existing view of that name, if there is one.
         or_replace: bool,
         query: Query,
+        /// `CREATE MATERIALIZED VIEW ... WITH NO DATA`: the view is left unpopulated (without it,
+        /// the query runs and its rows are stored now).
+        with_no_data: bool,
     },
     Insert {
         table: Name,
@@ -206,6 +227,9 @@ pub enum StmtKind {
     Merge {
         table: Name,
         source: Query,
+        /// A `WHEN NOT MATCHED BY SOURCE` clause (PostgreSQL 17): it acts on every row of the
+        /// target the source does not match, however few rows the source has.
+        by_source: bool,
     },
     Copy {
         /// `None` for `COPY (query) TO`.
@@ -260,12 +284,29 @@ pub enum StmtKind {
         body_parsed: bool,
     },
     /// `CREATE [OR REPLACE] FUNCTION` / `PROCEDURE`: defines code that runs later. Its body's
-    /// statements are *not* listed.
+    /// statements are *not* listed among the file's: they are in `body`, and run when (and each
+    /// time) the routine is called.
     CreateFunction {
         name: Name,
         procedure: bool,
-        /// Tables the body writes (UPDATE/DELETE/INSERT/MERGE targets), if the body parsed.
-        body_writes: Vec<Name>,
+        /// The statements the body runs, as a DO block's would be listed (PL/pgSQL at any depth,
+        /// `EXECUTE` strings, `LANGUAGE sql` string bodies, `BEGIN ATOMIC`), with their spans in
+        /// the file (an `EXECUTE` string's statements carry the `EXECUTE`'s span) and the
+        /// `CREATE` statement as anchor. Empty when the body is in a language the front end does
+        /// not read.
+        body: Vec<Statement>,
+        /// As declared; PostgreSQL's default is `VOLATILE`.
+        volatility: Volatility,
+        /// Lower-cased (`plpgsql`, `sql`, `c`); `sql` when no `LANGUAGE` clause says otherwise.
+        language: String,
+        /// The expression a call becomes when PostgreSQL inlines the function while planning
+        /// (a `LANGUAGE sql` function whose body is one `SELECT expr` without `FROM`, or
+        /// `RETURN expr`; not `SECURITY DEFINER`, no `SET` clause, not set-returning). An inlined
+        /// call is as volatile as this expression, whatever the declaration says. A PL/pgSQL
+        /// function is never inlined.
+        inline: Option<Expr>,
+        /// `RETURNS SETOF ...` / `RETURNS TABLE (...)`: the function is a source of rows.
+        returns_set: bool,
     },
     CreateTrigger {
         name: Name,
@@ -284,6 +325,14 @@ pub enum StmtKind {
     Other {
         what: String,
     },
+}
+
+/// How a function's result may change between calls (`pg_proc.provolatile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Volatility {
+    Immutable,
+    Stable,
+    Volatile,
 }
 
 /// What a `REINDEX` rebuilds.
@@ -343,6 +392,11 @@ pub struct Query {
     pub sources: Vec<Name>,
     /// Functions the query calls, lower-cased and unqualified (`now`, `gen_random_uuid`).
     pub calls: Vec<String>,
+    /// Functions among `calls` whose result rows are rows of the query (lower-cased,
+    /// unqualified): table functions in the `FROM` items that `sources` follows, and
+    /// set-returning functions called in the select list of those queries. What a user-defined
+    /// one reads is known only from its definition, so rules look it up.
+    pub row_functions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -463,6 +517,10 @@ pub struct Constraint {
     pub kind: ConstraintKind,
     /// `NOT VALID`: existing rows are not checked now.
     pub not_valid: bool,
+    /// For a CHECK of the form `c IS NOT NULL` (or several joined by `AND`): the columns it
+    /// proves not null, which lets a later `SET NOT NULL` skip its scan once the check is
+    /// validated.
+    pub not_null_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

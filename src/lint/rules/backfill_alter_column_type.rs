@@ -11,20 +11,21 @@
 use crate::lint::{FileCx, Finding, RuleId};
 use std::collections::HashMap;
 
-use crate::sql::{AlterAction, Dialect, StmtKind, TypeName};
+use crate::sql::{AlterAction, Dialect, Name, StmtKind, TypeName};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.dialect != Dialect::Postgres {
         return;
     }
-    // Column types declared by this file so far, by (unqualified table, column), in one forward
-    // pass; `None` for a column this file dropped. Earlier files are `cx.schema`'s.
-    let mut in_file: HashMap<(&str, &str), Option<&TypeName>> = HashMap::new();
+    // Column types declared by this file so far, by (table with its schema, column), in one
+    // forward pass; `None` for a column this file dropped. Earlier files are `cx.schema`'s.
+    let mut in_file: HashMap<(Name, &str), Option<&TypeName>> = HashMap::new();
     for (index, stmt, _) in cx.statements() {
         let StmtKind::AlterTable { table, actions } = &stmt.kind else {
             continue;
         };
         let existing = cx.is_existing_large_table(index, table);
+        let qualified = cx.qualify(index, table);
         for action in actions {
             let (column, data_type, using) = match action {
                 AlterAction::AlterColumnType {
@@ -33,27 +34,27 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                     using,
                 } => (column, data_type, using),
                 AlterAction::AddColumn { column } => {
-                    in_file.insert((&table.name, &column.name), Some(&column.data_type));
+                    in_file.insert((qualified.clone(), &column.name), Some(&column.data_type));
                     continue;
                 }
                 AlterAction::DropColumn { column } => {
-                    in_file.insert((&table.name, column), None);
+                    in_file.insert((qualified.clone(), column), None);
                     continue;
                 }
                 AlterAction::RenameColumn { from, to } => {
-                    let ty = match in_file.get(&(table.name.as_str(), from.as_str())) {
+                    let ty = match in_file.get(&(qualified.clone(), from.as_str())) {
                         Some(ty) => *ty,
-                        None => cx.schema.column_type(table, from),
+                        None => cx.schema.column_type(&qualified, from),
                     };
-                    in_file.insert((&table.name, from), None);
-                    in_file.insert((&table.name, to), ty);
+                    in_file.insert((qualified.clone(), from), None);
+                    in_file.insert((qualified.clone(), to), ty);
                     continue;
                 }
                 _ => continue,
             };
-            let old = match in_file.insert((&table.name, column), Some(data_type)) {
+            let old = match in_file.insert((qualified.clone(), column), Some(data_type)) {
                 Some(ty) => ty,
-                None => cx.schema.column_type(table, column),
+                None => cx.schema.column_type(&qualified, column),
             };
             if !existing {
                 continue;

@@ -1,12 +1,12 @@
-//! `backfill-create-table-as`: CREATE TABLE ... AS query and SELECT ... INTO copying rows of a
-//! table that existed before the migration.
+//! `backfill-create-table-as`: CREATE TABLE ... AS query, SELECT ... INTO and CREATE MATERIALIZED
+//! VIEW copying rows of a table that existed before the migration.
 //!
-//! Both copy every row the query returns into the new table inside the migration, so the time
-//! grows with the table the rows come from (the query's `sources`; a table read only by a
-//! subquery in WHERE or in the select list does not multiply the rows). `WITH NO DATA` copies nothing. Views are not backfills: a plain view
-//! copies nothing, and a materialized view is left out by design: it is derived data the database
-//! rebuilds with REFRESH, not a copy the application then writes to. Inside a DO block these
-//! belong to `backfill-do-block`.
+//! Each copies every row the query returns into the new table (or the materialized view's
+//! storage) inside the migration, so the time grows with the table the rows come from (the
+//! query's `sources`; a table read only by a subquery in WHERE or in the select list does not
+//! multiply the rows). `WITH NO DATA` copies nothing (a materialized view created so is filled
+//! later by REFRESH). A plain view copies nothing. Inside a DO block these belong to
+//! `backfill-do-block`.
 
 use crate::lint::rules::{FileViews, MOVE_TO_DATA_MIGRATION, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
@@ -23,19 +23,34 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 ..
             } => (table, query, "CREATE TABLE ... AS"),
             StmtKind::SelectInto { table, query } => (table, query, "SELECT ... INTO"),
+            StmtKind::CreateView {
+                name,
+                materialized: true,
+                with_no_data: false,
+                query,
+                ..
+            } => (name, query, "CREATE MATERIALIZED VIEW"),
             _ => continue,
         };
         if in_do_block(cx, stmt) {
             continue;
         }
-        let Some(read) = views.first_existing_source(cx, index, &query.sources) else {
+        let Some(read) = views.first_existing_rows(cx, index, query) else {
             continue;
+        };
+        let help = match &stmt.kind {
+            StmtKind::CreateView { .. } => format!(
+                "create `{table}` `WITH NO DATA` here and fill it with `REFRESH MATERIALIZED VIEW` outside the deploy (CONCURRENTLY, once it has a unique index, keeps it readable), or make it a table filled by a batched data migration in `data-migrations/`"
+            ),
+            _ => format!(
+                "create `{table}` empty here (or `WITH NO DATA`) and {MOVE_TO_DATA_MIGRATION}"
+            ),
         };
         out.push(Finding::at(
             RuleId::BackfillCreateTableAs,
             stmt,
             format!("{verb} copies the rows of {} into `{table}` inside the migration: it runs as long as `{}` is large and the deploy waits until it finishes", read.phrase(), read.table),
-            format!("create `{table}` empty here (or `WITH NO DATA`) and {MOVE_TO_DATA_MIGRATION}"),
+            help,
         ));
     }
 }
@@ -113,10 +128,51 @@ mod tests {
         lint_ok(sql, Postgres, RULE);
         lint_ok(sql, Sqlite, RULE);
         lint_ok(
-            "CREATE MATERIALIZED VIEW user_counts AS SELECT count(*) FROM users;\n",
+            "CREATE MATERIALIZED VIEW user_counts AS SELECT count(*) FROM users WITH NO DATA;\n",
             Postgres,
             RULE,
         );
+    }
+
+    #[test]
+    fn err_materialized_view_with_data_copies() {
+        // WITH DATA is the default: the query runs and its rows are stored now.
+        let sql = "CREATE MATERIALIZED VIEW post_counts AS SELECT author_id, count(*) FROM posts GROUP BY author_id;\nCREATE MATERIALIZED VIEW handles AS SELECT id, handle FROM users WITH DATA;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
+    }
+
+    #[test]
+    fn ok_materialized_view_of_new_tables() {
+        lint_ok(
+            "CREATE TABLE t (id int);\nCREATE MATERIALIZED VIEW v AS SELECT id FROM t;\n",
+            Postgres,
+            RULE,
+        );
+    }
+
+    #[test]
+    fn err_rows_of_a_set_returning_function() {
+        // The rows are as many as `users` has, whether the function is in FROM or in the
+        // select list.
+        let sql =
+            "CREATE TABLE ids AS SELECT generate_series(1, (SELECT max(id) FROM users)) AS id;\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert!(
+            found[0].contains("`users`, an existing table,"),
+            "{found:?}"
+        );
+        let sql = "CREATE FUNCTION user_ids() RETURNS TABLE (id bigint) LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT u.id FROM users u; END $$;\nCREATE TABLE ids AS SELECT * FROM user_ids();\n";
+        let found = lint_errors(sql, Postgres, RULE);
+        assert!(
+            found[0].contains("read through the function `user_ids`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn ok_set_returning_function_of_constants() {
+        let sql = "CREATE TABLE ids AS SELECT generate_series(1, 10) AS id;\nCREATE FUNCTION digits() RETURNS SETOF int LANGUAGE sql AS 'SELECT generate_series(0, 9)';\nCREATE TABLE d AS SELECT * FROM digits();\n";
+        lint_ok(sql, Postgres, RULE);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         if in_do_block(cx, stmt) || rebuilds.contains(&index) {
             continue;
         }
-        let Some(read) = views.first_existing_source(cx, index, &query.sources) else {
+        let Some(read) = views.first_existing_rows(cx, index, query) else {
             continue;
         };
         let verb = if *replace {

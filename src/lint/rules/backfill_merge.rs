@@ -3,31 +3,33 @@
 //! MERGE joins its source to the target and updates, inserts or deletes a row for each match,
 //! inside the migration's transaction: every row it writes stays locked until the migration
 //! commits, and the time grows with the source and the target. A source whose rows come from no
-//! table (constant rows in VALUES, whatever the ON condition reads) is an upsert of seed rows:
-//! still reported, as a warning. A MERGE into a new table from an existing one is a copy, like
-//! INSERT ... SELECT, and reported as one. A MERGE inside a DO block is `backfill-do-block`'s.
+//! table (constant rows in VALUES, whatever the ON condition reads) is an upsert of seed rows,
+//! like `INSERT ... VALUES ... ON CONFLICT`, and is not reported, unless a `WHEN NOT MATCHED BY
+//! SOURCE` clause makes it act on every other row of the target. A MERGE into a new table from an
+//! existing one is a copy, like INSERT ... SELECT, and reported as one. A MERGE inside a DO block
+//! is `backfill-do-block`'s.
 
-use crate::lint::rules::{
-    FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, SEED_FIXUP_HELP, cte_note, in_do_block,
-};
-use crate::lint::{FileCx, Finding, RuleId, Severity};
+use crate::lint::rules::{FileViews, LineIndex, MOVE_TO_DATA_MIGRATION, cte_note, in_do_block};
+use crate::lint::{FileCx, Finding, RuleId};
 use crate::sql::{Origin, StmtKind};
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     let lines = LineIndex::new(cx.text);
     let views = FileViews::new(cx);
     for (index, stmt, _) in cx.statements() {
-        let StmtKind::Merge { table, source } = &stmt.kind else {
+        let StmtKind::Merge {
+            table,
+            source,
+            by_source,
+        } = &stmt.kind
+        else {
             continue;
         };
         if in_do_block(cx, stmt) {
             continue;
         }
         let target_exists = cx.is_existing_large_table(index, table);
-        let mut finding = match (
-            target_exists,
-            views.first_existing_source(cx, index, &source.sources),
-        ) {
+        let mut finding = match (target_exists, views.first_existing_rows(cx, index, source)) {
             (true, Some(read)) => Finding::at(
                 RuleId::BackfillMerge,
                 stmt,
@@ -48,18 +50,16 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                 ),
                 MOVE_TO_DATA_MIGRATION,
             ),
-            (true, None) if source.sources.is_empty() => {
-                let mut f = Finding::at(
-                    RuleId::BackfillMerge,
-                    stmt,
-                    format!(
-                        "MERGE into `{table}`, an existing table, upserts constant rows inside the migration: a seed-row fix-up, but the rows it writes stay locked until the deploy finishes"
-                    ),
-                    SEED_FIXUP_HELP,
-                );
-                f.severity = Severity::Warning;
-                f
-            }
+            (true, None) if *by_source => Finding::at(
+                RuleId::BackfillMerge,
+                stmt,
+                format!(
+                    "MERGE into `{table}`, an existing table, with WHEN NOT MATCHED BY SOURCE acts on every row of `{table}` its source does not match, inside the migration: the rows stay locked and the deploy waits until it finishes"
+                ),
+                MOVE_TO_DATA_MIGRATION,
+            ),
+            // Constant rows upserted by key: a seed, like INSERT ... VALUES ... ON CONFLICT.
+            (true, None) if source.sources.is_empty() => continue,
             // The source reads only tables this file created: as many rows as the file put there.
             (true, None) => Finding::at(
                 RuleId::BackfillMerge,
@@ -93,8 +93,16 @@ mod tests {
     }
 
     #[test]
-    fn err_merge_constant_rows_is_a_warning() {
+    fn ok_merge_of_constant_rows_is_a_seed() {
+        // Like INSERT ... VALUES ... ON CONFLICT: as many rows as the VALUES list has.
         let sql = "MERGE INTO settings s\nUSING (VALUES ('theme', 'dark')) AS v(key, value) ON s.key = v.key\nWHEN MATCHED THEN UPDATE SET value = v.value\nWHEN NOT MATCHED THEN INSERT (key, value) VALUES (v.key, v.value);\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn err_merge_of_constant_rows_not_matched_by_source() {
+        // PostgreSQL 17: the DELETE acts on every other row of the target.
+        let sql = "MERGE INTO settings s\nUSING (VALUES ('theme', 'dark')) AS v(key, value) ON s.key = v.key\nWHEN NOT MATCHED THEN INSERT (key, value) VALUES (v.key, v.value)\nWHEN NOT MATCHED BY SOURCE THEN DELETE;\n";
         insta::assert_yaml_snapshot!(lint_errors(sql, Postgres, RULE));
     }
 
@@ -123,13 +131,19 @@ mod tests {
     }
 
     #[test]
-    fn err_merge_of_constants_guarded_by_an_existing_table_is_a_warning() {
+    fn ok_merge_of_constants_guarded_by_an_existing_table() {
         // The ON condition reads `users`, but the rows merged are constants.
         let sql = "MERGE INTO settings s\nUSING (SELECT 'theme' AS key) AS v ON s.key = v.key AND EXISTS (SELECT 1 FROM users)\nWHEN NOT MATCHED THEN INSERT (key) VALUES (v.key);\n";
+        lint_ok(sql, Postgres, RULE);
+    }
+
+    #[test]
+    fn err_merge_from_a_set_returning_function_of_the_file() {
+        let sql = "CREATE FUNCTION active_ids() RETURNS SETOF bigint LANGUAGE sql AS $$ SELECT id FROM users WHERE active $$;\nMERGE INTO user_stats s USING active_ids() AS a(id) ON s.user_id = a.id\nWHEN NOT MATCHED THEN INSERT (user_id) VALUES (a.id);\n";
         let found = lint_errors(sql, Postgres, RULE);
-        assert_eq!(found.len(), 1);
+        assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].starts_with("backfill-merge (warning): MERGE into `settings`, an existing table, upserts constant rows"),
+            found[0].contains("every matching row of `users`"),
             "{found:?}"
         );
     }

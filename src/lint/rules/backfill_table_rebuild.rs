@@ -156,6 +156,9 @@ fn renames(kind: &StmtKind, from: &Name, to: &Name) -> bool {
 }
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    if cx.dialect == Dialect::Sqlite {
+        drop_column(cx, out);
+    }
     let lines = LineIndex::new(cx.text);
     for rebuild in find(cx) {
         let Rebuild {
@@ -195,6 +198,30 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
             )
             .with_note(format!("the rebuild: {}", steps.join(", "))),
         );
+    }
+}
+
+/// SQLite's `ALTER TABLE ... DROP COLUMN` rewrites every row of the table to take the column's
+/// data out (it is the rebuild, done by SQLite itself), under the database's write lock.
+fn drop_column(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
+    for (index, stmt, _) in cx.statements() {
+        let StmtKind::AlterTable { table, actions } = &stmt.kind else {
+            continue;
+        };
+        if !cx.is_existing_large_table(index, table) {
+            continue;
+        }
+        for action in actions {
+            let AlterAction::DropColumn { column } = action else {
+                continue;
+            };
+            out.push(Finding::at(
+                RuleId::BackfillTableRebuild,
+                stmt,
+                format!("DROP COLUMN `{column}` rewrites every row of `{table}`, an existing table, inside the migration: SQLite takes the column's data out of each row, the database is write-locked until it finishes and the deploy waits"),
+                format!("SQLite has no cheaper way to remove a column: stop using it and leave it in place, or drop it when a write lock for the whole rewrite is acceptable and suppress this with a reason that says how many rows `{table}` has in production"),
+            ));
+        }
     }
 }
 
@@ -259,5 +286,26 @@ mod tests {
         lint_ok(sql, Sqlite, RULE);
         lint_ok(sql, Postgres, BackfillInsertSelect);
         lint_ok(sql, Sqlite, BackfillInsertSelect);
+    }
+
+    #[test]
+    fn err_sqlite_drop_column_rewrites_the_table() {
+        let sql = "ALTER TABLE users DROP COLUMN legacy_flag;\n";
+        insta::assert_yaml_snapshot!(lint_errors(sql, Sqlite, RULE));
+    }
+
+    #[test]
+    fn ok_drop_column_of_a_new_table_or_in_postgres() {
+        lint_ok(
+            "CREATE TABLE t (id integer, x integer);\nALTER TABLE t DROP COLUMN x;\n",
+            Sqlite,
+            RULE,
+        );
+        // PostgreSQL only marks the column dropped.
+        lint_ok(
+            "ALTER TABLE users DROP COLUMN legacy_flag;\n",
+            Postgres,
+            RULE,
+        );
     }
 }

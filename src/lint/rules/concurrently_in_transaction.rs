@@ -5,8 +5,9 @@
 //! COMMIT, and "cannot be executed from a function" inside a DO block. The BEGIN may be the
 //! file's own, or the migration runner's: refinery 0.10 runs every migration in a transaction and
 //! has no opt-out (`transactional-migrations = false` tells the linter when a runner does not).
-//! A migration marked `-- migrate: no-transaction` is run outside one by `migrate run`, so the
-//! runner's transaction does not apply to it (its own BEGIN and DO blocks still do).
+//! A migration marked `-- migrate: no-transaction` is run outside one by `migrate run`, and one
+//! named by a runner's convention for that (ory/popx's `*.autocommit.up.sql`) by that runner, so
+//! the runner's transaction does not apply to it (its own BEGIN and DO blocks still do).
 
 use crate::lint::rules::{LineIndex, in_do_block};
 use crate::lint::{FileCx, Finding, RuleId};
@@ -28,8 +29,9 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
         return;
     }
     let lines = LineIndex::new(cx.text);
-    // `migrate run` runs a migration marked so outside any transaction of its own.
-    let outside_runner = cx.markers.no_transaction.is_some();
+    // `migrate run` runs a migration marked so outside any transaction of its own, and popx one
+    // named so.
+    let outside_runner = cx.outside_transaction.is_some();
     // Where the file's latest BEGIN starts, for the message.
     let mut last_begin = None;
     for (_, stmt, facts) in cx.statements() {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::{FileCx, Finding};
 use crate::lint::Severity;
-use crate::sql::{Filter, Name, Origin, Statement, StmtKind};
+use crate::sql::{Filter, Name, Origin, Query, Statement, StmtKind};
 
 mod adding_required_column;
 mod backfill_alter_column_type;
@@ -145,30 +145,34 @@ pub(crate) fn in_do_block(cx: &FileCx<'_>, stmt: &Statement) -> bool {
     matches!(stmt.origin, Origin::DoBlock | Origin::DoExecute) || enclosing_do(cx, stmt).is_some()
 }
 
-/// The first of `reads` that is an existing, not-small table at statement `index`.
-pub(crate) fn first_existing<'n>(
-    cx: &FileCx<'_>,
-    index: usize,
-    reads: &'n [Name],
-) -> Option<&'n Name> {
-    reads.iter().find(|t| cx.is_existing_large_table(index, t))
-}
-
 /// Views this file creates, so that copying the rows of one counts as copying the rows it is
 /// made of: selecting from a view over existing tables copies their rows, from a view over new
-/// tables (or over constants) nothing old.
-pub(crate) struct FileViews<'a>(HashMap<&'a str, Vec<ViewDef<'a>>>);
+/// tables (or over constants) nothing old. Set-returning functions this file creates likewise:
+/// `SELECT * FROM f()` copies the rows of what `f`'s body selects from.
+pub(crate) struct FileViews<'a> {
+    views: HashMap<&'a str, Vec<ViewDef<'a>>>,
+    /// Set-returning functions: name -> (where, name, the sources of the queries the body
+    /// returns or runs).
+    functions: HashMap<&'a str, Vec<(usize, &'a Name, Vec<&'a [Name]>)>>,
+}
 
 /// Where a view is created, its name, and the tables its rows come from ([`Query::sources`]).
 ///
 /// [`Query::sources`]: crate::sql::Query::sources
 type ViewDef<'a> = (usize, &'a Name, &'a [Name]);
 
-/// An existing table a query copies rows of, and the view of this file it reads them through, if
-/// any.
+/// An existing table a query copies rows of, and the view or function of this file it reads
+/// them through, if any.
 pub(crate) struct Read<'a> {
     pub table: &'a Name,
-    pub via: Option<&'a Name>,
+    pub via: Option<Via<'a>>,
+}
+
+/// What a query reads an existing table through.
+#[derive(Clone, Copy)]
+pub(crate) enum Via<'a> {
+    View(&'a Name),
+    Function(&'a Name),
 }
 
 impl Read<'_> {
@@ -176,8 +180,12 @@ impl Read<'_> {
     pub(crate) fn phrase(&self) -> String {
         match self.via {
             None => format!("`{}`, an existing table,", self.table),
-            Some(view) => format!(
+            Some(Via::View(view)) => format!(
                 "`{}`, an existing table read through the view `{view}`,",
+                self.table
+            ),
+            Some(Via::Function(function)) => format!(
+                "`{}`, an existing table read through the function `{function}`,",
                 self.table
             ),
         }
@@ -191,31 +199,69 @@ const VIEW_BUDGET: usize = 64;
 impl<'a> FileViews<'a> {
     pub(crate) fn new(cx: &FileCx<'a>) -> Self {
         let mut views: HashMap<&str, Vec<_>> = HashMap::new();
+        let mut functions: HashMap<&str, Vec<_>> = HashMap::new();
         for (index, stmt) in cx.parsed.statements.iter().enumerate() {
-            if let StmtKind::CreateView { name, query, .. } = &stmt.kind {
-                views.entry(name.name.as_str()).or_default().push((
-                    index,
+            match &stmt.kind {
+                StmtKind::CreateView { name, query, .. } => views
+                    .entry(name.name.as_str())
+                    .or_default()
+                    .push((index, name, query.sources.as_slice())),
+                StmtKind::CreateFunction {
                     name,
-                    query.sources.as_slice(),
-                ));
+                    body,
+                    returns_set: true,
+                    ..
+                } => {
+                    let sources = body
+                        .iter()
+                        .filter_map(|s| match &s.kind {
+                            StmtKind::Select { query } => Some(query.sources.as_slice()),
+                            _ => None,
+                        })
+                        .collect();
+                    functions
+                        .entry(name.name.as_str())
+                        .or_default()
+                        .push((index, name, sources));
+                }
+                _ => {}
             }
         }
-        FileViews(views)
+        FileViews { views, functions }
     }
 
-    /// The first table of `sources` (a query's [`Query::sources`]) that existed before the
-    /// migration (and is not configured small), at statement `index`, directly or as a source of
-    /// views this file created before it.
-    ///
-    /// [`Query::sources`]: crate::sql::Query::sources
-    pub(crate) fn first_existing_source(
+    /// Where the rows of `query` come from, if from a table that existed before the migration
+    /// (and is not configured small), at statement `index`: one of its [`Query::sources`],
+    /// directly or as a source of views this file created before it, or what a set-returning
+    /// function this file created before it selects from, when the query's rows are that
+    /// function's ([`Query::row_functions`]).
+    pub(crate) fn first_existing_rows(
         &self,
         cx: &FileCx<'_>,
         index: usize,
-        sources: &'a [Name],
+        query: &'a Query,
     ) -> Option<Read<'a>> {
         let mut budget = VIEW_BUDGET;
-        self.find(cx, index, sources, None, &mut budget)
+        if let Some(read) = self.find(cx, index, &query.sources, None, &mut budget) {
+            return Some(read);
+        }
+        for call in &query.row_functions {
+            let Some((_, name, bodies)) = self
+                .functions
+                .get(call.as_str())
+                .and_then(|defs| defs.iter().rev().find(|(at, _, _)| *at < index))
+            else {
+                continue;
+            };
+            for sources in bodies {
+                if let Some(read) =
+                    self.find(cx, index, sources, Some(Via::Function(name)), &mut budget)
+                {
+                    return Some(read);
+                }
+            }
+        }
+        None
     }
 
     fn find(
@@ -223,11 +269,11 @@ impl<'a> FileViews<'a> {
         cx: &FileCx<'_>,
         index: usize,
         reads: &'a [Name],
-        via: Option<&'a Name>,
+        via: Option<Via<'a>>,
         budget: &mut usize,
     ) -> Option<Read<'a>> {
         for read in reads {
-            let view = self.0.get(read.name.as_str()).and_then(|defs| {
+            let view = self.views.get(read.name.as_str()).and_then(|defs| {
                 defs.iter()
                     .rev()
                     .find(|(at, name, _)| *at < index && name.same_object(read))
@@ -236,7 +282,7 @@ impl<'a> FileViews<'a> {
                 Some(&(_, name, view_reads)) if *budget > 0 => {
                     *budget -= 1;
                     if let Some(found) =
-                        self.find(cx, index, view_reads, via.or(Some(name)), budget)
+                        self.find(cx, index, view_reads, via.or(Some(Via::View(name))), budget)
                     {
                         return Some(found);
                     }
@@ -364,6 +410,47 @@ pub(crate) mod test_support {
                 }
                 s
             })
+            .collect()
+    }
+
+    /// The findings of `rule` in the last of `files`, linted in order as migrations (each sees
+    /// the schema the ones before it built), as [`lint_errors`] renders them; may be empty.
+    pub fn lint_last(files: &[&str], dialect: Dialect, rule: RuleId) -> Vec<String> {
+        let options = LintOptions {
+            dialect,
+            ..LintOptions::default()
+        };
+        let mut schema = crate::lint::Schema::default();
+        let mut found = Vec::new();
+        for (i, sql) in files.iter().enumerate() {
+            let parsed = crate::lint::parse_guarded(sql, dialect);
+            let path = format!("V{}__m.sql", i + 1);
+            found = crate::lint::lint_parsed(
+                Path::new(&path),
+                sql,
+                &parsed,
+                &mut schema,
+                &options,
+                true,
+            )
+            .into_iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| format!("{}: {}", f.rule, f.message))
+            .collect();
+        }
+        found
+    }
+
+    /// The findings of `rule` for `sql` in a file at `path`, as messages; may be empty.
+    pub fn lint_at(path: &str, sql: &str, dialect: Dialect, rule: RuleId) -> Vec<String> {
+        let options = LintOptions {
+            dialect,
+            ..LintOptions::default()
+        };
+        lint_text(Path::new(path), sql, &options)
+            .into_iter()
+            .filter(|f| f.rule == rule)
+            .map(|f| f.message)
             .collect()
     }
 

@@ -22,7 +22,9 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     for (index, stmt, facts) in cx.statements() {
         let strong = strong_lock(cx, index, &stmt.kind, &created);
         created.record(stmt);
-        if facts.lock_timeout_set {
+        // Once per file: the first real statement is the one to report, not a guess the parser
+        // made in broken text.
+        if facts.lock_timeout_set || cx.is_recovered(stmt) {
             continue;
         }
         let Some(StrongLock { what, lock, on }) = strong else {

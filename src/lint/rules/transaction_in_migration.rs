@@ -11,7 +11,8 @@
 //!
 //! Not reported when the runner does not wrap migrations (`transactional-migrations = false`),
 //! nor in a migration marked `-- migrate: no-transaction` (`migrate run` runs it outside any
-//! transaction, so its own BEGIN ... COMMIT is the only one). Statements inside a DO block are
+//! transaction, so its own BEGIN ... COMMIT is the only one) or named `*.autocommit.up.sql`
+//! (popx's convention for the same). Statements inside a DO block are
 //! not transaction control of the file.
 
 use crate::lint::{FileCx, Finding, RuleId};
@@ -23,8 +24,9 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if !cx.options.runner_wraps_in_transaction {
         return;
     }
-    // `migrate run` runs a migration marked so outside any transaction of its own.
-    if cx.markers.no_transaction.is_some() {
+    // `migrate run` runs a migration marked so outside any transaction of its own, and popx one
+    // named so.
+    if cx.outside_transaction.is_some() {
         return;
     }
     for (_, stmt, _) in cx.statements() {

@@ -39,6 +39,7 @@ pub(super) fn create_table(it: &ast::CreateTable, scope: &Scope) -> Option<StmtK
         as_query: None,
         with_no_data: false,
         temporary: matches!(it.persistence(), Some(ast::Persistence::Temp(_))),
+        if_not_exists: it.if_not_exists().is_some(),
     })
 }
 
@@ -55,6 +56,7 @@ pub(super) fn create_table_as(it: &ast::CreateTableAs, scope: &Scope) -> Option<
         as_query: Some(as_query),
         with_no_data: matches!(it.data_option(), Some(ast::DataOption::WithNoData(_))),
         temporary: matches!(it.persistence(), Some(ast::Persistence::Temp(_))),
+        if_not_exists: it.if_not_exists().is_some(),
     })
 }
 
@@ -210,6 +212,13 @@ pub(super) fn constraint(c: &ast::Constraint) -> Option<Constraint> {
         C::NotNullConstraint(_) => ConstraintKind::NotNull,
         C::DefaultConstraint(_) | C::GeneratedConstraint(_) | C::NullConstraint(_) => return None,
     };
+    let not_null_columns = match c {
+        C::CheckConstraint(check) => check
+            .expr()
+            .map(|e| not_null_columns(e.syntax()))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     Some(Constraint {
         name: c
             .constraint_name()
@@ -217,7 +226,88 @@ pub(super) fn constraint(c: &ast::Constraint) -> Option<Constraint> {
             .filter(|n| !n.is_empty()),
         kind,
         not_valid: c.is_not_valid(),
+        not_null_columns,
     })
+}
+
+/// The columns a CHECK expression proves not null: the conjuncts (`AND`, at any parenthesis
+/// depth) that are `col IS NOT NULL` or `col NOTNULL`. Read from the tokens, with a work list.
+fn not_null_columns(expr: &SyntaxNode) -> Vec<String> {
+    use squawk_syntax::SyntaxKind as K;
+    let tokens: Vec<squawk_syntax::SyntaxToken> = expr
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| !t.kind().is_trivia())
+        .collect();
+    let mut columns: Vec<String> = Vec::new();
+    let mut pending: Vec<&[squawk_syntax::SyntaxToken]> = vec![&tokens];
+    while let Some(mut part) = pending.pop() {
+        // Strip parentheses around the whole part.
+        while part.len() >= 2
+            && part[0].kind() == K::L_PAREN
+            && part[part.len() - 1].kind() == K::R_PAREN
+            && closes_at_end(part)
+        {
+            part = &part[1..part.len() - 1];
+        }
+        let mut depth = 0i32;
+        let mut start = 0;
+        let mut split = false;
+        for (i, token) in part.iter().enumerate() {
+            match token.kind() {
+                K::L_PAREN => depth += 1,
+                K::R_PAREN => depth -= 1,
+                K::AND_KW if depth == 0 => {
+                    pending.push(&part[start..i]);
+                    start = i + 1;
+                    split = true;
+                }
+                _ => {}
+            }
+        }
+        if split {
+            pending.push(&part[start..]);
+            continue;
+        }
+        let kinds: Vec<K> = part.iter().map(|t| t.kind()).collect();
+        let column = match kinds.as_slice() {
+            [_, K::IS_KW, K::NOT_KW, K::NULL_KW] | [_, K::NOTNULL_KW] => &part[0],
+            _ => continue,
+        };
+        let name = column_token_name(column);
+        if !name.is_empty() && !columns.contains(&name) {
+            columns.push(name);
+        }
+    }
+    columns
+}
+
+/// Whether the `(` that starts `part` is closed by its last token.
+fn closes_at_end(part: &[squawk_syntax::SyntaxToken]) -> bool {
+    use squawk_syntax::SyntaxKind as K;
+    let mut depth = 0i32;
+    for (i, token) in part.iter().enumerate() {
+        match token.kind() {
+            K::L_PAREN => depth += 1,
+            K::R_PAREN => {
+                depth -= 1;
+                if depth == 0 {
+                    return i == part.len() - 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// An identifier token as the database compares it: quoted ones as written, others lower-cased.
+fn column_token_name(token: &squawk_syntax::SyntaxToken) -> String {
+    let text = token.text();
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => text.to_lowercase(),
+    }
 }
 
 /// A type as the view spells it (see [`TypeName`]). A missing type (a parse error, a column of a

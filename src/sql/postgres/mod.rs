@@ -59,8 +59,10 @@ const MAX_BODY_DEPTH: u32 = 8;
 pub fn parse(text: &str) -> ParsedFile {
     let parse = SourceFile::parse(text);
     let root = parse.syntax_node();
+    let syntax_errors = syntax_issues(&root, &parse.errors(), text.len());
     let mut file = ParsedFile {
-        syntax_errors: syntax_issues(&root, &parse.errors(), text.len()),
+        recovered: recovered_regions(&root, &syntax_errors, text.len()),
+        syntax_errors,
         comments: comments(&root),
         statements: Vec::new(),
     };
@@ -82,6 +84,9 @@ enum Coords<'a> {
     File,
     /// Ranges in a PL/pgSQL body's decoded text; the body's literal sits in `parent`'s tree.
     Body(&'a squawk_syntax::plpgsql::Plpgsql, &'a Coords<'a>),
+    /// Ranges in a `LANGUAGE sql` function's string body, decoded; the literal sits in
+    /// `parent`'s tree.
+    SqlBody(&'a squawk_syntax::sql_body::SqlBody, &'a Coords<'a>),
     /// Ranges in a text re-parsed on its own, which starts at this offset of `parent`'s tree.
     Shift(TextSize, &'a Coords<'a>),
     /// Text built at run time: every range is this span (the `EXECUTE` statement's).
@@ -97,6 +102,10 @@ impl Coords<'_> {
                 Coords::File => return to_span(range),
                 Coords::Fixed(span) => return span.clone(),
                 Coords::Body(body, parent) => {
+                    range = body.source_range(range);
+                    coords = parent;
+                }
+                Coords::SqlBody(body, parent) => {
                     range = body.source_range(range);
                     coords = parent;
                 }
@@ -148,7 +157,11 @@ fn emit(node: &SyntaxNode, cx: &Cx<'_>, out: &mut Vec<Statement>) {
     let span = cx.coords.map(range);
     let anchor = cx.anchor.unwrap_or((span.start, span.end));
     let scope = Scope::of(node, runs_its_ctes(&stmt));
-    let kind = map_stmt(&stmt, node, cx, &scope);
+    let stmt_cx = Cx {
+        anchor: Some(anchor),
+        ..*cx
+    };
+    let kind = map_stmt(&stmt, node, &stmt_cx, &scope);
     let index = out.len();
     out.push(Statement {
         span,
@@ -240,6 +253,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
                     let query = it.query()?;
                     query::with_sources(query.syntax(), Some(query.syntax()), scope)
                 },
+                with_no_data: false,
             })
         })(),
         S::CreateMaterializedView(it) => (|| {
@@ -251,6 +265,7 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
                     let query = it.query()?;
                     query::with_sources(query.syntax(), Some(query.syntax()), scope)
                 },
+                with_no_data: matches!(it.data_option(), Some(ast::DataOption::WithNoData(_))),
             })
         })(),
         S::Insert(it) => (|| {
@@ -313,6 +328,9 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
                     let rows = it.using_on_clause().and_then(|u| u.from_list_item());
                     query::with_sources(node, rows.as_ref().map(|r| r.syntax()), scope)
                 },
+                by_source: it.merge_when_clauses().any(|clause| {
+                    matches!(clause, ast::MergeWhenClause::MergeWhenNotMatchedSource(_))
+                }),
             })
         })(),
         S::Copy(it) => {
@@ -394,18 +412,32 @@ fn map_stmt(stmt: &ast::Stmt, node: &SyntaxNode, cx: &Cx<'_>, scope: &Scope) -> 
             body_parsed: false,
         }),
         S::CreateFunction(it) => (|| {
-            Some(StmtKind::CreateFunction {
-                name: query::path_name(it.name()?.path()?.syntax())?,
-                procedure: false,
-                body_writes: plpgsql::function_writes(it.plpgsql(), it.sql_body(), it.body(), cx),
-            })
+            Some(plpgsql::routine(
+                query::path_name(it.name()?.path()?.syntax())?,
+                false,
+                plpgsql::RoutineParts {
+                    options: it.option_list(),
+                    returns: it.ret_type(),
+                    plpgsql: it.plpgsql(),
+                    sql: it.sql_body(),
+                    body: it.body(),
+                },
+                cx,
+            ))
         })(),
         S::CreateProcedure(it) => (|| {
-            Some(StmtKind::CreateFunction {
-                name: query::path_name(it.name()?.path()?.syntax())?,
-                procedure: true,
-                body_writes: plpgsql::function_writes(it.plpgsql(), it.sql_body(), it.body(), cx),
-            })
+            Some(plpgsql::routine(
+                query::path_name(it.name()?.path()?.syntax())?,
+                true,
+                plpgsql::RoutineParts {
+                    options: it.option_list(),
+                    returns: None,
+                    plpgsql: it.plpgsql(),
+                    sql: it.sql_body(),
+                    body: it.body(),
+                },
+                cx,
+            ))
         })(),
         S::CreateTrigger(it) => (|| {
             let name = squawk_syntax::ast::normalize_name_node(it.trigger()?.syntax());
@@ -708,6 +740,55 @@ fn syntax_issues(
         }
     }
     issues
+}
+
+/// The regions the parser recovered in (see [`ParsedFile::recovered`]): for each issue, from the
+/// start of the top-level statement it is in (or the issue itself, when it lies between
+/// statements) to the end of the first `;` that does not end before the issue does. Merged where
+/// they overlap. One pass over the tokens, then a binary search per issue.
+fn recovered_regions(root: &SyntaxNode, issues: &[SyntaxIssue], len: usize) -> Vec<Span> {
+    if issues.is_empty() {
+        return Vec::new();
+    }
+    let semicolons: Vec<usize> = root
+        .descendants_with_tokens()
+        .filter_map(|element| element.into_token())
+        .filter(|token| token.kind() == SyntaxKind::SEMICOLON)
+        .map(|token| usize::from(token.text_range().end()))
+        .collect();
+    let statements: Vec<Span> = root
+        .children()
+        .filter(|node| ast::Stmt::can_cast(node.kind()))
+        .filter_map(|node| stmt_range(&node))
+        .map(to_span)
+        .collect();
+    let mut regions: Vec<Span> = issues
+        .iter()
+        .map(|issue| {
+            let at = issue.span.start;
+            let containing = statements.partition_point(|s| s.start <= at);
+            let start = match containing.checked_sub(1).map(|i| &statements[i]) {
+                Some(stmt) if at <= stmt.end => stmt.start,
+                _ => at,
+            };
+            let after = semicolons.partition_point(|&end| end < issue.span.end.max(at + 1));
+            let end = semicolons
+                .get(after)
+                .copied()
+                .unwrap_or(len)
+                .max(issue.span.end);
+            start.min(len)..end.min(len)
+        })
+        .collect();
+    regions.sort_by_key(|r| r.start);
+    let mut merged: Vec<Span> = Vec::with_capacity(regions.len());
+    for region in regions {
+        match merged.last_mut() {
+            Some(last) if region.start <= last.end => last.end = last.end.max(region.end),
+            _ => merged.push(region),
+        }
+    }
+    merged
 }
 
 fn comments(root: &SyntaxNode) -> Vec<Comment> {

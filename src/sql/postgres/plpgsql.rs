@@ -9,7 +9,7 @@ use squawk_syntax::sql_body::SqlBody;
 use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode, SyntaxToken};
 
 use super::{Coords, Cx, MAX_BODY_DEPTH, STAND_IN, emit, stmt_range};
-use crate::sql::{Name, Origin, Statement, StmtKind, TransactionControl};
+use crate::sql::{Expr, Name, Origin, Statement, StmtKind, TransactionControl, Volatility};
 
 /// Lists the statements of a `DO` block's body after it. `cx` is the context of the body's
 /// statements. Returns whether the whole body was understood (`body_parsed`).
@@ -355,54 +355,152 @@ fn is_variable(token: &SyntaxToken) -> bool {
     kind == SyntaxKind::IDENT || kind == SyntaxKind::POSITIONAL_PARAM || kind.is_keyword()
 }
 
-/// The tables a function or procedure body writes: `UPDATE` / `DELETE` / `INSERT` / `MERGE`
-/// targets, in PL/pgSQL, `LANGUAGE sql` string bodies and `BEGIN ATOMIC` bodies alike.
-pub(super) fn function_writes(
+/// The parts of a `CREATE FUNCTION` / `CREATE PROCEDURE` that say what a call runs.
+pub(super) struct RoutineParts {
+    pub options: Option<ast::FuncOptionList>,
+    pub returns: Option<ast::RetType>,
+    pub plpgsql: Option<Plpgsql>,
+    pub sql: Option<SqlBody>,
+    pub body: Option<ast::RoutineBody>,
+}
+
+/// A routine's definition: its body's statements (listed as a DO block's would be, with file
+/// spans and the `CREATE` statement as anchor), its declared volatility and language, and the
+/// expression a call inlines to, if PostgreSQL would inline it.
+pub(super) fn routine(name: Name, procedure: bool, parts: RoutineParts, cx: &Cx<'_>) -> StmtKind {
+    let mut volatility = Volatility::Volatile;
+    let mut language = None;
+    // What stops PostgreSQL's `inline_function`: SECURITY DEFINER, a SET clause.
+    let mut not_inlinable = false;
+    for option in parts.options.iter().flat_map(|list| list.options()) {
+        match option {
+            ast::FuncOption::VolatilityFuncOption(v) => {
+                volatility = match v {
+                    ast::VolatilityFuncOption::Immutable(_) => Volatility::Immutable,
+                    ast::VolatilityFuncOption::Stable(_) => Volatility::Stable,
+                    ast::VolatilityFuncOption::Volatile(_) => Volatility::Volatile,
+                }
+            }
+            ast::FuncOption::LanguageFuncOption(l) => {
+                language = l.language_name().map(|l| l.name.to_ascii_lowercase())
+            }
+            ast::FuncOption::SecurityDefinerFuncOption(_) | ast::FuncOption::SetFuncOption(_) => {
+                not_inlinable = true
+            }
+            _ => {}
+        }
+    }
+    let language = language.unwrap_or_else(|| "sql".to_owned());
+    let returns_set = parts.returns.as_ref().is_some_and(|r| {
+        r.table_token().is_some()
+            || r.syntax()
+                .descendants_with_tokens()
+                .any(|t| t.kind() == SyntaxKind::SETOF_KW)
+    });
+    let inline = (language == "sql" && !not_inlinable && !returns_set && !procedure)
+        .then(|| inline_expr(parts.sql.as_ref(), parts.body.as_ref()))
+        .flatten();
+    StmtKind::CreateFunction {
+        name,
+        procedure,
+        body: routine_body(parts.plpgsql, parts.sql, parts.body, cx),
+        volatility,
+        language,
+        inline,
+        returns_set,
+    }
+}
+
+/// The expression of a body PostgreSQL's `inline_function` accepts: `RETURN expr`, or one
+/// `SELECT expr` with nothing else (no `FROM`, `WHERE`, grouping, ordering, `DISTINCT`, `WITH`),
+/// as a string body or alone in `BEGIN ATOMIC`.
+fn inline_expr(sql: Option<&SqlBody>, body: Option<&ast::RoutineBody>) -> Option<Expr> {
+    let scope = super::query::Scope::default();
+    let simple_select = |node: &SyntaxNode| -> Option<ast::Expr> {
+        let ast::Stmt::Select(select) = ast::Stmt::cast(node.clone())? else {
+            return None;
+        };
+        let extra = select
+            .syntax()
+            .children()
+            .any(|c| !matches!(c.kind(), SyntaxKind::SELECT_CLAUSE));
+        let clause = select.select_clause()?;
+        if extra || clause.select_quantifier().is_some() {
+            return None;
+        }
+        let mut targets = clause.target_list()?.targets();
+        let target = targets.next()?;
+        if targets.next().is_some() {
+            return None;
+        }
+        target.expr()
+    };
+    let expr = match (sql, body) {
+        (Some(sql), _) => {
+            let root = sql.syntax();
+            let mut statements = root.children().filter(|c| ast::Stmt::can_cast(c.kind()));
+            let only = statements.next()?;
+            if statements.next().is_some() || !sql.errors().is_empty() {
+                return None;
+            }
+            simple_select(&only)?
+        }
+        (None, Some(ast::RoutineBody::ReturnStmt(ret))) => ret.expr()?,
+        (None, Some(ast::RoutineBody::AtomicBody(atomic))) => {
+            let mut statements = atomic.routine_body_stmts();
+            let only = statements.next()?;
+            if statements.next().is_some() {
+                return None;
+            }
+            match only {
+                ast::RoutineBodyStmt::ReturnStmt(ret) => ret.expr()?,
+                ast::RoutineBodyStmt::Stmt(stmt) => simple_select(stmt.syntax())?,
+            }
+        }
+        (None, None) => return None,
+    };
+    Some(super::query::expr(&expr, &scope))
+}
+
+/// The statements a function or procedure body runs, in PL/pgSQL, `LANGUAGE sql` string bodies
+/// and `BEGIN ATOMIC` bodies alike, with file spans and the `CREATE` statement as anchor.
+fn routine_body(
     plpgsql: Option<Plpgsql>,
     sql: Option<SqlBody>,
     body: Option<ast::RoutineBody>,
     cx: &Cx<'_>,
-) -> Vec<Name> {
-    if cx.depth >= MAX_BODY_DEPTH {
-        return Vec::new();
-    }
+) -> Vec<Statement> {
     let mut statements = Vec::new();
-    // The body's statements are only read for their targets: where they sit does not matter.
-    let coords = Coords::Fixed(0..0);
+    if cx.depth >= MAX_BODY_DEPTH {
+        return statements;
+    }
     let body_cx = Cx {
-        coords: &coords,
-        anchor: Some((0, 0)),
         origin: Origin::DoBlock,
         plpgsql: false,
         depth: cx.depth + 1,
+        ..*cx
     };
     if let Some(body) = plpgsql {
+        let coords = Coords::Body(&body, cx.coords);
         let plpgsql_cx = Cx {
+            coords: &coords,
             plpgsql: true,
             ..body_cx
         };
         walk_body(&body.syntax(), &plpgsql_cx, &mut statements);
     } else if let Some(body) = sql {
+        let coords = Coords::SqlBody(&body, cx.coords);
+        let sql_cx = Cx {
+            coords: &coords,
+            ..body_cx
+        };
         for stmt in body.syntax().children() {
-            emit(&stmt, &body_cx, &mut statements);
+            emit(&stmt, &sql_cx, &mut statements);
         }
     } else if let Some(ast::RoutineBody::AtomicBody(atomic)) = body {
         for stmt in atomic.syntax().children() {
             emit(&stmt, &body_cx, &mut statements);
         }
     }
-    let mut writes: Vec<Name> = Vec::new();
-    for stmt in statements {
-        let target = match stmt.kind {
-            StmtKind::Update { table, .. }
-            | StmtKind::Delete { table, .. }
-            | StmtKind::Insert { table, .. }
-            | StmtKind::Merge { table, .. } => table,
-            _ => continue,
-        };
-        if !writes.contains(&target) {
-            writes.push(target);
-        }
-    }
-    writes
+    statements
 }

@@ -107,17 +107,63 @@ fn is_dml(kind: SyntaxKind) -> bool {
 pub(super) fn with_sources(node: &SyntaxNode, rows: Option<&SyntaxNode>, scope: &Scope) -> Query {
     let mut query = of(node, scope);
     if let Some(rows) = rows {
-        query.sources = sources(rows, scope);
+        (query.sources, query.row_functions) = sources(rows, scope);
     }
     query
+}
+
+/// PostgreSQL's built-in set-returning functions that make sense in a migration's select list:
+/// called there, each returns as many rows as its arguments say, so the tables its arguments
+/// read are where the rows come from.
+const SET_RETURNING: &[&str] = &[
+    "generate_series",
+    "generate_subscripts",
+    "unnest",
+    "json_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "json_each",
+    "json_each_text",
+    "jsonb_each",
+    "jsonb_each_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "json_populate_recordset",
+    "jsonb_populate_recordset",
+    "json_to_recordset",
+    "jsonb_to_recordset",
+    "jsonb_path_query",
+    "regexp_matches",
+    "regexp_split_to_table",
+    "string_to_table",
+];
+
+fn add_unique(list: &mut Vec<String>, name: String) {
+    if !list.contains(&name) {
+        list.push(name);
+    }
+}
+
+fn is_query(kind: SyntaxKind) -> bool {
+    matches!(
+        kind,
+        SyntaxKind::SELECT
+            | SyntaxKind::SELECT_INTO
+            | SyntaxKind::COMPOUND_SELECT
+            | SyntaxKind::PAREN_SELECT
+            | SyntaxKind::VALUES
+            | SyntaxKind::TABLE
+    )
 }
 
 /// The tables the rows of `rows` (a query, or a `FROM` list item) come from: see
 /// [`Query::sources`] for what counts. A work list, not recursion: set operations, joins and
 /// derived tables nest as deep as the input. Each CTE is followed once, so a recursive one (or
 /// a chain of them) costs its size once.
-pub(super) fn sources(rows: &SyntaxNode, scope: &Scope) -> Vec<Name> {
+pub(super) fn sources(rows: &SyntaxNode, scope: &Scope) -> (Vec<Name>, Vec<String>) {
     let mut sources: Vec<Name> = Vec::new();
+    let mut row_functions: Vec<String> = Vec::new();
     let mut followed: HashSet<SyntaxNode> = HashSet::new();
     let mut pending = vec![rows.clone()];
     // A relation (or `TABLE t`) in a position that produces rows: a table, or a CTE to follow.
@@ -149,11 +195,47 @@ pub(super) fn sources(rows: &SyntaxNode, scope: &Scope) -> Vec<Name> {
         // Children are pushed in reverse so that they are taken in source order.
         let before = pending.len();
         match node.kind() {
-            SyntaxKind::SELECT | SyntaxKind::SELECT_INTO => pending.extend(
-                node.children()
-                    .filter(|c| c.kind() == SyntaxKind::FROM_CLAUSE)
-                    .flat_map(|from| from.children()),
-            ),
+            SyntaxKind::SELECT | SyntaxKind::SELECT_INTO => {
+                pending.extend(
+                    node.children()
+                        .filter(|c| c.kind() == SyntaxKind::FROM_CLAUSE)
+                        .flat_map(|from| from.children()),
+                );
+                // Set-returning functions in the select list (not in its subqueries) multiply
+                // the rows: what their arguments read is where the rows come from.
+                let select_list = node
+                    .children()
+                    .filter(|c| c.kind() == SyntaxKind::SELECT_CLAUSE);
+                for clause in select_list {
+                    let mut walk = clause.preorder();
+                    while let Some(event) = walk.next() {
+                        let WalkEvent::Enter(inner) = event else {
+                            continue;
+                        };
+                        if is_query(inner.kind()) {
+                            walk.skip_subtree();
+                            continue;
+                        }
+                        if inner.kind() != SyntaxKind::CALL_EXPR {
+                            continue;
+                        }
+                        let Some(call) = call_name(&inner) else {
+                            continue;
+                        };
+                        if SET_RETURNING.contains(&call.as_str()) {
+                            for read in inner.descendants() {
+                                if matches!(
+                                    read.kind(),
+                                    SyntaxKind::RELATION_FROM_ITEM | SyntaxKind::TABLE
+                                ) {
+                                    relation(&read, &mut pending);
+                                }
+                            }
+                        }
+                        add_unique(&mut row_functions, call);
+                    }
+                }
+            }
             // The operands of a set operation, a parenthesized query or `FROM` item, the items
             // of a join (not its `ON` condition), a derived table.
             SyntaxKind::COMPOUND_SELECT
@@ -178,6 +260,20 @@ pub(super) fn sources(rows: &SyntaxNode, scope: &Scope) -> Vec<Name> {
                         relation(&inner, &mut pending);
                     }
                 }
+                let calls = node
+                    .descendants()
+                    .filter(|n| n.kind() == SyntaxKind::CALL_EXPR)
+                    .filter(|call| {
+                        !call
+                            .ancestors()
+                            .take_while(|a| a != &node)
+                            .skip(1)
+                            .any(|a| a.kind() == SyntaxKind::CALL_EXPR || is_query(a.kind()))
+                    })
+                    .filter_map(|call| call_name(&call));
+                for call in calls {
+                    add_unique(&mut row_functions, call);
+                }
             }
             // `VALUES` rows are constants (their subqueries give one value each); anything else
             // (an `ON` clause, an alias, a literal in a parenthesized expression) adds no rows.
@@ -185,7 +281,7 @@ pub(super) fn sources(rows: &SyntaxNode, scope: &Scope) -> Vec<Name> {
         }
         pending[before..].reverse();
     }
-    sources
+    (sources, row_functions)
 }
 
 /// Tables read and functions called anywhere under `node`.

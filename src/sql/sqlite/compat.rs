@@ -98,6 +98,7 @@ pub(super) fn own_grammar(sig: &[&Tok]) -> Option<Own> {
                     as_query: None,
                     with_no_data: false,
                     temporary: false,
+                    if_not_exists: false,
                 })
         }
         _ => return None,

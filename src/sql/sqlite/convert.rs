@@ -66,6 +66,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
                 as_query,
                 with_no_data: ct.with_data.as_ref().is_some_and(|d| !d.data),
                 temporary: ct.temporary,
+                if_not_exists: ct.if_not_exists,
             }
         }
         // A virtual table is a table the migration creates, whatever module stores it.
@@ -76,6 +77,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
             as_query: None,
             with_no_data: false,
             temporary: false,
+            if_not_exists: false,
         },
         Ast::CreateView(v) => {
             w.source_query(&v.query);
@@ -84,6 +86,7 @@ pub(super) fn statement(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
                 materialized: v.materialized,
                 or_replace: v.or_replace,
                 query: w.take_found().into_query(),
+                with_no_data: false,
             }
         }
         Ast::CreateIndex(ci) => StmtKind::CreateIndex {
@@ -247,6 +250,7 @@ pub(super) fn dml(ast: &Ast, w: &mut Walker<'_, '_>) -> StmtKind {
             StmtKind::Merge {
                 table,
                 source: w.take_found().into_query(),
+                by_source: false,
             }
         }
         _ => StmtKind::Other {
@@ -369,11 +373,13 @@ fn column(c: &AstColumn, w: &Walker<'_, '_>) -> ColumnDef {
                 name: name.or_else(|| p.name.as_ref().map(ident)),
                 kind: ConstraintKind::PrimaryKey { using_index: false },
                 not_valid: false,
+                not_null_columns: Vec::new(),
             }),
             ColumnOption::Unique(u) => def.constraints.push(Constraint {
                 name: name.or_else(|| u.name.as_ref().map(ident)),
                 kind: ConstraintKind::Unique { using_index: false },
                 not_valid: false,
+                not_null_columns: Vec::new(),
             }),
             ColumnOption::ForeignKey(f) => def.constraints.push(Constraint {
                 name: name.or_else(|| f.name.as_ref().map(ident)),
@@ -381,11 +387,13 @@ fn column(c: &AstColumn, w: &Walker<'_, '_>) -> ColumnDef {
                     references: object_name(&f.foreign_table),
                 },
                 not_valid: false,
+                not_null_columns: Vec::new(),
             }),
             ColumnOption::Check(c) => def.constraints.push(Constraint {
                 name: name.or_else(|| c.name.as_ref().map(ident)),
                 kind: ConstraintKind::Check,
                 not_valid: false,
+                not_null_columns: Vec::new(),
             }),
             _ => {}
         }
@@ -433,6 +441,7 @@ fn table_constraint(c: &TableConstraint) -> Option<Constraint> {
         name: name.as_ref().map(ident),
         kind,
         not_valid: false,
+        not_null_columns: Vec::new(),
     })
 }
 

@@ -65,10 +65,20 @@ pub fn parse(text: &str) -> ParsedFile {
     }
     issues.append(&mut lexer.issues);
     issues.sort_by_key(|issue| issue.span.start);
+    // A statement that does not parse is not listed at all: what the parser recovered in is the
+    // issue's own text.
+    let mut recovered: Vec<Span> = Vec::with_capacity(issues.len());
+    for issue in &issues {
+        match recovered.last_mut() {
+            Some(last) if issue.span.start <= last.end => last.end = last.end.max(issue.span.end),
+            _ => recovered.push(issue.span.clone()),
+        }
+    }
     ParsedFile {
         statements,
         syntax_errors: issues,
         comments: lexer.comments,
+        recovered,
     }
 }
 

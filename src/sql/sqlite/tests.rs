@@ -89,10 +89,14 @@ fn kind(k: &StmtKind) -> String {
             as_query,
             with_no_data,
             temporary,
+            if_not_exists,
         } => {
             let mut s = format!("CreateTable {table} temporary={temporary}");
             if *with_no_data {
                 s.push_str(" with_no_data");
+            }
+            if *if_not_exists {
+                s.push_str(" if_not_exists");
             }
             for c in columns {
                 write!(s, "\n    column {}", column(c)).unwrap();
@@ -163,7 +167,7 @@ fn kind(k: &StmtKind) -> String {
         } => format!("DropIndex {} concurrently={concurrently}", names(n)),
         StmtKind::CreateTrigger { name, table } => format!("CreateTrigger {name} on {table}"),
         StmtKind::Select { query: q } => format!("Select {}", query(q)),
-        StmtKind::Merge { table, source } => format!("Merge {table} {}", query(source)),
+        StmtKind::Merge { table, source, .. } => format!("Merge {table} {}", query(source)),
         StmtKind::Call { name } => format!("Call {name}"),
         other => format!("{other:?}"),
     }

@@ -77,6 +77,9 @@ impl Found {
             reads: self.reads,
             sources: self.sources.list,
             calls: self.calls,
+            // SQLite has no user-defined functions in SQL, and its table-valued functions
+            // (`json_each`) are followed through `sources`.
+            row_functions: Vec::new(),
         }
     }
 }
