@@ -199,9 +199,6 @@ impl Schema {
     pub fn apply(&mut self, parsed: &ParsedFile, dialect: Dialect) {
         let mut path = SearchPath::of(dialect);
         for stmt in &parsed.statements {
-            if parsed.is_recovered(&stmt.anchor) {
-                continue;
-            }
             if let Some(next) = SearchPath::after(&stmt.kind) {
                 path = next;
                 continue;

@@ -26,6 +26,9 @@ struct Proven<'a> {
     unknown: bool,
     /// Constraints this file added NOT VALID: name -> the columns they prove not null.
     pending: HashMap<&'a str, &'a [String]>,
+    /// Columns this file made nullable (DROP NOT NULL): what earlier migrations said of them no
+    /// longer holds.
+    nullable: Vec<&'a str>,
 }
 
 pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
@@ -66,11 +69,22 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
                     }
                     continue;
                 }
+                AlterAction::DropNotNull { column } => {
+                    proven
+                        .entry(qualified.clone())
+                        .or_default()
+                        .nullable
+                        .push(column);
+                    continue;
+                }
                 AlterAction::SetNotNull { column } => column,
                 _ => continue,
             };
+            let made_nullable = proven
+                .get(&qualified)
+                .is_some_and(|p| p.nullable.contains(&column.as_str()));
             if !existing
-                || cx.schema.is_not_null(&qualified, column)
+                || (!made_nullable && cx.schema.is_not_null(&qualified, column))
                 || cx.schema.proves_not_null(&qualified, column)
                 || proven
                     .get(&qualified)
@@ -154,6 +168,9 @@ mod tests {
             lint_last(&[created, set], Postgres, RULE),
             Vec::<String>::new()
         );
+        // Unless this file made it nullable first.
+        let dropped = format!("ALTER TABLE users ALTER COLUMN display_name DROP NOT NULL;\n{set}");
+        assert_eq!(lint_last(&[created, &dropped], Postgres, RULE).len(), 1);
     }
 
     #[test]
