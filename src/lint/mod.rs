@@ -276,9 +276,9 @@ pub struct FileCx<'a> {
     /// For each table name created in this file: its schema, the index of the statement that
     /// created it and the index of the one that dropped it (or `usize::MAX`).
     created: HashMap<String, Vec<(String, usize, usize)>>,
-    /// Tables that existed before the file and that a statement of the file dropped: (schema,
-    /// name) -> the statement.
-    dropped_existing: HashMap<(String, String), usize>,
+    /// Tables that existed before the file and that a statement of the file dropped: name ->
+    /// (schema, the statement).
+    dropped_existing: HashMap<String, Vec<(String, usize)>>,
     /// The search paths of the file, in order (the default first); `StmtFacts::search_path`
     /// indexes it.
     search_paths: Vec<SearchPath>,
@@ -452,7 +452,7 @@ impl<'a> FileCx<'a> {
     }
 
     fn mark_dropped(&mut self, table: &Name, index: usize) {
-        let Some(schema) = self.resolve(index, table) else {
+        let Some(schema) = self.resolve(index, table).map(str::to_owned) else {
             return;
         };
         let mut closed = false;
@@ -466,7 +466,9 @@ impl<'a> FileCx<'a> {
         }
         if !closed {
             self.dropped_existing
-                .insert((schema, table.name.clone()), index);
+                .entry(table.name.clone())
+                .or_default()
+                .push((schema, index));
         }
     }
 
@@ -484,27 +486,25 @@ impl<'a> FileCx<'a> {
     /// it.
     fn existed_before(&self, schema: &str, name: &str, index: usize) -> bool {
         self.schema.has_table(schema, name)
-            && self
-                .dropped_existing
-                .get(&(schema.to_owned(), name.to_owned()))
-                .is_none_or(|&dropped| dropped >= index)
+            && self.dropped_existing.get(name).is_none_or(|drops| {
+                !drops
+                    .iter()
+                    .any(|(s, dropped)| s == schema && *dropped < index)
+            })
     }
 
     /// The schema that `table`, named by statement `index`, is in, when it is known: its own, or
     /// the first schema of the search path where this file created it or an earlier migration
     /// did. `None` for an unqualified name found nowhere (a table that existed before the
     /// migrations this linter read).
-    fn resolve(&self, index: usize, table: &Name) -> Option<String> {
+    fn resolve<'s>(&'s self, index: usize, table: &'s Name) -> Option<&'s str> {
         if let Some(schema) = &table.schema {
-            return Some(schema.clone());
+            return Some(schema);
         }
-        self.search_path(index)
-            .lookup()
-            .find(|schema| {
-                self.live_created(schema, &table.name, index)
-                    || self.existed_before(schema, &table.name, index)
-            })
-            .map(str::to_owned)
+        self.search_path(index).lookup().find(|schema| {
+            self.live_created(schema, &table.name, index)
+                || self.existed_before(schema, &table.name, index)
+        })
     }
 
     /// `table` as statement `index` names it, with its schema: resolved through the search
@@ -512,7 +512,7 @@ impl<'a> FileCx<'a> {
     pub fn qualify(&self, index: usize, table: &Name) -> Name {
         let schema = self
             .resolve(index, table)
-            .unwrap_or_else(|| self.search_path(index).creation_schema().to_owned());
+            .unwrap_or_else(|| self.search_path(index).creation_schema());
         Name::qualified(schema, table.name.clone())
     }
 
@@ -522,7 +522,7 @@ impl<'a> FileCx<'a> {
     /// in `app` first.
     pub fn is_new_table(&self, index: usize, table: &Name) -> bool {
         self.resolve(index, table)
-            .is_some_and(|schema| self.live_created(&schema, &table.name, index))
+            .is_some_and(|schema| self.live_created(schema, &table.name, index))
     }
 
     /// Whether `table` existed before this migration (it was not created earlier in this file)

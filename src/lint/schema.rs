@@ -131,8 +131,8 @@ pub struct FunctionFacts {
 
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
-    /// (schema, table) -> the table.
-    tables: HashMap<(String, String), Table>,
+    /// Table name -> schema -> the table (keyed so that a lookup allocates nothing).
+    tables: HashMap<String, HashMap<String, Table>>,
     /// Function name (unqualified) -> its latest definition.
     functions: HashMap<String, FunctionFacts>,
 }
@@ -168,7 +168,8 @@ impl Schema {
     /// Whether `schema.name` exists after the earlier migrations.
     pub fn has_table(&self, schema: &str, name: &str) -> bool {
         self.tables
-            .contains_key(&(schema.to_owned(), name.to_owned()))
+            .get(name)
+            .is_some_and(|schemas| schemas.contains_key(schema))
     }
 
     /// How an earlier migration defined the function `name` (unqualified), if one did.
@@ -177,7 +178,33 @@ impl Schema {
     }
 
     fn table(&self, table: &Name) -> Option<&Table> {
-        self.tables.get(&key_of(table))
+        let (schema, name) = key_of(table);
+        self.tables.get(&name)?.get(&schema)
+    }
+
+    fn get_mut(&mut self, key: &(String, String)) -> Option<&mut Table> {
+        self.tables.get_mut(&key.1)?.get_mut(&key.0)
+    }
+
+    fn entry(&mut self, key: (String, String)) -> &mut Table {
+        self.tables
+            .entry(key.1)
+            .or_default()
+            .entry(key.0)
+            .or_default()
+    }
+
+    fn insert(&mut self, key: (String, String), table: Table) {
+        self.tables.entry(key.1).or_default().insert(key.0, table);
+    }
+
+    fn remove(&mut self, key: &(String, String)) -> Option<Table> {
+        let schemas = self.tables.get_mut(&key.1)?;
+        let table = schemas.remove(&key.0);
+        if schemas.is_empty() {
+            self.tables.remove(&key.1);
+        }
+        table
     }
 
     /// The schema `table` names: its own, or the first on `path` that has a table of that name,
@@ -216,7 +243,7 @@ impl Schema {
                         continue;
                     }
                     let key = self.creation_key(&path, table);
-                    if *if_not_exists && self.tables.contains_key(&key) {
+                    if *if_not_exists && self.has_table(&key.0, &key.1) {
                         continue;
                     }
                     let mut t = Table::default();
@@ -226,16 +253,16 @@ impl Schema {
                     for c in constraints {
                         t.add_constraint(c);
                     }
-                    self.tables.insert(key, t);
+                    self.insert(key, t);
                 }
                 StmtKind::SelectInto { table, .. } => {
                     let key = self.creation_key(&path, table);
-                    self.tables.entry(key).or_default();
+                    self.entry(key);
                 }
                 StmtKind::DropTable { tables } => {
                     for table in tables {
                         let table = self.qualify(&path, table);
-                        self.tables.remove(&key_of(&table));
+                        self.remove(&key_of(&table));
                     }
                 }
                 StmtKind::AlterTable { table, actions } => {
@@ -280,19 +307,17 @@ impl Schema {
         let key = key_of(table);
         match action {
             AlterAction::AddColumn { column } => {
-                self.tables.entry(key).or_default().add_column(column);
+                self.entry(key).add_column(column);
             }
             AlterAction::AlterColumnType {
                 column, data_type, ..
             } => {
-                self.tables
-                    .entry(key)
-                    .or_default()
+                self.entry(key)
                     .columns
                     .insert(column.clone(), data_type.clone());
             }
             AlterAction::DropColumn { column } => {
-                if let Some(t) = self.tables.get_mut(&key) {
+                if let Some(t) = self.get_mut(&key) {
                     t.columns.remove(column);
                     t.not_null.retain(|c| c != column);
                     // PostgreSQL drops the constraints that use the column with it.
@@ -301,7 +326,7 @@ impl Schema {
                 }
             }
             AlterAction::RenameColumn { from, to } => {
-                if let Some(t) = self.tables.get_mut(&key) {
+                if let Some(t) = self.get_mut(&key) {
                     if let Some(ty) = t.columns.remove(from) {
                         t.columns.insert(to.clone(), ty);
                     }
@@ -317,36 +342,32 @@ impl Schema {
                 }
             }
             AlterAction::RenameTable { new_name } => {
-                if let Some(t) = self.tables.remove(&key) {
+                if let Some(t) = self.remove(&key) {
                     let schema = new_name.schema.clone().unwrap_or(key.0);
-                    self.tables.insert((schema, new_name.name.clone()), t);
+                    self.insert((schema, new_name.name.clone()), t);
                 }
             }
             AlterAction::SetNotNull { column } => {
-                let t = self.tables.entry(key).or_default();
+                let t = self.entry(key);
                 if !t.not_null.contains(column) {
                     t.not_null.push(column.clone());
                 }
             }
             AlterAction::DropNotNull { column } => {
-                if let Some(t) = self.tables.get_mut(&key) {
+                if let Some(t) = self.get_mut(&key) {
                     t.not_null.retain(|c| c != column);
                 }
             }
             AlterAction::AddConstraint(c) => {
-                self.tables.entry(key).or_default().add_constraint(c);
+                self.entry(key).add_constraint(c);
             }
             AlterAction::ValidateConstraint { name } => {
-                if let Some(c) = self
-                    .tables
-                    .get_mut(&key)
-                    .and_then(|t| t.constraints.get_mut(name))
-                {
+                if let Some(c) = self.get_mut(&key).and_then(|t| t.constraints.get_mut(name)) {
                     c.validated = true;
                 }
             }
             AlterAction::DropConstraint { name } => {
-                if let Some(t) = self.tables.get_mut(&key) {
+                if let Some(t) = self.get_mut(&key) {
                     t.constraints.remove(name);
                 }
             }
