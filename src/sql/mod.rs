@@ -392,10 +392,12 @@ pub struct Query {
     pub sources: Vec<Name>,
     /// Functions the query calls, lower-cased and unqualified (`now`, `gen_random_uuid`).
     pub calls: Vec<String>,
-    /// Functions among `calls` whose result rows are rows of the query (lower-cased,
-    /// unqualified): table functions in the `FROM` items that `sources` follows, and
-    /// set-returning functions called in the select list of those queries. What a user-defined
-    /// one reads is known only from its definition, so rules look it up.
+    /// Functions among `calls` whose rows would be rows of the query if they return sets
+    /// (lower-cased, unqualified): table functions in the `FROM` items that `sources` follows,
+    /// and every function called in the select lists of those queries (outside subqueries).
+    /// Whether a user-defined one returns a set, and what it reads, is known only from its
+    /// definition, so rules look it up; the tables the arguments of a built-in set-returning
+    /// function read (`generate_series`, `unnest`, ...) are in `sources` already.
     pub row_functions: Vec<String>,
 }
 
