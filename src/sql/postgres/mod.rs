@@ -14,8 +14,12 @@
 //! Inside a `DO` block every nested statement (a CTE's DML included) carries the block's origin:
 //! what matters to a rule is that it runs when the migration runs, from procedural code.
 //!
-//! `CREATE FUNCTION` / `PROCEDURE` bodies run later, so their statements are not listed; they are
-//! read only to fill `body_writes`.
+//! `CREATE FUNCTION` / `PROCEDURE` bodies run later, so their statements are not listed among the
+//! file's: they are mapped the same way (file spans, the `CREATE` as anchor) into the routine's
+//! `body`, for rules that follow a call of the routine.
+//!
+//! Where squawk had to recover from a syntax error, the region (from the statement the error is
+//! in to the next `;`) is recorded in `ParsedFile::recovered`: what was listed there is a guess.
 //!
 //! squawk's PL/pgSQL grammar does not know `SELECT ... INTO var` and `... RETURNING ... INTO var`
 //! (PostgreSQL's PL/pgSQL strips the `INTO` clause before handing the statement to the SQL

@@ -1,6 +1,7 @@
 //! PL/pgSQL for the PostgreSQL front end: the statements of `DO` bodies (listed, they run now),
-//! SQL text run by `EXECUTE` (parsed again), and the tables function bodies write (recorded,
-//! they run later).
+//! SQL text run by `EXECUTE` (parsed again), and routine definitions: the statements of function
+//! and procedure bodies (kept with the definition, they run when called), their declared
+//! volatility and language, and the expression PostgreSQL would inline a call to.
 
 use rowan::{TextRange, WalkEvent};
 use squawk_syntax::ast::{self, AstNode, BinOp};
