@@ -151,10 +151,13 @@ pub(crate) fn in_do_block(cx: &FileCx<'_>, stmt: &Statement) -> bool {
 /// `SELECT * FROM f()` copies the rows of what `f`'s body selects from.
 pub(crate) struct FileViews<'a> {
     views: HashMap<&'a str, Vec<ViewDef<'a>>>,
-    /// Set-returning functions: name -> (where, name, the sources of the queries the body
-    /// returns or runs).
-    functions: HashMap<&'a str, Vec<(usize, &'a Name, Vec<&'a [Name]>)>>,
+    /// Set-returning functions, by name.
+    functions: HashMap<&'a str, Vec<FunctionDef<'a>>>,
 }
+
+/// Where a set-returning function is created, its name, and the sources of the queries its body
+/// runs (what it returns rows of).
+type FunctionDef<'a> = (usize, &'a Name, Vec<&'a [Name]>);
 
 /// Where a view is created, its name, and the tables its rows come from ([`Query::sources`]).
 ///
