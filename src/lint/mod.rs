@@ -8,6 +8,7 @@
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
 pub mod explain;
+pub mod fix;
 pub mod naming;
 pub mod output;
 pub mod rule_id;
