@@ -153,6 +153,11 @@ pub struct LintArgs {
     #[arg(long = "rule", value_name = "ID=LEVEL", value_parser = parse_rule_level)]
     pub rules: Vec<(RuleId, Level)>,
 
+    /// Which tool's layout the migrations follow: its file names, versions and order (default:
+    /// the configured `migration-layout`, else refinery)
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub migration_layout: Option<crate::config::MigrationLayout>,
+
     /// Whether the migration runner wraps each migration in a transaction (refinery does)
     #[arg(long, value_name = "BOOL")]
     pub transactional_migrations: Option<bool>,
@@ -256,6 +261,9 @@ impl LintArgs {
         }
         if let Some(wraps) = self.transactional_migrations {
             options.runner_wraps_in_transaction = wraps;
+        }
+        if let Some(layout) = self.migration_layout {
+            options.layout = layout;
         }
         options.levels.extend(self.rules.iter().copied());
 

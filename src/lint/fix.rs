@@ -153,9 +153,9 @@ pub fn plan(report: &Report, data_dir: &Path, options: &LintOptions) -> FixPlan 
                 ));
                 continue;
             }
-            let Some(version) = migration_version(&file.path) else {
+            let Some(version) = super::layout::version(options.layout, &file.path) else {
                 plan.refused.push(refuse(
-                    "the file has no migration version to require (`V<n>__name.sql`)".into(),
+                    "the file has no migration version to require".into(),
                 ));
                 continue;
             };
