@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xtask_migrate::backfill::capture::output::{MANIFEST, read_manifest};
 use xtask_migrate::backfill::capture::settings::{CaptureSettings, Overrides};
 use xtask_migrate::backfill::capture::{self, CaptureOptions};
 use xtask_migrate::backfill::db::Backend;
 use xtask_migrate::backfill::sample::engine::Engine;
+use xtask_migrate::backfill::sample::manifest::{MANIFEST, read as read_manifest};
 use xtask_migrate::backfill::sample::snapshot::{Mode, Outcome};
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions, fixtures};
 use xtask_migrate::config::{Config, METADATA_KEY, SampleEngine};
@@ -154,12 +154,12 @@ children = [
 /// The example schema (refinery, up to V4) with realistic mess: NULL and empty display names,
 /// emoji, quotes, commas, newlines, the text `\N`, very long text; every handle and display name
 /// carries a canary that must never leave the database.
-fn example_source(server: &pg_harness::PgServer) -> String {
+fn example_source(server: &pg_harness::PgServer, version: i32) -> String {
     let url = server.create_database("capture_src");
     let mut c = client(&url);
     let migrations = refinery::load_sql_migrations(repo().join("migrations")).unwrap();
     refinery::Runner::new(&migrations)
-        .set_target(refinery::Target::Version(4))
+        .set_target(refinery::Target::Version(version))
         .run(&mut c)
         .unwrap();
     c.batch_execute(
@@ -200,7 +200,7 @@ fn options(ws: &Ws, fixtures: PathBuf) -> CaptureOptions {
 #[test]
 fn the_example_is_captured_closed_scrubbed_and_deterministic() {
     let server = pg_harness::shared();
-    let url = example_source(server);
+    let url = example_source(server, 4);
     let with_password = url.replace("postgres@", "postgres:hunter2secret@");
     let ws = Ws::example(EXAMPLE_CAPTURE);
     let config = ws.config();
@@ -301,8 +301,11 @@ fn the_example_is_captured_closed_scrubbed_and_deterministic() {
     assert_eq!(manifest.source.host.as_deref(), Some("127.0.0.1"));
     assert_eq!(manifest.source.port, Some(server.port()));
     assert_eq!(manifest.tables["users"].rows as usize, users.len());
-    assert_eq!(manifest.settings.seed, 3);
-    assert_eq!(manifest.settings.columns["users.handle"], "fake:username");
+    assert_eq!(manifest.settings["seed"], 3);
+    assert_eq!(
+        manifest.settings["columns"]["users.handle"],
+        "fake:username"
+    );
     let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap();
     assert!(
         !text.contains("postgres@") && !text.contains("\"user\""),
@@ -703,4 +706,119 @@ fn the_config_table_is_read_from_cargo_toml() {
     let config = Config::from_metadata(ws.path(), &meta).unwrap();
     let s = CaptureSettings::resolve(&config, &Overrides::default()).unwrap();
     assert_eq!(s.roots[0].fraction, Some(0.5));
+}
+
+/// Every kind of value a fixture carries goes out and comes back identical in PostgreSQL:
+/// integers, numerics, floats, text with commas, quotes and newlines, NULL vs empty string, the
+/// text `\N`, booleans, timestamps with and without zones, dates, bytea, json/jsonb, arrays,
+/// enums, UUIDs, intervals, inet.
+#[test]
+fn every_type_round_trips_through_a_capture() {
+    let server = pg_harness::shared();
+    let schema = "
+        CREATE TYPE mood AS ENUM ('happy', 'sad, \"really\"');
+        CREATE TABLE kinds (
+            id bigint PRIMARY KEY, small smallint, amount numeric(12, 4), ratio double precision,
+            label text, flag boolean, at timestamptz, local timestamp(3), day date, raw bytea,
+            doc jsonb, plain json, tags text[], grid int[], feeling mood, ref uuid,
+            wait interval, note varchar(20)
+        );";
+    let ws = Ws::with_migrations(
+        &[("V1__kinds.sql", schema)],
+        "[workspace.metadata.xtask-migrate.capture]\nroots = [{ table = \"kinds\", fraction = 1.0 }]\ncolumns = { \"kinds.label\" = \"keep\", \"kinds.note\" = \"keep\" }\n",
+    );
+    let url = server.create_database("capture_types");
+    let mut c = client(&url);
+    let migrations = refinery::load_sql_migrations(ws.path().join("migrations")).unwrap();
+    refinery::Runner::new(&migrations).run(&mut c).unwrap();
+    c.batch_execute(
+        r#"SET TimeZone = 'America/New_York';
+        INSERT INTO kinds VALUES
+        (1, -32768, 12345678.1234, 0.1, E'a, "b"\nc', true, '2024-03-01 12:00:00.123456+02',
+         '2024-02-29 23:59:59.999', '2024-02-29', '\x00ff10', '{"a": [1, null, "x,y"]}', '{"k":  1}',
+         ARRAY['x', 'y z', NULL, '"q"'], ARRAY[[1, 2], [3, 4]], 'sad, "really"',
+         'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:03:04', ''),
+        (2, NULL, -0.0001, 1e300, '\N', false, NULL, NULL, NULL, '\x', 'null', '[]', '{}', NULL,
+         'happy', NULL, '-1 mons', NULL),
+        (3, 7, NULL, 'NaN', '', NULL, '1969-12-31 23:59:59.5+00', '1999-01-01 00:00:00', NULL,
+         NULL, NULL, NULL, ARRAY[]::text[], NULL, NULL, NULL, NULL, 'é ☕ 🦀');"#,
+    )
+    .unwrap();
+    let (code, out, err) = ws.capture(&["--database-url", &url], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let target = server.create_database("capture_types_load");
+    let mut backend =
+        xtask_migrate::backfill::db::postgres::PgBackend::throwaway_schema(&target).unwrap();
+    backend.execute(schema).unwrap();
+    let loaded = fixtures::read_dir(&ws.fixtures()).unwrap();
+    fixtures::load(&mut backend, &loaded, 1).unwrap();
+    let dump = |client: &mut postgres::Client, table: &str| -> Vec<String> {
+        client.batch_execute("SET TimeZone = 'UTC'").unwrap();
+        client
+            .query(
+                &format!("SELECT k::text FROM {table} AS k ORDER BY id"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let expected = dump(&mut c, "public.kinds");
+    let schema_name = backend.schema().unwrap().to_string();
+    let actual = dump(backend.client(), &format!("\"{schema_name}\".kinds"));
+    assert_eq!(actual, expected);
+    assert_eq!(expected.len(), 3);
+}
+
+/// Fixtures captured from a source at V3 (before the counter-cache columns) sample the data
+/// migration that requires V4: the sample loads them at V3, then applies V4 over them.
+#[test]
+fn fixtures_captured_at_an_older_schema_are_carried_forward_by_the_migrations() {
+    let server = pg_harness::shared();
+    let url = example_source(server, 3);
+    let ws = Ws::example(EXAMPLE_CAPTURE);
+    let config = ws.config();
+    let report =
+        capture::capture(&config, &url, &options(&ws, ws.fixtures()), &mut Vec::new()).unwrap();
+    assert_eq!(report.schema_version, 3);
+    let inputs = Inputs::load(&config).unwrap();
+    assert_eq!(inputs.fixtures_version, Some(3));
+    let migration =
+        xtask_migrate::backfill::migration::find(&config.data_migrations, "V1").unwrap();
+    let mut log = Vec::new();
+    let mut engine = Engine::open(&config, Some(SampleEngine::Sqlite), None, &mut log).unwrap();
+    let options = SampleOptions {
+        batch_size: None,
+        mode: Mode::Accept,
+    };
+    let report = sample::sample(
+        &config,
+        &inputs,
+        &migration,
+        &mut engine,
+        &options,
+        &mut log,
+    )
+    .unwrap();
+    let log = String::from_utf8_lossy(&log).into_owned();
+    assert!(report.failed_checks.is_empty(), "{log}");
+    assert!(log.contains("3 migrations applied, up to V3"), "{log}");
+    assert!(log.contains("at V3"), "{log}");
+    assert!(log.contains("1 more migration applied, up to V4"), "{log}");
+
+    // A manifest at a version migrations/ lacks is refused, naming the manifest.
+    let path = ws.fixtures().join(MANIFEST);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"schema_version\": 3", "\"schema_version\": 9"),
+    )
+    .unwrap();
+    let e = Inputs::load(&config).err().unwrap().to_string();
+    assert!(
+        e.contains("manifest.json: the fixtures were captured at schema version V9"),
+        "{e}"
+    );
 }

@@ -12,43 +12,16 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::settings::{CaptureSettings, ChildRelation, Root};
-use crate::backfill::db::target::TargetInfo;
 use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::backfill::sample::fixtures::NULL;
-
-/// The manifest's file name in the fixtures directory.
-pub const MANIFEST: &str = "manifest.json";
-
-/// The manifest's format version.
-pub const MANIFEST_FORMAT: u32 = 1;
-
-/// `manifest.json`: where the fixtures come from and what they hold. Never a user name or a
-/// password: the source is host, port and database.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    /// refinery's newest version on the source: the schema the rows fit.
-    pub schema_version: u64,
-    /// When the snapshot was taken (UTC, RFC 3339).
-    pub captured_at: String,
-    pub source: TargetInfo,
-    pub settings: ManifestSettings,
-    /// Per table: rows and the SHA-256 of its file.
-    pub tables: BTreeMap<String, TableEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableEntry {
-    pub rows: u64,
-    pub sha256: String,
-}
+pub use crate::backfill::sample::manifest::{MANIFEST, MANIFEST_FORMAT, Manifest, TableEntry};
 
 /// The sampling settings, as they were applied (policies by name, never a key).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ManifestSettings {
     pub seed: u64,
     pub schema: String,
@@ -60,8 +33,9 @@ pub struct ManifestSettings {
 }
 
 impl ManifestSettings {
-    pub fn from(settings: &CaptureSettings, schema: &str) -> ManifestSettings {
-        ManifestSettings {
+    /// The manifest's `settings` value.
+    pub fn from(settings: &CaptureSettings, schema: &str) -> serde_json::Value {
+        let settings = ManifestSettings {
             seed: settings.seed,
             schema: schema.to_string(),
             statement_timeout_ms: settings.statement_timeout.as_millis() as u64,
@@ -72,26 +46,9 @@ impl ManifestSettings {
                 .iter()
                 .map(|((t, c), p)| (format!("{t}.{c}"), p.to_string()))
                 .collect(),
-        }
+        };
+        serde_json::to_value(settings).unwrap_or_default()
     }
-}
-
-/// Reads the manifest of a fixtures directory, `None` when it has none (hand-written fixtures).
-pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
-    let path = dir.join(MANIFEST);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::file(ErrorKind::Io, &path, format!("cannot read: {e}")))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        Error::at(
-            ErrorKind::Fixture,
-            &path,
-            e.line(),
-            format!("not a capture manifest: {e}"),
-        )
-    })
 }
 
 /// The directory a capture is written into before it replaces the fixtures.
