@@ -755,12 +755,17 @@ fn key_order(table: &CatalogTable, alias: &str) -> String {
         .join(", ")
 }
 
-/// The first 32 bits of md5(seed, key), as a bigint: where a row falls in the sample, whatever
-/// the physical order.
+/// The first 32 bits of md5(`seed:key`), as a bigint: where a row falls in the sample,
+/// whatever the physical order. A composite key's columns are joined with commas.
 fn hash_expr(table: &CatalogTable, alias: &str, seed: u64) -> String {
     format!(
-        "('x' || substr(md5('{seed}:' || ROW({})::text), 1, 8))::bit(32)::bigint",
-        key_order(table, alias)
+        "('x' || substr(md5('{seed}:' || {}), 1, 8))::bit(32)::bigint",
+        table
+            .key_columns()
+            .iter()
+            .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ")
     )
 }
 
