@@ -402,6 +402,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// nullable foreign keys everywhere. The cycle's and self-references' keys are DEFERRABLE, as
 /// PostgreSQL needs to load such rows in any order.
 const CYCLE_SCHEMA: &str = "
+CREATE SEQUENCE ticket_seq;
 CREATE TABLE teams (id int PRIMARY KEY, name text NOT NULL, lead_id int);
 CREATE TABLE people (
     id int PRIMARY KEY,
@@ -561,7 +562,9 @@ fn bad_input_is_one_line_exit_2_and_leaves_the_fixtures_alone() {
         "postgres://postgres:s3cretpass@127.0.0.1:{}/x?connect_timeout=5",
         free_port()
     );
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, environment, what stderr says)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "--database-url",
@@ -619,6 +622,11 @@ fn bad_input_is_one_line_exit_2_and_leaves_the_fixtures_alone() {
         (
             CYCLE_CAPTURE.replace("org = 'b' AND num = 3", "orgg = 'b'"),
             "root `tasks`: selecting its rows fails on the source (`where` = \"orgg = 'b'\"): column \"orgg\" does not exist",
+        ),
+        (
+            // The capture's transaction is read-only: a predicate that writes is refused.
+            CYCLE_CAPTURE.replace("org = 'b' AND num = 3", "nextval('ticket_seq') > 0"),
+            "cannot execute nextval() in a read-only transaction",
         ),
         (
             CYCLE_CAPTURE.replace(

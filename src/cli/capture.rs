@@ -97,6 +97,51 @@ fn rfc3339(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: crate::cli::backfill::BackfillCommand,
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let cli = Cli::try_parse_from([
+            "backfill",
+            "capture",
+            "--database-url",
+            "postgres://u@h/db",
+            "--root",
+            "users",
+            "--root",
+            "teams",
+            "--fraction",
+            "0.5",
+            "--limit",
+            "9",
+            "--seed",
+            "4",
+            "--statement-timeout-ms",
+            "100",
+            "--fixtures",
+            "out",
+            "--captured-at",
+            "2024-01-01T00:00:00Z",
+        ])
+        .unwrap();
+        let crate::cli::backfill::BackfillCommand::Capture(args) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.roots, vec!["users", "teams"]);
+        assert_eq!(args.fraction, Some(0.5));
+        assert_eq!(args.limit, Some(9));
+        assert_eq!(args.seed, Some(4));
+        assert_eq!(args.statement_timeout_ms, Some(100));
+        assert_eq!(args.fixtures.as_deref(), Some(std::path::Path::new("out")));
+        assert_eq!(args.captured_at.as_deref(), Some("2024-01-01T00:00:00Z"));
+    }
+
     #[test]
     fn source_date_epoch_is_printed_as_rfc3339() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
