@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! [workspace.metadata.xtask-migrate]
-//! migrations = "migrations"            # schema migrations, refinery format
+//! migrations = "migrations"            # schema migrations
+//! migration-layout = "refinery"        # their tool's layout: refinery, sqlx or diesel
 //! data-migrations = "data-migrations"
 //! fixtures = "fixtures"
 //! dialect = "postgres"                 # or "sqlite": the production database's dialect
@@ -58,6 +59,7 @@ struct RawConfig {
     postgres_bin_dir: Option<PathBuf>,
     /// `backfill capture`'s table, read by that command (`backfill::capture::settings`).
     capture: Option<serde_json::Value>,
+    migration_layout: Option<MigrationLayout>,
     #[cfg(feature = "lint")]
     #[serde(default)]
     rules: HashMap<String, Level>,
@@ -97,6 +99,46 @@ pub struct Config {
     /// `[workspace.metadata.xtask-migrate.capture]` as written: what `backfill capture` samples
     /// and how it scrubs personal data. Checked by that command, against the source's catalog.
     pub capture: Option<serde_json::Value>,
+    /// Which tool's layout the migrations directory follows (default refinery's).
+    pub migration_layout: MigrationLayout,
+}
+
+/// The migrations directory's layout: the file names, versions and order of the tool that runs
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationLayout {
+    /// refinery: `V{version}__{name}.sql` at any depth
+    #[default]
+    Refinery,
+    /// sqlx: `{version}_{description}.sql`, or `.up.sql` and `.down.sql`, at the top level
+    Sqlx,
+    /// diesel: a directory `{version}_{name}/` per migration with `up.sql` and `down.sql`
+    Diesel,
+}
+
+impl MigrationLayout {
+    /// `Err` (a one-line reason) unless refinery runs the migrations: `what` (`backfill sample`,
+    /// `migrate run`) replays and records them with refinery, whose versions are `i32` and whose
+    /// file names are its own.
+    pub fn require_refinery(self, what: &str) -> Result<(), String> {
+        match self {
+            MigrationLayout::Refinery => Ok(()),
+            other => Err(format!(
+                "migration-layout = \"{}\": {what} applies schema migrations with refinery and reads only refinery's layout (V{{n}}__name.sql); `migrate lint` reads the {} layout",
+                other.name(),
+                other.name()
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrationLayout::Refinery => "refinery",
+            MigrationLayout::Sqlx => "sqlx",
+            MigrationLayout::Diesel => "diesel",
+        }
+    }
 }
 
 /// The database `backfill sample` builds and runs a data migration on.
@@ -229,6 +271,7 @@ impl Config {
             sample_engine: raw.sample_engine.unwrap_or_default(),
             postgres_bin_dir: raw.postgres_bin_dir.map(|p| root.join(p)),
             capture: raw.capture,
+            migration_layout: raw.migration_layout.unwrap_or_default(),
         })
     }
 
@@ -243,6 +286,7 @@ impl Config {
             runner_wraps_in_transaction: self.transactional_migrations,
             migrations_dir: Some(self.migrations.clone()),
             backfills: crate::lint::BackfillFacts::read_dir(&self.data_migrations),
+            layout: self.migration_layout,
         }
     }
 }

@@ -466,3 +466,53 @@ fn a_killed_run_s_directory_is_removed_by_the_next_start() {
     assert!(!stale.exists(), "{} is removed", stale.display());
     assert!(cluster.dir().exists());
 }
+
+/// The first start in a cache runs initdb and leaves a template there; the next copies it and
+/// gets a working server with the template untouched; a damaged template is made again.
+#[test]
+fn a_cluster_starts_from_the_cached_template_and_remakes_a_damaged_one() {
+    let bin = bin_dir();
+    let cache = tempfile::tempdir().unwrap();
+    let template = cluster::template_dir(cache.path(), &bin).unwrap();
+    assert!(!template.exists());
+
+    let first = Cluster::start_with_cache(&bin, Some(cache.path())).unwrap();
+    drop(first);
+    assert!(
+        template.join("PG_VERSION").is_file(),
+        "the template is published"
+    );
+    assert!(
+        !template.join("postmaster.pid").exists(),
+        "the template is initdb's output, not a running server's directory"
+    );
+
+    let second = Cluster::start_with_cache(&bin, Some(cache.path())).unwrap();
+    check_owner(&second);
+    let mut client = postgres::Client::connect(&second.url("postgres"), postgres::NoTls).unwrap();
+    client
+        .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .unwrap();
+    drop(client);
+    drop(second);
+    // The table lives in the cluster's copy only.
+    let third = Cluster::start_with_cache(&bin, Some(cache.path())).unwrap();
+    let mut client = postgres::Client::connect(&third.url("postgres"), postgres::NoTls).unwrap();
+    let exists: bool = client
+        .query_one("SELECT to_regclass('t') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!exists, "a cluster never writes into the template");
+    drop(client);
+    drop(third);
+
+    // A template the server cannot start from: removed and made again by initdb.
+    std::fs::remove_dir_all(template.join("global")).unwrap();
+    let fourth = Cluster::start_with_cache(&bin, Some(cache.path())).unwrap();
+    check_owner(&fourth);
+    drop(fourth);
+    assert!(
+        template.join("global").is_dir(),
+        "the template is made again"
+    );
+}

@@ -618,3 +618,210 @@ fn every_output_format_from_the_command_line() {
         "migrations/V1__backfill.sql"
     );
 }
+
+/// `(path, rule)` of every error-severity finding in a JSON report.
+fn path_rules(doc: &Value) -> Vec<(String, String)> {
+    doc["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A sqlx workspace: simple and reversible migrations, timestamp versions, a `-- no-transaction`
+/// index build. Read with refinery's rules every file is skipped; with `migration-layout =
+/// "sqlx"` only the real findings are left, the down migration is linted too, and the
+/// `-- no-transaction` file may build its index concurrently.
+#[test]
+fn sqlx_layout() {
+    let sqlx_files = |ws: &tempfile::TempDir| {
+        let m = ws.path().join("migrations");
+        write(
+            &m.join("20240101000000_users.sql"),
+            "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+        );
+        write(
+            &m.join("20240102000000_flag.up.sql"),
+            "ALTER TABLE users ADD COLUMN flag boolean;\nUPDATE users SET flag = false;\n",
+        );
+        write(
+            &m.join("20240102000000_flag.down.sql"),
+            "DELETE FROM users WHERE flag;\nALTER TABLE users DROP COLUMN flag;\n",
+        );
+        write(
+            &m.join("20240103000000_email_idx.sql"),
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+        );
+    };
+    let ws = workspace("");
+    sqlx_files(&ws);
+    let doc = json(&lint(ws.path(), &["--format", "json"]));
+    let skipped = path_rules(&doc)
+        .iter()
+        .filter(|(_, r)| r == "migration-name-skipped")
+        .count();
+    assert_eq!(skipped, 4, "{doc}");
+
+    let ws = workspace("migration-layout = \"sqlx\"");
+    sqlx_files(&ws);
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        path_rules(&json(&out)),
+        vec![
+            (
+                "migrations/20240102000000_flag.up.sql".to_string(),
+                "backfill-update".to_string()
+            ),
+            (
+                "migrations/20240102000000_flag.down.sql".to_string(),
+                "backfill-delete".to_string()
+            ),
+        ]
+    );
+    // The baseline compares sqlx versions.
+    let out = lint(
+        ws.path(),
+        &["--format", "json", "--baseline", "20240102000000"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The flag says the same as the configuration.
+    let ws = workspace("");
+    sqlx_files(&ws);
+    let out = lint(
+        ws.path(),
+        &["--format", "json", "--migration-layout", "sqlx"],
+    );
+    assert_eq!(path_rules(&json(&out)).len(), 2);
+    // A sqlx file that fails sqlx's loading, and two files with one version.
+    write(&ws.path().join("migrations/v4_x.sql"), "SELECT 1;\n");
+    write(
+        &ws.path().join("migrations/20240101000000_again.sql"),
+        "SELECT 1;\n",
+    );
+    let doc = json(&lint(
+        ws.path(),
+        &["--format", "json", "--migration-layout", "sqlx"],
+    ));
+    let naming: Vec<(String, String)> = path_rules(&doc)
+        .into_iter()
+        .filter(|(_, r)| r != "backfill-update" && r != "backfill-delete")
+        .collect();
+    assert_eq!(
+        naming,
+        vec![
+            (
+                "migrations/20240101000000_users.sql".to_string(),
+                "duplicate-migration-version".to_string()
+            ),
+            (
+                "migrations/v4_x.sql".to_string(),
+                "migration-name-skipped".to_string()
+            ),
+        ],
+        "{doc}"
+    );
+}
+
+/// A diesel workspace: a directory per migration with `up.sql` and `down.sql`, versions from the
+/// directory names, `metadata.toml` to run outside a transaction.
+#[test]
+fn diesel_layout() {
+    let ws = workspace("migration-layout = \"diesel\"");
+    let m = ws.path().join("migrations");
+    write(
+        &m.join("2024-01-01-000000_users/up.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY, email text);\n",
+    );
+    write(
+        &m.join("2024-01-01-000000_users/down.sql"),
+        "DROP TABLE users;\n",
+    );
+    write(
+        &m.join("2024-01-02-000000_email_idx/up.sql"),
+        "CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n",
+    );
+    write(
+        &m.join("2024-01-02-000000_email_idx/down.sql"),
+        "DROP INDEX CONCURRENTLY users_email_idx;\n",
+    );
+    write(
+        &m.join("2024-01-03-000000_backfill/up.sql"),
+        "ALTER TABLE users ADD COLUMN n int;\nUPDATE users SET n = 0;\n",
+    );
+    write(
+        &m.join("2024-01-03-000000_backfill/down.sql"),
+        "ALTER TABLE users DROP COLUMN n;\n",
+    );
+    write(&m.join("seed.sql"), "SELECT 1;\n");
+
+    // Without metadata.toml diesel wraps the index build in a transaction, which PostgreSQL
+    // refuses.
+    let doc = json(&lint(ws.path(), &["--format", "json"]));
+    let found = path_rules(&doc);
+    assert!(
+        found.contains(&(
+            "migrations/2024-01-02-000000_email_idx/up.sql".to_string(),
+            "concurrently-in-transaction".to_string()
+        )),
+        "{doc}"
+    );
+    write(
+        &m.join("2024-01-02-000000_email_idx/metadata.toml"),
+        "run_in_transaction = false\n",
+    );
+    let doc = json(&lint(ws.path(), &["--format", "json"]));
+    assert_eq!(
+        path_rules(&doc),
+        vec![
+            (
+                "migrations/2024-01-03-000000_backfill/up.sql".to_string(),
+                "backfill-update".to_string()
+            ),
+            (
+                "migrations/seed.sql".to_string(),
+                "migration-name-skipped".to_string()
+            ),
+        ],
+        "{doc}"
+    );
+}
+
+/// `backfill sample` replays refinery migrations only: another layout is a one-line error.
+#[cfg(feature = "backfill")]
+#[test]
+fn sample_refuses_another_layout_in_one_line() {
+    let ws = workspace("migration-layout = \"sqlx\"");
+    write(
+        &ws.path().join("migrations/20240101000000_users.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY, n int);\n",
+    );
+    write(
+        &ws.path().join("data-migrations/V1__fill_n.sql"),
+        "-- @requires 20240101000000\n-- @table users\n-- @key id\n\n-- @batch\n\
+         UPDATE users SET n = 1 WHERE id > :lower AND id <= :upper;\n\n\
+         -- @snapshot\nSELECT count(*) AS users FROM users;\n",
+    );
+    let out = Command::new(bin())
+        .current_dir(ws.path())
+        .args(["backfill", "sample", "--engine", "sqlite"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(
+            "migration-layout = \"sqlx\": `backfill sample` applies schema migrations with refinery"
+        ),
+        "{err}"
+    );
+}

@@ -18,6 +18,8 @@ mod engine_contract;
 mod lint_cli;
 #[cfg(feature = "lint")]
 mod lint_example;
+#[cfg(all(feature = "lint", feature = "backfill"))]
+mod lint_fix;
 #[cfg(feature = "backfill")]
 mod migrate_run;
 #[cfg(feature = "lint")]

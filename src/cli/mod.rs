@@ -155,6 +155,11 @@ pub struct LintArgs {
     #[arg(long = "rule", value_name = "ID=LEVEL", value_parser = parse_rule_level)]
     pub rules: Vec<(RuleId, Level)>,
 
+    /// Which tool's layout the migrations follow: its file names, versions and order (default:
+    /// the configured `migration-layout`, else refinery)
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub migration_layout: Option<crate::config::MigrationLayout>,
+
     /// Whether the migration runner wraps each migration in a transaction (refinery does)
     #[arg(long, value_name = "BOOL")]
     pub transactional_migrations: Option<bool>,
@@ -177,6 +182,17 @@ pub struct LintArgs {
     /// example), and exit
     #[arg(long, value_name = "RULE", conflicts_with_all = ["paths", "staged", "list_rules"])]
     pub explain: Option<String>,
+
+    /// Move each inline backfill (an UPDATE or DELETE of one table in a schema migration above
+    /// the baseline) into a new data migration, batched by the table's primary key, with a check
+    /// and a snapshot query. Shows the change as a diff and writes nothing unless --write is
+    /// given; says why for what it cannot move safely
+    #[arg(long, conflicts_with_all = ["paths", "staged", "list_rules"])]
+    pub fix: bool,
+
+    /// With --fix: make the change (edit the schema migrations, create the data migrations)
+    #[arg(long, requires = "fix")]
+    pub write: bool,
 }
 
 #[cfg(feature = "lint")]
@@ -248,7 +264,14 @@ impl LintArgs {
         if let Some(wraps) = self.transactional_migrations {
             options.runner_wraps_in_transaction = wraps;
         }
+        if let Some(layout) = self.migration_layout {
+            options.layout = layout;
+        }
         options.levels.extend(self.rules.iter().copied());
+
+        if self.fix {
+            return fix(config, &options, self.write, &mut out);
+        }
 
         let report = if self.staged {
             lint_staged(config, &options)?
@@ -273,6 +296,104 @@ impl LintArgs {
             ExitCode::SUCCESS
         })
     }
+}
+
+/// `migrate lint --fix [--write]`: the diff of moving each inline backfill into a data
+/// migration, what cannot move and why; with `write`, the files. Exit 1 while a backfill stays
+/// in a schema migration (one not moved, or a dry run that found one).
+#[cfg(feature = "lint")]
+fn fix(
+    config: &Config,
+    options: &lint::LintOptions,
+    write: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    if !config.migrations.is_dir() {
+        bail!(
+            "{}: the migrations directory does not exist (configure `migrations` under [workspace.metadata.{}])",
+            config.migrations.display(),
+            crate::config::METADATA_KEY
+        );
+    }
+    let report = lint::lint_paths(&[relative_to_cwd(&config.migrations)], options)?;
+    let plan = lint::fix::plan(&report, &relative_to_cwd(&config.data_migrations), options);
+
+    for change in &plan.changes {
+        let shown = change.path.display().to_string();
+        let before = change.before.as_deref().unwrap_or("");
+        let diff = similar::TextDiff::from_lines(before, change.after.as_str());
+        let old_header = match change.before {
+            Some(_) => format!("a/{shown}"),
+            None => "/dev/null".to_string(),
+        };
+        write!(
+            out,
+            "{}",
+            diff.unified_diff()
+                .context_radius(3)
+                .header(&old_header, &format!("b/{shown}"))
+        )?;
+    }
+    for refusal in &plan.refused {
+        writeln!(
+            out,
+            "{}:{}: {}: not moved: {}",
+            refusal.path.display(),
+            refusal.line,
+            refusal.rule.as_str(),
+            refusal.reason
+        )?;
+    }
+    let created: Vec<String> = plan
+        .created()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let moved = created.len();
+    let statements = |n: usize| if n == 1 { "statement" } else { "statements" };
+    if write && moved > 0 {
+        // New files first (never over an existing one), then the schema migrations: a failure
+        // part-way leaves every schema migration as it was or complete.
+        for change in plan.changes.iter().filter(|c| c.before.is_none()) {
+            if let Some(dir) = change.path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", dir.display()))?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&change.path)
+                .and_then(|mut f| f.write_all(change.after.as_bytes()))
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", change.path.display()))?;
+        }
+        for change in plan.changes.iter().filter(|c| c.before.is_some()) {
+            let staging = change.path.with_extension("sql.fix");
+            std::fs::write(&staging, &change.after)
+                .and_then(|()| std::fs::rename(&staging, &change.path))
+                .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", change.path.display()))?;
+        }
+        writeln!(
+            out,
+            "moved {moved} {} into {}; next: `cargo xtask backfill sample {}`, review its check and snapshot, and accept the snapshot",
+            statements(moved),
+            created.join(", "),
+            created.join(" ")
+        )?;
+    } else if moved > 0 {
+        writeln!(
+            out,
+            "{moved} {} can move into data migrations; nothing was written: run `cargo xtask migrate lint --fix --write` to make the change",
+            statements(moved)
+        )?;
+    } else if plan.refused.is_empty() {
+        writeln!(out, "no inline backfill to move")?;
+    }
+    out.flush()?;
+    let pending = !plan.refused.is_empty() || (!write && moved > 0);
+    Ok(if pending {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Lints the paths given (default: the migrations and data-migrations directories).

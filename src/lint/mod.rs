@@ -8,6 +8,8 @@
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
 pub mod explain;
+pub mod fix;
+pub mod layout;
 pub mod naming;
 pub mod output;
 pub mod rule_id;
@@ -103,6 +105,8 @@ pub struct LintOptions {
     pub migrations_dir: Option<PathBuf>,
     /// The workspace's data migrations, for `contract-without-gate`.
     pub backfills: Vec<BackfillFacts>,
+    /// The migrations directory's layout: which files are migrations, their versions and order.
+    pub layout: crate::config::MigrationLayout,
 }
 
 /// What a data migration of the workspace fills and reads, read from its file.
@@ -207,6 +211,7 @@ impl Default for LintOptions {
             runner_wraps_in_transaction: true,
             migrations_dir: None,
             backfills: Vec::new(),
+            layout: crate::config::MigrationLayout::Refinery,
         }
     }
 }
@@ -295,7 +300,15 @@ impl<'a> FileCx<'a> {
             schema,
             options,
             created: HashMap::new(),
-            markers: header_markers(text, parsed),
+            markers: {
+                let mut markers = header_markers(text, parsed);
+                if markers.no_transaction.is_none()
+                    && layout::runs_outside_transaction(options.layout, path, text)
+                {
+                    markers.no_transaction = Some(1);
+                }
+                markers
+            },
         };
         cx.compute_facts();
         cx
@@ -524,7 +537,7 @@ const PARSE_STACK: usize = 512 * 1024 * 1024;
 /// before it built. Only I/O problems are errors (a path that does not exist or cannot be read);
 /// everything about a file's content is a finding.
 pub fn lint_paths(inputs: &[PathBuf], options: &LintOptions) -> anyhow::Result<Report> {
-    let files = collect_files(inputs)?;
+    let files = collect_files(inputs, options.layout)?;
     lint_files(files, &HashMap::new(), options)
 }
 
@@ -536,13 +549,13 @@ pub fn lint_staged(
     staged: HashMap<PathBuf, Vec<u8>>,
     options: &LintOptions,
 ) -> anyhow::Result<Report> {
-    let mut files = collect_files(inputs)?;
+    let mut files = collect_files(inputs, options.layout)?;
     for path in staged.keys() {
         if !files.contains(path) {
             files.push(path.clone());
         }
     }
-    sort_in_migration_order(&mut files);
+    sort_in_migration_order(&mut files, options.layout);
     let mut report = lint_files(files, &staged, options)?;
     report.files.retain(|f| staged.contains_key(&f.path));
     Ok(report)
@@ -561,11 +574,18 @@ fn lint_files(
     for (path, loaded) in files.iter().zip(parsed) {
         let findings = match &loaded.parsed {
             Some(parsed) => {
-                let linted = match (options.baseline, migration_version(path)) {
+                let linted = match (options.baseline, layout::version(options.layout, path)) {
                     (Some(baseline), Some(version)) => version > baseline,
                     _ => true,
                 };
-                lint_parsed(path, &loaded.text, parsed, &mut schema, options, linted)
+                if layout::is_down(options.layout, path) {
+                    // Linted with the schema its up migration built; what it undoes is not
+                    // what later migrations see.
+                    let mut scratch = schema.clone();
+                    lint_parsed(path, &loaded.text, parsed, &mut scratch, options, linted)
+                } else {
+                    lint_parsed(path, &loaded.text, parsed, &mut schema, options, linted)
+                }
             }
             None => loaded.findings.clone(),
         };
@@ -610,7 +630,7 @@ fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Re
             all.push(entry.into_path());
         }
     }
-    for (path, finding) in naming::check_names(dir, &all) {
+    for (path, finding) in layout::check_names(options.layout, dir, &all) {
         if let Some(&i) = canonical(&path).and_then(|c| linted.get(&c)) {
             let mut findings = vec![finding];
             apply_levels(&mut findings, options);
@@ -621,7 +641,10 @@ fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Re
 }
 
 /// Expands directories and orders files for linting. A path that does not exist is an error.
-fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+fn collect_files(
+    inputs: &[PathBuf],
+    layout: crate::config::MigrationLayout,
+) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::Context;
     let mut files = Vec::new();
     for input in inputs {
@@ -642,16 +665,13 @@ fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.push(input.clone());
         }
     }
-    sort_in_migration_order(&mut files);
+    sort_in_migration_order(&mut files, layout);
     Ok(files)
 }
 
 /// Refinery's order (version), then path for files without one; duplicates removed.
-fn sort_in_migration_order(files: &mut Vec<PathBuf>) {
-    files.sort_by(|a, b| {
-        let key = |p: &PathBuf| (migration_version(p).unwrap_or(u64::MAX), p.clone());
-        key(a).cmp(&key(b))
-    });
+fn sort_in_migration_order(files: &mut Vec<PathBuf>, layout: crate::config::MigrationLayout) {
+    files.sort_by_cached_key(|p| layout::order_key(layout, p));
     files.dedup();
 }
 

@@ -83,6 +83,10 @@ pub fn capture(
     let manifest = config.root.join("Cargo.toml");
     let settings = &options.settings;
     let hmac_key = read_hmac_key(settings, &manifest)?;
+    config
+        .migration_layout
+        .require_refinery("`backfill capture`")
+        .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
     let migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
         Error::file(
             ErrorKind::Schema,

@@ -5,14 +5,21 @@
 //! only, when there is one; else in `pg_config --bindir`, then in `/usr/lib/postgresql/*/bin`
 //! (Debian and Ubuntu), newest version first.
 //!
-//! [`Cluster::start`] runs `initdb` into a new temporary directory (`xtask-sample-pg-*`) and
-//! starts `postgres` on it with durability off (`fsync`, `synchronous_commit`,
+//! [`Cluster::start`] fills a new temporary directory (`xtask-sample-pg-*`) with a fresh data
+//! directory and starts `postgres` on it with durability off (`fsync`, `synchronous_commit`,
 //! `full_page_writes`: nothing in it outlives the process), no TCP listener at all
 //! (`listen_addresses` empty), and its unix socket in that directory, readable by its owner
 //! only; authentication is `trust`, which the socket's permissions make private. Sessions use
 //! UTC, so timestamps read the same on every machine. PostgreSQL refuses to run as root: when
 //! this process is root, `initdb` and the server run as the `postgres` user (the directory is
 //! given to it and the child drops privileges before `exec`).
+//!
+//! The data directory is a copy of a template: what `initdb` made the first time these binaries
+//! were used, kept in the user's cache (`$XDG_CACHE_HOME/xtask-migrate/`, else
+//! `~/.cache/xtask-migrate/`) under a name derived from the binaries' path, size and
+//! modification time, so an upgrade makes a new one. Copying 25 MB costs a fraction of `initdb`'s
+//! second. The template is published with a rename, so a reader sees all of it or nothing; a
+//! template the server cannot start from is removed and made again.
 //!
 //! The cluster is stopped (immediate shutdown: no shutdown checkpoint, nothing in it is kept) and
 //! its directory removed when the [`Cluster`] is dropped: after success, an error, or a panic that
@@ -133,9 +140,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// initdb into a new temporary directory, start the server on it, wait until it accepts
-    /// connections.
+    /// A new data directory (a copy of the cached template, or `initdb`), the server started on
+    /// it, waited for until it accepts connections.
     pub fn start(bin: &Path) -> Result<Cluster> {
+        Cluster::start_with_cache(bin, cache_root().as_deref())
+    }
+
+    /// [`Cluster::start`] with the template kept under `cache` (none: always `initdb`).
+    pub fn start_with_cache(bin: &Path, cache: Option<&Path>) -> Result<Cluster> {
         for tool in ["initdb", "postgres"] {
             if !bin.join(exe(tool)).is_file() {
                 return Err(Error::new(
@@ -149,6 +161,20 @@ impl Cluster {
         }
         let user = server_user()?;
         remove_stale_dirs();
+        let template = cache.and_then(|cache| template_dir(cache, bin));
+        if let Some(template) = template.as_deref().filter(|t| t.is_dir()) {
+            match Cluster::start_on(bin, user, Source::Template(template)) {
+                Ok(cluster) => return Ok(cluster),
+                // A damaged or foreign template: made again from initdb below.
+                Err(_) => {
+                    let _ = std::fs::remove_dir_all(template);
+                }
+            }
+        }
+        Cluster::start_on(bin, user, Source::Initdb(template.as_deref()))
+    }
+
+    fn start_on(bin: &Path, user: User, source: Source<'_>) -> Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
             .tempdir()
@@ -161,37 +187,16 @@ impl Cluster {
         std::fs::create_dir(&socket).map_err(|e| io_error("create the socket directory", e))?;
         chown(&socket, user)?;
 
-        let initdb = command(&bin.join(exe("initdb")), user)
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Database,
-                    format!("cannot run {}: {e}", bin.join(exe("initdb")).display()),
-                )
-            })?;
-        if !initdb.status.success() {
-            return Err(Error::new(
-                ErrorKind::Database,
-                format!(
-                    "initdb failed ({}): {}",
-                    initdb.status,
-                    String::from_utf8_lossy(&initdb.stderr).trim()
-                ),
-            ));
+        match source {
+            Source::Template(template) => copy_tree(template, &data, user)
+                .map_err(|e| io_error("copy the cached PostgreSQL data directory", e))?,
+            Source::Initdb(publish) => {
+                initdb(bin, &data, user)?;
+                if let Some(template) = publish {
+                    // Best effort: without a cache, every start runs initdb.
+                    let _ = publish_template(&data, template);
+                }
+            }
         }
 
         let log = dir.path().join("server.log");
@@ -298,6 +303,135 @@ impl Drop for Cluster {
         self.stop();
         // The `dir` field is removed right after this, with everything in it.
     }
+}
+
+/// Where a cluster's data directory comes from.
+enum Source<'a> {
+    /// A copy of the cached template.
+    Template(&'a Path),
+    /// `initdb`, then published as the template at this path, when there is a cache.
+    Initdb(Option<&'a Path>),
+}
+
+/// initdb's arguments; part of the template's name, so changing them makes a new template.
+const INITDB_ARGS: &[&str] = &[
+    "-U",
+    "postgres",
+    "-A",
+    "trust",
+    "-E",
+    "UTF8",
+    "--locale=C",
+    // 1 MB WAL segments instead of 16: a smaller directory to copy, nothing lost for a
+    // throwaway cluster.
+    "--wal-segsize=1",
+    "--no-sync",
+    "--no-instructions",
+];
+
+fn initdb(bin: &Path, data: &Path, user: User) -> Result<()> {
+    let initdb = command(&bin.join(exe("initdb")), user)
+        .arg("-D")
+        .arg(data)
+        .args(INITDB_ARGS)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Database,
+                format!("cannot run {}: {e}", bin.join(exe("initdb")).display()),
+            )
+        })?;
+    if !initdb.status.success() {
+        return Err(Error::new(
+            ErrorKind::Database,
+            format!(
+                "initdb failed ({}): {}",
+                initdb.status,
+                String::from_utf8_lossy(&initdb.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The user's cache directory for this tool, when the environment names one.
+fn cache_root() -> Option<PathBuf> {
+    let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(non_empty)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(non_empty)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|cache| cache.join("xtask-migrate"))
+}
+
+/// The template's path in `cache` for the binaries in `bin`: named by a digest of their path,
+/// the server binary's size and modification time, and initdb's arguments.
+pub fn template_dir(cache: &Path, bin: &Path) -> Option<PathBuf> {
+    use sha2::Digest;
+    let server = std::fs::metadata(bin.join(exe("postgres"))).ok()?;
+    let modified = server
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let mut digest = sha2::Sha256::new();
+    digest.update(bin.to_string_lossy().as_bytes());
+    digest.update(format!(
+        "\0{}\0{modified}\0{}",
+        server.len(),
+        INITDB_ARGS.join(" ")
+    ));
+    let hex: String = digest.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(cache.join(format!("pg-template-{hex}")))
+}
+
+/// Copies a freshly made data directory to `template`, through a temporary name and a rename:
+/// a concurrent start sees the whole template or none. Another process's template, published
+/// first, wins.
+fn publish_template(data: &Path, template: &Path) -> std::io::Result<()> {
+    let cache = template.parent().unwrap_or(template);
+    std::fs::create_dir_all(cache)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".pg-template-")
+        .tempdir_in(cache)?;
+    let copy = staging.path().join("data");
+    copy_tree(data, &copy, None)?;
+    if std::fs::rename(&copy, template).is_err() && !template.is_dir() {
+        return Err(std::io::Error::other("cannot publish the template"));
+    }
+    Ok(())
+}
+
+/// Copies the directory tree `from` to a new directory `to`, directories owner-only (as
+/// PostgreSQL requires of a data directory), everything given to `user` when there is one.
+fn copy_tree(from: &Path, to: &Path, user: User) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
+    }
+    chown(to, user).map_err(|e| std::io::Error::other(e.to_string()))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target, user)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+            chown(&target, user).map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `postgresql://postgres@<socket directory, percent-encoded>:5432/<database>`: the driver reads

@@ -151,6 +151,10 @@ impl Db {
 /// Loads the schema migrations and their directives, and resolves every gate: any mistake is
 /// reported before anything is applied.
 fn load(config: &Config) -> Result<Vec<Schema>> {
+    config
+        .migration_layout
+        .require_refinery("`migrate run`")
+        .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
     let mut migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
         Error::file(
             ErrorKind::Schema,

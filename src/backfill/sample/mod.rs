@@ -74,6 +74,10 @@ impl Inputs {
     /// Reads `migrations/` with refinery and every fixture file. Nothing runs yet: a malformed
     /// fixture fails the command before any database or snapshot is touched.
     pub fn load(config: &Config) -> Result<Inputs> {
+        config
+            .migration_layout
+            .require_refinery("`backfill sample`")
+            .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
         let migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
             Error::file(
                 ErrorKind::Schema,

@@ -16,7 +16,7 @@ pub(crate) fn check(cx: &FileCx<'_>, out: &mut Vec<Finding>) {
     if cx.options.backfills.is_empty() {
         return;
     }
-    let version = crate::lint::naming::migration_version(cx.path);
+    let version = crate::lint::layout::version(cx.options.layout, cx.path);
     let gated: Vec<&String> = cx
         .markers
         .after_backfill
