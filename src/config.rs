@@ -19,6 +19,10 @@
 //!
 //! [workspace.metadata.xtask-migrate.rules]
 //! require-lock-timeout = "error"       # off | warning | error
+//!
+//! [workspace.metadata.xtask-migrate.capture]  # `backfill capture` (see backfill::capture)
+//! seed = 1
+//! roots = [{ table = "users", fraction = 0.01 }]
 //! ```
 //!
 //! Unknown keys are errors, not silently ignored: a misspelt `small-table` must not quietly
@@ -53,6 +57,8 @@ struct RawConfig {
     tracking_table_prefix: Option<String>,
     sample_engine: Option<SampleEngine>,
     postgres_bin_dir: Option<PathBuf>,
+    /// `backfill capture`'s table, read by that command (`backfill::capture::settings`).
+    capture: Option<serde_json::Value>,
     migration_layout: Option<MigrationLayout>,
     #[cfg(feature = "lint")]
     #[serde(default)]
@@ -90,6 +96,9 @@ pub struct Config {
     pub sample_engine: SampleEngine,
     /// Where `postgres-local` finds `initdb` and `postgres` (default: searched for).
     pub postgres_bin_dir: Option<PathBuf>,
+    /// `[workspace.metadata.xtask-migrate.capture]` as written: what `backfill capture` samples
+    /// and how it scrubs personal data. Checked by that command, against the source's catalog.
+    pub capture: Option<serde_json::Value>,
     /// Which tool's layout the migrations directory follows (default refinery's).
     pub migration_layout: MigrationLayout,
 }
@@ -261,6 +270,7 @@ impl Config {
             tracking_table_prefix: raw.tracking_table_prefix,
             sample_engine: raw.sample_engine.unwrap_or_default(),
             postgres_bin_dir: raw.postgres_bin_dir.map(|p| root.join(p)),
+            capture: raw.capture,
             migration_layout: raw.migration_layout.unwrap_or_default(),
         })
     }

@@ -15,6 +15,8 @@
 // The file format and its errors need no database: the linter checks data-migration files with
 // them, so they are built with either feature. The rest runs data migrations.
 #[cfg(feature = "backfill")]
+pub mod capture;
+#[cfg(feature = "backfill")]
 pub mod db;
 #[cfg(feature = "backfill")]
 pub mod deploy;

@@ -69,6 +69,19 @@ pub enum BackfillCommand {
     Cancel(crate::cli::production::CancelArgs),
     /// Change the batch size, pause or rows-per-second cap of a running backfill
     Pace(crate::cli::production::PaceArgs),
+    /// Capture a sampled, FK-closed, PII-scrubbed subset of a PostgreSQL database as fixtures
+    ///
+    /// Reads the source in one REPEATABLE READ, read-only transaction with a statement_timeout:
+    /// root rows by predicate and/or a deterministic fraction (md5 of a seed and the key), their
+    /// configured children with a cap per parent, then every row they reference over the
+    /// catalog's foreign keys. Every column is kept, nulled, faked, hashed (HMAC) or replaced by
+    /// a constant by its policy in [workspace.metadata.xtask-migrate.capture]; a personal-looking
+    /// text column without one stops the capture. Writes fixtures/<table>.csv and
+    /// fixtures/manifest.json (schema version, counts, checksums, settings; the source as host,
+    /// port and database only), replacing the directory only once everything is written.
+    ///
+    /// Exit status: 0 written, 2 error or refusal (nothing written).
+    Capture(crate::cli::capture::CaptureArgs),
 }
 
 impl BackfillCommand {
@@ -82,6 +95,7 @@ impl BackfillCommand {
             BackfillCommand::Resume(args) => args.run(config),
             BackfillCommand::Cancel(args) => args.run(config),
             BackfillCommand::Pace(args) => args.run(config),
+            BackfillCommand::Capture(args) => args.run(config),
         }
     }
 }

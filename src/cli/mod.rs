@@ -27,6 +27,8 @@
 #[cfg(feature = "backfill")]
 pub mod backfill;
 #[cfg(feature = "backfill")]
+pub mod capture;
+#[cfg(feature = "backfill")]
 pub mod deploy;
 #[cfg(feature = "backfill")]
 pub mod production;

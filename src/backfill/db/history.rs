@@ -13,23 +13,7 @@ pub fn schema_version(target: &Target) -> Result<Option<u64>> {
     match target {
         Target::Postgres { url } => {
             let mut db = PgBackend::connect(url)?;
-            let exists: bool = db
-                .client()
-                .query_one(
-                    "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
-                    &[],
-                )
-                .map(|r| r.get(0))
-                .map_err(|e| crate::backfill::db::postgres::pg_error(e, ErrorKind::Database))?;
-            if !exists {
-                return Ok(None);
-            }
-            let version: Option<i32> = db
-                .client()
-                .query_one(sql, &[])
-                .map(|r| r.get(0))
-                .map_err(|e| crate::backfill::db::postgres::pg_error(e, ErrorKind::Database))?;
-            Ok(version.and_then(|v| u64::try_from(v).ok()))
+            pg_schema_version(db.client())
         }
         Target::Sqlite { path } => {
             let mut db = SqliteBackend::open(path)?;
@@ -50,4 +34,24 @@ pub fn schema_version(target: &Target) -> Result<Option<u64>> {
             Ok(version.and_then(|v| u64::try_from(v).ok()))
         }
     }
+}
+
+/// [`schema_version`] on an open PostgreSQL connection or transaction (a capture reads it in its
+/// snapshot).
+pub fn pg_schema_version(client: &mut impl postgres::GenericClient) -> Result<Option<u64>> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .map(|r| r.get(0))
+        .map_err(|e| crate::backfill::db::postgres::pg_error(e, ErrorKind::Database))?;
+    if !exists {
+        return Ok(None);
+    }
+    let version: Option<i32> = client
+        .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+        .map(|r| r.get(0))
+        .map_err(|e| crate::backfill::db::postgres::pg_error(e, ErrorKind::Database))?;
+    Ok(version.and_then(|v| u64::try_from(v).ok()))
 }

@@ -133,7 +133,11 @@ impl ColumnType {
     pub fn from_declared(declared: &str) -> ColumnType {
         let lower = declared.to_ascii_lowercase();
         let base = lower.split('(').next().unwrap_or("").trim();
-        if base.starts_with("bool") {
+        // An array (`integer[]`, `ARRAY`) is written in PostgreSQL's text form, whatever its
+        // element type.
+        if lower.trim_end().ends_with(']') || base == "array" {
+            ColumnType::Text
+        } else if base.starts_with("bool") {
             ColumnType::Bool
         } else if base.starts_with("timestamp") || base.starts_with("datetime") {
             ColumnType::Timestamp
@@ -286,6 +290,10 @@ mod tests {
             ("BLOB", Blob),
             ("uuid", Text),
             ("jsonb", Text),
+            ("integer[]", Text),
+            ("timestamp with time zone[]", Text),
+            ("character varying(3)[]", Text),
+            ("ARRAY", Text),
             ("", Text),
         ] {
             assert_eq!(ColumnType::from_declared(declared), ty, "{declared}");

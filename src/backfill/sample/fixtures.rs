@@ -16,8 +16,10 @@
 //!   offset), another column's zone is ignored, as PostgreSQL does.
 //!
 //! Loading reads the foreign keys from the database's catalog and inserts parents before
-//! children, all tables in one transaction with one prepared statement per table. Every problem
-//! is an error naming `file:line`, and a failed load leaves no row behind.
+//! children, all tables in one transaction with one prepared statement per table. Tables in a
+//! cycle of foreign keys, or referencing themselves, are loaded with their checks deferred to
+//! the commit (SQLite: every key; PostgreSQL: those declared DEFERRABLE), so their rows need no
+//! order. Every problem is an error naming `file:line`, and a failed load leaves no row behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -204,10 +206,23 @@ pub fn load(
         prepared.push((file, columns, rows));
     }
 
-    let order = dependency_order(db, files)?;
+    let (order, defer) = dependency_order(db, files)?;
     prepared.sort_by_key(|(file, _, _)| order.iter().position(|t| t == &file.table));
 
     db.execute("BEGIN")?;
+    if defer {
+        // Rows of a cycle (or of a table referencing itself) need not come parents first:
+        // their foreign keys are checked at COMMIT. SQLite defers every foreign key for this
+        // transaction; PostgreSQL those declared DEFERRABLE.
+        let sql = match db.dialect() {
+            crate::sql::Dialect::Sqlite => "PRAGMA defer_foreign_keys = ON",
+            crate::sql::Dialect::Postgres => "SET CONSTRAINTS ALL DEFERRED",
+        };
+        if let Err(e) = db.execute(sql) {
+            let _ = db.execute("ROLLBACK");
+            return Err(e);
+        }
+    }
     let mut report = LoadReport::default();
     for (file, columns, rows) in &prepared {
         if let Err((index, e)) = db.insert_rows(&file.table, columns, rows) {
@@ -230,14 +245,20 @@ pub fn load(
 }
 
 /// The fixture tables, parents before children (by the foreign keys in the catalog), otherwise
-/// alphabetical. A table referencing itself orders its own rows: parents first in the file.
-fn dependency_order(db: &mut dyn SampleBackend, files: &[FixtureFile]) -> Result<Vec<String>> {
+/// alphabetical; and whether foreign-key checks must wait for COMMIT: when tables reference
+/// each other in a cycle (those come last, alphabetically) or a table references itself.
+fn dependency_order(
+    db: &mut dyn SampleBackend,
+    files: &[FixtureFile],
+) -> Result<(Vec<String>, bool)> {
     let tables: BTreeSet<String> = files.iter().map(|f| f.table.clone()).collect();
+    let mut defer = false;
     let mut parents: BTreeMap<&str, BTreeSet<String>> = tables
         .iter()
         .map(|t| (t.as_str(), BTreeSet::new()))
         .collect();
     for (child, parent) in db.foreign_keys()? {
+        defer |= child == parent && tables.contains(&child);
         if child != parent
             && tables.contains(&parent)
             && let Some(set) = parents.get_mut(child.as_str())
@@ -256,28 +277,18 @@ fn dependency_order(db: &mut dyn SampleBackend, files: &[FixtureFile]) -> Result
         match ready {
             Some(table) => order.push(table),
             None => {
-                let stuck: Vec<&str> = parents
+                // A cycle: what is left goes in alphabetically, checked at COMMIT.
+                let stuck: Vec<String> = parents
                     .keys()
-                    .copied()
-                    .filter(|t| !order.iter().any(|o| o == t))
+                    .filter(|t| !order.iter().any(|o| o == *t))
+                    .map(|t| t.to_string())
                     .collect();
-                let path = files
-                    .iter()
-                    .find(|f| f.table == stuck[0])
-                    .map(|f| f.path.clone())
-                    .unwrap_or_default();
-                return Err(Error::file(
-                    ErrorKind::Fixture,
-                    &path,
-                    format!(
-                        "the foreign keys between {} form a cycle: fixtures cannot be loaded parents first",
-                        stuck.join(", ")
-                    ),
-                ));
+                order.extend(stuck);
+                defer = true;
             }
         }
     }
-    Ok(order)
+    Ok((order, defer))
 }
 
 /// Converts one field by its column's type.
@@ -772,6 +783,32 @@ mod tests {
             rows[1],
             vec![Cell::Text(String::new()), Cell::Null, Cell::Null]
         );
+    }
+
+    /// Tables in a cycle load in any order: their foreign keys are checked at commit, and a
+    /// row that references nothing there is still refused.
+    #[test]
+    fn a_cycle_between_tables_loads_checked_at_commit() {
+        use crate::backfill::db::Backend;
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = crate::backfill::db::sqlite::SqliteBackend::throwaway().unwrap();
+        db.execute(
+            "CREATE TABLE a (id bigint PRIMARY KEY, b_id bigint REFERENCES b (id));
+             CREATE TABLE b (id bigint PRIMARY KEY, a_id bigint REFERENCES a (id));",
+        )
+        .unwrap();
+        write(dir.path(), "a.csv", "id,b_id\n1,2\n");
+        write(dir.path(), "b.csv", "id,a_id\n2,1\n");
+        let report = load(&mut db, &read_dir(dir.path()).unwrap(), 1).unwrap();
+        assert_eq!(report.rows, 2);
+        write(dir.path(), "a.csv", "id,b_id\n3,9\n");
+        write(dir.path(), "b.csv", "id,a_id\n4,3\n");
+        let e = load(&mut db, &read_dir(dir.path()).unwrap(), 1).unwrap_err();
+        assert!(
+            e.to_string().contains("FOREIGN KEY constraint failed"),
+            "{e}"
+        );
+        assert_eq!(count(&mut db, "a"), "1");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod engine;
 pub mod fixtures;
+pub mod manifest;
 pub mod snapshot;
 
 use std::io::Write;
@@ -64,6 +65,9 @@ pub struct SampleOptions {
 pub struct Inputs {
     pub migrations: Vec<refinery::Migration>,
     pub fixtures: Vec<FixtureFile>,
+    /// The schema version the fixtures fit, from their manifest (`backfill capture` writes
+    /// one); `None` for fixtures without one, which are loaded at the data migration's version.
+    pub fixtures_version: Option<u64>,
 }
 
 impl Inputs {
@@ -82,9 +86,25 @@ impl Inputs {
             )
         })?;
         let fixtures = fixtures::read_dir(&config.fixtures)?;
+        let fixtures_version = manifest::read(&config.fixtures)?.map(|m| m.schema_version);
+        if let Some(version) = fixtures_version
+            && !migrations
+                .iter()
+                .any(|m| u64::try_from(m.version()).ok() == Some(version))
+        {
+            return Err(Error::file(
+                ErrorKind::Schema,
+                &config.fixtures.join(manifest::MANIFEST),
+                format!(
+                    "the fixtures were captured at schema version V{version}, which {} does not have: the schema they fit cannot be built",
+                    display_path(&config.migrations)
+                ),
+            ));
+        }
         Ok(Inputs {
             migrations,
             fixtures,
+            fixtures_version,
         })
     }
 }
@@ -287,20 +307,28 @@ pub fn sample_on(
 
     let started = Instant::now();
     let required = migration.requires.value;
+    // Fixtures captured at an older schema load there; the later migrations then carry them to
+    // the data migration's version, as they carry production's rows.
+    let load_at = inputs
+        .fixtures_version
+        .filter(|v| *v < required)
+        .unwrap_or(required);
     db.builder()
-        .apply_migrations(&inputs.migrations, required, &config.migrations)?;
-    let applied = inputs
-        .migrations
-        .iter()
-        .filter(|m| u64::try_from(m.version()).is_ok_and(|v| v <= required))
-        .count();
+        .apply_migrations(&inputs.migrations, load_at, &config.migrations)?;
+    let applied = |version: u64| {
+        inputs
+            .migrations
+            .iter()
+            .filter(|m| u64::try_from(m.version()).is_ok_and(|v| v <= version))
+            .count() as u64
+    };
     stage(
         out,
         Stage {
             name: "schema",
             summary: format!(
-                "{}, up to V{required}",
-                count(applied as u64, "migration applied", "migrations applied")
+                "{}, up to V{load_at}",
+                count(applied(load_at), "migration applied", "migrations applied")
             ),
             elapsed: started.elapsed(),
             rows: None,
@@ -308,20 +336,56 @@ pub fn sample_on(
     );
 
     let started = Instant::now();
-    let loaded = fixtures::load(db.builder(), &inputs.fixtures, required)?;
-    stage(
-        out,
-        Stage {
-            name: "fixtures",
-            summary: format!(
-                "{}, {}",
-                count(loaded.tables.len() as u64, "table", "tables"),
-                count(loaded.rows as u64, "row", "rows")
-            ),
-            elapsed: started.elapsed(),
-            rows: Some(loaded.rows as u64),
-        },
-    );
+    let loaded = fixtures::load(db.builder(), &inputs.fixtures, load_at)?;
+    if load_at < required {
+        let fixtures_stage = started.elapsed();
+        let started = Instant::now();
+        db.builder()
+            .apply_migrations(&inputs.migrations, required, &config.migrations)?;
+        stage(
+            out,
+            Stage {
+                name: "fixtures",
+                summary: format!(
+                    "{}, {}, at V{load_at}",
+                    count(loaded.tables.len() as u64, "table", "tables"),
+                    count(loaded.rows as u64, "row", "rows")
+                ),
+                elapsed: fixtures_stage,
+                rows: Some(loaded.rows as u64),
+            },
+        );
+        stage(
+            out,
+            Stage {
+                name: "schema",
+                summary: format!(
+                    "{}, up to V{required}",
+                    count(
+                        applied(required) - applied(load_at),
+                        "more migration applied",
+                        "more migrations applied"
+                    )
+                ),
+                elapsed: started.elapsed(),
+                rows: None,
+            },
+        );
+    } else {
+        stage(
+            out,
+            Stage {
+                name: "fixtures",
+                summary: format!(
+                    "{}, {}",
+                    count(loaded.tables.len() as u64, "table", "tables"),
+                    count(loaded.rows as u64, "row", "rows")
+                ),
+                elapsed: started.elapsed(),
+                rows: Some(loaded.rows as u64),
+            },
+        );
+    }
 
     let table_rows = count_rows(db.backend(), migration)?;
     let batch_size = options

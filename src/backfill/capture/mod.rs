@@ -1,0 +1,832 @@
+//! `backfill capture`: a sampled, referentially intact, PII-scrubbed subset of a real
+//! PostgreSQL database, written as the fixtures `backfill sample` loads.
+//!
+//! Steps, all in one `REPEATABLE READ READ ONLY` transaction with `statement_timeout` (one
+//! consistent snapshot, so the foreign keys close; no lock beyond reads):
+//! 1. read the catalog ([`catalog`]) and check the settings against it ([`settings`]): every
+//!    table and column named exists, every personal-looking text column has a policy
+//!    ([`scrub`]), key and foreign-key columns are kept or hashed alike on both ends;
+//! 2. select keys: the roots (predicate, deterministic fraction by md5 of seed and key computed
+//!    in SQL, cap by lowest hash), then the configured children of selected rows (a cap per
+//!    parent), then the referential closure: every row a selected row references, followed over
+//!    the catalog's foreign keys until nothing new is found (self-references and cycles end
+//!    there, composite keys match whole, a NULL foreign key references nothing);
+//! 3. stream each table's selected rows in key order through a server-side portal (constant
+//!    memory), scrub each value by its column's policy, write `<table>.csv` and hash it
+//!    ([`output`]), then `manifest.json`;
+//! 4. replace the fixtures directory in one step: everything is written into a temporary
+//!    directory beside it first, so an error leaves the old fixtures as they were.
+//!
+//! Only the selected keys are held in memory (text, per table), never rows.
+
+pub mod catalog;
+pub mod output;
+pub mod scrub;
+pub mod settings;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use postgres::Transaction;
+use postgres::types::ToSql;
+
+use crate::backfill::db::postgres::{PgBackend, pg_error};
+use crate::backfill::db::quote_ident;
+use crate::backfill::db::target::Target;
+use crate::backfill::display::{count, millis, thousands};
+use crate::backfill::error::{Error, ErrorKind, Result, display_path};
+use crate::config::Config;
+use catalog::{Catalog, CatalogTable, ForeignKey};
+use settings::{CaptureSettings, Policy, config_error};
+
+/// Selected keys per table: each key is its primary-key columns' text forms.
+pub type KeySets = BTreeMap<String, BTreeSet<Vec<String>>>;
+
+/// Rows fetched from the source per round trip while streaming a table.
+const FETCH_ROWS: i32 = 4096;
+
+/// What to capture and where to write it.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    pub settings: CaptureSettings,
+    /// The fixtures directory to replace.
+    pub fixtures: PathBuf,
+    /// The time recorded in the manifest (default: the snapshot's, from the source's clock).
+    pub captured_at: Option<String>,
+}
+
+/// What a capture wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureReport {
+    pub schema_version: u64,
+    /// `(table, rows)` by table name.
+    pub tables: Vec<(String, u64)>,
+    pub rows: u64,
+}
+
+/// Captures from the database at `url` into `options.fixtures`, printing progress to `out`.
+pub fn capture(
+    config: &Config,
+    url: &str,
+    options: &CaptureOptions,
+    out: &mut dyn Write,
+) -> Result<CaptureReport> {
+    let target = Target::parse(url).map_err(|e| Error::new(ErrorKind::Database, e))?;
+    let Target::Postgres { url } = &target else {
+        return Err(Error::new(
+            ErrorKind::Database,
+            "backfill capture reads a PostgreSQL database (postgres://...): a SQLite source is not supported",
+        ));
+    };
+    let manifest = config.root.join("Cargo.toml");
+    let settings = &options.settings;
+    let hmac_key = read_hmac_key(settings, &manifest)?;
+    config
+        .migration_layout
+        .require_refinery("`backfill capture`")
+        .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
+    let migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
+        Error::file(
+            ErrorKind::Schema,
+            &config.migrations,
+            format!("refinery cannot load the migrations: {e}"),
+        )
+    })?;
+
+    let mut backend = PgBackend::connect(url)?;
+    let client = backend.client();
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(|e| pg_error(e, ErrorKind::Database).context("start a read-only transaction"))?;
+    let timeout = settings.statement_timeout.as_millis();
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = {timeout}; SET LOCAL lock_timeout = {timeout};
+         SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY';
+         SET LOCAL IntervalStyle = 'postgres'; SET LOCAL bytea_output = 'hex';
+         SET LOCAL extra_float_digits = 3"
+    ))
+    .map_err(|e| pg_error(e, ErrorKind::Database).context("set the session up"))?;
+
+    let schema_version = crate::backfill::db::history::pg_schema_version(&mut tx)?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Schema,
+                "the source has no refinery_schema_history table (or no row in it): a capture records the schema version its rows fit, so the source's schema must be applied by refinery (`cargo xtask migrate run`)",
+            )
+        })?;
+    let versions: Vec<u64> = migrations
+        .iter()
+        .filter_map(|m| u64::try_from(m.version()).ok())
+        .collect();
+    if !versions.contains(&schema_version) {
+        return Err(Error::file(
+            ErrorKind::Schema,
+            &config.migrations,
+            format!(
+                "the source is at schema version V{schema_version}, which is not among the migrations here ({}): the sample could not build the schema these rows fit; update migrations/ first",
+                if versions.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!(
+                        "V{}..V{}",
+                        versions.iter().min().unwrap_or(&0),
+                        versions.iter().max().unwrap_or(&0)
+                    )
+                }
+            ),
+        ));
+    }
+    let captured_at = match &options.captured_at {
+        Some(at) => at.clone(),
+        None => tx
+            .query_one(
+                "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                &[],
+            )
+            .map_err(|e| pg_error(e, ErrorKind::Database))?
+            .get(0),
+    };
+    let catalog = Catalog::read(&mut tx, settings.schema.as_deref())?;
+    let plan = Plan::check(&catalog, settings, &manifest)?;
+    let _ = writeln!(
+        out,
+        "capture from {} (schema {}, version V{schema_version}, snapshot {captured_at})",
+        target.info().describe(),
+        catalog.schema
+    );
+
+    let started = Instant::now();
+    let mut selection = Selection {
+        tx: &mut tx,
+        catalog: &catalog,
+        settings,
+        manifest: &manifest,
+        keys: plan
+            .tables
+            .iter()
+            .map(|t| (t.clone(), BTreeSet::new()))
+            .collect(),
+    };
+    let summary = selection.run()?;
+    let keys = selection.keys;
+    let total: usize = keys.values().map(BTreeSet::len).sum();
+    let _ = writeln!(
+        out,
+        "  {:<9} {:<44} {:>9}",
+        "select",
+        format!("{}, {summary}", count(total as u64, "row", "rows")),
+        millis(started.elapsed())
+    );
+
+    let scrubber = scrub::Scrubber::new(hmac_key, settings.seed);
+    let mut writer = output::Staging::new(&options.fixtures)?;
+    let mut personal_values: BTreeSet<String> = BTreeSet::new();
+    let mut tables = Vec::new();
+    for table_name in &plan.tables {
+        let table = &catalog.tables[table_name];
+        let started = Instant::now();
+        let columns: Vec<&catalog::CatalogColumn> =
+            table.columns.iter().filter(|c| !c.generated).collect();
+        let policies: Vec<(Policy, bool)> = columns
+            .iter()
+            .map(
+                |c| match settings.columns.get(&(table.name.clone(), c.name.clone())) {
+                    Some(policy) => (policy.clone(), false),
+                    None => (Policy::Keep, c.text_like),
+                },
+            )
+            .collect();
+        let mut file = writer.table(&table.name, columns.iter().map(|c| c.name.as_str()))?;
+        let set = &keys[table_name];
+        if !set.is_empty() {
+            let list: Vec<String> = columns
+                .iter()
+                .map(|c| format!("t.{}::text", quote_ident(&c.name)))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} AS t {} ORDER BY {}",
+                list.join(", "),
+                catalog.qualified(&table.name),
+                key_join(table, "t", 1),
+                key_order(table, "t")
+            );
+            let arrays = key_arrays(set.iter(), table.primary_key.len());
+            let read_error = |e: postgres::Error| {
+                pg_error(e, ErrorKind::Database).context(format!("read table {}", table.name))
+            };
+            let statement = tx.prepare(&sql).map_err(read_error)?;
+            let portal = tx.bind(&statement, &params(&arrays)).map_err(read_error)?;
+            let mut values: Vec<Option<String>> = Vec::with_capacity(columns.len());
+            loop {
+                let rows = tx.query_portal(&portal, FETCH_ROWS).map_err(read_error)?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    values.clear();
+                    for (i, (policy, check)) in policies.iter().enumerate() {
+                        let value: Option<&str> = row.get(i);
+                        if *check
+                            && let Some(v) = value
+                            && scrub::looks_personal_value(v)
+                        {
+                            personal_values.insert(format!("{}.{}", table.name, columns[i].name));
+                        }
+                        values.push(scrubber.apply(policy, value));
+                    }
+                    file.row(&values)?;
+                }
+            }
+        }
+        let rows = file.finish()?;
+        let elapsed = started.elapsed();
+        let rate = if elapsed.as_secs_f64() > 0.0 {
+            format!(
+                "  {} rows/s",
+                thousands((rows as f64 / elapsed.as_secs_f64()) as u64)
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<44} {:>9}{rate}",
+            table.name,
+            count(rows, "row", "rows"),
+            millis(elapsed)
+        );
+        tables.push((table.name.clone(), rows));
+    }
+    if !personal_values.is_empty() {
+        return Err(config_error(
+            &manifest,
+            format!(
+                "refusing to capture: values of {} look like email or IP addresses and the column has no policy: give it one in `columns` (keep, null, fake:KIND, hmac, constant:VALUE)",
+                personal_values.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let _ = tx.commit();
+
+    let manifest_doc = output::Manifest {
+        format: output::MANIFEST_FORMAT,
+        schema_version,
+        captured_at,
+        source: target.info(),
+        settings: output::ManifestSettings::from(settings, &catalog.schema),
+        tables: BTreeMap::new(),
+    };
+    writer.finish(manifest_doc)?;
+    let rows = tables.iter().map(|(_, r)| r).sum();
+    let _ = writeln!(
+        out,
+        "wrote {} ({}, {}) and manifest.json",
+        display_path(&options.fixtures),
+        count(tables.len() as u64, "table", "tables"),
+        count(rows, "row", "rows")
+    );
+    Ok(CaptureReport {
+        schema_version,
+        tables,
+        rows,
+    })
+}
+
+/// The `hmac` policy's key, from the environment, when some column uses it.
+fn read_hmac_key(settings: &CaptureSettings, manifest: &Path) -> Result<Option<Vec<u8>>> {
+    let key = std::env::var(&settings.hmac_key_env)
+        .ok()
+        .filter(|k| !k.is_empty());
+    if let Some(key) = &key {
+        crate::secrets::register(key);
+    }
+    let hashed: Vec<String> = settings
+        .columns
+        .iter()
+        .filter(|(_, p)| **p == Policy::Hmac)
+        .map(|((t, c), _)| format!("{t}.{c}"))
+        .collect();
+    if !hashed.is_empty() && key.is_none() {
+        return Err(config_error(
+            manifest,
+            format!(
+                "{} {} hashed with hmac, and the key is not set: export {} (a secret, kept out of the fixtures and of every message)",
+                hashed.join(", "),
+                if hashed.len() == 1 { "is" } else { "are" },
+                settings.hmac_key_env
+            ),
+        ));
+    }
+    Ok(key.map(String::into_bytes))
+}
+
+/// The tables a capture writes, checked against the catalog before anything is read.
+struct Plan {
+    tables: Vec<String>,
+}
+
+impl Plan {
+    fn check(catalog: &Catalog, settings: &CaptureSettings, manifest: &Path) -> Result<Plan> {
+        let err = |message: String| config_error(manifest, message);
+        let table = |name: &str, role: &str| -> Result<&CatalogTable> {
+            let t = catalog.table(name).ok_or_else(|| {
+                err(format!(
+                    "{role} `{name}`: no such table in schema {} (it has: {})",
+                    catalog.schema,
+                    catalog
+                        .tables
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            if t.primary_key.is_empty() {
+                return Err(err(format!(
+                    "{role} `{name}` has no primary key: a capture selects rows by their key"
+                )));
+            }
+            Ok(t)
+        };
+        let mut start = BTreeSet::new();
+        for root in &settings.roots {
+            table(&root.table, "root")?;
+            if let Some(predicate) = &root.predicate {
+                check_predicate(&root.table, predicate).map_err(err)?;
+            }
+            start.insert(root.table.clone());
+        }
+        for child in &settings.children {
+            table(&child.table, "child table")?;
+            table(&child.parent, "parent table")?;
+            child_key(catalog, child).map_err(err)?;
+            start.insert(child.table.clone());
+        }
+        // Every table reachable over foreign keys from the sampled ones.
+        let mut tables = start.clone();
+        let mut queue: VecDeque<String> = start.into_iter().collect();
+        while let Some(t) = queue.pop_front() {
+            for fk in catalog.outgoing(&t) {
+                if tables.insert(fk.parent.clone()) {
+                    table(&fk.parent, &format!("table referenced by {}", fk.name))?;
+                    queue.push_back(fk.parent.clone());
+                }
+            }
+        }
+        for (t, c) in settings.columns.keys() {
+            let Some(found) = catalog.table(t) else {
+                return Err(err(format!(
+                    "columns: `{t}.{c}`: no table `{t}` in schema {}",
+                    catalog.schema
+                )));
+            };
+            if found.column(c).is_none() {
+                return Err(err(format!(
+                    "columns: `{t}.{c}`: table `{t}` has no column `{c}` (it has: {})",
+                    found
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        check_policies(catalog, settings, &tables).map_err(err)?;
+        Ok(Plan {
+            tables: tables.into_iter().collect(),
+        })
+    }
+}
+
+/// A root's predicate must be one SQL expression: `SELECT 1 WHERE <predicate>` parses as one
+/// statement with PostgreSQL's grammar.
+fn check_predicate(table: &str, predicate: &str) -> std::result::Result<(), String> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+    let sql = format!("SELECT 1 FROM t WHERE {predicate}");
+    match Parser::parse_sql(&PostgreSqlDialect {}, &sql) {
+        Ok(statements) if statements.len() == 1 => Ok(()),
+        Ok(_) => Err(format!(
+            "root `{table}`: `where` must be one expression, not several statements"
+        )),
+        Err(e) => Err(format!("root `{table}`: `where` does not parse: {e}")),
+    }
+}
+
+/// The foreign key a child relation follows.
+fn child_key<'a>(
+    catalog: &'a Catalog,
+    child: &settings::ChildRelation,
+) -> std::result::Result<&'a ForeignKey, String> {
+    let candidates: Vec<&ForeignKey> = catalog
+        .outgoing(&child.table)
+        .into_iter()
+        .filter(|fk| fk.parent == child.parent)
+        .collect();
+    let describe = |fks: &[&ForeignKey]| {
+        fks.iter()
+            .map(|fk| format!("via = [{}]", fk.child_columns.join(", ")))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    match &child.via {
+        Some(via) => candidates
+            .iter()
+            .find(|fk| &fk.child_columns == via)
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "child `{}`: no foreign key ({}) to `{}`{}",
+                    child.table,
+                    via.join(", "),
+                    child.parent,
+                    if candidates.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (there is {})", describe(&candidates))
+                    }
+                )
+            }),
+        None => match candidates.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
+                "child `{}`: no foreign key to `{}`",
+                child.table, child.parent
+            )),
+            several => Err(format!(
+                "child `{}` has several foreign keys to `{}`: say which with {}",
+                child.table,
+                child.parent,
+                describe(several)
+            )),
+        },
+    }
+}
+
+/// Default-deny and key consistency, over the columns of the captured tables.
+fn check_policies(
+    catalog: &Catalog,
+    settings: &CaptureSettings,
+    tables: &BTreeSet<String>,
+) -> std::result::Result<(), String> {
+    let policy = |t: &str, c: &str| settings.columns.get(&(t.to_string(), c.to_string()));
+    let mut unlisted = Vec::new();
+    for t in tables {
+        let table = &catalog.tables[t];
+        for (i, column) in table.columns.iter().enumerate() {
+            if column.generated {
+                continue;
+            }
+            let name = format!("{t}.{}", column.name);
+            let key = table.primary_key.contains(&i);
+            match policy(t, &column.name) {
+                None if column.text_like && scrub::looks_personal(&column.name) => {
+                    unlisted.push(format!("{name} ({})", column.type_name));
+                }
+                None => {}
+                Some(Policy::Null) if column.not_null || key => {
+                    return Err(format!(
+                        "`{name}` is NOT NULL: the null policy cannot apply"
+                    ));
+                }
+                Some(Policy::Hmac | Policy::Fake(_)) if !column.text_like => {
+                    return Err(format!(
+                        "`{name}` is {}: hmac and fake policies write text, give it keep, null or constant:VALUE",
+                        column.type_name
+                    ));
+                }
+                Some(p) if key && !matches!(p, Policy::Keep | Policy::Hmac) => {
+                    return Err(format!(
+                        "`{name}` is a primary-key column: keep it or hash it with hmac (equal inputs stay equal, so keys stay keys)"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if !unlisted.is_empty() {
+        return Err(format!(
+            "refusing to capture: these columns look personal and have no policy: {}; give each one in `columns` (keep, null, fake:KIND, hmac, constant:VALUE)",
+            unlisted.join(", ")
+        ));
+    }
+    // Both ends of a foreign key are written the same way, or the rows no longer join.
+    for fk in &catalog.foreign_keys {
+        if !tables.contains(&fk.child) {
+            continue;
+        }
+        for (c, p) in fk.child_columns.iter().zip(&fk.parent_columns) {
+            let (cp, pp) = (
+                policy(&fk.child, c).unwrap_or(&Policy::Keep),
+                policy(&fk.parent, p).unwrap_or(&Policy::Keep),
+            );
+            if cp != pp || !matches!(cp, Policy::Keep | Policy::Hmac) {
+                return Err(format!(
+                    "`{}.{c}` ({cp}) references `{}.{p}` ({pp}) through {}: both ends of a foreign key must be kept, or both hashed with hmac",
+                    fk.child, fk.parent, fk.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Selects the keys of the rows to capture.
+struct Selection<'t, 'c> {
+    tx: &'t mut Transaction<'c>,
+    catalog: &'t Catalog,
+    settings: &'t CaptureSettings,
+    manifest: &'t Path,
+    keys: KeySets,
+}
+
+impl Selection<'_, '_> {
+    /// Roots, children, closure; returns a summary for people.
+    fn run(&mut self) -> Result<String> {
+        let mut parts = Vec::new();
+        for root in &self.settings.roots {
+            let n = self.roots(root)?;
+            parts.push(format!("{} {}", root.table, thousands(n as u64)));
+        }
+        for child in &self.settings.children {
+            let n = self.children(child)?;
+            parts.push(format!("+{} {}", thousands(n as u64), child.table));
+        }
+        let (added, rounds) = self.closure()?;
+        parts.push(format!(
+            "+{} referenced ({})",
+            thousands(added as u64),
+            count(rounds as u64, "round", "rounds")
+        ));
+        Ok(parts.join(", "))
+    }
+
+    fn query(&mut self, sql: &str, arrays: &[Vec<String>], what: &str) -> Result<Vec<Vec<String>>> {
+        let rows = self
+            .tx
+            .query(sql, &params(arrays))
+            .map_err(|e| pg_error(e, ErrorKind::Database).context(what))?;
+        Ok(rows
+            .iter()
+            .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect())
+            .collect())
+    }
+
+    /// Adds `found` to `table`'s set; returns the keys that were new.
+    fn add(&mut self, table: &str, found: Vec<Vec<String>>) -> Vec<Vec<String>> {
+        let set = self.keys.entry(table.to_string()).or_default();
+        found
+            .into_iter()
+            .filter(|k| set.insert(k.clone()))
+            .collect()
+    }
+
+    fn roots(&mut self, root: &settings::Root) -> Result<usize> {
+        let table = &self.catalog.tables[&root.table];
+        let hash = hash_expr(table, "t", self.settings.seed);
+        let mut conditions = Vec::new();
+        if let Some(predicate) = &root.predicate {
+            conditions.push(format!("({predicate})"));
+        }
+        if let Some(fraction) = root.fraction {
+            // md5's first 32 bits, uniform in [0, 2^32).
+            let threshold = (fraction * 4_294_967_296.0).round() as i64;
+            conditions.push(format!("{hash} < {threshold}"));
+        }
+        let mut sql = format!(
+            "SELECT {} FROM {} AS t",
+            key_select(table, "t"),
+            self.catalog.qualified(&table.name)
+        );
+        if !conditions.is_empty() {
+            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        if let Some(limit) = root.limit {
+            sql.push_str(&format!(
+                " ORDER BY {hash}, {} LIMIT {limit}",
+                key_order(table, "t")
+            ));
+        }
+        let found = match self.tx.query(&sql, &[]) {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect())
+                .collect(),
+            Err(e) => {
+                let message = crate::backfill::db::postgres::describe_pg(&e);
+                return Err(config_error(
+                    self.manifest,
+                    match &root.predicate {
+                        Some(p) => format!(
+                            "root `{}`: selecting its rows fails on the source (`where` = {p:?}): {message}",
+                            root.table
+                        ),
+                        None => format!(
+                            "root `{}`: selecting its rows fails on the source: {message}",
+                            root.table
+                        ),
+                    },
+                ));
+            }
+        };
+        Ok(self.add(&root.table, found).len())
+    }
+
+    fn children(&mut self, child: &settings::ChildRelation) -> Result<usize> {
+        let fk = child_key(self.catalog, child)
+            .map_err(|m| config_error(self.manifest, m))?
+            .clone();
+        let parent = &self.catalog.tables[&child.parent];
+        let table = &self.catalog.tables[&child.table];
+        let parents = self.keys.get(&child.parent).cloned().unwrap_or_default();
+        if parents.is_empty() {
+            return Ok(0);
+        }
+        let fk_cols = columns(&fk.child_columns, "c");
+        let inner = format!(
+            "SELECT {} FROM {} AS p {}",
+            columns(&fk.parent_columns, "p"),
+            self.catalog.qualified(&parent.name),
+            key_join(parent, "p", 1)
+        );
+        let sql = match child.per_parent {
+            Some(cap) => format!(
+                "SELECT {} FROM (SELECT c.*, row_number() OVER (PARTITION BY {fk_cols} ORDER BY {}, {}) AS xtask_rank
+                 FROM {} AS c WHERE ({fk_cols}) IN ({inner})) AS c WHERE xtask_rank <= {cap}",
+                key_select(table, "c"),
+                hash_expr(table, "c", self.settings.seed),
+                key_order(table, "c"),
+                self.catalog.qualified(&table.name),
+            ),
+            None => format!(
+                "SELECT {} FROM {} AS c WHERE ({fk_cols}) IN ({inner})",
+                key_select(table, "c"),
+                self.catalog.qualified(&table.name),
+            ),
+        };
+        let arrays = key_arrays(parents.iter(), parent.primary_key.len());
+        let found = self.query(
+            &sql,
+            &arrays,
+            &format!("select the {} of sampled {}", child.table, child.parent),
+        )?;
+        Ok(self.add(&child.table, found).len())
+    }
+
+    /// Follows foreign keys from every newly selected row until no new row is found. Returns
+    /// the rows added and the rounds it took.
+    fn closure(&mut self) -> Result<(usize, usize)> {
+        let mut delta: BTreeMap<String, Vec<Vec<String>>> = self
+            .keys
+            .iter()
+            .filter(|(_, set)| !set.is_empty())
+            .map(|(t, set)| (t.clone(), set.iter().cloned().collect()))
+            .collect();
+        let (mut added, mut rounds) = (0, 0);
+        while !delta.is_empty() {
+            rounds += 1;
+            let mut next: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+            for (child_name, keys) in &delta {
+                let child = &self.catalog.tables[child_name];
+                let fks: Vec<ForeignKey> = self
+                    .catalog
+                    .outgoing(child_name)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                for fk in fks {
+                    let parent = &self.catalog.tables[&fk.parent];
+                    let sql = format!(
+                        "SELECT {} FROM {} AS p WHERE ({}) IN (SELECT {} FROM {} AS c {})",
+                        key_select(parent, "p"),
+                        self.catalog.qualified(&parent.name),
+                        columns(&fk.parent_columns, "p"),
+                        columns(&fk.child_columns, "c"),
+                        self.catalog.qualified(&child.name),
+                        key_join(child, "c", 1)
+                    );
+                    let arrays = key_arrays(keys.iter(), child.primary_key.len());
+                    let found = self.query(
+                        &sql,
+                        &arrays,
+                        &format!("follow foreign key {} of {}", fk.name, fk.child),
+                    )?;
+                    let new = self.add(&fk.parent, found);
+                    added += new.len();
+                    if !new.is_empty() {
+                        next.entry(fk.parent.clone()).or_default().extend(new);
+                    }
+                }
+            }
+            delta = next;
+        }
+        Ok((added, rounds))
+    }
+}
+
+/// `alias.c1, alias.c2` for `names`, quoted.
+fn columns(names: &[String], alias: &str) -> String {
+    names
+        .iter()
+        .map(|c| format!("{alias}.{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The primary key's columns as text.
+fn key_select(table: &CatalogTable, alias: &str) -> String {
+    table
+        .key_columns()
+        .iter()
+        .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The primary key's columns, for ORDER BY.
+fn key_order(table: &CatalogTable, alias: &str) -> String {
+    table
+        .key_columns()
+        .iter()
+        .map(|c| format!("{alias}.{}", quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first 32 bits of md5(`seed:key`), as a bigint: where a row falls in the sample,
+/// whatever the physical order. A composite key's columns are joined with commas.
+fn hash_expr(table: &CatalogTable, alias: &str, seed: u64) -> String {
+    format!(
+        "('x' || substr(md5('{seed}:' || {}), 1, 8))::bit(32)::bigint",
+        table
+            .key_columns()
+            .iter()
+            .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ")
+    )
+}
+
+/// Joins `alias` to the keys bound as text arrays `$first`, `$first+1`, ... (one per key column).
+fn key_join(table: &CatalogTable, alias: &str, first: usize) -> String {
+    let keys = table.key_columns();
+    let params: Vec<String> = (0..keys.len())
+        .map(|i| format!("${}::text[]", first + i))
+        .collect();
+    let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
+    let on: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{alias}.{} = xtask_keys.k{i}::{}",
+                quote_ident(&c.name),
+                c.type_name
+            )
+        })
+        .collect();
+    format!(
+        "JOIN unnest({}) AS xtask_keys({}) ON {}",
+        params.join(", "),
+        names.join(", "),
+        on.join(" AND ")
+    )
+}
+
+/// Keys as one text array per key column.
+fn key_arrays<'a>(keys: impl Iterator<Item = &'a Vec<String>>, width: usize) -> Vec<Vec<String>> {
+    let mut arrays = vec![Vec::new(); width];
+    for key in keys {
+        for (array, value) in arrays.iter_mut().zip(key) {
+            array.push(value.clone());
+        }
+    }
+    arrays
+}
+
+fn params(arrays: &[Vec<String>]) -> Vec<&(dyn ToSql + Sync)> {
+    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_are_parsed_before_they_run() {
+        assert!(check_predicate("users", "created_at >= '2024-01-01' AND id % 2 = 0").is_ok());
+        let e = check_predicate("users", "id >").unwrap_err();
+        assert!(
+            e.starts_with("root `users`: `where` does not parse:"),
+            "{e}"
+        );
+        let e = check_predicate("users", "true; DROP TABLE users").unwrap_err();
+        assert!(e.contains("one expression"), "{e}");
+    }
+}
