@@ -76,17 +76,9 @@ impl CaptureArgs {
 
 /// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ`.
 fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
+    let (year, month, day) =
+        crate::backfill::sample::fixtures::civil_from_days(secs.div_euclid(86_400));
     let rest = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rest / 3600,

@@ -83,17 +83,11 @@ pub fn capture(
     let manifest = config.root.join("Cargo.toml");
     let settings = &options.settings;
     let hmac_key = read_hmac_key(settings, &manifest)?;
-    config
-        .migration_layout
-        .require_refinery("`backfill capture`")
-        .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
-    let migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
-        Error::file(
-            ErrorKind::Schema,
-            &config.migrations,
-            format!("refinery cannot load the migrations: {e}"),
-        )
-    })?;
+    let migrations = crate::backfill::db::schema::load_migrations(
+        &config.migrations,
+        config.migration_layout,
+        "`backfill capture`",
+    )?;
 
     let mut backend = PgBackend::connect(url)?;
     let client = backend.client();

@@ -302,6 +302,26 @@ fn byte_offsets(text: &str, tokens: &[TokenWithSpan]) -> Vec<usize> {
     offsets
 }
 
+/// The schema migrations of `dir`, read with refinery, for `what` (`backfill sample`, `migrate
+/// run`, `backfill capture`): refinery applies and records them, so another layout is refused in
+/// one line.
+pub fn load_migrations(
+    dir: &Path,
+    layout: crate::config::MigrationLayout,
+    what: &str,
+) -> Result<Vec<Migration>> {
+    layout
+        .require_refinery(what)
+        .map_err(|e| Error::file(ErrorKind::Schema, dir, e))?;
+    refinery::load_sql_migrations(dir).map_err(|e| {
+        Error::file(
+            ErrorKind::Schema,
+            dir,
+            format!("refinery cannot load the migrations: {e}"),
+        )
+    })
+}
+
 /// The migrations to apply for `version`, adapted to `dialect`.
 pub fn prepare(migrations: &[Migration], version: u64, dialect: Dialect) -> Result<Vec<Migration>> {
     let mut out = Vec::new();

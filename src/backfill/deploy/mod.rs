@@ -151,17 +151,11 @@ impl Db {
 /// Loads the schema migrations and their directives, and resolves every gate: any mistake is
 /// reported before anything is applied.
 fn load(config: &Config) -> Result<Vec<Schema>> {
-    config
-        .migration_layout
-        .require_refinery("`migrate run`")
-        .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
-    let mut migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
-        Error::file(
-            ErrorKind::Schema,
-            &config.migrations,
-            format!("refinery cannot load the migrations: {e}"),
-        )
-    })?;
+    let mut migrations = crate::backfill::db::schema::load_migrations(
+        &config.migrations,
+        config.migration_layout,
+        "`migrate run`",
+    )?;
     migrations.sort_by_key(Migration::version);
     let files = files_by_name(&config.migrations);
     let mut out = Vec::new();

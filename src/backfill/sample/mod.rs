@@ -74,17 +74,11 @@ impl Inputs {
     /// Reads `migrations/` with refinery and every fixture file. Nothing runs yet: a malformed
     /// fixture fails the command before any database or snapshot is touched.
     pub fn load(config: &Config) -> Result<Inputs> {
-        config
-            .migration_layout
-            .require_refinery("`backfill sample`")
-            .map_err(|e| Error::file(ErrorKind::Schema, &config.migrations, e))?;
-        let migrations = refinery::load_sql_migrations(&config.migrations).map_err(|e| {
-            Error::file(
-                ErrorKind::Schema,
-                &config.migrations,
-                format!("refinery cannot load the migrations: {e}"),
-            )
-        })?;
+        let migrations = crate::backfill::db::schema::load_migrations(
+            &config.migrations,
+            config.migration_layout,
+            "`backfill sample`",
+        )?;
         let fixtures = fixtures::read_dir(&config.fixtures)?;
         let fixtures_version = manifest::read(&config.fixtures)?.map(|m| m.schema_version);
         if let Some(version) = fixtures_version
