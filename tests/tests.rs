@@ -9,6 +9,8 @@ mod backfill_postgres;
 mod backfill_run;
 #[cfg(feature = "backfill")]
 mod backfill_sample;
+#[cfg(feature = "backfill")]
+mod backfill_verify;
 mod consumer;
 #[cfg(feature = "backfill")]
 mod engine_contract;

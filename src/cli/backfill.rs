@@ -69,6 +69,16 @@ pub enum BackfillCommand {
     Cancel(crate::cli::production::CancelArgs),
     /// Change the batch size, pause or rows-per-second cap of a running backfill
     Pace(crate::cli::production::PaceArgs),
+    /// Compare the data migration's expected rows with the actual rows, batch by batch, read-only
+    ///
+    /// Walks the key range like `run` (paced, resumable, and controlled with status, pause,
+    /// resume, cancel and pace under the name `V{n}__{name}:verify`), comparing per range a row
+    /// count and a hash computed in the database on each side, and rows only where they differ.
+    /// Reports each differing key by category (missing, extra, value with its columns, length,
+    /// order), after re-reading it. Keys and column names only: values with --show-values.
+    ///
+    /// Exit status: 0 no difference, 1 differences (or stopped before the end), 2 error.
+    Verify(crate::cli::verify::VerifyArgs),
 }
 
 impl BackfillCommand {
@@ -82,6 +92,7 @@ impl BackfillCommand {
             BackfillCommand::Resume(args) => args.run(config),
             BackfillCommand::Cancel(args) => args.run(config),
             BackfillCommand::Pace(args) => args.run(config),
+            BackfillCommand::Verify(args) => args.run(config),
         }
     }
 }

@@ -30,6 +30,8 @@ pub mod backfill;
 pub mod deploy;
 #[cfg(feature = "backfill")]
 pub mod production;
+#[cfg(feature = "backfill")]
+pub mod verify;
 
 #[cfg(feature = "lint")]
 use std::io::{IsTerminal, Write};

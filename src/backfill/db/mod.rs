@@ -202,6 +202,71 @@ pub trait Backend {
 
     /// How many rows of `table` have a NULL key (they would never be in any batch).
     fn count_null_keys(&mut self, table: &str, key: &str) -> Result<u64>;
+
+    /// The rows a verification query (its bounds written `$1`/`$2` or `?1`/`?2`) returns for keys
+    /// in `(lower, upper]`, in its order, each value in the database's own text form.
+    fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows>;
+
+    /// How many rows [`Backend::range_rows`] would return and a hash of them, computed where the
+    /// rows are (PostgreSQL aggregates them in the server: nothing but one row crosses the
+    /// network). The hash is a sum over the rows, so it does not depend on their order, unless
+    /// `ordered`, when each row is hashed with its position. Digests of the same backend compare;
+    /// digests of different backends do not.
+    fn range_digest(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        ordered: bool,
+    ) -> Result<Digest>;
+
+    /// The key `offset + 1` rows into `(lower, upper]` of `table` in key order (through the key's
+    /// index), `None` when the range holds fewer rows: where to split a range in two.
+    fn key_at(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        offset: u64,
+    ) -> Result<Option<KeyValue>>;
+}
+
+/// One row of a verification query: each value as text, `None` for NULL.
+pub type TextRow = Vec<Option<String>>;
+
+/// The rows of a verification query over one key range, and its column names.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TextRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<TextRow>,
+}
+
+/// The row count and hash of a query's rows over a key range ([`Backend::range_digest`]): two
+/// sums of 64-bit row hashes, kept wide enough never to overflow, so the digest of a range is the
+/// sum of its parts' digests (for unordered rows) and a part's digest is the whole minus the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Digest {
+    pub rows: u64,
+    pub hash: [i128; 2],
+}
+
+impl Digest {
+    /// The digest of the rows of `self` that are not in `part` (unordered digests only).
+    pub fn minus(&self, part: &Digest) -> Digest {
+        Digest {
+            rows: self.rows.saturating_sub(part.rows),
+            hash: [self.hash[0] - part.hash[0], self.hash[1] - part.hash[1]],
+        }
+    }
+
+    /// Adds one row's two 64-bit hashes.
+    pub fn add(&mut self, hash: [i64; 2]) {
+        self.rows += 1;
+        self.hash[0] += i128::from(hash[0]);
+        self.hash[1] += i128::from(hash[1]);
+    }
 }
 
 /// What `backfill sample` needs beyond the engine: building the database it samples on.

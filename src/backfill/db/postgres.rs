@@ -14,8 +14,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 use crate::backfill::db::{
-    Backend, BatchLimits, Cell, Column, ColumnType, KeyKind, KeyValue, Rows, SampleBackend,
-    SqlValue, format_real, quote_ident,
+    Backend, BatchLimits, Cell, Column, ColumnType, Digest, KeyKind, KeyValue, Rows, SampleBackend,
+    SqlValue, TextRow, TextRows, format_real, quote_ident,
 };
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::sql::Dialect;
@@ -91,6 +91,48 @@ impl PgBackend {
         let stmt = self.client.prepare(sql)?;
         self.prepared.insert(sql.to_string(), stmt.clone());
         Ok(stmt)
+    }
+
+    /// Prepares `sql` once per connection with parameters of `types`.
+    fn prepare_typed(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+    ) -> std::result::Result<Statement, postgres::Error> {
+        let cache_key = format!("{types:?}{sql}");
+        if let Some(stmt) = self.prepared.get(&cache_key) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare_typed(sql, types)?;
+        self.prepared.insert(cache_key, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Runs `sql`, whose `$1` and `$2` are bounds of the key's type, for `(lower, upper]`.
+    fn bounded(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Vec<postgres::Row>> {
+        let ty = key_type(lower.kind());
+        let stmt = self
+            .prepare_typed(sql, &[ty.clone(), ty])
+            .map_err(statement_error)?;
+        if stmt.params().len() != 2 {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the query has {} parameters, expected 2 (:lower and :upper)",
+                    stmt.params().len()
+                ),
+            ));
+        }
+        let lo = key_param(lower, &stmt.params()[0])?;
+        let hi = key_param(upper, &stmt.params()[1])?;
+        self.client
+            .query(&stmt, &[&*lo, &*hi])
+            .map_err(statement_error)
     }
 
     fn key_query(
@@ -319,6 +361,58 @@ pub(crate) fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Syn
     })
 }
 
+/// The type key bounds are sent as: `bigint` for integer keys (PostgreSQL compares `integer` and
+/// `smallint` columns with it through the same index) and `text` for text keys.
+fn key_type(kind: KeyKind) -> Type {
+    match kind {
+        KeyKind::Integer => Type::INT8,
+        KeyKind::Text => Type::TEXT,
+    }
+}
+
+/// A row's text as PostgreSQL writes a record, `(1,,"a b","say ""hi""")`, back into its values:
+/// an empty field is NULL, a quoted one is text with `""` and backslash escapes, anything else
+/// is the value as written. `None` when the text is not a record.
+pub(crate) fn parse_record(text: &str) -> Option<TextRow> {
+    let inner = text.strip_prefix('(')?.strip_suffix(')')?;
+    let mut values = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        let value = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut value = String::new();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        value.push('"');
+                    }
+                    '"' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+            Some(value)
+        } else {
+            let mut value = String::new();
+            while let Some(c) = chars.peek().copied().filter(|c| *c != ',') {
+                if c == '"' || c == '(' || c == ')' {
+                    return None;
+                }
+                chars.next();
+                value.push(c);
+            }
+            (!value.is_empty()).then_some(value)
+        };
+        values.push(value);
+        match chars.next() {
+            Some(',') => continue,
+            None => return Some(values),
+            Some(_) => return None,
+        }
+    }
+}
+
 pub(crate) fn read_key(row: &postgres::Row, kind: KeyKind) -> Result<Option<KeyValue>> {
     let ty = row.columns()[0].type_().clone();
     let bad = |e: postgres::Error| {
@@ -519,6 +613,100 @@ impl Backend for PgBackend {
         );
         let row = self.client.query_one(&sql, &[]).map_err(statement_error)?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// Each row as the text of its record (`q::text`), the same text the digest hashes, parsed
+    /// back into its values.
+    fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows> {
+        let ty = key_type(lower.kind());
+        let columns: Vec<String> = self
+            .prepare_typed(sql, &[ty.clone(), ty])
+            .map_err(statement_error)?
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        let wrapped = format!("SELECT q::text FROM (\n{sql}\n) AS q");
+        let rows = self.bounded(&wrapped, lower, upper)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: Option<String> = row.get(0);
+            let values = text.as_deref().and_then(parse_record).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Statement,
+                    "cannot read a row of the query back from its record text",
+                )
+            })?;
+            out.push(values);
+        }
+        Ok(TextRows { columns, rows: out })
+    }
+
+    /// `count(*)` and two sums of `hashtextextended` (seeds 0 and 1) over each row's record
+    /// text, computed in the server; with `ordered`, the text is prefixed by the row's position.
+    fn range_digest(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        ordered: bool,
+    ) -> Result<Digest> {
+        let row_text = if ordered {
+            "(row_number() OVER ())::text || ' ' || q::text"
+        } else {
+            "q::text"
+        };
+        let digest = format!(
+            "SELECT count(*), coalesce(sum(hashtextextended(d.r, 0)), 0)::text, coalesce(sum(hashtextextended(d.r, 1)), 0)::text
+             FROM (SELECT {row_text} AS r FROM (\n{sql}\n) AS q) AS d"
+        );
+        let rows = self.bounded(&digest, lower, upper)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::new(ErrorKind::Statement, "the digest returned no row"))?;
+        let sum = |i: usize| -> Result<i128> {
+            let text: String = row.get(i);
+            text.parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::Statement,
+                    format!("the digest's sum `{text}` is not an integer"),
+                )
+            })
+        };
+        Ok(Digest {
+            rows: row.get::<_, i64>(0).max(0) as u64,
+            hash: [sum(1)?, sum(2)?],
+        })
+    }
+
+    fn key_at(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        offset: u64,
+    ) -> Result<Option<KeyValue>> {
+        let (k, t) = (quote_ident(key), quote_ident(table));
+        let sql = format!(
+            "SELECT {k} FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} LIMIT 1 OFFSET $3"
+        );
+        let ty = key_type(kind);
+        let stmt = self
+            .prepare_typed(&sql, &[ty.clone(), ty, Type::INT8])
+            .map_err(statement_error)?;
+        let lo = key_param(lower, &stmt.params()[0])?;
+        let hi = key_param(upper, &stmt.params()[1])?;
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(&stmt, &[&*lo, &*hi, &offset])
+            .map_err(statement_error)?;
+        match rows.first() {
+            Some(row) => read_key(row, kind),
+            None => Ok(None),
+        }
     }
 }
 
@@ -761,6 +949,27 @@ mod tests {
         );
         assert_eq!(cell(Some("t"), &Type::BOOL), Cell::Bool(true));
         assert_eq!(cell(None, &Type::BOOL), Cell::Null);
+    }
+
+    #[test]
+    fn records_read_back_into_their_values() {
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(parse_record("(1,5)"), Some(vec![some("1"), some("5")]));
+        assert_eq!(
+            parse_record(r#"(1,,"","a b","say ""hi""","back\\slash","(x,y)")"#),
+            Some(vec![
+                some("1"),
+                None,
+                some(""),
+                some("a b"),
+                some("say \"hi\""),
+                some("back\\slash"),
+                some("(x,y)")
+            ])
+        );
+        assert_eq!(parse_record("()"), Some(vec![None]));
+        assert_eq!(parse_record("1,2"), None);
+        assert_eq!(parse_record("(1,(x))"), None);
     }
 
     #[test]

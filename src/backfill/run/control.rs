@@ -28,15 +28,22 @@ pub fn find(store: &mut dyn Store, name: &str) -> anyhow::Result<RunRow> {
         .filter(RunRow::is_current)
         .collect();
     let wanted = name.trim();
-    let version = wanted
-        .strip_prefix('V')
-        .unwrap_or(wanted)
-        .parse::<u64>()
-        .ok();
+    // A verification run is named like its data migration with `:verify` after it, in any of
+    // the forms a data migration is named (`V1:verify`, `fill:verify`).
+    let suffix = crate::backfill::run::worker::VERIFY_SUFFIX;
+    let (base, verification) = match wanted.strip_suffix(suffix) {
+        Some(base) => (base, true),
+        None => (wanted, false),
+    };
+    let version = base.strip_prefix('V').unwrap_or(base).parse::<u64>().ok();
     let matches = |r: &RunRow| {
-        let (v, n) = crate::backfill::migration::parse_file_name(&format!("{}.sql", r.migration))
+        let (migration, is_verification) = match r.migration.strip_suffix(suffix) {
+            Some(m) => (m, true),
+            None => (r.migration.as_str(), false),
+        };
+        let (v, n) = crate::backfill::migration::parse_file_name(&format!("{migration}.sql"))
             .unwrap_or((u64::MAX, String::new()));
-        r.migration == wanted || n == wanted || version == Some(v)
+        is_verification == verification && (migration == base || n == base || version == Some(v))
     };
     match runs.iter().find(|r| matches(r)) {
         Some(run) => Ok(run.clone()),

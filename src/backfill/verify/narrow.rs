@@ -1,0 +1,432 @@
+//! One key range's verification: a digest of each side first, and where they differ, narrowing.
+//!
+//! The digest of a range (its row count and a sum of row hashes, [`Digest`]) is computed where
+//! the rows are: one row crosses the network per side, however many rows the range holds. Equal
+//! digests: the range is clean, and that is all a clean table costs, about one read of each
+//! side. Different digests: the range is split in two at the walked table's middle key, the
+//! halves' digests compared, and only the halves that differ are split again, down to ranges
+//! of at most [`Checker::leaf`] rows, whose rows are read and compared ([`compare`]). For an
+//! unordered verification the right half's digest is the whole's minus the left half's, so
+//! each level costs one digest per side. A handful of differences in a million rows costs a
+//! few dozen digests of shrinking ranges and a few small reads.
+
+use crate::backfill::db::{Backend, Digest, KeyKind, KeyValue, TextRows};
+use crate::backfill::error::{Error, ErrorKind, Result};
+use crate::backfill::verify::compare::{Difference, compare};
+
+/// Where the two sides are read: one database for both, or the expected side on another
+/// (`--against-url`). The walked table is on the actual side's.
+pub enum Sides<'b> {
+    One(&'b mut dyn Backend),
+    Two {
+        expected: &'b mut dyn Backend,
+        actual: &'b mut dyn Backend,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Expected,
+    Actual,
+}
+
+impl Sides<'_> {
+    fn get(&mut self, side: Side) -> &mut dyn Backend {
+        match (self, side) {
+            (Sides::One(b), _) => &mut **b,
+            (Sides::Two { expected, .. }, Side::Expected) => &mut **expected,
+            (Sides::Two { actual, .. }, Side::Actual) => &mut **actual,
+        }
+    }
+}
+
+/// A difference and the range it was found in (what a re-read reads again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub diff: Difference,
+    pub lower: KeyValue,
+    pub upper: KeyValue,
+}
+
+/// What the checks cost so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cost {
+    /// Digests computed (each one query on one side).
+    pub digests: u64,
+    /// Ranges whose rows were read and compared.
+    pub leaves: u64,
+    /// Rows read to compare them.
+    pub rows_read: u64,
+}
+
+/// Checks key ranges of a verification.
+pub struct Checker {
+    pub expected_sql: String,
+    pub actual_sql: String,
+    pub ordered: bool,
+    /// The walked table and its key: where ranges are split.
+    pub table: String,
+    pub key: String,
+    pub kind: KeyKind,
+    /// Ranges of at most this many rows (on the larger side) are compared row by row.
+    pub leaf: u64,
+    pub cost: Cost,
+}
+
+/// The default [`Checker::leaf`].
+pub const LEAF_ROWS: u64 = 64;
+
+impl Checker {
+    /// The rows compared in `(lower, upper]` (the larger side's count) and the differences.
+    pub fn check(
+        &mut self,
+        sides: &mut Sides<'_>,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<(u64, Vec<Found>)> {
+        let e = self.digest(sides, Side::Expected, lower, upper)?;
+        let a = self.digest(sides, Side::Actual, lower, upper)?;
+        let mut found = Vec::new();
+        self.narrow(sides, lower, upper, e, a, &mut found)?;
+        Ok((e.rows.max(a.rows), found))
+    }
+
+    /// Reads `(lower, upper]` again, row by row: every difference it holds now.
+    pub fn recheck(
+        &mut self,
+        sides: &mut Sides<'_>,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Vec<Difference>> {
+        let (columns, expected, actual) = self.read(sides, lower, upper)?;
+        Ok(compare(
+            &columns,
+            &expected.rows,
+            &actual.rows,
+            self.ordered,
+        ))
+    }
+
+    fn digest(
+        &mut self,
+        sides: &mut Sides<'_>,
+        side: Side,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Digest> {
+        self.cost.digests += 1;
+        let sql = match side {
+            Side::Expected => &self.expected_sql,
+            Side::Actual => &self.actual_sql,
+        };
+        sides
+            .get(side)
+            .range_digest(sql, lower, upper, self.ordered)
+            .map_err(|e| e.context(side_name(side)))
+    }
+
+    fn narrow(
+        &mut self,
+        sides: &mut Sides<'_>,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        e: Digest,
+        a: Digest,
+        found: &mut Vec<Found>,
+    ) -> Result<()> {
+        if e == a {
+            return Ok(());
+        }
+        let rows = e.rows.max(a.rows);
+        let middle = if rows <= self.leaf {
+            None
+        } else {
+            self.split(sides, lower, upper, rows)?
+        };
+        let Some(middle) = middle else {
+            return self.leaf(sides, lower, upper, found);
+        };
+        let el = self.digest(sides, Side::Expected, lower, &middle)?;
+        let al = self.digest(sides, Side::Actual, lower, &middle)?;
+        let (er, ar) = if self.ordered {
+            // Positions restart in each half: the right half is read, not derived.
+            (
+                self.digest(sides, Side::Expected, &middle, upper)?,
+                self.digest(sides, Side::Actual, &middle, upper)?,
+            )
+        } else {
+            (e.minus(&el), a.minus(&al))
+        };
+        self.narrow(sides, lower, &middle, el, al, found)?;
+        self.narrow(sides, &middle, upper, er, ar, found)
+    }
+
+    /// Where to split `(lower, upper]`, which holds about `rows` rows: the walked table's key
+    /// half way through it, else (integer keys) the middle value; `None` when it cannot be split.
+    fn split(
+        &mut self,
+        sides: &mut Sides<'_>,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        rows: u64,
+    ) -> Result<Option<KeyValue>> {
+        let at = sides.get(Side::Actual).key_at(
+            &self.table,
+            &self.key,
+            self.kind,
+            lower,
+            upper,
+            (rows / 2).saturating_sub(1),
+        )?;
+        Ok(match at {
+            Some(middle) if middle != *lower && middle != *upper => Some(middle),
+            _ => midpoint(lower, upper),
+        })
+    }
+
+    /// Compares the rows of `(lower, upper]`.
+    fn leaf(
+        &mut self,
+        sides: &mut Sides<'_>,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        found: &mut Vec<Found>,
+    ) -> Result<()> {
+        self.cost.leaves += 1;
+        let (columns, expected, actual) = self.read(sides, lower, upper)?;
+        for diff in compare(&columns, &expected.rows, &actual.rows, self.ordered) {
+            found.push(Found {
+                diff,
+                lower: lower.clone(),
+                upper: upper.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Both sides' rows of `(lower, upper]`, and the column names (the expected side's), once
+    /// both sides are known to return as many columns.
+    fn read(
+        &mut self,
+        sides: &mut Sides<'_>,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<(Vec<String>, TextRows, TextRows)> {
+        let expected = sides
+            .get(Side::Expected)
+            .range_rows(&self.expected_sql, lower, upper)
+            .map_err(|e| e.context(side_name(Side::Expected)))?;
+        let actual = sides
+            .get(Side::Actual)
+            .range_rows(&self.actual_sql, lower, upper)
+            .map_err(|e| e.context(side_name(Side::Actual)))?;
+        self.cost.rows_read += (expected.rows.len() + actual.rows.len()) as u64;
+        if expected.columns.len() != actual.columns.len() {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the `-- @expected` query returns {} columns ({}) and the `-- @actual` query {} ({}): both return the key, then the same compared columns",
+                    expected.columns.len(),
+                    expected.columns.join(", "),
+                    actual.columns.len(),
+                    actual.columns.join(", ")
+                ),
+            ));
+        }
+        Ok((expected.columns.clone(), expected, actual))
+    }
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Expected => "the `-- @expected` query",
+        Side::Actual => "the `-- @actual` query",
+    }
+}
+
+/// The integer half way between two integer bounds, when there is one strictly between them.
+fn midpoint(lower: &KeyValue, upper: &KeyValue) -> Option<KeyValue> {
+    match (lower, upper) {
+        (KeyValue::Int(l), KeyValue::Int(u)) if i128::from(*u) - i128::from(*l) >= 2 => {
+            let middle = i128::from(*l) + (i128::from(*u) - i128::from(*l)) / 2;
+            i64::try_from(middle).ok().map(KeyValue::Int)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::db::sqlite::SqliteBackend;
+    use crate::backfill::verify::compare::Category;
+
+    /// `expected(id, v)` and `actual(id, v)` with ids 1..=n, v = id * 10; `actual` is walked.
+    fn tables(n: i64) -> SqliteBackend {
+        let mut db = SqliteBackend::throwaway().unwrap();
+        db.execute(&format!(
+            "CREATE TABLE expected (id integer PRIMARY KEY, v integer);
+             CREATE TABLE actual (id integer PRIMARY KEY, v integer);
+             WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n})
+             INSERT INTO expected SELECT i, i * 10 FROM g;
+             INSERT INTO actual SELECT * FROM expected;"
+        ))
+        .unwrap();
+        db
+    }
+
+    fn checker(leaf: u64) -> Checker {
+        Checker {
+            expected_sql: "SELECT id, v FROM expected WHERE id > ?1 AND id <= ?2".into(),
+            actual_sql: "SELECT id, v FROM actual WHERE id > ?1 AND id <= ?2".into(),
+            ordered: false,
+            table: "actual".into(),
+            key: "id".into(),
+            kind: KeyKind::Integer,
+            leaf,
+            cost: Cost::default(),
+        }
+    }
+
+    fn keys(found: &[Found]) -> Vec<(String, Category)> {
+        found
+            .iter()
+            .map(|f| (f.diff.key.clone().unwrap_or_default(), f.diff.category))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_range_costs_one_digest_per_side() {
+        let mut db = tables(10_000);
+        let mut c = checker(64);
+        let (rows, found) = c
+            .check(
+                &mut Sides::One(&mut db),
+                &KeyValue::Int(0),
+                &KeyValue::Int(10_000),
+            )
+            .unwrap();
+        assert_eq!((rows, found.len()), (10_000, 0));
+        assert_eq!(
+            c.cost,
+            Cost {
+                digests: 2,
+                leaves: 0,
+                rows_read: 0
+            }
+        );
+    }
+
+    #[test]
+    fn differences_are_narrowed_to_small_ranges_and_found() {
+        let mut db = tables(10_000);
+        db.execute(
+            "UPDATE actual SET v = 0 WHERE id = 4321;
+             DELETE FROM actual WHERE id = 17;
+             INSERT INTO actual VALUES (20000, 1);",
+        )
+        .unwrap();
+        let mut c = checker(64);
+        let (_, found) = c
+            .check(
+                &mut Sides::One(&mut db),
+                &KeyValue::Int(0),
+                &KeyValue::Int(i64::MAX),
+            )
+            .unwrap();
+        assert_eq!(
+            keys(&found),
+            vec![
+                ("17".into(), Category::Missing),
+                ("4321".into(), Category::Value),
+                ("20000".into(), Category::Extra),
+            ]
+        );
+        assert_eq!(found[1].diff.columns, vec!["v".to_string()]);
+        // Three leaves of at most 64 rows, not ten thousand rows.
+        assert!(c.cost.rows_read <= 3 * 2 * 64, "{:?}", c.cost);
+        assert!(c.cost.digests < 100, "{:?}", c.cost);
+        // The range each was found in holds its key, and a re-read finds it again.
+        let f = &found[1];
+        let again = c
+            .recheck(&mut Sides::One(&mut db), &f.lower, &f.upper)
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].key.as_deref(), Some("4321"));
+    }
+
+    #[test]
+    fn ordered_verifications_find_reordered_rows() {
+        let mut db = SqliteBackend::throwaway().unwrap();
+        db.execute(
+            "CREATE TABLE t (id integer, pos integer, tag text);
+             CREATE TABLE u (id integer, pos integer, tag text);
+             INSERT INTO t VALUES (1, 1, 'a'), (1, 2, 'b'), (2, 1, 'c');
+             INSERT INTO u VALUES (1, 1, 'b'), (1, 2, 'a'), (2, 1, 'c');",
+        )
+        .unwrap();
+        let mut c = Checker {
+            expected_sql: "SELECT id, tag FROM t WHERE id > ?1 AND id <= ?2 ORDER BY id, pos"
+                .into(),
+            actual_sql: "SELECT id, tag FROM u WHERE id > ?1 AND id <= ?2 ORDER BY id, pos".into(),
+            ordered: true,
+            table: "u".into(),
+            ..checker(64)
+        };
+        let (_, found) = c
+            .check(
+                &mut Sides::One(&mut db),
+                &KeyValue::Int(0),
+                &KeyValue::Int(2),
+            )
+            .unwrap();
+        assert_eq!(keys(&found), vec![("1".into(), Category::Order)]);
+        c.ordered = false;
+        c.expected_sql = c.expected_sql.replace(" ORDER BY id, pos", "");
+        c.actual_sql = c.actual_sql.replace(" ORDER BY id, pos", "");
+        let (_, found) = c
+            .check(
+                &mut Sides::One(&mut db),
+                &KeyValue::Int(0),
+                &KeyValue::Int(2),
+            )
+            .unwrap();
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_column_count_mismatch_is_an_error() {
+        let mut db = tables(10);
+        let mut c = checker(64);
+        c.actual_sql = "SELECT id FROM actual WHERE id > ?1 AND id <= ?2".into();
+        let e = c
+            .check(
+                &mut Sides::One(&mut db),
+                &KeyValue::Int(0),
+                &KeyValue::Int(10),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("returns 2 columns (id, v) and the `-- @actual` query 1 (id)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn midpoints() {
+        assert_eq!(
+            midpoint(&KeyValue::Int(0), &KeyValue::Int(10)),
+            Some(KeyValue::Int(5))
+        );
+        assert_eq!(midpoint(&KeyValue::Int(4), &KeyValue::Int(5)), None);
+        assert_eq!(
+            midpoint(&KeyValue::Int(i64::MIN), &KeyValue::Int(i64::MAX)),
+            Some(KeyValue::Int(-1))
+        );
+        assert_eq!(
+            midpoint(&KeyValue::Text("a".into()), &KeyValue::Text("b".into())),
+            None
+        );
+    }
+}
