@@ -89,6 +89,7 @@ fn settings(batch_size: u64) -> Settings {
         max_retries: 2,
         ranges: 1,
         claim_timeout_s: 60,
+        health: Default::default(),
     }
 }
 

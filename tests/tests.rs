@@ -2,6 +2,8 @@
 //! feature it tests; `cargo test` (default features) runs them all.
 
 #[cfg(feature = "backfill")]
+mod backfill_health;
+#[cfg(feature = "backfill")]
 mod backfill_pg_local;
 #[cfg(feature = "backfill")]
 mod backfill_postgres;

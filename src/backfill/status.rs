@@ -339,6 +339,7 @@ mod tests {
             pace: PaceOverrides::default(),
             last_error: None,
             throttled_since: None,
+            throttle_reason: None,
             created_at: Some("2026-11-21T10:00:00.000Z".into()),
             started_at: Some("2026-11-21T10:00:00.100Z".into()),
             updated_at: Some("2026-11-21T10:00:00.100Z".into()),

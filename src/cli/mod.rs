@@ -29,6 +29,8 @@ pub mod backfill;
 #[cfg(feature = "backfill")]
 pub mod deploy;
 #[cfg(feature = "backfill")]
+pub mod health;
+#[cfg(feature = "backfill")]
 pub mod production;
 #[cfg(feature = "backfill")]
 pub mod verify;

@@ -94,6 +94,10 @@ pub struct VerifyArgs {
     /// Progress display (on stderr)
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub health: crate::cli::health::HealthArgs,
+    #[command(flatten)]
+    pub replicas: crate::cli::health::ReplicaArgs,
 }
 
 impl VerifyArgs {
@@ -120,6 +124,7 @@ impl VerifyArgs {
         if let Some(v) = self.statement_timeout {
             settings.statement_timeout_ms = v.as_millis() as u64;
         }
+        settings.health = self.health.health();
         settings.validate().map_err(anyhow::Error::msg)?;
         crate::backfill::run::require_schema(&target, &migration)?;
         let against = match &self.against_url {
@@ -163,6 +168,7 @@ impl VerifyArgs {
             against,
             options,
             run_options,
+            &mut self.replicas.monitor()?,
         )?;
         let report = VerifyReport::build(
             store.as_mut(),

@@ -13,8 +13,10 @@ use serde::Serialize;
 
 use crate::backfill::display::thousands;
 use crate::backfill::display::{count, format_duration};
+use crate::backfill::run::health::Health;
 use crate::backfill::run::tracking::{
-    Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store, StoreResult, Transition,
+    HealthPace, Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store, StoreResult,
+    Transition,
 };
 
 /// The run `name` designates, or an error listing the recorded ones.
@@ -135,6 +137,26 @@ pub fn describe_pace(pace: &Pace) -> String {
     )
 }
 
+/// The health limits `run` works by: its plan's (recorded with the run), with `pace`'s
+/// overrides `live`.
+pub fn run_health(run: &RunRow, live: &HealthPace) -> Health {
+    serde_json::from_str::<serde_json::Value>(&run.settings)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Health>(v["health"].clone()).ok())
+        .unwrap_or_default()
+        .with(live)
+}
+
+/// [`run_health`] in words.
+pub fn describe_health(run: &RunRow, live: &HealthPace) -> String {
+    let health = run_health(run, live);
+    if health.is_off() {
+        "off".into()
+    } else {
+        health.describe().join("; ")
+    }
+}
+
 /// Seconds after which a worker that has not touched its claim is shown as silent.
 const SILENT_AFTER: f64 = 30.0;
 
@@ -175,8 +197,10 @@ pub struct RunStatus {
     pub longest_batch_seconds: Option<f64>,
     pub pace: PaceOverrides,
     pub last_error: Option<String>,
-    /// When the run started waiting for the database to calm down; always null in this version.
+    /// Since when a worker of the run waits for the database's health (replication lag, the
+    /// WAL archiver, vacuum, the throttle query), and why; null while none waits.
     pub throttled_since: Option<String>,
+    pub throttle_reason: Option<String>,
     pub created_at: Option<String>,
     pub started_at: Option<String>,
     pub updated_at: Option<String>,
@@ -247,6 +271,7 @@ impl RunStatus {
             pace: PaceOverrides::default(),
             last_error: None,
             throttled_since: None,
+            throttle_reason: None,
             created_at: None,
             started_at: None,
             updated_at: None,
@@ -352,7 +377,15 @@ pub fn run_status(
             max_rows_per_second: run.pace.max_rows_per_second,
         },
         last_error: run.last_error.clone(),
-        throttled_since: None,
+        // A worker that stopped while it waited leaves no one waiting.
+        throttled_since: run
+            .throttled_since
+            .clone()
+            .filter(|_| active && !interrupted),
+        throttle_reason: run
+            .throttle_reason
+            .clone()
+            .filter(|_| active && !interrupted),
         created_at: Some(run.created_at.clone()),
         started_at: run.started_at.clone(),
         updated_at: Some(run.updated_at.clone()),
@@ -428,6 +461,9 @@ pub fn describe(status: &RunStatus, file_checksum: Option<&str>) -> Vec<String> 
         }
     }
     let mut lines = vec![line];
+    if let (Some(since), Some(reason)) = (&status.throttled_since, &status.throttle_reason) {
+        lines.push(format!("throttled since {since}: {reason}"));
+    }
     let workers: Vec<String> = status
         .workers
         .iter()

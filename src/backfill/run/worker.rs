@@ -33,6 +33,7 @@ use crate::backfill::db::{Backend, BatchLimits, KeyKind, KeyValue};
 use crate::backfill::display::short;
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::backfill::migration::DataMigration;
+use crate::backfill::run::health::Monitor;
 use crate::backfill::run::pacing::{adapt, backoff, sleep, wait_after};
 use crate::backfill::run::plan::Settings;
 use crate::backfill::run::progress::Progress;
@@ -153,6 +154,8 @@ pub struct RunReport {
     pub resumed_failure: Option<String>,
     /// The cancelled run this worker replaced with the new run `run_id` (`RunOptions::restart`).
     pub restarted: Option<i64>,
+    /// How long this worker waited for the database's health.
+    pub throttled: Duration,
 }
 
 /// The key column of a data migration's table, checked against the database's catalog.
@@ -446,10 +449,12 @@ pub fn execute(
         options,
         JobKind::Migration,
         &mut Statement,
+        &mut Monitor::default(),
     )
 }
 
-/// [`execute`] for a run of `kind` whose batches are `work`'s.
+/// [`execute`] for a run of `kind` whose batches are `work`'s, waiting for the database's
+/// health as `monitor` sees it (the settings' limits, with `pace`'s overrides).
 pub fn execute_job(
     store: &mut dyn Store,
     settings: &Settings,
@@ -457,6 +462,7 @@ pub fn execute_job(
     options: RunOptions<'_>,
     kind: JobKind,
     work: &mut dyn BatchWork,
+    monitor: &mut Monitor,
 ) -> Result<RunReport> {
     let started = Instant::now();
     let limits = limits(settings);
@@ -473,6 +479,7 @@ pub fn execute_job(
         run_rows: 0,
         resumed_failure: None,
         restarted,
+        throttled: Duration::ZERO,
     };
     match run.state {
         RunState::Done => {
@@ -516,6 +523,9 @@ pub fn execute_job(
     let mut worker = Worker {
         store,
         work,
+        monitor,
+        throttled: None,
+        unknown_noted: 0,
         settings,
         migration,
         run_name: run.migration.clone(),
@@ -577,6 +587,11 @@ enum Step {
 struct Worker<'a, 's> {
     store: &'s mut dyn Store,
     work: &'s mut dyn BatchWork,
+    monitor: &'s mut Monitor,
+    /// Why this worker waits for the database's health, as recorded in the run's row.
+    throttled: Option<String>,
+    /// The monitor's unreadable statistics already reported.
+    unknown_noted: usize,
     settings: &'a Settings,
     migration: &'a DataMigration,
     /// The run's name in the tracking tables.
@@ -634,7 +649,62 @@ impl Worker<'_, '_> {
                 sleep(self.poll, self.stop);
                 continue;
             };
+            // Claimed first: a worker waiting for the database's health holds its range (and
+            // shows as live in `status`).
+            if !self.throttle(&control)? {
+                self.claimed = Some(range);
+                continue;
+            }
             self.batch(range, &control)?;
+        }
+    }
+
+    /// Waits while the database's health says to (the plan's limits with `pace`'s overrides),
+    /// recording why and since when in the run's row. `false`: stop or a state change came
+    /// while waiting (the loop looks at the control row again).
+    fn throttle(&mut self, control: &Control) -> Result<bool> {
+        let mut limits = self.settings.health.with(&control.health);
+        let started = Instant::now();
+        let table = self.migration.table.value.clone();
+        loop {
+            let reason = self.monitor.check(self.store.backend(), &table, &limits)?;
+            for note in self.monitor.unknown.iter().skip(self.unknown_noted) {
+                self.progress
+                    .note(&format!("cannot read {note}; that check is skipped"));
+            }
+            self.unknown_noted = self.monitor.unknown.len();
+            let run_id = self.run_id;
+            let Some(reason) = reason else {
+                if self.throttled.take().is_some() {
+                    self.retrying(|s| s.set_throttle(run_id, None))?;
+                    self.progress
+                        .note("the database is healthy again: continuing");
+                    self.report.throttled += started.elapsed();
+                }
+                return Ok(true);
+            };
+            if self.throttled.as_deref() != Some(reason.as_str()) {
+                self.retrying(|s| s.set_throttle(run_id, Some(&reason)))?;
+                if self.throttled.is_none() {
+                    self.progress.note(&format!("throttled: {reason}"));
+                }
+                self.throttled = Some(reason.clone());
+            }
+            self.progress.waiting(&format!("throttled: {reason}"));
+            if self.last_heartbeat.elapsed() > Duration::from_secs(5) {
+                let name = self.name.clone();
+                self.retrying(|s| s.heartbeat(run_id, &name))?;
+                self.last_heartbeat = Instant::now();
+            }
+            sleep(self.poll.max(Duration::from_millis(100)), self.stop);
+            // Pause, cancel and pace's new limits take effect while the run waits.
+            let fresh = self.retrying(|s| s.control(run_id))?;
+            if self.stop.load(Ordering::SeqCst) || fresh.state != RunState::Running {
+                self.report.throttled += started.elapsed();
+                self.control = None;
+                return Ok(false);
+            }
+            limits = self.settings.health.with(&fresh.health);
         }
     }
 
@@ -877,6 +947,9 @@ impl Worker<'_, '_> {
 
     /// Ends the progress display and completes the report.
     fn finish(mut self, finish: Result<Finish>) -> Result<RunReport> {
+        if self.throttled.take().is_some() {
+            let _ = self.store.set_throttle(self.run_id, None);
+        }
         let finish = finish?;
         let control = self.store.control(self.run_id).ok();
         self.progress.finish(control.as_ref());

@@ -36,6 +36,7 @@ use crate::backfill::db::target::Target;
 use crate::backfill::db::{Backend, KeyKind};
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::backfill::migration::DataMigration;
+use crate::backfill::run::health::Monitor;
 use crate::backfill::run::pacing::{backoff, sleep};
 use crate::backfill::run::plan::Settings;
 use crate::backfill::run::tracking::{
@@ -482,6 +483,7 @@ pub fn verify(
     against: Option<Box<dyn Backend>>,
     options: VerifyOptions,
     run_options: RunOptions<'_>,
+    monitor: &mut Monitor,
 ) -> Result<(Verified, Box<dyn Store>)> {
     if migration.verify.is_none() {
         return Err(no_verification(migration));
@@ -509,6 +511,7 @@ pub fn verify(
         against,
         options,
         run_options,
+        monitor,
     )?;
     Ok((verified, store))
 }
@@ -522,6 +525,7 @@ pub fn verify_on(
     against: Option<Box<dyn Backend>>,
     options: VerifyOptions,
     run_options: RunOptions<'_>,
+    monitor: &mut Monitor,
 ) -> Result<Verified> {
     let dialect = store.backend().dialect();
     let mut work = VerifyWork::new(migration, dialect, kind, against, options)?;
@@ -532,6 +536,7 @@ pub fn verify_on(
         run_options,
         JobKind::Verify,
         &mut work,
+        monitor,
     )?;
     work.activity.cost = work.checker.cost;
     Ok(Verified {

@@ -252,6 +252,57 @@ impl Pace {
     }
 }
 
+/// Live overrides of the plan's health limits (`backfill pace`), stored as JSON in the run's row:
+/// `None` keeps the plan's value; `Some(0)` (or `Some(false)`) switches the check off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthPace {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_archive_lag_segments: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_during_vacuum: Option<bool>,
+}
+
+/// A change to [`HealthPace`]: each field `None` = leave it, `Some(None)` = back to the plan's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthPaceChange {
+    pub max_replication_lag_ms: Option<Option<u64>>,
+    pub max_replication_lag_bytes: Option<Option<u64>>,
+    pub max_archive_lag_segments: Option<Option<u64>>,
+    pub pause_during_vacuum: Option<Option<bool>>,
+}
+
+impl HealthPace {
+    /// The overrides a run's row holds (none when the column is empty or unreadable).
+    pub fn from_stored(text: Option<&str>) -> HealthPace {
+        text.and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    }
+
+    /// What the run's row stores: nothing when there is no override.
+    pub fn to_stored(&self) -> Option<String> {
+        (*self != HealthPace::default()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    pub fn apply(&mut self, change: &HealthPaceChange) {
+        if let Some(v) = change.max_replication_lag_ms {
+            self.max_replication_lag_ms = v;
+        }
+        if let Some(v) = change.max_replication_lag_bytes {
+            self.max_replication_lag_bytes = v;
+        }
+        if let Some(v) = change.max_archive_lag_segments {
+            self.max_archive_lag_segments = v;
+        }
+        if let Some(v) = change.pause_during_vacuum {
+            self.pause_during_vacuum = v;
+        }
+    }
+}
+
 /// What a new run records about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
@@ -292,6 +343,11 @@ pub struct RunRow {
     pub superseded_by: Option<String>,
     /// The cancelled run this one restarted.
     pub restart_of: Option<i64>,
+    /// `backfill pace`'s overrides of the plan's health limits.
+    pub health_pace: HealthPace,
+    /// Since when a worker waits for the database's health, and why (`None`: it does not).
+    pub throttled_since: Option<String>,
+    pub throttle_reason: Option<String>,
 }
 
 impl RunRow {
@@ -311,6 +367,8 @@ pub struct Control {
     pub rows_done: u64,
     pub ranges_done: u64,
     pub ranges: u64,
+    /// `backfill pace`'s overrides of the plan's health limits.
+    pub health: HealthPace,
 }
 
 /// A key range of a run.
@@ -549,6 +607,17 @@ pub trait Store {
     fn finish(&mut self, run_id: i64) -> StoreResult<bool>;
 
     fn set_pace(&mut self, run_id: i64, change: &PaceChange) -> StoreResult<Pace>;
+
+    /// Changes the run's overrides of the plan's health limits; the overrides now.
+    fn set_health_pace(
+        &mut self,
+        run_id: i64,
+        change: &HealthPaceChange,
+    ) -> StoreResult<HealthPace>;
+
+    /// Records that a worker waits for the database's health, and why (`Some`), or no longer
+    /// (`None`). `throttled_since` keeps the time the wait began while the reason changes.
+    fn set_throttle(&mut self, run_id: i64, reason: Option<&str>) -> StoreResult<()>;
 
     fn control(&mut self, run_id: i64) -> StoreResult<Control>;
 

@@ -15,9 +15,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{SimpleQueryMessage, Statement};
 
 use super::{
-    BatchOutcome, BatchRequest, CheckFn, Control, DiffRow, DiffStatus, Estimate, NewDiff, NewRun,
-    Pace, PaceChange, RangeRow, Recent, Retry, RunRow, RunState, Store, StoreResult, TrackingNames,
-    Transition, Txn, check_transition, past_end,
+    BatchOutcome, BatchRequest, CheckFn, Control, DiffRow, DiffStatus, Estimate, HealthPace,
+    HealthPaceChange, NewDiff, NewRun, Pace, PaceChange, RangeRow, Recent, Retry, RunRow, RunState,
+    Store, StoreResult, TrackingNames, Transition, Txn, check_transition, past_end,
 };
 use crate::backfill::db::postgres::{PgBackend, key_param, pg_error, read_key};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -77,7 +77,8 @@ const RUN_COLUMNS: &str = r#"id, migration, checksum, state, table_name, key_col
     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
     to_char(superseded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    superseded_by, restart_of"#;
+    superseded_by, restart_of, pace_health,
+    to_char(throttled_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), throttle_reason"#;
 
 fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
     let state: String = r.get(3);
@@ -104,6 +105,9 @@ fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
         superseded_at: r.get(17),
         superseded_by: r.get(18),
         restart_of: r.get(19),
+        health_pace: HealthPace::from_stored(r.get(20)),
+        throttled_since: r.get(21),
+        throttle_reason: r.get(22),
     })
 }
 
@@ -530,6 +534,14 @@ const RESTART_COLUMNS: [(&str, &str); 3] = [
     ("restart_of", "bigint"),
 ];
 
+/// The runs table's columns for health throttling. Tables made before them get them added
+/// ([`PgStore::add_health_columns`]).
+const HEALTH_COLUMNS: [(&str, &str); 3] = [
+    ("pace_health", "text"),
+    ("throttled_since", "timestamptz"),
+    ("throttle_reason", "text"),
+];
+
 /// What [`PgStore::verify_tables`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -644,6 +656,36 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Adds the health columns to a runs table made before them: catalog changes only, under
+    /// the lock that serializes table creation, waiting at most 10s for the table's lock.
+    fn add_health_columns(&mut self) -> StoreResult<()> {
+        let runs = self.names.runs();
+        let names: Vec<&str> = HEALTH_COLUMNS.iter().map(|(c, _)| *c).collect();
+        let present = self.query(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = ANY ($2) AND NOT attisdropped",
+            &[&runs, &names],
+        )?;
+        if present.first().map(|r| r.get::<_, i64>(0)) == Some(HEALTH_COLUMNS.len() as i64) {
+            return Ok(());
+        }
+        let add: Vec<String> = HEALTH_COLUMNS
+            .iter()
+            .map(|(c, ty)| format!("ADD COLUMN IF NOT EXISTS {c} {ty}"))
+            .collect();
+        let ddl = format!("ALTER TABLE {runs} {}", add.join(", "));
+        let begin = "BEGIN; SET LOCAL lock_timeout = '10s';
+                     SELECT pg_advisory_xact_lock(hashtext('xtask-migrate tracking tables'))";
+        self.in_transaction(begin, |s| s.batch(&ddl)).map_err(|e| {
+            let message = format!(
+                "adding the health columns to the tracking table {runs} failed: {}",
+                e.message
+            );
+            Error::new(ErrorKind::Database, message).with_retry(e.retry)
+        })
+    }
+}
+
 impl Store for PgStore {
     fn backend(&mut self) -> &mut dyn Backend {
         &mut self.backend
@@ -696,7 +738,10 @@ CREATE TABLE IF NOT EXISTS {runs} (
     finished_at timestamptz,
     superseded_at timestamptz,
     superseded_by text,
-    restart_of bigint
+    restart_of bigint,
+    pace_health text,
+    throttled_since timestamptz,
+    throttle_reason text
 );
 CREATE UNIQUE INDEX IF NOT EXISTS {current} ON {runs} (migration) WHERE superseded_at IS NULL;
 CREATE TABLE IF NOT EXISTS {ranges} (
@@ -752,7 +797,8 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             self.upgrade()?;
         }
         self.in_transaction("BEGIN", |s| s.batch(&ddl))?;
-        self.verify_tables(true).map(|_| ())
+        self.verify_tables(true)?;
+        self.add_health_columns()
     }
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
@@ -760,6 +806,9 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         let exists = rows.first().is_some_and(|r| r.get(0));
         if exists && self.verify_tables(true)? == Shape::Previous {
             self.upgrade()?;
+        }
+        if exists {
+            self.add_health_columns()?;
         }
         Ok(exists)
     }
@@ -970,10 +1019,41 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         })
     }
 
+    fn set_health_pace(
+        &mut self,
+        run_id: i64,
+        change: &HealthPaceChange,
+    ) -> StoreResult<HealthPace> {
+        let runs = self.names.runs();
+        let read = format!("SELECT pace_health FROM {runs} WHERE id = $1 FOR UPDATE");
+        let update =
+            format!("UPDATE {runs} SET pace_health = $2, updated_at = now() WHERE id = $1");
+        self.in_transaction("BEGIN", |s| {
+            let rows = s.query(&read, &[&run_id])?;
+            let r = rows
+                .first()
+                .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+            let mut pace = HealthPace::from_stored(r.get(0));
+            pace.apply(change);
+            s.execute(&update, &[&run_id, &pace.to_stored()])?;
+            Ok(pace)
+        })
+    }
+
+    fn set_throttle(&mut self, run_id: i64, reason: Option<&str>) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET throttle_reason = $2::text,
+                 throttled_since = CASE WHEN $2::text IS NULL THEN NULL ELSE coalesce(throttled_since, now()) END
+             WHERE id = $1",
+            self.names.runs()
+        );
+        self.execute(&sql, &[&run_id, &reason]).map(|_| ())
+    }
+
     fn control(&mut self, run_id: i64) -> StoreResult<Control> {
         let sql = format!(
             "SELECT r.state, r.pace_batch_size, r.pace_pause_ms, r.pace_max_rows_per_second,
-                    g.workers, g.rows_done, g.ranges_done, g.ranges
+                    g.workers, g.rows_done, g.ranges_done, g.ranges, r.pace_health
              FROM {runs} AS r, LATERAL (
                  SELECT count(DISTINCT claimed_by) FILTER (WHERE NOT done AND claimed_by IS NOT NULL) AS workers,
                         coalesce(sum(rows_done), 0)::bigint AS rows_done,
@@ -1000,6 +1080,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             rows_done: r.get::<_, i64>(5).max(0) as u64,
             ranges_done: r.get::<_, i64>(6).max(0) as u64,
             ranges: r.get::<_, i64>(7).max(0) as u64,
+            health: HealthPace::from_stored(r.get(8)),
         })
     }
 

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{
-    BatchOutcome, BatchRequest, CheckFn, Control, DiffRow, DiffStatus, Estimate, NewDiff, NewRun,
-    Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store, StoreResult, TrackingNames,
-    Transition, Txn, check_transition, past_end,
+    BatchOutcome, BatchRequest, CheckFn, Control, DiffRow, DiffStatus, Estimate, HealthPace,
+    HealthPaceChange, NewDiff, NewRun, Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store,
+    StoreResult, TrackingNames, Transition, Txn, check_transition, past_end,
 };
 use crate::backfill::db::sqlite::{SqliteBackend, db_error, key_from, key_param, statement_error};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -68,7 +68,8 @@ const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
 const RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error,
     strftime('%Y-%m-%dT%H:%M:%fZ', created_at), strftime('%Y-%m-%dT%H:%M:%fZ', updated_at),
     strftime('%Y-%m-%dT%H:%M:%fZ', finished_at), strftime('%Y-%m-%dT%H:%M:%fZ', started_at),
-    strftime('%Y-%m-%dT%H:%M:%fZ', superseded_at), superseded_by, restart_of";
+    strftime('%Y-%m-%dT%H:%M:%fZ', superseded_at), superseded_by, restart_of, pace_health,
+    strftime('%Y-%m-%dT%H:%M:%fZ', throttled_since), throttle_reason";
 
 /// A run row, with its state still as text (checked by the caller, outside rusqlite's closure).
 fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRow, String)> {
@@ -97,6 +98,9 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRow, String)> {
             superseded_at: r.get(17)?,
             superseded_by: r.get(18)?,
             restart_of: r.get(19)?,
+            health_pace: HealthPace::from_stored(r.get::<_, Option<String>>(20)?.as_deref()),
+            throttled_since: r.get(21)?,
+            throttle_reason: r.get(22)?,
         },
         state,
     ))
@@ -441,7 +445,10 @@ fn runs_ddl(create: &str, name: &str) -> String {
     finished_at text,
     superseded_at text,
     superseded_by text,
-    restart_of integer
+    restart_of integer,
+    pace_health text,
+    throttled_since text,
+    throttle_reason text
 )"
     )
 }
@@ -458,7 +465,35 @@ fn current_index(names: &TrackingNames) -> String {
 /// The columns the previous version's runs table has, all kept by the upgrade.
 const PREVIOUS_RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, rows_done, batches_done, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error, created_at, started_at, updated_at, finished_at";
 
+/// The runs table's columns for health throttling, added to a table made before them.
+const HEALTH_COLUMNS: [&str; 3] = ["pace_health", "throttled_since", "throttle_reason"];
+
 impl SqliteStore {
+    /// Adds the health columns to a runs table made before them (nullable, no default: SQLite
+    /// changes only the schema).
+    fn add_health_columns(&mut self) -> StoreResult<()> {
+        let name = format!("{}runs", self.names.prefix);
+        let runs = self.names.runs();
+        self.in_transaction(|s| {
+            for column in HEALTH_COLUMNS {
+                let present: i64 = s
+                    .conn()
+                    .query_row(
+                        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                        [&name, column],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                if present == 0 {
+                    s.conn()
+                        .execute_batch(&format!("ALTER TABLE {runs} ADD COLUMN {column} text"))
+                        .map_err(db)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Records `run` and its ranges (inside the caller's transaction); `None` when the data
     /// migration already has a current run.
     fn insert_run(&mut self, run: &NewRun, restart_of: Option<i64>) -> StoreResult<Option<i64>> {
@@ -653,7 +688,8 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             ranges = n.ranges(),
             log = n.batch_log(),
         );
-        self.in_transaction(|s| s.conn().execute_batch(&ddl).map_err(db))
+        self.in_transaction(|s| s.conn().execute_batch(&ddl).map_err(db))?;
+        self.add_health_columns()
     }
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
@@ -669,6 +705,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             .map_err(db)?;
         if exists {
             self.upgrade_previous()?;
+            self.add_health_columns()?;
         }
         Ok(exists)
     }
@@ -881,7 +918,8 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
                     (SELECT count(DISTINCT claimed_by) FROM {ranges} WHERE run_id = r.id AND NOT done AND claimed_by IS NOT NULL),
                     (SELECT coalesce(sum(rows_done), 0) FROM {ranges} WHERE run_id = r.id),
                     (SELECT count(*) FROM {ranges} WHERE run_id = r.id AND done),
-                    (SELECT count(*) FROM {ranges} WHERE run_id = r.id)
+                    (SELECT count(*) FROM {ranges} WHERE run_id = r.id),
+                    r.pace_health
              FROM {runs} AS r WHERE r.id = ?1",
             runs = self.names.runs(),
             ranges = self.names.ranges()
@@ -895,6 +933,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             i64,
             i64,
             i64,
+            Option<String>,
         );
         let raw: Option<Raw> = self
             .conn()
@@ -910,6 +949,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
                         r.get(5)?,
                         r.get(6)?,
                         r.get(7)?,
+                        r.get(8)?,
                     ))
                 })
                 .optional()
@@ -927,7 +967,46 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             rows_done: r.5.max(0) as u64,
             ranges_done: r.6.max(0) as u64,
             ranges: r.7.max(0) as u64,
+            health: HealthPace::from_stored(r.8.as_deref()),
         })
+    }
+
+    fn set_health_pace(
+        &mut self,
+        run_id: i64,
+        change: &HealthPaceChange,
+    ) -> StoreResult<HealthPace> {
+        let runs = self.names.runs();
+        let read = format!("SELECT pace_health FROM {runs} WHERE id = ?1");
+        let update =
+            format!("UPDATE {runs} SET pace_health = ?2, updated_at = {NOW} WHERE id = ?1");
+        self.in_transaction(|s| {
+            let current: Option<Option<String>> = s
+                .conn()
+                .query_row(&read, [run_id], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            let current = current.ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+            let mut pace = HealthPace::from_stored(current.as_deref());
+            pace.apply(change);
+            s.conn()
+                .execute(&update, params![run_id, pace.to_stored()])
+                .map_err(db)?;
+            Ok(pace)
+        })
+    }
+
+    fn set_throttle(&mut self, run_id: i64, reason: Option<&str>) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET throttle_reason = ?2,
+                 throttled_since = CASE WHEN ?2 IS NULL THEN NULL ELSE coalesce(throttled_since, {NOW}) END
+             WHERE id = ?1",
+            self.names.runs()
+        );
+        self.conn()
+            .execute(&sql, params![run_id, reason])
+            .map(|_| ())
+            .map_err(db)
     }
 
     fn ranges(&mut self, run_id: i64) -> StoreResult<Vec<RangeRow>> {
