@@ -575,6 +575,32 @@ fn a_verification_is_controlled_and_resumed_like_a_run() {
     let entry = &status["data_migrations"][0];
     assert_eq!(entry["runs"][0]["state"], "not_run");
     assert_eq!(entry["verifications"][0]["state"], "done", "{status}");
+    // A done verification starts over; a cancelled one too, and says so.
+    let again = json(&verify(
+        &config,
+        &url,
+        &["--format", "json", "--max-batches", "1"],
+        1,
+    ));
+    assert_eq!(
+        (again["outcome"].clone(), again["run_id"].clone()),
+        ("interrupted".into(), 2.into())
+    );
+    let (result, out) = command(&config, &["cancel", "V1:verify", "--database-url", &url]);
+    assert_eq!(result, Ok(ExitCode::SUCCESS), "{out}");
+    assert!(
+        out.contains("`backfill verify` starts a new verification"),
+        "{out}"
+    );
+    assert!(!out.contains("--restart"), "{out}");
+    let text = command(&config, &["status", "--database-url", &url]).1;
+    assert!(text.contains("  verification run 2: cancelled"), "{text}");
+    assert!(!text.contains("--restart"), "{text}");
+    let third = json(&verify(&config, &url, &["--format", "json"], 0));
+    assert_eq!(
+        (third["outcome"].clone(), third["run_id"].clone()),
+        ("clean".into(), 3.into())
+    );
 }
 
 #[test]

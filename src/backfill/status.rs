@@ -287,6 +287,12 @@ impl Report {
                     .iter()
                     .enumerate()
                 {
+                    // A verification starts over by itself: not by a plan's `--restart`.
+                    let text = if text.starts_with("to start over") {
+                        control::VERIFY_AGAIN.to_string()
+                    } else {
+                        text.clone()
+                    };
                     let text = if i == 0 {
                         format!("  verification {text}")
                     } else {

@@ -207,30 +207,58 @@ pub trait Backend {
     /// in `(lower, upper]`, in its order, each value in the database's own text form.
     fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows>;
 
-    /// How many rows [`Backend::range_rows`] would return and a hash of them, computed where the
-    /// rows are (PostgreSQL aggregates them in the server: nothing but one row crosses the
-    /// network). The hash is a sum over the rows, so it does not depend on their order, unless
-    /// `ordered`, when each row is hashed with its position. Digests of the same backend compare;
-    /// digests of different backends do not.
-    fn range_digest(
+    /// For each part of `(lower, upper]` cut at `bounds` (ascending in the key's order: part `i`
+    /// holds the keys in `(bounds[i - 1], bounds[i]]`, `lower` and `upper` at the ends), how many
+    /// rows [`Backend::range_rows`] returns there and a hash of them, computed where the rows are
+    /// (PostgreSQL aggregates them in the server, in one statement: one row per part crosses the
+    /// network, however many rows the range holds). A part's hash is a sum over its rows, so it
+    /// does not depend on their order, unless `ordered`, when each row is hashed with its
+    /// position in its part. Digests of the same backend compare; digests of different backends
+    /// do not.
+    fn range_digests(
         &mut self,
         sql: &str,
         lower: &KeyValue,
         upper: &KeyValue,
+        bounds: &[KeyValue],
         ordered: bool,
-    ) -> Result<Digest>;
+    ) -> Result<Vec<Digest>>;
 
-    /// The key `offset + 1` rows into `(lower, upper]` of `table` in key order (through the key's
-    /// index), `None` when the range holds fewer rows: where to split a range in two.
-    fn key_at(
+    /// Up to `parts - 1` keys of `table` that cut `(lower, upper]`, which holds about `rows` of
+    /// its rows, into parts of about equal row counts (read through the key's index, in its
+    /// order): where to cut a range to narrow a difference down.
+    #[allow(clippy::too_many_arguments)]
+    fn split_keys(
         &mut self,
         table: &str,
         key: &str,
         kind: KeyKind,
         lower: &KeyValue,
         upper: &KeyValue,
-        offset: u64,
-    ) -> Result<Option<KeyValue>>;
+        rows: u64,
+        parts: u64,
+    ) -> Result<Vec<KeyValue>>;
+}
+
+/// The statement [`Backend::split_keys`] runs (`$1`..`$4`: lower, upper, step, count), with
+/// `?` for SQLite's placeholders when `sqlite`.
+pub(crate) fn split_keys_sql(table: &str, key: &str, sqlite: bool) -> String {
+    let (k, t) = (quote_ident(key), quote_ident(table));
+    let sql = format!(
+        "SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn FROM {t} WHERE {k} > $1 AND {k} <= $2) AS s
+         WHERE rn % $3 = 0 ORDER BY rn LIMIT $4"
+    );
+    if sqlite { sql.replace('$', "?") } else { sql }
+}
+
+/// The row step and the number of keys [`Backend::split_keys`] asks for.
+pub(crate) fn split_step(rows: u64, parts: u64) -> (i64, i64) {
+    let parts = parts.max(2);
+    let step = rows.div_ceil(parts).max(1);
+    (
+        i64::try_from(step).unwrap_or(i64::MAX),
+        i64::try_from(parts - 1).unwrap_or(i64::MAX),
+    )
 }
 
 /// One row of a verification query: each value as text, `None` for NULL.
@@ -243,9 +271,8 @@ pub struct TextRows {
     pub rows: Vec<TextRow>,
 }
 
-/// The row count and hash of a query's rows over a key range ([`Backend::range_digest`]): two
-/// sums of 64-bit row hashes, kept wide enough never to overflow, so the digest of a range is the
-/// sum of its parts' digests (for unordered rows) and a part's digest is the whole minus the rest.
+/// The row count and hash of a query's rows over a key range ([`Backend::range_digests`]): sums
+/// of 64-bit row hashes (one on PostgreSQL, two on SQLite), kept wide enough never to overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Digest {
     pub rows: u64,
@@ -253,14 +280,6 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// The digest of the rows of `self` that are not in `part` (unordered digests only).
-    pub fn minus(&self, part: &Digest) -> Digest {
-        Digest {
-            rows: self.rows.saturating_sub(part.rows),
-            hash: [self.hash[0] - part.hash[0], self.hash[1] - part.hash[1]],
-        }
-    }
-
     /// Adds one row's two 64-bit hashes.
     pub fn add(&mut self, hash: [i64; 2]) {
         self.rows += 1;

@@ -361,6 +361,10 @@ pub(crate) fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Syn
     })
 }
 
+/// The parts a range's digest is computed in ([`Backend::range_digests`]): enough that a
+/// difference's part is a sixteenth of the range, few enough for a short `CASE`.
+pub const PARTS: usize = 16;
+
 /// The type key bounds are sent as: `bigint` for integer keys (PostgreSQL compares `integer` and
 /// `smallint` columns with it through the same index) and `text` for text keys.
 fn key_type(kind: KeyKind) -> Type {
@@ -642,71 +646,119 @@ impl Backend for PgBackend {
         Ok(TextRows { columns, rows: out })
     }
 
-    /// `count(*)` and two sums of `hashtextextended` (seeds 0 and 1) over each row's record
-    /// text, computed in the server; with `ordered`, the text is prefixed by the row's position.
-    fn range_digest(
+    /// One statement: each row's part (a `CASE` over the bounds, on the query's first column,
+    /// the key), then per part `count(*)` and the sum of `hashtextextended` over each row's
+    /// record text; with `ordered`, the text is prefixed by the row's position in its part.
+    fn range_digests(
         &mut self,
         sql: &str,
         lower: &KeyValue,
         upper: &KeyValue,
+        bounds: &[KeyValue],
         ordered: bool,
-    ) -> Result<Digest> {
-        let row_text = if ordered {
-            "(row_number() OVER ())::text || ' ' || q::text"
+    ) -> Result<Vec<Digest>> {
+        let parts = bounds.len() + 1;
+        // Always PARTS - 1 bounds, padded with `upper` (those parts stay empty): one prepared
+        // statement per query.
+        let cases: String = (1..PARTS)
+            .map(|i| format!("WHEN q.k <= $3[{i}] THEN {} ", i - 1))
+            .collect();
+        let part = format!("CASE {cases}ELSE {} END", PARTS - 1);
+        let digest = if ordered {
+            format!(
+                "SELECT t.b, count(*), coalesce(sum(hashtextextended((t.rn - t.first + 1)::text || ' ' || t.r, 0)), 0)::text
+                 FROM (SELECT s.b, s.rn, min(s.rn) OVER (PARTITION BY s.b) AS first, s.r
+                       FROM (SELECT {part} AS b, row_number() OVER () AS rn, q::text AS r FROM (\n{sql}\n) AS q(k)) AS s) AS t
+                 GROUP BY t.b"
+            )
         } else {
-            "q::text"
+            format!(
+                "SELECT {part} AS b, count(*), coalesce(sum(hashtextextended(q::text, 0)), 0)::text
+                 FROM (\n{sql}\n) AS q(k) GROUP BY 1"
+            )
         };
-        let digest = format!(
-            "SELECT count(*), coalesce(sum(hashtextextended(d.r, 0)), 0)::text, coalesce(sum(hashtextextended(d.r, 1)), 0)::text
-             FROM (SELECT {row_text} AS r FROM (\n{sql}\n) AS q) AS d"
-        );
-        let rows = self.bounded(&digest, lower, upper)?;
-        let row = rows
-            .first()
-            .ok_or_else(|| Error::new(ErrorKind::Statement, "the digest returned no row"))?;
-        let sum = |i: usize| -> Result<i128> {
-            let text: String = row.get(i);
-            text.parse().map_err(|_| {
+        let (ty, array) = match lower.kind() {
+            KeyKind::Integer => (Type::INT8, Type::INT8_ARRAY),
+            KeyKind::Text => (Type::TEXT, Type::TEXT_ARRAY),
+        };
+        let stmt = self
+            .prepare_typed(&digest, &[ty.clone(), ty, array])
+            .map_err(statement_error)?;
+        let lo = key_param(lower, &stmt.params()[0])?;
+        let hi = key_param(upper, &stmt.params()[1])?;
+        let padded: Vec<&KeyValue> = bounds
+            .iter()
+            .chain(std::iter::repeat(upper))
+            .take(PARTS - 1)
+            .collect();
+        let cuts: Box<dyn ToSql + Sync> = match lower.kind() {
+            KeyKind::Integer => Box::new(
+                padded
+                    .iter()
+                    .map(|k| match k {
+                        KeyValue::Int(i) => *i,
+                        KeyValue::Text(_) => 0,
+                    })
+                    .collect::<Vec<i64>>(),
+            ),
+            KeyKind::Text => Box::new(
+                padded
+                    .iter()
+                    .map(|k| k.to_stored())
+                    .collect::<Vec<String>>(),
+            ),
+        };
+        let rows = self
+            .client
+            .query(&stmt, &[&*lo, &*hi, &*cuts])
+            .map_err(statement_error)?;
+        let mut digests = vec![Digest::default(); parts];
+        for row in rows {
+            let part = usize::try_from(row.get::<_, i32>(0).max(0))
+                .unwrap_or(0)
+                .min(parts - 1);
+            let text: String = row.get(2);
+            let sum: i128 = text.parse().map_err(|_| {
                 Error::new(
                     ErrorKind::Statement,
                     format!("the digest's sum `{text}` is not an integer"),
                 )
-            })
-        };
-        Ok(Digest {
-            rows: row.get::<_, i64>(0).max(0) as u64,
-            hash: [sum(1)?, sum(2)?],
-        })
+            })?;
+            digests[part].rows += row.get::<_, i64>(1).max(0) as u64;
+            digests[part].hash[0] += sum;
+        }
+        Ok(digests)
     }
 
-    fn key_at(
+    fn split_keys(
         &mut self,
         table: &str,
         key: &str,
         kind: KeyKind,
         lower: &KeyValue,
         upper: &KeyValue,
-        offset: u64,
-    ) -> Result<Option<KeyValue>> {
-        let (k, t) = (quote_ident(key), quote_ident(table));
-        let sql = format!(
-            "SELECT {k} FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} LIMIT 1 OFFSET $3"
-        );
+        rows: u64,
+        parts: u64,
+    ) -> Result<Vec<KeyValue>> {
+        let sql = crate::backfill::db::split_keys_sql(table, key, false);
         let ty = key_type(kind);
         let stmt = self
-            .prepare_typed(&sql, &[ty.clone(), ty, Type::INT8])
+            .prepare_typed(&sql, &[ty.clone(), ty, Type::INT8, Type::INT8])
             .map_err(statement_error)?;
         let lo = key_param(lower, &stmt.params()[0])?;
         let hi = key_param(upper, &stmt.params()[1])?;
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (step, count) = crate::backfill::db::split_step(rows, parts);
         let rows = self
             .client
-            .query(&stmt, &[&*lo, &*hi, &offset])
+            .query(&stmt, &[&*lo, &*hi, &step, &count])
             .map_err(statement_error)?;
-        match rows.first() {
-            Some(row) => read_key(row, kind),
-            None => Ok(None),
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(k) = read_key(row, kind)? {
+                keys.push(k);
+            }
         }
+        Ok(keys)
     }
 }
 

@@ -357,53 +357,61 @@ impl Backend for SqliteBackend {
         Ok(TextRows { columns, rows })
     }
 
-    /// The rows never leave the process: the digest is computed as they are read, in Rust.
-    fn range_digest(
+    /// The rows never leave the process: each part's digest is computed as its rows are read,
+    /// in Rust, one query per part.
+    fn range_digests(
         &mut self,
         sql: &str,
         lower: &KeyValue,
         upper: &KeyValue,
+        bounds: &[KeyValue],
         ordered: bool,
-    ) -> Result<Digest> {
-        let mut digest = Digest::default();
-        self.each_range_row(sql, lower, upper, |row| {
-            let position = ordered.then_some(digest.rows + 1);
-            digest.add(row_hash(&row, position));
-        })?;
-        Ok(digest)
+    ) -> Result<Vec<Digest>> {
+        let mut digests = Vec::with_capacity(bounds.len() + 1);
+        let mut from = lower;
+        for to in bounds.iter().chain(std::iter::once(upper)) {
+            let mut digest = Digest::default();
+            self.each_range_row(sql, from, to, |row| {
+                let position = ordered.then_some(digest.rows + 1);
+                digest.add(row_hash(&row, position));
+            })?;
+            digests.push(digest);
+            from = to;
+        }
+        Ok(digests)
     }
 
-    fn key_at(
+    fn split_keys(
         &mut self,
         table: &str,
         key: &str,
         kind: KeyKind,
         lower: &KeyValue,
         upper: &KeyValue,
-        offset: u64,
-    ) -> Result<Option<KeyValue>> {
-        let (k, t) = (quote_ident(key), quote_ident(table));
-        let sql = format!(
-            "SELECT {k} FROM {t} WHERE {k} > ?1 AND {k} <= ?2 ORDER BY {k} LIMIT 1 OFFSET ?3"
-        );
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        rows: u64,
+        parts: u64,
+    ) -> Result<Vec<KeyValue>> {
+        let sql = crate::backfill::db::split_keys_sql(table, key, true);
+        let (step, count) = crate::backfill::db::split_step(rows, parts);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(statement_error)?;
         let mut rows = stmt
             .query(rusqlite::params![
                 key_param(lower),
                 key_param(upper),
-                offset
+                step,
+                count
             ])
             .map_err(statement_error)?;
-        match rows.next().map_err(statement_error)? {
-            Some(row) => Ok(Some(key_from(
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next().map_err(statement_error)? {
+            keys.push(key_from(
                 row.get_ref(0).map_err(statement_error)?,
                 kind,
                 table,
                 key,
-            )?)),
-            None => Ok(None),
+            )?);
         }
+        Ok(keys)
     }
 }
 

@@ -91,10 +91,21 @@ pub fn set_state(
     };
     if cancelled {
         message.push_str("; ");
-        message.push_str(&restart_hint(run.id));
+        if run
+            .migration
+            .ends_with(crate::backfill::run::worker::VERIFY_SUFFIX)
+        {
+            message.push_str(VERIFY_AGAIN);
+        } else {
+            message.push_str(&restart_hint(run.id));
+        }
     }
     Ok((ok, message))
 }
+
+/// How to go on after a cancelled verification: it is read-only, so it simply starts over.
+pub const VERIFY_AGAIN: &str =
+    "`backfill verify` starts a new verification (the cancelled one stays on record)";
 
 /// How to go on after the cancelled run `run_id`, in the words every command uses.
 pub fn restart_hint(run_id: i64) -> String {

@@ -335,9 +335,11 @@ impl BatchWork for VerifyWork {
     fn batch(&mut self, store: &mut dyn Store, request: &BatchRequest<'_>) -> Result<BatchOutcome> {
         let (checker, against) = (&mut self.checker, &mut self.against);
         let mut found_any = false;
+        let size = request.size;
         let outcome = store.verify_batch(request, &mut |backend, lower, upper| {
-            let (rows, found) =
-                read_with(against, backend, |sides| checker.check(sides, lower, upper))?;
+            let (rows, found) = read_with(against, backend, |sides| {
+                checker.check(sides, lower, upper, size)
+            })?;
             found_any |= !found.is_empty();
             Ok(RangeCheck {
                 rows,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backfill::db::TextRow;
 use crate::backfill::display::{count, format_duration, thousands};
@@ -20,7 +20,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The keys listed in the text (the JSON lists them all).
 const KEYS_SHOWN: usize = 50;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub format_version: u32,
     /// The data migration (`V1__fill`).
@@ -63,7 +63,7 @@ pub struct VerifyReport {
     pub keys: Vec<KeyDifference>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyDifference {
     /// The key as text; null for a NULL key.
     pub key: Option<String>,
