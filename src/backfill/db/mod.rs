@@ -238,6 +238,28 @@ pub trait Backend {
         rows: u64,
         parts: u64,
     ) -> Result<Vec<KeyValue>>;
+
+    /// The smallest and the largest key of `table` in `(lower, upper]` (two probes of the key's
+    /// index), `None` when it has none there.
+    fn key_bounds(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Option<(KeyValue, KeyValue)>>;
+}
+
+/// The statement [`Backend::key_bounds`] runs (`$1`, `$2`: lower, upper), with `?` for
+/// SQLite's placeholders when `sqlite`.
+pub(crate) fn key_bounds_sql(table: &str, key: &str, sqlite: bool) -> String {
+    let (k, t) = (quote_ident(key), quote_ident(table));
+    let sql = format!(
+        "SELECT (SELECT {k} FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} LIMIT 1),
+                (SELECT {k} FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} DESC LIMIT 1)"
+    );
+    if sqlite { sql.replace('$', "?") } else { sql }
 }
 
 /// The statement [`Backend::split_keys`] runs (`$1`..`$4`: lower, upper, step, count), with

@@ -15,7 +15,7 @@ use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 use crate::backfill::db::{
     Backend, BatchLimits, Cell, Column, ColumnType, Digest, KeyKind, KeyValue, Rows, SampleBackend,
-    SqlValue, TextRow, TextRows, format_real, quote_ident,
+    SqlValue, TextRows, format_real, quote_ident,
 };
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::sql::Dialect;
@@ -29,6 +29,8 @@ pub struct PgBackend {
     prepared: HashMap<String, Statement>,
     /// Session limits, set again after a reconnect.
     limits: BatchLimits,
+    /// Statements prepared with SQL's `PREPARE` in this session, by text: their names.
+    sql_prepared: HashMap<String, String>,
 }
 
 impl PgBackend {
@@ -40,6 +42,7 @@ impl PgBackend {
             throwaway: None,
             prepared: HashMap::new(),
             limits: BatchLimits::default(),
+            sql_prepared: HashMap::new(),
         })
     }
 
@@ -106,6 +109,18 @@ impl PgBackend {
         let stmt = self.client.prepare_typed(sql, types)?;
         self.prepared.insert(cache_key, stmt.clone());
         Ok(stmt)
+    }
+
+    /// The names of the columns `sql` returns (its bounds of the key's type).
+    fn query_columns(&mut self, sql: &str, kind: KeyKind) -> Result<Vec<String>> {
+        let ty = key_type(kind);
+        Ok(self
+            .prepare_typed(sql, &[ty.clone(), ty])
+            .map_err(statement_error)?
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect())
     }
 
     /// Runs `sql`, whose `$1` and `$2` are bounds of the key's type, for `(lower, upper]`.
@@ -361,9 +376,26 @@ pub(crate) fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Syn
     })
 }
 
-/// The parts a range's digest is computed in ([`Backend::range_digests`]): enough that a
-/// difference's part is a sixteenth of the range, few enough for a short `CASE`.
-pub const PARTS: usize = 16;
+/// `c1, c2, ...`: names for a query's `width` columns (its own may repeat or be missing).
+fn column_aliases(width: usize) -> String {
+    let names: Vec<String> = (1..=width).map(|i| format!("c{i}")).collect();
+    names.join(", ")
+}
+
+/// A key as an SQL literal: quoted, so the prepared statement's parameter type reads it (a text
+/// key dollar-quoted with a tag it does not contain: no escaping rules involved).
+fn literal(key: &KeyValue) -> String {
+    match key {
+        KeyValue::Int(i) => format!("'{i}'"),
+        KeyValue::Text(s) => {
+            let mut tag = String::from("k");
+            while s.contains(&format!("${tag}$")) {
+                tag.push('k');
+            }
+            format!("${tag}${s}${tag}$")
+        }
+    }
+}
 
 /// The type key bounds are sent as: `bigint` for integer keys (PostgreSQL compares `integer` and
 /// `smallint` columns with it through the same index) and `text` for text keys.
@@ -371,49 +403,6 @@ fn key_type(kind: KeyKind) -> Type {
     match kind {
         KeyKind::Integer => Type::INT8,
         KeyKind::Text => Type::TEXT,
-    }
-}
-
-/// A row's text as PostgreSQL writes a record, `(1,,"a b","say ""hi""")`, back into its values:
-/// an empty field is NULL, a quoted one is text with `""` and backslash escapes, anything else
-/// is the value as written. `None` when the text is not a record.
-pub(crate) fn parse_record(text: &str) -> Option<TextRow> {
-    let inner = text.strip_prefix('(')?.strip_suffix(')')?;
-    let mut values = Vec::new();
-    let mut chars = inner.chars().peekable();
-    loop {
-        let value = if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut value = String::new();
-            loop {
-                match chars.next()? {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        value.push('"');
-                    }
-                    '"' => break,
-                    '\\' => value.push(chars.next()?),
-                    c => value.push(c),
-                }
-            }
-            Some(value)
-        } else {
-            let mut value = String::new();
-            while let Some(c) = chars.peek().copied().filter(|c| *c != ',') {
-                if c == '"' || c == '(' || c == ')' {
-                    return None;
-                }
-                chars.next();
-                value.push(c);
-            }
-            (!value.is_empty()).then_some(value)
-        };
-        values.push(value);
-        match chars.next() {
-            Some(',') => continue,
-            None => return Some(values),
-            Some(_) => return None,
-        }
     }
 }
 
@@ -529,6 +518,7 @@ impl Backend for PgBackend {
     fn reconnect(&mut self) -> Result<()> {
         self.client = connect(&self.url)?;
         self.prepared.clear();
+        self.sql_prepared.clear();
         self.set_search_path()?;
         let limits = self.limits;
         self.apply_limits(&limits)
@@ -619,36 +609,36 @@ impl Backend for PgBackend {
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
-    /// Each row as the text of its record (`q::text`), the same text the digest hashes, parsed
-    /// back into its values.
+    /// Each value as its `::text`: what the digest hashes.
     fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows> {
-        let ty = key_type(lower.kind());
-        let columns: Vec<String> = self
-            .prepare_typed(sql, &[ty.clone(), ty])
-            .map_err(statement_error)?
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
+        let columns = self.query_columns(sql, lower.kind())?;
+        let aliases = column_aliases(columns.len());
+        let texts: Vec<String> = (1..=columns.len())
+            .map(|i| format!("q.c{i}::text"))
             .collect();
-        let wrapped = format!("SELECT q::text FROM (\n{sql}\n) AS q");
+        let wrapped = format!(
+            "SELECT {} FROM (\n{sql}\n) AS q({aliases})",
+            texts.join(", ")
+        );
         let rows = self.bounded(&wrapped, lower, upper)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text: Option<String> = row.get(0);
-            let values = text.as_deref().and_then(parse_record).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Statement,
-                    "cannot read a row of the query back from its record text",
-                )
-            })?;
-            out.push(values);
-        }
-        Ok(TextRows { columns, rows: out })
+        let rows = rows
+            .iter()
+            .map(|row| {
+                (0..columns.len())
+                    .map(|i| row.get::<_, Option<String>>(i))
+                    .collect()
+            })
+            .collect();
+        Ok(TextRows { columns, rows })
     }
 
-    /// One statement: each row's part (a `CASE` over the bounds, on the query's first column,
-    /// the key), then per part `count(*)` and the sum of `hashtextextended` over each row's
-    /// record text; with `ordered`, the text is prefixed by the row's position in its part.
+    /// The digest of each part in one round trip: the digest query is prepared once per
+    /// session with SQL's `PREPARE`, and one message `EXECUTE`s it for every part (the bounds
+    /// written as literals), so each part is read once, through the query's own plan, and one
+    /// row per part comes back. A part's digest is `count(*)` and the sum of its rows' hashes: a
+    /// row's hash chains `hashtextextended` over its values' `::text` (the text
+    /// [`Backend::range_rows`] reads), each value's hash seeding the next, the seed's lowest bit
+    /// flipped for a NULL; with `ordered`, the first seed is the row's position in its part.
     fn range_digests(
         &mut self,
         sql: &str,
@@ -657,77 +647,114 @@ impl Backend for PgBackend {
         bounds: &[KeyValue],
         ordered: bool,
     ) -> Result<Vec<Digest>> {
-        let parts = bounds.len() + 1;
-        // Always PARTS - 1 bounds, padded with `upper` (those parts stay empty): one prepared
-        // statement per query.
-        let cases: String = (1..PARTS)
-            .map(|i| format!("WHEN q.k <= $3[{i}] THEN {} ", i - 1))
-            .collect();
-        let part = format!("CASE {cases}ELSE {} END", PARTS - 1);
-        let digest = if ordered {
+        let width = self.query_columns(sql, lower.kind())?.len();
+        let aliases = column_aliases(width);
+        let mut hash = if ordered {
+            "q.xtask_n".to_string()
+        } else {
+            "0::bigint".to_string()
+        };
+        for i in 1..=width {
+            hash = format!(
+                "hashtextextended(coalesce(q.c{i}::text, ''), {hash} # CASE WHEN q.c{i} IS NULL THEN 1::bigint ELSE 0::bigint END)"
+            );
+        }
+        let rows = if ordered {
             format!(
-                "SELECT t.b, count(*), coalesce(sum(hashtextextended((t.rn - t.first + 1)::text || ' ' || t.r, 0)), 0)::text
-                 FROM (SELECT s.b, s.rn, min(s.rn) OVER (PARTITION BY s.b) AS first, s.r
-                       FROM (SELECT {part} AS b, row_number() OVER () AS rn, q::text AS r FROM (\n{sql}\n) AS q(k)) AS s) AS t
-                 GROUP BY t.b"
+                "(SELECT row_number() OVER () AS xtask_n, * FROM (\n{sql}\n) AS q({aliases})) AS q"
             )
         } else {
-            format!(
-                "SELECT {part} AS b, count(*), coalesce(sum(hashtextextended(q::text, 0)), 0)::text
-                 FROM (\n{sql}\n) AS q(k) GROUP BY 1"
-            )
+            format!("(\n{sql}\n) AS q({aliases})")
         };
-        let (ty, array) = match lower.kind() {
-            KeyKind::Integer => (Type::INT8, Type::INT8_ARRAY),
-            KeyKind::Text => (Type::TEXT, Type::TEXT_ARRAY),
+        let digest = format!("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {rows}");
+        let ty = match lower.kind() {
+            KeyKind::Integer => "bigint",
+            KeyKind::Text => "text",
         };
-        let stmt = self
-            .prepare_typed(&digest, &[ty.clone(), ty, array])
-            .map_err(statement_error)?;
-        let lo = key_param(lower, &stmt.params()[0])?;
-        let hi = key_param(upper, &stmt.params()[1])?;
-        let padded: Vec<&KeyValue> = bounds
-            .iter()
-            .chain(std::iter::repeat(upper))
-            .take(PARTS - 1)
-            .collect();
-        let cuts: Box<dyn ToSql + Sync> = match lower.kind() {
-            KeyKind::Integer => Box::new(
-                padded
-                    .iter()
-                    .map(|k| match k {
-                        KeyValue::Int(i) => *i,
-                        KeyValue::Text(_) => 0,
-                    })
-                    .collect::<Vec<i64>>(),
-            ),
-            KeyKind::Text => Box::new(
-                padded
-                    .iter()
-                    .map(|k| k.to_stored())
-                    .collect::<Vec<String>>(),
-            ),
+        let cache_key = format!("{ty}{digest}");
+        let name = match self.sql_prepared.get(&cache_key) {
+            Some(name) => name.clone(),
+            None => {
+                let name = format!("xtask_digest_{}", self.sql_prepared.len() + 1);
+                self.client
+                    .batch_execute(&format!("PREPARE {name} ({ty}, {ty}) AS {digest}"))
+                    .map_err(statement_error)?;
+                self.sql_prepared.insert(cache_key, name.clone());
+                name
+            }
         };
-        let rows = self
+        let mut message = String::new();
+        let mut from = lower;
+        for to in bounds.iter().chain(std::iter::once(upper)) {
+            message.push_str(&format!(
+                "EXECUTE {name}({}, {});",
+                literal(from),
+                literal(to)
+            ));
+            from = to;
+        }
+        let messages = self
             .client
-            .query(&stmt, &[&*lo, &*hi, &*cuts])
+            .simple_query(&message)
             .map_err(statement_error)?;
-        let mut digests = vec![Digest::default(); parts];
-        for row in rows {
-            let part = usize::try_from(row.get::<_, i32>(0).max(0))
-                .unwrap_or(0)
-                .min(parts - 1);
-            let text: String = row.get(2);
-            let sum: i128 = text.parse().map_err(|_| {
-                Error::new(
-                    ErrorKind::Statement,
-                    format!("the digest's sum `{text}` is not an integer"),
-                )
-            })?;
-            digests[part].rows += row.get::<_, i64>(1).max(0) as u64;
-            digests[part].hash[0] += sum;
+        let mut digests = Vec::with_capacity(bounds.len() + 1);
+        for m in messages {
+            if let SimpleQueryMessage::Row(row) = m {
+                let number = |i: usize| -> Result<i128> {
+                    let text = row.get(i).unwrap_or("0");
+                    text.parse().map_err(|_| {
+                        Error::new(
+                            ErrorKind::Statement,
+                            format!("the digest's `{text}` is not an integer"),
+                        )
+                    })
+                };
+                digests.push(Digest {
+                    rows: number(0)?.max(0) as u64,
+                    hash: [number(1)?, 0],
+                });
+            }
+        }
+        if digests.len() != bounds.len() + 1 {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the digests returned {} rows for {} parts",
+                    digests.len(),
+                    bounds.len() + 1
+                ),
+            ));
         }
         Ok(digests)
+    }
+
+    fn key_bounds(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Option<(KeyValue, KeyValue)>> {
+        let sql = crate::backfill::db::key_bounds_sql(table, key, false);
+        let rows = self.bounded(&sql, lower, upper)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let first = read_key(row, kind)?;
+        let last = match kind {
+            KeyKind::Integer => row
+                .try_get::<_, Option<i64>>(1)
+                .ok()
+                .flatten()
+                .map(KeyValue::Int),
+            KeyKind::Text => row
+                .try_get::<_, Option<String>>(1)
+                .ok()
+                .flatten()
+                .map(KeyValue::Text),
+        };
+        Ok(first.zip(last))
     }
 
     fn split_keys(
@@ -1004,24 +1031,10 @@ mod tests {
     }
 
     #[test]
-    fn records_read_back_into_their_values() {
-        let some = |s: &str| Some(s.to_string());
-        assert_eq!(parse_record("(1,5)"), Some(vec![some("1"), some("5")]));
-        assert_eq!(
-            parse_record(r#"(1,,"","a b","say ""hi""","back\\slash","(x,y)")"#),
-            Some(vec![
-                some("1"),
-                None,
-                some(""),
-                some("a b"),
-                some("say \"hi\""),
-                some("back\\slash"),
-                some("(x,y)")
-            ])
-        );
-        assert_eq!(parse_record("()"), Some(vec![None]));
-        assert_eq!(parse_record("1,2"), None);
-        assert_eq!(parse_record("(1,(x))"), None);
+    fn keys_as_literals_need_no_escaping() {
+        assert_eq!(literal(&KeyValue::Int(i64::MIN)), "'-9223372036854775808'");
+        assert_eq!(literal(&KeyValue::Text("it's".into())), "$k$it's$k$");
+        assert_eq!(literal(&KeyValue::Text("a$k$b".into())), "$kk$a$k$b$kk$");
     }
 
     #[test]

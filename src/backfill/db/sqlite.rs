@@ -381,6 +381,31 @@ impl Backend for SqliteBackend {
         Ok(digests)
     }
 
+    fn key_bounds(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Option<(KeyValue, KeyValue)>> {
+        let sql = crate::backfill::db::key_bounds_sql(table, key, true);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(statement_error)?;
+        let mut rows = stmt
+            .query(rusqlite::params![key_param(lower), key_param(upper)])
+            .map_err(statement_error)?;
+        let Some(row) = rows.next().map_err(statement_error)? else {
+            return Ok(None);
+        };
+        let read = |i: usize| -> Result<Option<KeyValue>> {
+            match row.get_ref(i).map_err(statement_error)? {
+                ValueRef::Null => Ok(None),
+                v => key_from(v, kind, table, key).map(Some),
+            }
+        };
+        Ok(read(0)?.zip(read(1)?))
+    }
+
     fn split_keys(
         &mut self,
         table: &str,

@@ -179,9 +179,12 @@ impl Checker {
         self.parts(sides, lower, upper, &bounds, &ep, &ap, found)
     }
 
-    /// Where to cut `(lower, upper]`, which holds about `rows` rows, into [`PARTS`] parts: the
-    /// walked table's keys at equal row counts, else (integer keys) the middle value; none when
-    /// it cannot be cut.
+    /// Where to cut `(lower, upper]`, which holds about `rows` rows, into [`PARTS`] parts. An
+    /// integer key is cut at equal distances between the walked table's first and last key in
+    /// the range (two probes of the key's index: parts of equal row counts for the dense keys of
+    /// a sequence, and no read of the range's index entries; keys past the last one are the last
+    /// part's); a text key at the walked table's keys of equal row counts. Where the walked table
+    /// has no key, an integer range is cut in the middle. None: it cannot be cut.
     fn split(
         &mut self,
         sides: &mut Sides<'_>,
@@ -189,15 +192,20 @@ impl Checker {
         upper: &KeyValue,
         rows: u64,
     ) -> Result<Vec<KeyValue>> {
-        let mut keys = sides.get(Side::Actual).split_keys(
-            &self.table,
-            &self.key,
-            self.kind,
-            lower,
-            upper,
-            rows,
-            PARTS,
-        )?;
+        let backend = sides.get(Side::Actual);
+        let mut keys = match (lower, upper) {
+            (KeyValue::Int(_), KeyValue::Int(_)) => {
+                match backend.key_bounds(&self.table, &self.key, self.kind, lower, upper)? {
+                    Some((KeyValue::Int(first), KeyValue::Int(last))) => {
+                        equal_cuts(first.saturating_sub(1), last, PARTS)
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            _ => {
+                backend.split_keys(&self.table, &self.key, self.kind, lower, upper, rows, PARTS)?
+            }
+        };
         keys.retain(|k| k != lower && k != upper);
         keys.dedup();
         if keys.is_empty()
@@ -266,6 +274,18 @@ fn side_name(side: Side) -> &'static str {
         Side::Expected => "the `-- @expected` query",
         Side::Actual => "the `-- @actual` query",
     }
+}
+
+/// Integers cutting `(low, high]` into `parts` parts of equal width, strictly between the two.
+fn equal_cuts(low: i64, high: i64, parts: u64) -> Vec<KeyValue> {
+    let (lo, hi) = (i128::from(low), i128::from(high));
+    let mut cuts: Vec<KeyValue> = (1..i128::from(parts))
+        .map(|i| lo + (hi - lo) * i / i128::from(parts))
+        .filter(|c| *c > lo && *c < hi)
+        .filter_map(|c| i64::try_from(c).ok().map(KeyValue::Int))
+        .collect();
+    cuts.dedup();
+    cuts
 }
 
 /// The integer half way between two integer bounds, when there is one strictly between them.
@@ -369,9 +389,9 @@ mod tests {
             ]
         );
         assert_eq!(found[1].diff.columns, vec!["v".to_string()]);
-        // Three leaves of at most 64 rows, not ten thousand rows; two levels of digests.
+        // Three leaves of at most 64 rows, not ten thousand rows; a few levels of digests.
         assert!(c.cost.rows_read <= 3 * 2 * 64, "{:?}", c.cost);
-        assert!(c.cost.digests <= 2 + 3 * 2, "{:?}", c.cost);
+        assert!(c.cost.digests <= 2 + 3 * 2 * 2, "{:?}", c.cost);
         // The range each was found in holds its key, and a re-read finds it again.
         let f = &found[1];
         let again = c
@@ -440,6 +460,22 @@ mod tests {
             e.contains("returns 2 columns (id, v) and the `-- @actual` query 1 (id)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn equal_cuts_stay_inside() {
+        let ints = |v: Vec<KeyValue>| -> Vec<i64> {
+            v.into_iter()
+                .map(|k| match k {
+                    KeyValue::Int(i) => i,
+                    KeyValue::Text(_) => panic!(),
+                })
+                .collect()
+        };
+        assert_eq!(ints(equal_cuts(0, 16, 4)), vec![4, 8, 12]);
+        assert_eq!(ints(equal_cuts(0, 2, 16)), vec![1]);
+        assert!(equal_cuts(5, 6, 16).is_empty());
+        assert_eq!(equal_cuts(i64::MIN, i64::MAX, 16).len(), 15);
     }
 
     #[test]
