@@ -150,12 +150,15 @@ fn main() -> Result<(), BoxError> {
         }
         let ratio = found.elapsed.as_secs_f64() / clean.elapsed.as_secs_f64();
         println!(
-            "round {round}: verify, planted:  all {planted} found and named in {:.2}s ({} digests, {} ranges and {} rows read, {} re-reads); {ratio:.2}x the clean case",
+            "round {round}: verify, planted:  all {planted} found and named in {:.2}s ({} digests, {} ranges and {} rows read, {} re-reads; narrowing {:.2}s, re-reading {:.2}s, the last re-read delay {:.2}s); {ratio:.2}x the clean case",
             found.elapsed.as_secs_f64(),
             found.report.digests,
             found.report.ranges_read,
             found.report.rows_read,
-            found.report.rechecks
+            found.report.rechecks,
+            found.report.narrowing_seconds,
+            found.report.rechecking_seconds,
+            found.report.delayed_seconds
         );
         planted_ratios.push(ratio);
     }

@@ -59,8 +59,9 @@ pub struct VerifyArgs {
     /// Show the rows of the differing keys (personal data: off by default)
     #[arg(long)]
     pub show_values: bool,
-    /// Re-read a difference this long after it was found, before it counts
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "1s")]
+    /// Re-read a difference this long after it was found, before it counts: longer than the
+    /// application's write transactions, so a write that raced the read has committed
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "250ms")]
     pub recheck_delay: Duration,
     /// At most N re-reads per DURATION, in fixed windows
     #[arg(long, value_name = "N/DURATION", value_parser = recheck::parse_limit, default_value = "600/1m")]

@@ -70,7 +70,7 @@ pub struct VerifyOptions {
 impl Default for VerifyOptions {
     fn default() -> VerifyOptions {
         VerifyOptions {
-            recheck_delay: Duration::from_secs(1),
+            recheck_delay: Duration::from_millis(250),
             recheck_limit: (600, Duration::from_secs(60)),
             max_mismatches: None,
             max_mismatch_rate: None,
@@ -83,6 +83,9 @@ impl Default for VerifyOptions {
 /// The error rate is judged only after this many rows: the first difference in the first rows
 /// says little about the rate.
 pub const MIN_ROWS_FOR_RATE: u64 = 1000;
+
+/// How often the run's confirmed differences (every worker's) are read for the kill switch.
+const CONFIRMED_EVERY: Duration = Duration::from_secs(2);
 
 /// Values kept for `--show-values`: enough to look at, bounded whatever the table holds.
 const KEPT_VALUES: usize = 1000;
@@ -103,6 +106,10 @@ pub struct Activity {
     pub rechecks: u64,
     /// Time spent waiting for the re-read rate limit.
     pub rate_limited: Duration,
+    /// Time spent re-reading.
+    pub rechecking: Duration,
+    /// Time spent at the end waiting for the last differences' re-read delay.
+    pub delayed: Duration,
     pub cost: Cost,
     /// Why the kill switch stopped the run.
     pub stopped: Option<String>,
@@ -122,8 +129,10 @@ pub struct VerifyWork {
     queued: HashSet<i64>,
     /// Whether the pending differences recorded before this process started were loaded.
     loaded: bool,
-    /// Confirmed differences of the run (every worker's), as last read.
+    /// Confirmed differences of the run (every worker's), as last read and counted since.
     confirmed: u64,
+    /// When the run's confirmed differences were last read.
+    confirmed_read: Option<Instant>,
     pub activity: Activity,
 }
 
@@ -161,6 +170,7 @@ impl VerifyWork {
             queued: HashSet::new(),
             loaded: false,
             confirmed: 0,
+            confirmed_read: None,
             activity: Activity::default(),
         })
     }
@@ -191,76 +201,89 @@ impl VerifyWork {
         Ok(())
     }
 
-    /// Re-reads the due ranges the rate limit allows; what is left queued.
+    /// Re-reads the due ranges the rate limit allows (in one snapshot); what is left queued.
     fn recheck_due(&mut self, store: &mut dyn Store, run_id: i64) -> Result<Queue> {
         if !self.loaded {
             self.loaded = true;
-            self.confirmed = store.diffs(run_id, Some(DiffStatus::Confirmed))?.len() as u64;
             self.load_pending(store, run_id, Duration::ZERO)?;
         }
-        let mut settled = false;
+        // Other workers confirm differences too: read the run's count now and then.
+        if self
+            .confirmed_read
+            .is_none_or(|at| at.elapsed() >= CONFIRMED_EVERY)
+        {
+            self.confirmed = store.diffs(run_id, Some(DiffStatus::Confirmed))?.len() as u64;
+            self.confirmed_read = Some(Instant::now());
+        }
+        let mut due = Vec::new();
+        let mut limited = None;
         while let Some(next) = self.queue.front() {
             let now = Instant::now();
             if next.due > now {
                 break;
             }
             if let Err(wait) = self.rate.take(now) {
-                if settled {
-                    self.confirmed = store.diffs(run_id, Some(DiffStatus::Confirmed))?.len() as u64;
-                }
-                return Ok(Queue::RateLimited(wait));
-            }
-            let Some(pending) = self.queue.pop_front() else {
+                limited = Some(wait);
                 break;
-            };
-            self.recheck(store, &pending)?;
-            settled = true;
+            }
+            due.extend(self.queue.pop_front());
         }
-        if settled {
-            self.confirmed = store.diffs(run_id, Some(DiffStatus::Confirmed))?.len() as u64;
+        if !due.is_empty() {
+            self.recheck(store, &due)?;
         }
-        Ok(match self.queue.front() {
-            Some(p) => Queue::Delayed(p.due.saturating_duration_since(Instant::now())),
-            None => Queue::Empty,
+        Ok(match (limited, self.queue.front()) {
+            (Some(wait), _) => Queue::RateLimited(wait),
+            (None, Some(p)) => Queue::Delayed(p.due.saturating_duration_since(Instant::now())),
+            (None, None) => Queue::Empty,
         })
     }
 
-    /// Re-reads one range, in one snapshot of the target, and settles its differences.
-    fn recheck(&mut self, store: &mut dyn Store, pending: &Pending) -> Result<()> {
-        self.activity.rechecks += 1;
-        let (begin, end) = match self.dialect {
-            Dialect::Postgres => ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "COMMIT"),
-            Dialect::Sqlite => ("BEGIN", "COMMIT"),
+    /// Re-reads ranges, in one snapshot of the target, and settles their differences in the
+    /// same transaction.
+    fn recheck(&mut self, store: &mut dyn Store, due: &[Pending]) -> Result<()> {
+        let started = Instant::now();
+        let result = self.recheck_all(store, due);
+        self.activity.rechecking += started.elapsed();
+        result
+    }
+
+    fn recheck_all(&mut self, store: &mut dyn Store, due: &[Pending]) -> Result<()> {
+        self.activity.rechecks += due.len() as u64;
+        let begin = match self.dialect {
+            Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            Dialect::Sqlite => "BEGIN",
         };
-        let backend = store.backend();
-        backend.execute(begin)?;
-        let result = read_with(&mut self.against, backend, |sides| {
-            self.checker.recheck(sides, &pending.lower, &pending.upper)
-        });
-        let now = match result {
-            Ok(now) => {
-                backend.execute(end)?;
-                now
-            }
+        store.backend().execute(begin)?;
+        match self.recheck_in(store, due) {
+            Ok(()) => store.backend().execute("COMMIT"),
             Err(e) => {
-                let _ = backend.execute("ROLLBACK");
-                return Err(e);
+                let _ = store.backend().execute("ROLLBACK");
+                Err(e)
             }
-        };
-        for (id, key) in &pending.diffs {
-            match now.iter().find(|d| d.key == *key) {
-                Some(diff) => {
-                    store.settle_diff(
-                        *id,
-                        DiffStatus::Confirmed,
-                        diff.category.as_str(),
-                        &diff.columns,
-                    )?;
-                    if self.options.keep_values && self.activity.values.len() < KEPT_VALUES {
-                        self.activity.values.insert(*id, diff.clone());
+        }
+    }
+
+    fn recheck_in(&mut self, store: &mut dyn Store, due: &[Pending]) -> Result<()> {
+        for pending in due {
+            let now = read_with(&mut self.against, store.backend(), |sides| {
+                self.checker.recheck(sides, &pending.lower, &pending.upper)
+            })?;
+            for (id, key) in &pending.diffs {
+                match now.iter().find(|d| d.key == *key) {
+                    Some(diff) => {
+                        store.settle_diff(
+                            *id,
+                            DiffStatus::Confirmed,
+                            diff.category.as_str(),
+                            &diff.columns,
+                        )?;
+                        self.confirmed += 1;
+                        if self.options.keep_values && self.activity.values.len() < KEPT_VALUES {
+                            self.activity.values.insert(*id, diff.clone());
+                        }
                     }
+                    None => store.settle_diff(*id, DiffStatus::Cleared, "", &[])?,
                 }
-                None => store.settle_diff(*id, DiffStatus::Cleared, "", &[])?,
             }
         }
         Ok(())
@@ -401,7 +424,11 @@ impl BatchWork for VerifyWork {
             }
             match queue {
                 Queue::Empty => return Ok(None),
-                Queue::Delayed(wait) => sleep(wait.max(Duration::from_millis(10)), stop),
+                Queue::Delayed(wait) => {
+                    let started = Instant::now();
+                    sleep(wait.max(Duration::from_millis(10)), stop);
+                    self.activity.delayed += started.elapsed();
+                }
                 Queue::RateLimited(wait) => {
                     let started = Instant::now();
                     sleep(wait.max(Duration::from_millis(10)), stop);

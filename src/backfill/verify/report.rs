@@ -53,6 +53,11 @@ pub struct VerifyReport {
     /// Re-reads this process made, and how long it waited for their rate limit.
     pub rechecks: u64,
     pub rate_limited_seconds: f64,
+    /// Where this process's time went besides the batches' digests: narrowing differences
+    /// down, re-reading them, and waiting at the end for the last ones' re-read delay.
+    pub narrowing_seconds: f64,
+    pub rechecking_seconds: f64,
+    pub delayed_seconds: f64,
     /// Queries this process ran to compare: digests, ranges read row by row, rows read.
     pub digests: u64,
     pub ranges_read: u64,
@@ -147,6 +152,9 @@ impl VerifyReport {
             cleared,
             rechecks: activity.rechecks,
             rate_limited_seconds: activity.rate_limited.as_secs_f64(),
+            narrowing_seconds: activity.cost.narrowing.as_secs_f64(),
+            rechecking_seconds: activity.rechecking.as_secs_f64(),
+            delayed_seconds: activity.delayed.as_secs_f64(),
             digests: activity.cost.digests,
             ranges_read: activity.cost.leaves,
             rows_read: activity.cost.rows_read,
