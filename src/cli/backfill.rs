@@ -78,7 +78,7 @@ pub enum BackfillCommand {
     /// order), after re-reading it. Keys and column names only: values with --show-values.
     ///
     /// Exit status: 0 no difference, 1 differences (or stopped before the end), 2 error.
-    Verify(crate::cli::verify::VerifyArgs),
+    Verify(Box<crate::cli::verify::VerifyArgs>),
 }
 
 impl BackfillCommand {

@@ -129,7 +129,7 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub claim_timeout: Option<Duration>,
     #[command(flatten)]
-    pub health: crate::cli::health::HealthArgs,
+    pub health: Box<crate::cli::health::HealthArgs>,
 }
 
 impl PlanArgs {

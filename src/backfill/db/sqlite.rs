@@ -213,7 +213,7 @@ impl SqliteBackend {
         mut each: impl FnMut(TextRow),
     ) -> Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(statement_error)?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
         let width = columns.len();
         let mut rows = stmt
             .query(rusqlite::params![key_param(lower), key_param(upper)])

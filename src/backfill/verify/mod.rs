@@ -504,6 +504,7 @@ pub struct Verified {
 }
 
 /// Verifies `migration` on `target` as one worker (`against`: the expected side's database).
+#[allow(clippy::too_many_arguments)]
 pub fn verify(
     target: &Target,
     tracking: &TrackingNames,
@@ -546,6 +547,7 @@ pub fn verify(
 }
 
 /// [`verify`] on a store the caller opened (the sample stage's database).
+#[allow(clippy::too_many_arguments)]
 pub fn verify_on(
     store: &mut dyn Store,
     migration: &DataMigration,
