@@ -726,3 +726,92 @@ fn a_data_migration_without_a_verification_says_how_to_add_one() {
         "{e}"
     );
 }
+
+/// The expected side on another database (`--against-url`): a move from an old database to a
+/// new one, compared table to table.
+#[test]
+fn the_expected_rows_may_come_from_another_database() {
+    let old = pg_harness::shared().create_database("verify_old");
+    let new = pg_harness::shared().create_database("verify_new");
+    for (url, extra) in [
+        (&old, ""),
+        (
+            &new,
+            "UPDATE accounts SET plan = 'pro' WHERE id = 4242; DELETE FROM accounts WHERE id = 17;",
+        ),
+    ] {
+        Client::connect(url, NoTls)
+            .unwrap()
+            .batch_execute(&format!(
+                "CREATE TABLE accounts (id bigint PRIMARY KEY, plan text NOT NULL);
+                 INSERT INTO accounts SELECT g, 'free' FROM generate_series(1, 10000) AS g;
+                 {extra}"
+            ))
+            .unwrap();
+    }
+    let (_dir, config) = workspace(
+        "-- @requires 1
+-- @table accounts
+-- @key id
+-- @batch
+UPDATE accounts SET plan = plan WHERE id > :lower AND id <= :upper;
+-- @snapshot
+SELECT count(*) FROM accounts;
+-- @expected
+SELECT id, plan FROM accounts WHERE id > :lower AND id <= :upper;
+-- @actual
+SELECT id, plan FROM accounts WHERE id > :lower AND id <= :upper;
+",
+    );
+    // Against itself: nothing differs.
+    let same = json(&verify(
+        &config,
+        &new,
+        &["--format", "json", "--against-url", &new],
+        0,
+    ));
+    assert_eq!(same["outcome"], "clean", "{same}");
+    let report = json(&verify(
+        &config,
+        &new,
+        &[
+            "--format",
+            "json",
+            "--recheck-delay",
+            "0",
+            "--against-url",
+            &old,
+        ],
+        1,
+    ));
+    assert_eq!(
+        keys(&report),
+        vec![
+            (17, "missing".into(), vec![]),
+            (4242, "value".into(), vec!["plan".into()]),
+        ],
+        "{report}"
+    );
+    let against = report["against"].as_str().unwrap();
+    assert!(
+        against.starts_with("PostgreSQL 127.0.0.1:") && against.contains("/verify_old"),
+        "{against}"
+    );
+    // A SQLite file cannot be the expected side of a PostgreSQL verification.
+    let (result, _) = command(
+        &config,
+        &[
+            "verify",
+            "V1",
+            "--database-url",
+            &new,
+            "--against-url",
+            "sqlite:///tmp/none.db",
+        ],
+    );
+    assert!(
+        result
+            .unwrap_err()
+            .contains("both sides of a verification are the same kind of database"),
+    );
+}

@@ -10,6 +10,8 @@
 //! also gets SIGINT if the test process dies (parent-death signal), so no server outlives a run.
 //! [`shared`] starts one server per test binary, stopped at process exit; give each test its
 //! own database with [`PgServer::create_database`].
+//! [`PgServer::start_replica`] makes a streaming hot standby of a server (`pg_basebackup -R`),
+//! for tests of replication lag: pause its replay with `pg_wal_replay_pause()`.
 //!
 //! A missing server binary is an error with a clear message, and tests fail on it: a skipped
 //! PostgreSQL test would pass a build that was never checked against PostgreSQL.
