@@ -48,3 +48,20 @@ SELECT (id / 1000) * 1000 AS first_id,
 FROM users
 GROUP BY id / 1000
 ORDER BY first_id;
+
+-- @expected
+-- What each user's counters should be, counted from the follows and posts tables (the same
+-- indexes as the batch), for `cargo xtask backfill verify V1`: run it after the backfill, and
+-- again while the application writes, to prove every write path keeps the counters right.
+SELECT u.id,
+       (SELECT count(*) FROM follows AS f WHERE f.followee_id = u.id) AS followers_count,
+       (SELECT count(*) FROM follows AS f WHERE f.follower_id = u.id) AS following_count,
+       (SELECT count(*) FROM posts AS p WHERE p.author_id = u.id) AS posts_count
+FROM users AS u
+WHERE u.id > :lower AND u.id <= :upper;
+
+-- @actual
+-- What the counters are.
+SELECT id, followers_count, following_count, posts_count
+FROM users
+WHERE id > :lower AND id <= :upper;

@@ -36,13 +36,17 @@ fn this_repository_s_data_migrations_match_their_snapshots() {
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     assert!(out.contains("V1__backfill_counter_caches"), "{out}");
     assert!(out.contains("rows match, approved"), "{out}");
-    for stage in ["schema", "fixtures", "backfill", "checks", "snapshot"] {
+    for stage in [
+        "schema", "fixtures", "backfill", "checks", "verify", "snapshot",
+    ] {
         assert!(
             out.contains(&format!("  {stage} ")),
             "stage {stage} is printed: {out}"
         );
     }
     assert!(out.contains("rows/s"), "{out}");
+    // The verification (`-- @expected` against `-- @actual`) finds nothing on an approved one.
+    assert!(out.contains("2,500 rows compared, no differences"), "{out}");
 }
 
 #[test]
@@ -326,6 +330,15 @@ fn a_failing_check_prints_the_first_offending_rows() {
     let (code, out) = ws.check();
     assert_eq!(code.unwrap(), ExitCode::from(1), "{out}");
     assert!(out.contains("checks    1 of 3 FAILED"), "{out}");
+    // The verification finds the same mistake, per key, naming the column.
+    assert!(
+        out.contains("  verify    2,146 differences in 2,500 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("V1__backfill_counter_caches.sql:52): 2,146 differences in 2,500 rows\n    value key 1: followers_count; expected [1 | 28 | 0 | 15]; actual [1 | 0 | 0 | 15]\n"),
+        "{out}"
+    );
     let header = "check failed: every user's followers_count equals the follows pointing at them (";
     let at = out.find(header).unwrap_or_else(|| panic!("{out}"));
     let block: Vec<&str> = out[at..].lines().collect();
@@ -592,7 +605,9 @@ fn sample_cli(ws: &Workspace, args: &[&str], insta_update: Option<&str>) -> (Opt
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     // A stage line is `  name summary    elapsed  rate`: keep the name and the summary.
-    let stages = ["schema", "fixtures", "backfill", "checks", "snapshot"];
+    let stages = [
+        "schema", "fixtures", "backfill", "checks", "verify", "snapshot",
+    ];
     let text: Vec<String> = stdout
         .lines()
         .map(|line| {

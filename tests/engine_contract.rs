@@ -89,6 +89,7 @@ fn settings(batch_size: u64) -> Settings {
         max_retries: 2,
         ranges: 1,
         claim_timeout_s: 60,
+        health: Default::default(),
     }
 }
 
@@ -773,9 +774,10 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
     let tables = [
         m.snapshot.sql.clone(),
         "SELECT * FROM users ORDER BY id".into(),
-        "SELECT ord, lower_key, upper_key, cursor_key, done, claimed_by, rows_done, batches FROM xtask_backfill_ranges ORDER BY ord".into(),
-        "SELECT lower_key, upper_key, rows_changed, worker FROM xtask_backfill_batch_log ORDER BY rowid".into(),
-        "SELECT migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, last_error FROM xtask_backfill_runs".into(),
+        // The data migration's run (the sample also verifies it, in a run of its own).
+        "SELECT ord, lower_key, upper_key, cursor_key, done, claimed_by, rows_done, batches FROM xtask_backfill_ranges WHERE run_id = 1 ORDER BY ord".into(),
+        "SELECT lower_key, upper_key, rows_changed, worker FROM xtask_backfill_batch_log WHERE run_id = 1 ORDER BY rowid".into(),
+        "SELECT migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, last_error FROM xtask_backfill_runs WHERE id = 1".into(),
     ];
     for sql in tables {
         let a = read(&mut sampled, &sql);
@@ -783,6 +785,18 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
         assert!(!a.rows.is_empty(), "{sql}");
         assert_eq!(a, b, "{sql}");
     }
+    let verified = read(
+        &mut sampled,
+        "SELECT migration, state FROM xtask_backfill_runs WHERE id = 2",
+    );
+    assert_eq!(
+        verified.rows,
+        vec![vec![
+            Cell::Text("V1__backfill_counter_caches:verify".into()),
+            Cell::Text("done".into())
+        ]],
+        "the sample verified the data migration too"
+    );
     let batches = read(
         &mut sampled,
         "SELECT count(*) FROM xtask_backfill_batch_log",

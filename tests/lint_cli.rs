@@ -497,6 +497,44 @@ fn example_data_migration() -> String {
     .unwrap()
 }
 
+/// The verification sections (`-- @expected`, `-- @actual`) are part of the format the linter
+/// checks: the example's pass, and a mistake in one is a finding at its line.
+#[test]
+fn the_verification_sections_are_checked_too() {
+    let ws = workspace("");
+    write(
+        &ws.path().join("migrations/V1__users.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY);\n",
+    );
+    let good = example_data_migration();
+    assert!(good.contains("-- @expected") && good.contains("-- @actual"));
+    let broken = good.replace(
+        "FROM users\nWHERE id > :lower AND id <= :upper;\n",
+        "FROM users\nWHERE id > :lower;\n",
+    );
+    assert_ne!(broken, good);
+    write(&ws.path().join("data-migrations/V1__fill.sql"), &broken);
+    let out = lint(ws.path(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    let finding = &doc["findings"][0];
+    assert_eq!(finding["rule"], "data-migration-invalid");
+    let message = finding["message"].as_str().unwrap();
+    assert!(
+        message.contains("the `-- @actual` query never uses `:upper`"),
+        "{message}"
+    );
+    let line = finding["line"].as_u64().unwrap() as usize;
+    assert!(
+        broken
+            .lines()
+            .nth(line - 1)
+            .unwrap()
+            .starts_with("SELECT id, followers_count"),
+        "line {line}"
+    );
+}
+
 #[test]
 fn data_migrations_get_data_migration_checks_not_backfill_rules() {
     let ws = workspace("");

@@ -4,6 +4,8 @@
 #[cfg(feature = "backfill")]
 mod backfill_capture;
 #[cfg(feature = "backfill")]
+mod backfill_health;
+#[cfg(feature = "backfill")]
 mod backfill_pg_local;
 #[cfg(feature = "backfill")]
 mod backfill_postgres;
@@ -11,6 +13,8 @@ mod backfill_postgres;
 mod backfill_run;
 #[cfg(feature = "backfill")]
 mod backfill_sample;
+#[cfg(feature = "backfill")]
+mod backfill_verify;
 mod consumer;
 #[cfg(feature = "backfill")]
 mod engine_contract;

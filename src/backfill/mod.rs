@@ -30,6 +30,8 @@ pub mod run;
 pub mod sample;
 #[cfg(feature = "backfill")]
 pub mod status;
+#[cfg(feature = "backfill")]
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use migration::DataMigration;

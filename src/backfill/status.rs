@@ -14,6 +14,7 @@ use crate::backfill::db::target::Target;
 use crate::backfill::migration::{self, DataMigration};
 use crate::backfill::run::control::{self, RunStatus};
 use crate::backfill::run::tracking::{RunRow, Store};
+use crate::backfill::run::worker::VERIFY_SUFFIX;
 use crate::backfill::sample::{self, snapshot};
 use crate::config::Config;
 
@@ -63,6 +64,9 @@ pub struct MigrationStatus {
     /// The schema migrations that wait for it (`-- migrate: after-backfill`): `migrate run`
     /// holds them until it is done on the database.
     pub holds: Vec<String>,
+    /// Its verification run (`backfill verify`, run name `V{n}__{name}:verify`) on each database
+    /// given that has one; none otherwise.
+    pub verifications: Vec<DatabaseRun>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,13 +134,22 @@ pub fn report(
         } else {
             Vec::new()
         };
-        // Each data migration's runs, in the order they were recorded.
+        // Each data migration's runs, in the order they were recorded, and its verifications.
         let mut by_migration: BTreeMap<&str, Vec<&RunRow>> = BTreeMap::new();
+        let mut verifications: BTreeMap<&str, Vec<&RunRow>> = BTreeMap::new();
         for run in &runs {
-            by_migration.entry(&run.migration).or_default().push(run);
+            match run.migration.strip_suffix(VERIFY_SUFFIX) {
+                Some(base) => verifications.entry(base).or_default().push(run),
+                None => by_migration.entry(&run.migration).or_default().push(run),
+            }
         }
-        for id in by_migration.keys() {
-            if !entries.iter().any(|e| e.id == *id) {
+        let recorded: Vec<&str> = by_migration
+            .keys()
+            .chain(verifications.keys())
+            .copied()
+            .collect();
+        for id in recorded {
+            if !entries.iter().any(|e| e.id == id) {
                 entries.push(MigrationStatus {
                     id: id.to_string(),
                     file: None,
@@ -146,6 +159,7 @@ pub fn report(
                     snapshot_pending_review: false,
                     runs: Vec::new(),
                     holds: Vec::new(),
+                    verifications: Vec::new(),
                 });
             }
         }
@@ -164,6 +178,15 @@ pub fn report(
                 database: name.clone(),
                 run,
             });
+            let checks = verifications.get(entry.id.as_str()).map_or(&[][..], |r| r);
+            let (current, earlier): (Vec<&RunRow>, Vec<&RunRow>) =
+                checks.iter().partition(|r| r.is_current());
+            if let Some(run) = current.last() {
+                entry.verifications.push(DatabaseRun {
+                    database: name.clone(),
+                    run: control::run_status(store, run, &earlier)?,
+                });
+            }
         }
         described = Some(name);
     }
@@ -204,6 +227,7 @@ fn workspace_entry(
         snapshot_pending_review: snapshot::has_pending(dir, m),
         runs: Vec::new(),
         holds: Vec::new(),
+        verifications: Vec::new(),
     })
 }
 
@@ -258,6 +282,26 @@ impl Report {
                     out.push_str(&format!("{indent}{text}\n"));
                 }
             }
+            for run in &m.verifications {
+                for (i, text) in control::describe(&run.run, m.checksum.as_deref())
+                    .iter()
+                    .enumerate()
+                {
+                    // A verification starts over by itself: not by a plan's `--restart`.
+                    let text = if text.starts_with("to start over") {
+                        control::VERIFY_AGAIN.to_string()
+                    } else {
+                        text.clone()
+                    };
+                    let text = if i == 0 {
+                        format!("  verification {text}")
+                    } else {
+                        format!("    {text}")
+                    };
+                    out.push_str(&text);
+                    out.push('\n');
+                }
+            }
         }
         out
     }
@@ -301,6 +345,7 @@ mod tests {
             pace: PaceOverrides::default(),
             last_error: None,
             throttled_since: None,
+            throttle_reason: None,
             created_at: Some("2026-11-21T10:00:00.000Z".into()),
             started_at: Some("2026-11-21T10:00:00.100Z".into()),
             updated_at: Some("2026-11-21T10:00:00.100Z".into()),
@@ -333,6 +378,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            verifications: Vec::new(),
         }
     }
 

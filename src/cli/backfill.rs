@@ -82,6 +82,16 @@ pub enum BackfillCommand {
     ///
     /// Exit status: 0 written, 2 error or refusal (nothing written).
     Capture(crate::cli::capture::CaptureArgs),
+    /// Compare the data migration's expected rows with the actual rows, batch by batch, read-only
+    ///
+    /// Walks the key range like `run` (paced, resumable, and controlled with status, pause,
+    /// resume, cancel and pace under the name `V{n}__{name}:verify`), comparing per range a row
+    /// count and a hash computed in the database on each side, and rows only where they differ.
+    /// Reports each differing key by category (missing, extra, value with its columns, length,
+    /// order), after re-reading it. Keys and column names only: values with --show-values.
+    ///
+    /// Exit status: 0 no difference, 1 differences (or stopped before the end), 2 error.
+    Verify(Box<crate::cli::verify::VerifyArgs>),
 }
 
 impl BackfillCommand {
@@ -96,6 +106,7 @@ impl BackfillCommand {
             BackfillCommand::Cancel(args) => args.run(config),
             BackfillCommand::Pace(args) => args.run(config),
             BackfillCommand::Capture(args) => args.run(config),
+            BackfillCommand::Verify(args) => args.run(config),
         }
     }
 }

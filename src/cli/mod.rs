@@ -31,7 +31,11 @@ pub mod capture;
 #[cfg(feature = "backfill")]
 pub mod deploy;
 #[cfg(feature = "backfill")]
+pub mod health;
+#[cfg(feature = "backfill")]
 pub mod production;
+#[cfg(feature = "backfill")]
+pub mod verify;
 
 #[cfg(feature = "lint")]
 use std::io::{IsTerminal, Write};

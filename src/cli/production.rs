@@ -128,6 +128,8 @@ pub struct PlanArgs {
     /// A claim silent for this long is taken over by another worker (default 5m)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub claim_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub health: Box<crate::cli::health::HealthArgs>,
 }
 
 impl PlanArgs {
@@ -174,6 +176,7 @@ impl PlanArgs {
         if let Some(v) = self.claim_timeout {
             s.claim_timeout_s = v.as_secs().max(1);
         }
+        s.health = self.health.health();
         s
     }
 
@@ -256,6 +259,8 @@ pub struct RunArgs {
     /// start over (write a new data migration instead).
     #[arg(long, value_name = "RUN")]
     pub restart: Option<i64>,
+    #[command(flatten)]
+    pub replicas: crate::cli::health::ReplicaArgs,
 }
 
 impl RunArgs {
@@ -297,7 +302,8 @@ impl RunArgs {
             max_batches: self.max_batches,
             restart: self.restart,
         };
-        let report = run::run(&target, &plan, &migration, options, out)?;
+        let mut monitor = self.replicas.monitor()?;
+        let report = run::run_with(&target, &plan, &migration, options, &mut monitor, out)?;
         match report.finish {
             Finish::Done | Finish::AlreadyDone if self.checks => {
                 let passed = run_checks(&target, &plan, &migration, out)?;
@@ -462,6 +468,8 @@ pub struct PaceArgs {
     /// Cap on rows changed per second (all workers together), or `plan`
     #[arg(long, value_name = "N|plan", value_parser = count_or_reset)]
     pub max_rows_per_second: Option<Override<u64>>,
+    #[command(flatten)]
+    pub health: crate::cli::health::HealthPaceArgs,
 }
 
 impl PaceArgs {
@@ -475,8 +483,12 @@ impl PaceArgs {
             pause: self.pause.map(Override::into_option),
             max_rows_per_second: self.max_rows_per_second.map(Override::into_option),
         };
-        if change == PaceChange::default() {
-            anyhow::bail!("nothing to change: give --batch-size, --pause or --max-rows-per-second");
+        let health = self.health.change();
+        let health_changed = health != Default::default();
+        if change == PaceChange::default() && !health_changed {
+            anyhow::bail!(
+                "nothing to change: give --batch-size, --pause, --max-rows-per-second or a health limit"
+            );
         }
         let (_, mut store) = self.db.open(config)?;
         let (run, pace) = control::set_pace(store.as_mut(), &self.name, &change)?;
@@ -486,6 +498,15 @@ impl PaceArgs {
             run.migration,
             control::describe_pace(&pace)
         )?;
+        if health_changed {
+            let live = store.set_health_pace(run.id, &health)?;
+            writeln!(
+                out,
+                "{}: health limits {}",
+                run.migration,
+                control::describe_health(&run, &live)
+            )?;
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -10,6 +10,8 @@
 //! also gets SIGINT if the test process dies (parent-death signal), so no server outlives a run.
 //! [`shared`] starts one server per test binary, stopped at process exit; give each test its
 //! own database with [`PgServer::create_database`].
+//! [`PgServer::start_replica`] makes a streaming hot standby of a server (`pg_basebackup -R`),
+//! for tests of replication lag: pause its replay with `pg_wal_replay_pause()`.
 //!
 //! A missing server binary is an error with a clear message, and tests fail on it: a skipped
 //! PostgreSQL test would pass a build that was never checked against PostgreSQL.
@@ -266,6 +268,73 @@ impl PgServer {
                 _tempdir: None,
                 bin: bin.to_path_buf(),
                 user,
+                port,
+                pid,
+                waiter: std::sync::Mutex::new(Some(waiter)),
+                stopped: AtomicBool::new(false),
+                databases: AtomicUsize::new(0),
+            };
+            match server.wait_ready(&log_path) {
+                Ok(()) => {
+                    server._tempdir = Some(tempdir);
+                    return Ok(server);
+                }
+                Err(e) => {
+                    last_error = e;
+                    server.stop();
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// A streaming standby of this server: `pg_basebackup -R` (which writes `standby.signal` and
+    /// `primary_conninfo`) into a new temporary directory, started as a hot standby on its own
+    /// port. It stops when dropped. Pause its replay with `SELECT pg_wal_replay_pause()` to make
+    /// it lag, `pg_wal_replay_resume()` to let it catch up.
+    pub fn start_replica(&self) -> Result<PgServer, String> {
+        let tool = self.bin.join("pg_basebackup");
+        if !tool.is_file() {
+            return Err(format!(
+                "PostgreSQL client binary `{}` not found",
+                tool.display()
+            ));
+        }
+        let tempdir = tempfile::Builder::new()
+            .prefix("xtask-pg-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let dir = tempdir.path().to_path_buf();
+        chown(&dir, self.user)?;
+        let (data, socket) = (dir.join("data"), dir.join("socket"));
+        std::fs::create_dir(&socket).map_err(|e| e.to_string())?;
+        chown(&socket, self.user)?;
+        let backup = command(&tool, self.user, false)
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--no-sync", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run pg_basebackup: {e}"))?;
+        if !backup.status.success() {
+            return Err(format!(
+                "pg_basebackup failed ({}): {}",
+                backup.status,
+                String::from_utf8_lossy(&backup.stderr).trim()
+            ));
+        }
+        let log_path = dir.join("server.log");
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let (pid, waiter) =
+                spawn(&self.bin, &data, &socket, port, self.user, &log_path, false)?;
+            let mut server = PgServer {
+                dir: dir.clone(),
+                _tempdir: None,
+                bin: self.bin.clone(),
+                user: self.user,
                 port,
                 pid,
                 waiter: std::sync::Mutex::new(Some(waiter)),

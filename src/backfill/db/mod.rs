@@ -206,6 +206,112 @@ pub trait Backend {
 
     /// How many rows of `table` have a NULL key (they would never be in any batch).
     fn count_null_keys(&mut self, table: &str, key: &str) -> Result<u64>;
+
+    /// The rows a verification query (its bounds written `$1`/`$2` or `?1`/`?2`) returns for keys
+    /// in `(lower, upper]`, in its order, each value in the database's own text form.
+    fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows>;
+
+    /// For each part of `(lower, upper]` cut at `bounds` (ascending in the key's order: part `i`
+    /// holds the keys in `(bounds[i - 1], bounds[i]]`, `lower` and `upper` at the ends), how many
+    /// rows [`Backend::range_rows`] returns there and a hash of them, computed where the rows are
+    /// (PostgreSQL aggregates them in the server, in one statement: one row per part crosses the
+    /// network, however many rows the range holds). A part's hash is a sum over its rows, so it
+    /// does not depend on their order, unless `ordered`, when each row is hashed with its
+    /// position in its part. Digests of the same backend compare; digests of different backends
+    /// do not.
+    fn range_digests(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        bounds: &[KeyValue],
+        ordered: bool,
+    ) -> Result<Vec<Digest>>;
+
+    /// Up to `parts - 1` keys of `table` that cut `(lower, upper]`, which holds about `rows` of
+    /// its rows, into parts of about equal row counts (read through the key's index, in its
+    /// order): where to cut a range to narrow a difference down.
+    #[allow(clippy::too_many_arguments)]
+    fn split_keys(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        rows: u64,
+        parts: u64,
+    ) -> Result<Vec<KeyValue>>;
+
+    /// The smallest and the largest key of `table` in `(lower, upper]` (two probes of the key's
+    /// index), `None` when it has none there.
+    fn key_bounds(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Option<(KeyValue, KeyValue)>>;
+}
+
+/// The statement [`Backend::key_bounds`] runs (`$1`, `$2`: lower, upper), with `?` for
+/// SQLite's placeholders when `sqlite`.
+pub(crate) fn key_bounds_sql(table: &str, key: &str, sqlite: bool) -> String {
+    let (k, t) = (quote_ident(key), quote_ident(table));
+    let sql = format!(
+        "SELECT (SELECT {k} FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} LIMIT 1),
+                (SELECT {k} FROM {t} WHERE {k} > $1 AND {k} <= $2 ORDER BY {k} DESC LIMIT 1)"
+    );
+    if sqlite { sql.replace('$', "?") } else { sql }
+}
+
+/// The statement [`Backend::split_keys`] runs (`$1`..`$4`: lower, upper, step, count), with
+/// `?` for SQLite's placeholders when `sqlite`.
+pub(crate) fn split_keys_sql(table: &str, key: &str, sqlite: bool) -> String {
+    let (k, t) = (quote_ident(key), quote_ident(table));
+    let sql = format!(
+        "SELECT k FROM (SELECT {k} AS k, row_number() OVER (ORDER BY {k}) AS rn FROM {t} WHERE {k} > $1 AND {k} <= $2) AS s
+         WHERE rn % $3 = 0 ORDER BY rn LIMIT $4"
+    );
+    if sqlite { sql.replace('$', "?") } else { sql }
+}
+
+/// The row step and the number of keys [`Backend::split_keys`] asks for.
+pub(crate) fn split_step(rows: u64, parts: u64) -> (i64, i64) {
+    let parts = parts.max(2);
+    let step = rows.div_ceil(parts).max(1);
+    (
+        i64::try_from(step).unwrap_or(i64::MAX),
+        i64::try_from(parts - 1).unwrap_or(i64::MAX),
+    )
+}
+
+/// One row of a verification query: each value as text, `None` for NULL.
+pub type TextRow = Vec<Option<String>>;
+
+/// The rows of a verification query over one key range, and its column names.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TextRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<TextRow>,
+}
+
+/// The row count and hash of a query's rows over a key range ([`Backend::range_digests`]): sums
+/// of 64-bit row hashes (one on PostgreSQL, two on SQLite), kept wide enough never to overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Digest {
+    pub rows: u64,
+    pub hash: [i128; 2],
+}
+
+impl Digest {
+    /// Adds one row's two 64-bit hashes.
+    pub fn add(&mut self, hash: [i64; 2]) {
+        self.rows += 1;
+        self.hash[0] += i128::from(hash[0]);
+        self.hash[1] += i128::from(hash[1]);
+    }
 }
 
 /// What `backfill sample` needs beyond the engine: building the database it samples on.

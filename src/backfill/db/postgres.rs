@@ -14,8 +14,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 use crate::backfill::db::{
-    Backend, BatchLimits, Cell, Column, ColumnType, KeyKind, KeyValue, Rows, SampleBackend,
-    SqlValue, format_real, quote_ident,
+    Backend, BatchLimits, Cell, Column, ColumnType, Digest, KeyKind, KeyValue, Rows, SampleBackend,
+    SqlValue, TextRows, format_real, quote_ident,
 };
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::sql::Dialect;
@@ -29,6 +29,8 @@ pub struct PgBackend {
     prepared: HashMap<String, Statement>,
     /// Session limits, set again after a reconnect.
     limits: BatchLimits,
+    /// Statements prepared with SQL's `PREPARE` in this session, by text: their names.
+    sql_prepared: HashMap<String, String>,
 }
 
 impl PgBackend {
@@ -40,6 +42,7 @@ impl PgBackend {
             throwaway: None,
             prepared: HashMap::new(),
             limits: BatchLimits::default(),
+            sql_prepared: HashMap::new(),
         })
     }
 
@@ -91,6 +94,60 @@ impl PgBackend {
         let stmt = self.client.prepare(sql)?;
         self.prepared.insert(sql.to_string(), stmt.clone());
         Ok(stmt)
+    }
+
+    /// Prepares `sql` once per connection with parameters of `types`.
+    fn prepare_typed(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+    ) -> std::result::Result<Statement, postgres::Error> {
+        let cache_key = format!("{types:?}{sql}");
+        if let Some(stmt) = self.prepared.get(&cache_key) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare_typed(sql, types)?;
+        self.prepared.insert(cache_key, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// The names of the columns `sql` returns (its bounds of the key's type).
+    fn query_columns(&mut self, sql: &str, kind: KeyKind) -> Result<Vec<String>> {
+        let ty = key_type(kind);
+        Ok(self
+            .prepare_typed(sql, &[ty.clone(), ty])
+            .map_err(statement_error)?
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect())
+    }
+
+    /// Runs `sql`, whose `$1` and `$2` are bounds of the key's type, for `(lower, upper]`.
+    fn bounded(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Vec<postgres::Row>> {
+        let ty = key_type(lower.kind());
+        let stmt = self
+            .prepare_typed(sql, &[ty.clone(), ty])
+            .map_err(statement_error)?;
+        if stmt.params().len() != 2 {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the query has {} parameters, expected 2 (:lower and :upper)",
+                    stmt.params().len()
+                ),
+            ));
+        }
+        let lo = key_param(lower, &stmt.params()[0])?;
+        let hi = key_param(upper, &stmt.params()[1])?;
+        self.client
+            .query(&stmt, &[&*lo, &*hi])
+            .map_err(statement_error)
     }
 
     fn key_query(
@@ -319,6 +376,36 @@ pub(crate) fn key_param(key: &KeyValue, ty: &Type) -> Result<Box<dyn ToSql + Syn
     })
 }
 
+/// `c1, c2, ...`: names for a query's `width` columns (its own may repeat or be missing).
+fn column_aliases(width: usize) -> String {
+    let names: Vec<String> = (1..=width).map(|i| format!("c{i}")).collect();
+    names.join(", ")
+}
+
+/// A key as an SQL literal: quoted, so the prepared statement's parameter type reads it (a text
+/// key dollar-quoted with a tag it does not contain: no escaping rules involved).
+fn literal(key: &KeyValue) -> String {
+    match key {
+        KeyValue::Int(i) => format!("'{i}'"),
+        KeyValue::Text(s) => {
+            let mut tag = String::from("k");
+            while s.contains(&format!("${tag}$")) {
+                tag.push('k');
+            }
+            format!("${tag}${s}${tag}$")
+        }
+    }
+}
+
+/// The type key bounds are sent as: `bigint` for integer keys (PostgreSQL compares `integer` and
+/// `smallint` columns with it through the same index) and `text` for text keys.
+fn key_type(kind: KeyKind) -> Type {
+    match kind {
+        KeyKind::Integer => Type::INT8,
+        KeyKind::Text => Type::TEXT,
+    }
+}
+
 pub(crate) fn read_key(row: &postgres::Row, kind: KeyKind) -> Result<Option<KeyValue>> {
     let ty = row.columns()[0].type_().clone();
     let bad = |e: postgres::Error| {
@@ -431,6 +518,7 @@ impl Backend for PgBackend {
     fn reconnect(&mut self) -> Result<()> {
         self.client = connect(&self.url)?;
         self.prepared.clear();
+        self.sql_prepared.clear();
         self.set_search_path()?;
         let limits = self.limits;
         self.apply_limits(&limits)
@@ -519,6 +607,185 @@ impl Backend for PgBackend {
         );
         let row = self.client.query_one(&sql, &[]).map_err(statement_error)?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// Each value as its `::text`: what the digest hashes.
+    fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows> {
+        let columns = self.query_columns(sql, lower.kind())?;
+        let aliases = column_aliases(columns.len());
+        let texts: Vec<String> = (1..=columns.len())
+            .map(|i| format!("q.c{i}::text"))
+            .collect();
+        let wrapped = format!(
+            "SELECT {} FROM (\n{sql}\n) AS q({aliases})",
+            texts.join(", ")
+        );
+        let rows = self.bounded(&wrapped, lower, upper)?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                (0..columns.len())
+                    .map(|i| row.get::<_, Option<String>>(i))
+                    .collect()
+            })
+            .collect();
+        Ok(TextRows { columns, rows })
+    }
+
+    /// The digest of each part in one round trip: the digest query is prepared once per
+    /// session with SQL's `PREPARE`, and one message `EXECUTE`s it for every part (the bounds
+    /// written as literals), so each part is read once, through the query's own plan, and one
+    /// row per part comes back. A part's digest is `count(*)` and the sum of its rows' hashes: a
+    /// row's hash chains `hashtextextended` over its values' `::text` (the text
+    /// [`Backend::range_rows`] reads), each value's hash seeding the next, the seed's lowest bit
+    /// flipped for a NULL; with `ordered`, the first seed is the row's position in its part.
+    fn range_digests(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        bounds: &[KeyValue],
+        ordered: bool,
+    ) -> Result<Vec<Digest>> {
+        let width = self.query_columns(sql, lower.kind())?.len();
+        let aliases = column_aliases(width);
+        let mut hash = if ordered {
+            "q.xtask_n".to_string()
+        } else {
+            "0::bigint".to_string()
+        };
+        for i in 1..=width {
+            hash = format!(
+                "hashtextextended(coalesce(q.c{i}::text, ''), {hash} # CASE WHEN q.c{i} IS NULL THEN 1::bigint ELSE 0::bigint END)"
+            );
+        }
+        let rows = if ordered {
+            format!(
+                "(SELECT row_number() OVER () AS xtask_n, * FROM (\n{sql}\n) AS q({aliases})) AS q"
+            )
+        } else {
+            format!("(\n{sql}\n) AS q({aliases})")
+        };
+        let digest = format!("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {rows}");
+        let ty = match lower.kind() {
+            KeyKind::Integer => "bigint",
+            KeyKind::Text => "text",
+        };
+        let cache_key = format!("{ty}{digest}");
+        let name = match self.sql_prepared.get(&cache_key) {
+            Some(name) => name.clone(),
+            None => {
+                let name = format!("xtask_digest_{}", self.sql_prepared.len() + 1);
+                self.client
+                    .batch_execute(&format!("PREPARE {name} ({ty}, {ty}) AS {digest}"))
+                    .map_err(statement_error)?;
+                self.sql_prepared.insert(cache_key, name.clone());
+                name
+            }
+        };
+        let mut message = String::new();
+        let mut from = lower;
+        for to in bounds.iter().chain(std::iter::once(upper)) {
+            message.push_str(&format!(
+                "EXECUTE {name}({}, {});",
+                literal(from),
+                literal(to)
+            ));
+            from = to;
+        }
+        let messages = self
+            .client
+            .simple_query(&message)
+            .map_err(statement_error)?;
+        let mut digests = Vec::with_capacity(bounds.len() + 1);
+        for m in messages {
+            if let SimpleQueryMessage::Row(row) = m {
+                let number = |i: usize| -> Result<i128> {
+                    let text = row.get(i).unwrap_or("0");
+                    text.parse().map_err(|_| {
+                        Error::new(
+                            ErrorKind::Statement,
+                            format!("the digest's `{text}` is not an integer"),
+                        )
+                    })
+                };
+                digests.push(Digest {
+                    rows: number(0)?.max(0) as u64,
+                    hash: [number(1)?, 0],
+                });
+            }
+        }
+        if digests.len() != bounds.len() + 1 {
+            return Err(Error::new(
+                ErrorKind::Statement,
+                format!(
+                    "the digests returned {} rows for {} parts",
+                    digests.len(),
+                    bounds.len() + 1
+                ),
+            ));
+        }
+        Ok(digests)
+    }
+
+    fn key_bounds(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Option<(KeyValue, KeyValue)>> {
+        let sql = crate::backfill::db::key_bounds_sql(table, key, false);
+        let rows = self.bounded(&sql, lower, upper)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let first = read_key(row, kind)?;
+        let last = match kind {
+            KeyKind::Integer => row
+                .try_get::<_, Option<i64>>(1)
+                .ok()
+                .flatten()
+                .map(KeyValue::Int),
+            KeyKind::Text => row
+                .try_get::<_, Option<String>>(1)
+                .ok()
+                .flatten()
+                .map(KeyValue::Text),
+        };
+        Ok(first.zip(last))
+    }
+
+    fn split_keys(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        rows: u64,
+        parts: u64,
+    ) -> Result<Vec<KeyValue>> {
+        let sql = crate::backfill::db::split_keys_sql(table, key, false);
+        let ty = key_type(kind);
+        let stmt = self
+            .prepare_typed(&sql, &[ty.clone(), ty, Type::INT8, Type::INT8])
+            .map_err(statement_error)?;
+        let lo = key_param(lower, &stmt.params()[0])?;
+        let hi = key_param(upper, &stmt.params()[1])?;
+        let (step, count) = crate::backfill::db::split_step(rows, parts);
+        let rows = self
+            .client
+            .query(&stmt, &[&*lo, &*hi, &step, &count])
+            .map_err(statement_error)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(k) = read_key(row, kind)? {
+                keys.push(k);
+            }
+        }
+        Ok(keys)
     }
 }
 
@@ -776,6 +1043,13 @@ mod tests {
         );
         assert_eq!(cell(Some("t"), &Type::BOOL), Cell::Bool(true));
         assert_eq!(cell(None, &Type::BOOL), Cell::Null);
+    }
+
+    #[test]
+    fn keys_as_literals_need_no_escaping() {
+        assert_eq!(literal(&KeyValue::Int(i64::MIN)), "'-9223372036854775808'");
+        assert_eq!(literal(&KeyValue::Text("it's".into())), "$k$it's$k$");
+        assert_eq!(literal(&KeyValue::Text("a$k$b".into())), "$kk$a$k$b$kk$");
     }
 
     #[test]

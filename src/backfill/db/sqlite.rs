@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 
 use crate::backfill::db::{
-    Backend, BatchLimits, Cell, Column, ColumnType, KeyKind, KeyValue, Rows, SampleBackend,
-    SqlValue, format_real, quote_ident,
+    Backend, BatchLimits, Cell, Column, ColumnType, Digest, KeyKind, KeyValue, Rows, SampleBackend,
+    SqlValue, TextRow, TextRows, format_real, quote_ident,
 };
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::sql::Dialect;
@@ -162,6 +162,73 @@ fn cell(value: ValueRef<'_>, declared_bool: bool) -> Cell {
     }
 }
 
+/// A value in its text form for a verification: what SQLite's `CAST(v AS TEXT)` gives, a real
+/// in its shortest form, a blob in hex (`\x...`), NULL as `None`.
+fn text_value(value: ValueRef<'_>) -> Option<String> {
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(format_real(f)),
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Some(format!(
+            "\\x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        )),
+    }
+}
+
+/// Two 64-bit hashes of a row (SHA-256 of its values, each length-prefixed, NULL marked), with
+/// its position first when `position` is given.
+pub(crate) fn row_hash(row: &[Option<String>], position: Option<u64>) -> [i64; 2] {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    if let Some(p) = position {
+        hasher.update(p.to_le_bytes());
+    }
+    for value in row {
+        match value {
+            Some(text) => {
+                hasher.update((text.len() as u64).to_le_bytes());
+                hasher.update(text.as_bytes());
+            }
+            None => hasher.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    let out = hasher.finalize();
+    let half = |i: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&out[i..i + 8]);
+        i64::from_le_bytes(bytes)
+    };
+    [half(0), half(8)]
+}
+
+impl SqliteBackend {
+    /// Runs a verification query for `(lower, upper]`, handing each row's text values to `each`.
+    fn each_range_row(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        mut each: impl FnMut(TextRow),
+    ) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(statement_error)?;
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
+        let width = columns.len();
+        let mut rows = stmt
+            .query(rusqlite::params![key_param(lower), key_param(upper)])
+            .map_err(statement_error)?;
+        while let Some(row) = rows.next().map_err(statement_error)? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(text_value(row.get_ref(i).map_err(statement_error)?));
+            }
+            each(values);
+        }
+        Ok(columns)
+    }
+}
+
 /// A fixture value bound without copying its text (loading is most of a sample's time).
 struct Bind<'a>(&'a SqlValue);
 
@@ -282,6 +349,94 @@ impl Backend for SqliteBackend {
             .query_row(&sql, [], |r| r.get(0))
             .map_err(statement_error)?;
         Ok(n.max(0) as u64)
+    }
+
+    fn range_rows(&mut self, sql: &str, lower: &KeyValue, upper: &KeyValue) -> Result<TextRows> {
+        let mut rows = Vec::new();
+        let columns = self.each_range_row(sql, lower, upper, |row| rows.push(row))?;
+        Ok(TextRows { columns, rows })
+    }
+
+    /// The rows never leave the process: each part's digest is computed as its rows are read,
+    /// in Rust, one query per part.
+    fn range_digests(
+        &mut self,
+        sql: &str,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        bounds: &[KeyValue],
+        ordered: bool,
+    ) -> Result<Vec<Digest>> {
+        let mut digests = Vec::with_capacity(bounds.len() + 1);
+        let mut from = lower;
+        for to in bounds.iter().chain(std::iter::once(upper)) {
+            let mut digest = Digest::default();
+            self.each_range_row(sql, from, to, |row| {
+                let position = ordered.then_some(digest.rows + 1);
+                digest.add(row_hash(&row, position));
+            })?;
+            digests.push(digest);
+            from = to;
+        }
+        Ok(digests)
+    }
+
+    fn key_bounds(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+    ) -> Result<Option<(KeyValue, KeyValue)>> {
+        let sql = crate::backfill::db::key_bounds_sql(table, key, true);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(statement_error)?;
+        let mut rows = stmt
+            .query(rusqlite::params![key_param(lower), key_param(upper)])
+            .map_err(statement_error)?;
+        let Some(row) = rows.next().map_err(statement_error)? else {
+            return Ok(None);
+        };
+        let read = |i: usize| -> Result<Option<KeyValue>> {
+            match row.get_ref(i).map_err(statement_error)? {
+                ValueRef::Null => Ok(None),
+                v => key_from(v, kind, table, key).map(Some),
+            }
+        };
+        Ok(read(0)?.zip(read(1)?))
+    }
+
+    fn split_keys(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        lower: &KeyValue,
+        upper: &KeyValue,
+        rows: u64,
+        parts: u64,
+    ) -> Result<Vec<KeyValue>> {
+        let sql = crate::backfill::db::split_keys_sql(table, key, true);
+        let (step, count) = crate::backfill::db::split_step(rows, parts);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(statement_error)?;
+        let mut rows = stmt
+            .query(rusqlite::params![
+                key_param(lower),
+                key_param(upper),
+                step,
+                count
+            ])
+            .map_err(statement_error)?;
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next().map_err(statement_error)? {
+            keys.push(key_from(
+                row.get_ref(0).map_err(statement_error)?,
+                kind,
+                table,
+                key,
+            )?);
+        }
+        Ok(keys)
     }
 }
 

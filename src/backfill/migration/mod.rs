@@ -18,16 +18,29 @@
 //!
 //! -- @snapshot
 //! SELECT id, posts_count FROM users ORDER BY id;
+//!
+//! -- @expected                     optional: what the rows should be, for keys in (:lower, :upper]
+//! SELECT u.id, (SELECT count(*) FROM posts AS p WHERE p.author_id = u.id) AS posts_count
+//! FROM users AS u WHERE u.id > :lower AND u.id <= :upper;
+//!
+//! -- @actual                       and what they are (`backfill verify` compares the two)
+//! SELECT id, posts_count FROM users WHERE id > :lower AND id <= :upper;
 //! ```
 //!
 //! Files are named like refinery's migrations, `V{n}__{name}.sql` with `name` in `\w+`, in their
 //! own version sequence. A directive is a `--` comment whose text starts with `@`. Settings come
 //! first; then the sections: exactly one `-- @batch`, any number of `-- @check <description>`,
-//! exactly one `-- @snapshot`, each holding one statement. The batch statement selects its rows
+//! exactly one `-- @snapshot`, and optionally one `-- @expected` with one `-- @actual` (the
+//! verification), each holding one statement. The batch statement selects its rows
 //! with `key > :lower AND key <= :upper`: the engine binds the bounds of each batch, `(lower,
 //! upper]`. A check is a query that must return no rows once the data migration has run. The
 //! snapshot query's rows are what reviewers approve, so it must have a deterministic order
-//! (`ORDER BY` a unique key, or a single row of aggregates).
+//! (`ORDER BY` a unique key, or a single row of aggregates). The verification's two queries read
+//! the same key range, `(:lower, :upper]`, each returning the row's key as its first column and
+//! then the compared columns, the same number and names on both sides: `@expected` computes what
+//! the rows should be from the source of truth, `@actual` reads what they are. Row order is part
+//! of the comparison when (and only when) both queries end in an `ORDER BY` that starts with the
+//! key; the rows of one key are then compared as a sequence.
 //!
 //! Statement boundaries, directives and placeholders are found with sqlparser's tokenizer, so a
 //! `;` or `:lower` inside a string literal or a comment is never mistaken for one; the sections
@@ -96,6 +109,8 @@ pub struct DataMigration {
     pub batch: BatchStatement,
     pub checks: Vec<Check>,
     pub snapshot: Section,
+    /// The `-- @expected` and `-- @actual` queries, when the file has them.
+    pub verify: Option<Verification>,
 }
 
 impl DataMigration {
@@ -144,6 +159,39 @@ impl BatchStatement {
             Dialect::Sqlite => &self.sqlite,
         }
     }
+}
+
+/// A query of a verification over `(:lower, :upper]`, with its placeholders rewritten for each
+/// database like the batch statement's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeQuery {
+    pub section: Section,
+    /// `:lower`/`:upper` as `$1`/`$2`.
+    pub postgres: String,
+    /// `:lower`/`:upper` as `?1`/`?2`.
+    pub sqlite: String,
+}
+
+impl RangeQuery {
+    pub fn sql(&self, dialect: Dialect) -> &str {
+        match dialect {
+            Dialect::Postgres => &self.postgres,
+            Dialect::Sqlite => &self.sqlite,
+        }
+    }
+}
+
+/// The verification of a data migration: what the rows of a key range should be, and what they
+/// are. Both queries return the key first, then the compared columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verification {
+    /// `-- @expected`: computed from the source of truth (may run on another database).
+    pub expected: RangeQuery,
+    /// `-- @actual`: the rows as the data migration left them.
+    pub actual: RangeQuery,
+    /// Both queries end in `ORDER BY key, ...`: the order of a key's rows is part of the
+    /// contract, and compared.
+    pub ordered: bool,
 }
 
 /// A `-- @check <description>` section: a query that must return no rows once the data

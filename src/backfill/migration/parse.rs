@@ -7,8 +7,8 @@
 //! statement or a placeholder, and every error names the line to fix. The steps, in the order
 //! their errors are reported: the file name (`V{n}__{name}.sql`); the tokens; one walk over the
 //! directives, which fills the settings and the sections' token ranges; the settings and
-//! sections every file needs; then the batch, each check and the snapshot, each cut out and
-//! handed to the `validate` step before the next one.
+//! sections every file needs; then the batch, each check, the snapshot and the verification's
+//! two queries, each cut out and handed to the `validate` step before the next one.
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 use super::identity::{checksum, version_and_name};
 use super::validate;
 use super::{
-    BatchStatement, Check, DEFAULT_BATCH_SIZE, DataMigration, Located, MAX_BATCH_SIZE, Section,
+    BatchStatement, Check, DEFAULT_BATCH_SIZE, DataMigration, Located, MAX_BATCH_SIZE, RangeQuery,
+    Section, Verification,
 };
 use crate::backfill::error::{Error, ErrorKind, Result};
 
@@ -37,6 +38,12 @@ pub fn parse(path: &Path, text: &str) -> Result<DataMigration> {
         .map(|raw| parser.check(raw))
         .collect::<Result<Vec<_>>>()?;
     let snapshot = parser.snapshot(&outline.snapshot)?;
+    let verify = match (&outline.expected, &outline.actual) {
+        (Some(expected), Some(actual)) => {
+            Some(parser.verification(expected, actual, &outline.key.value)?)
+        }
+        _ => None,
+    };
     Ok(DataMigration {
         version,
         name,
@@ -50,6 +57,7 @@ pub fn parse(path: &Path, text: &str) -> Result<DataMigration> {
         batch,
         checks,
         snapshot,
+        verify,
     })
 }
 
@@ -110,7 +118,7 @@ impl<'a> Parser<'a> {
             } else if !is_trivia(&tok.token) && directives.sections.is_empty() {
                 return Err(self.err(
                     line,
-                    "SQL before the first section: start it with `-- @batch`, `-- @check <description>` or `-- @snapshot`",
+                    "SQL before the first section: start it with `-- @batch`, `-- @check <description>`, `-- @snapshot`, `-- @expected` or `-- @actual`",
                 ));
             }
         }
@@ -150,6 +158,60 @@ impl<'a> Parser<'a> {
         let (section, query) = self.query_section(raw, "@snapshot")?;
         validate::deterministic_order(&query).map_err(|m| self.err(section.line, m))?;
         Ok(section)
+    }
+
+    /// The verification: `-- @expected` and `-- @actual`, each one query over `(:lower, :upper]`,
+    /// returning the key and the same compared columns.
+    fn verification(
+        &self,
+        expected: &RawSection,
+        actual: &RawSection,
+        key: &str,
+    ) -> Result<Verification> {
+        let (expected, expected_query) = self.range_query(expected, "@expected", key)?;
+        let (actual, actual_query) = self.range_query(actual, "@actual", key)?;
+        let ordered = validate::verification_pair(&expected_query, &actual_query).map_err(
+            |(on_actual, m)| {
+                let line = if on_actual {
+                    actual.section.line
+                } else {
+                    expected.section.line
+                };
+                self.err(line, m)
+            },
+        )?;
+        Ok(Verification {
+            expected,
+            actual,
+            ordered,
+        })
+    }
+
+    /// A query of the verification: both bounds used, rewritten for each database.
+    fn range_query(
+        &self,
+        raw: &RawSection,
+        name: &str,
+        key: &str,
+    ) -> Result<(RangeQuery, Box<Query>)> {
+        let (first, last) = self.statement(raw, name)?;
+        let section = self.section(raw, first, last);
+        let placeholders = self.placeholders(first, last, true, name)?;
+        let uses = |upper: bool| placeholders.iter().any(|p| p.upper == upper);
+        validate::range_bounds_used(uses(false), uses(true), name, key)
+            .map_err(|m| self.err(section.line, m))?;
+        let postgres = self.rewrite(first, last, &placeholders, "$1", "$2");
+        let sqlite = self.rewrite(first, last, &placeholders, "?1", "?2");
+        let query =
+            validate::verification_query(&postgres, name).map_err(|m| self.err(section.line, m))?;
+        Ok((
+            RangeQuery {
+                section,
+                postgres,
+                sqlite,
+            },
+            query,
+        ))
     }
 
     /// A section that holds one query, without placeholders.
@@ -243,7 +305,7 @@ impl<'a> Parser<'a> {
                 return Err(self.err(
                     line,
                     format!(
-                        "`:{word}` in the `-- {name}` section: placeholders belong to the `-- @batch` statement only"
+                        "`:{word}` in the `-- {name}` section: placeholders belong to the `-- @batch`, `-- @expected` and `-- @actual` statements only"
                     ),
                 ));
             }
@@ -314,6 +376,8 @@ struct Outline {
     batch: RawSection,
     checks: Vec<RawSection>,
     snapshot: RawSection,
+    expected: Option<RawSection>,
+    actual: Option<RawSection>,
 }
 
 impl Directives {
@@ -345,7 +409,7 @@ impl Directives {
             self.settings.set(name, argument, line)
         } else {
             Err(format!(
-                "unknown directive `@{name}`; known: {}, @batch, @check, @snapshot",
+                "unknown directive `@{name}`; known: {}, @batch, @check, @snapshot, @expected, @actual",
                 SETTINGS
                     .iter()
                     .map(|s| format!("@{s}"))
@@ -417,17 +481,35 @@ impl Directives {
         let mut batch = None;
         let mut checks = Vec::new();
         let mut snapshot = None;
+        let (mut expected, mut actual) = (None, None);
         for section in self.sections {
             match section.kind {
                 SectionKind::Batch => batch = Some(section),
                 SectionKind::Check => checks.push(section),
                 SectionKind::Snapshot => snapshot = Some(section),
+                SectionKind::Expected => expected = Some(section),
+                SectionKind::Actual => actual = Some(section),
             }
         }
         let batch =
             batch.ok_or_else(|| missing("batch", "followed by the statement run per batch"))?;
         let snapshot = snapshot
             .ok_or_else(|| missing("snapshot", "followed by the query whose rows are snapshot"))?;
+        match (&expected, &actual) {
+            (Some(e), None) => {
+                return Err(format!(
+                    "`-- @expected` (line {}) has no `-- @actual` section: a verification compares the two queries",
+                    e.line
+                ));
+            }
+            (None, Some(a)) => {
+                return Err(format!(
+                    "`-- @actual` (line {}) has no `-- @expected` section: a verification compares the two queries",
+                    a.line
+                ));
+            }
+            _ => {}
+        }
         Ok(Outline {
             requires,
             table,
@@ -443,6 +525,8 @@ impl Directives {
             batch,
             checks,
             snapshot,
+            expected,
+            actual,
         })
     }
 }
@@ -572,6 +656,8 @@ enum SectionKind {
     Batch,
     Check,
     Snapshot,
+    Expected,
+    Actual,
 }
 
 impl SectionKind {
@@ -581,6 +667,8 @@ impl SectionKind {
             "batch" => Some(SectionKind::Batch),
             "check" => Some(SectionKind::Check),
             "snapshot" => Some(SectionKind::Snapshot),
+            "expected" => Some(SectionKind::Expected),
+            "actual" => Some(SectionKind::Actual),
             _ => None,
         }
     }
@@ -896,7 +984,7 @@ mod tests {
             "FROM users WHERE id > :lower ORDER BY id",
         ));
         assert!(
-            e.contains("placeholders belong to the `-- @batch` statement only"),
+            e.contains("placeholders belong to the `-- @batch`, `-- @expected` and `-- @actual` statements only"),
             "{e}"
         );
     }

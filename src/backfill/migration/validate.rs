@@ -3,7 +3,10 @@
 //! UPDATE, DELETE or INSERT ... SELECT (never DDL) that works on the `-- @table` table alone and
 //! selects its rows with `key > :lower AND key <= :upper` at the top of its WHERE clause. Checks
 //! and the snapshot are queries, and the snapshot's rows come in one order every time, because
-//! reviewers approve them as a file.
+//! reviewers approve them as a file. The verification's `-- @expected` and `-- @actual` are
+//! queries over `(:lower, :upper]` (both bounds used, no `LIMIT`), with the same number of
+//! columns where the projection says, and either both or neither ending in an `ORDER BY` that
+//! starts with the key (their first column).
 //!
 //! Each function here returns what is wrong as a one-line message; the parser adds the
 //! `file:line` of the statement. The parser calls them for the batch, then each check, then the
@@ -91,6 +94,140 @@ pub(super) fn deterministic_order(query: &Query) -> Result<(), String> {
         Ok(())
     } else {
         Err("the snapshot query's row order is not deterministic: add `ORDER BY` a unique key (or select one row of aggregates)".into())
+    }
+}
+
+/// A verification query (`section` names it) uses both bounds.
+pub(super) fn range_bounds_used(
+    uses_lower: bool,
+    uses_upper: bool,
+    section: &str,
+    key: &str,
+) -> Result<(), String> {
+    for (used, name) in [(uses_lower, ":lower"), (uses_upper, ":upper")] {
+        if !used {
+            return Err(format!(
+                "the `-- {section}` query never uses `{name}`: it reads one key range at a time, e.g. `WHERE {key} > :lower AND {key} <= :upper`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A verification query (its bounds written `$1` and `$2`): one query that returns every row of
+/// the range.
+pub(super) fn verification_query(sql: &str, section: &str) -> Result<Box<Query>, String> {
+    let query = query(sql, section)?;
+    if query.limit_clause.is_some() || query.fetch.is_some() {
+        return Err(format!(
+            "the `-- {section}` query has a LIMIT, OFFSET or FETCH: it must return every row of the key range, or rows would go unverified"
+        ));
+    }
+    Ok(query)
+}
+
+/// `-- @expected` and `-- @actual` agree on their shape. `Ok(ordered)`: whether row order is
+/// compared (both end in `ORDER BY key, ...`). `Err((on_actual, message))`: what is wrong, and
+/// whether the `-- @actual` query (else `-- @expected`) is the one to fix.
+pub(super) fn verification_pair(expected: &Query, actual: &Query) -> Result<bool, (bool, String)> {
+    let (e_ordered, a_ordered) = (has_order_by(expected), has_order_by(actual));
+    if e_ordered != a_ordered {
+        let (on_actual, has, lacks) = if e_ordered {
+            (true, "@expected", "@actual")
+        } else {
+            (false, "@actual", "@expected")
+        };
+        return Err((
+            on_actual,
+            format!(
+                "the `-- {has}` query has an ORDER BY and the `-- {lacks}` query none: row order is compared only when both queries order their rows (by the key first); add it to both, or remove it"
+            ),
+        ));
+    }
+    if e_ordered {
+        for (on_actual, name, query) in [(false, "@expected", expected), (true, "@actual", actual)]
+        {
+            if !orders_by_key_first(query) {
+                return Err((
+                    on_actual,
+                    format!(
+                        "the `-- {name}` query's ORDER BY must start with the key, its first column (`ORDER BY 1, ...` or the column's name): the rows of each key are compared in order"
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(e), Some(a)) = (column_count(expected), column_count(actual))
+        && e != a
+    {
+        return Err((
+            true,
+            format!(
+                "the `-- @actual` query returns {a} columns and the `-- @expected` query {e}: both return the key, then the same compared columns"
+            ),
+        ));
+    }
+    Ok(e_ordered)
+}
+
+fn has_order_by(query: &Query) -> bool {
+    query.order_by.as_ref().is_some_and(|o| match &o.kind {
+        OrderByKind::Expressions(exprs) => !exprs.is_empty(),
+        OrderByKind::All(_) => true,
+    })
+}
+
+/// The top-level SELECT's projection, when the query is one.
+fn projection(query: &Query) -> Option<&[SelectItem]> {
+    match &*query.body {
+        SetExpr::Select(select) => Some(&select.projection),
+        SetExpr::Query(inner) => projection(inner),
+        _ => None,
+    }
+}
+
+/// The number of columns the query returns, when its projection says (no `*`).
+fn column_count(query: &Query) -> Option<usize> {
+    let items = projection(query)?;
+    items
+        .iter()
+        .all(|i| {
+            matches!(
+                i,
+                SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+            )
+        })
+        .then_some(items.len())
+}
+
+/// The query's ORDER BY starts with its first output column: `1`, that column's alias or
+/// expression, or (for a bare column) its name.
+fn orders_by_key_first(query: &Query) -> bool {
+    let Some(first) = query.order_by.as_ref().and_then(|o| match &o.kind {
+        OrderByKind::Expressions(exprs) => exprs.first().map(|e| &e.expr),
+        OrderByKind::All(_) => None,
+    }) else {
+        return false;
+    };
+    if let Expr::Value(v) = first
+        && v.value == Value::Number("1".into(), false)
+    {
+        return true;
+    }
+    let name_of = |e: &Expr| match e {
+        Expr::Identifier(ident) => Some(normalize(ident)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(normalize),
+        _ => None,
+    };
+    match projection(query).and_then(|p| p.first()) {
+        Some(SelectItem::ExprWithAlias { expr, alias }) => {
+            expr == first || name_of(first).is_some_and(|n| n == normalize(alias))
+        }
+        Some(SelectItem::UnnamedExpr(expr)) => {
+            expr == first || (name_of(expr).is_some() && name_of(expr) == name_of(first))
+        }
+        // `SELECT *`: the first column is not known here; the key's name is the best guess.
+        _ => name_of(first).is_some(),
     }
 }
 
@@ -373,5 +510,121 @@ mod tests {
             ))
             .unwrap();
         }
+    }
+
+    /// GOOD with a verification appended.
+    fn verified(expected: &str, actual: &str) -> String {
+        format!(
+            "{}\n-- @expected\n{expected};\n\n-- @actual\n{actual};\n",
+            crate::backfill::migration::example::GOOD
+        )
+    }
+
+    const EXPECTED: &str = "SELECT u.id, (SELECT count(*) FROM posts AS p WHERE p.author_id = u.id) AS posts_count\nFROM users AS u WHERE u.id > :lower AND u.id <= :upper";
+    const ACTUAL: &str = "SELECT id, posts_count FROM users WHERE id > :lower AND id <= :upper";
+
+    #[test]
+    fn a_verification_parses_with_its_placeholders_rewritten() {
+        let m = parse_text(&verified(EXPECTED, ACTUAL)).unwrap();
+        let v = m.verify.expect("a verification");
+        assert!(!v.ordered);
+        assert_eq!(v.expected.section.directive_line, 18);
+        assert_eq!(v.expected.section.line, 19);
+        assert!(
+            v.expected
+                .postgres
+                .ends_with("WHERE u.id > $1 AND u.id <= $2"),
+            "{}",
+            v.expected.postgres
+        );
+        assert_eq!(
+            v.actual.sqlite,
+            "SELECT id, posts_count FROM users WHERE id > ?1 AND id <= ?2"
+        );
+        assert_eq!(v.actual.section.line, 23);
+        assert!(
+            parse_text(crate::backfill::migration::example::GOOD)
+                .unwrap()
+                .verify
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn ordered_verifications_order_both_queries_by_the_key_first() {
+        let ordered = |e: &str, a: &str| {
+            parse_text(&verified(
+                &format!("{EXPECTED} {e}"),
+                &format!("{ACTUAL} {a}"),
+            ))
+            .map(|m| m.verify.unwrap().ordered)
+        };
+        assert!(ordered("ORDER BY 1, 2", "ORDER BY id, posts_count").unwrap());
+        assert!(ordered("ORDER BY u.id", "ORDER BY 1 DESC").unwrap());
+        let e = ordered("ORDER BY u.id", "").unwrap_err().to_string();
+        assert!(
+            e.contains(
+                ":23: the `-- @expected` query has an ORDER BY and the `-- @actual` query none"
+            ),
+            "{e}"
+        );
+        let e = ordered("ORDER BY posts_count, u.id", "ORDER BY id")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":19: the `-- @expected` query's ORDER BY must start with the key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn verification_mistakes_name_their_line() {
+        let e = error(&verified(
+            EXPECTED,
+            "SELECT id, posts_count FROM users WHERE id > :lower",
+        ));
+        assert!(
+            e.contains(":23: the `-- @actual` query never uses `:upper`"),
+            "{e}"
+        );
+        let e = error(&verified(EXPECTED, &format!("{ACTUAL} LIMIT 10")));
+        assert!(e.contains(":23: the `-- @actual` query has a LIMIT"), "{e}");
+        let e = error(&verified(
+            EXPECTED,
+            "SELECT id FROM users WHERE id > :lower AND id <= :upper",
+        ));
+        assert!(
+            e.contains(
+                ":23: the `-- @actual` query returns 1 columns and the `-- @expected` query 2"
+            ),
+            "{e}"
+        );
+        let e = error(&verified(
+            EXPECTED,
+            "UPDATE users SET posts_count = 0 WHERE id > :lower AND id <= :upper",
+        ));
+        assert!(
+            e.contains(":23: the `-- @actual` section must be a query: found `UPDATE users`"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{}\n-- @expected\n{EXPECTED};\n",
+            crate::backfill::migration::example::GOOD
+        ));
+        assert!(
+            e.contains(":1: `-- @expected` (line 18) has no `-- @actual` section"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{}\n-- @actual\n{ACTUAL};\n-- @actual\n{ACTUAL};\n",
+            crate::backfill::migration::example::GOOD
+        ));
+        assert!(e.contains("a second `-- @actual` section"), "{e}");
+        // `SELECT *` leaves the column count to the run.
+        parse_text(&verified(
+            EXPECTED,
+            "SELECT * FROM users WHERE id > :lower AND id <= :upper",
+        ))
+        .unwrap();
     }
 }

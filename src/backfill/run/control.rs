@@ -13,8 +13,10 @@ use serde::Serialize;
 
 use crate::backfill::display::thousands;
 use crate::backfill::display::{count, format_duration};
+use crate::backfill::run::health::Health;
 use crate::backfill::run::tracking::{
-    Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store, StoreResult, Transition,
+    HealthPace, Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store, StoreResult,
+    Transition,
 };
 
 /// The run `name` designates, or an error listing the recorded ones.
@@ -28,15 +30,22 @@ pub fn find(store: &mut dyn Store, name: &str) -> anyhow::Result<RunRow> {
         .filter(RunRow::is_current)
         .collect();
     let wanted = name.trim();
-    let version = wanted
-        .strip_prefix('V')
-        .unwrap_or(wanted)
-        .parse::<u64>()
-        .ok();
+    // A verification run is named like its data migration with `:verify` after it, in any of
+    // the forms a data migration is named (`V1:verify`, `fill:verify`).
+    let suffix = crate::backfill::run::worker::VERIFY_SUFFIX;
+    let (base, verification) = match wanted.strip_suffix(suffix) {
+        Some(base) => (base, true),
+        None => (wanted, false),
+    };
+    let version = base.strip_prefix('V').unwrap_or(base).parse::<u64>().ok();
     let matches = |r: &RunRow| {
-        let (v, n) = crate::backfill::migration::parse_file_name(&format!("{}.sql", r.migration))
+        let (migration, is_verification) = match r.migration.strip_suffix(suffix) {
+            Some(m) => (m, true),
+            None => (r.migration.as_str(), false),
+        };
+        let (v, n) = crate::backfill::migration::parse_file_name(&format!("{migration}.sql"))
             .unwrap_or((u64::MAX, String::new()));
-        r.migration == wanted || n == wanted || version == Some(v)
+        is_verification == verification && (migration == base || n == base || version == Some(v))
     };
     match runs.iter().find(|r| matches(r)) {
         Some(run) => Ok(run.clone()),
@@ -82,10 +91,21 @@ pub fn set_state(
     };
     if cancelled {
         message.push_str("; ");
-        message.push_str(&restart_hint(run.id));
+        if run
+            .migration
+            .ends_with(crate::backfill::run::worker::VERIFY_SUFFIX)
+        {
+            message.push_str(VERIFY_AGAIN);
+        } else {
+            message.push_str(&restart_hint(run.id));
+        }
     }
     Ok((ok, message))
 }
+
+/// How to go on after a cancelled verification: it is read-only, so it simply starts over.
+pub const VERIFY_AGAIN: &str =
+    "`backfill verify` starts a new verification (the cancelled one stays on record)";
 
 /// How to go on after the cancelled run `run_id`, in the words every command uses.
 pub fn restart_hint(run_id: i64) -> String {
@@ -128,6 +148,26 @@ pub fn describe_pace(pace: &Pace) -> String {
     )
 }
 
+/// The health limits `run` works by: its plan's (recorded with the run), with `pace`'s
+/// overrides `live`.
+pub fn run_health(run: &RunRow, live: &HealthPace) -> Health {
+    serde_json::from_str::<serde_json::Value>(&run.settings)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Health>(v["health"].clone()).ok())
+        .unwrap_or_default()
+        .with(live)
+}
+
+/// [`run_health`] in words.
+pub fn describe_health(run: &RunRow, live: &HealthPace) -> String {
+    let health = run_health(run, live);
+    if health.is_off() {
+        "off".into()
+    } else {
+        health.describe().join("; ")
+    }
+}
+
 /// Seconds after which a worker that has not touched its claim is shown as silent.
 const SILENT_AFTER: f64 = 30.0;
 
@@ -168,8 +208,10 @@ pub struct RunStatus {
     pub longest_batch_seconds: Option<f64>,
     pub pace: PaceOverrides,
     pub last_error: Option<String>,
-    /// When the run started waiting for the database to calm down; always null in this version.
+    /// Since when a worker of the run waits for the database's health (replication lag, the
+    /// WAL archiver, vacuum, the throttle query), and why; null while none waits.
     pub throttled_since: Option<String>,
+    pub throttle_reason: Option<String>,
     pub created_at: Option<String>,
     pub started_at: Option<String>,
     pub updated_at: Option<String>,
@@ -240,6 +282,7 @@ impl RunStatus {
             pace: PaceOverrides::default(),
             last_error: None,
             throttled_since: None,
+            throttle_reason: None,
             created_at: None,
             started_at: None,
             updated_at: None,
@@ -345,7 +388,15 @@ pub fn run_status(
             max_rows_per_second: run.pace.max_rows_per_second,
         },
         last_error: run.last_error.clone(),
-        throttled_since: None,
+        // A worker that stopped while it waited leaves no one waiting.
+        throttled_since: run
+            .throttled_since
+            .clone()
+            .filter(|_| active && !interrupted),
+        throttle_reason: run
+            .throttle_reason
+            .clone()
+            .filter(|_| active && !interrupted),
         created_at: Some(run.created_at.clone()),
         started_at: run.started_at.clone(),
         updated_at: Some(run.updated_at.clone()),
@@ -421,6 +472,9 @@ pub fn describe(status: &RunStatus, file_checksum: Option<&str>) -> Vec<String> 
         }
     }
     let mut lines = vec![line];
+    if let (Some(since), Some(reason)) = (&status.throttled_since, &status.throttle_reason) {
+        lines.push(format!("throttled since {since}: {reason}"));
+    }
     let workers: Vec<String> = status
         .workers
         .iter()

@@ -7,6 +7,8 @@
 //!   around it (connecting with retries, the plan's target, signals, the summary lines).
 //! - [`tracking`]: the tracking tables and the exactly-once batch transaction, per database.
 //! - [`pacing`], [`progress`], [`control`] (status, pause, resume, cancel, pace), [`host`].
+//! - [`health`]: waiting while a standby lags, the WAL archiver is behind, vacuum works on the
+//!   table, or a throttle query says so.
 //!
 //! Invariants: dependencies point down, to [`crate::backfill::db`], [`crate::backfill::migration`]
 //! and [`crate::backfill::error`]; nothing here reads fixtures or snapshots. A batch counts as
@@ -14,6 +16,7 @@
 //! committed.
 
 pub mod control;
+pub mod health;
 pub mod host;
 pub mod pacing;
 pub mod plan;
@@ -88,7 +91,27 @@ pub fn run(
     target: &Target,
     plan: &Plan,
     migration: &DataMigration,
+    options: RunOptions<'_>,
+    out: &mut dyn Write,
+) -> anyhow::Result<RunReport> {
+    run_with(
+        target,
+        plan,
+        migration,
+        options,
+        &mut health::Monitor::default(),
+        out,
+    )
+}
+
+/// [`run`], watching the standbys of `monitor` too (`--replica-url`) for the plan's health
+/// limits.
+pub fn run_with(
+    target: &Target,
+    plan: &Plan,
+    migration: &DataMigration,
     mut options: RunOptions<'_>,
+    monitor: &mut health::Monitor,
     out: &mut dyn Write,
 ) -> anyhow::Result<RunReport> {
     let settings = &plan.settings;
@@ -129,13 +152,29 @@ pub fn run(
         info.describe(),
         options.worker
     )?;
-    let mut report = worker::execute(store.as_mut(), settings, migration, options)?;
+    let mut report = worker::execute_job(
+        store.as_mut(),
+        settings,
+        migration,
+        options,
+        worker::JobKind::Migration,
+        &mut worker::Statement,
+        monitor,
+    )?;
     report.retries += connects;
     if let Some(old) = report.restarted {
         writeln!(
             out,
             "started {} over: run {old} (cancelled) is superseded by run {}, which goes through every row again",
             report.migration, report.run_id
+        )?;
+    }
+    if !report.throttled.is_zero() {
+        writeln!(
+            out,
+            "{} waited {} for the database's health (the plan's limits)",
+            report.migration,
+            format_duration(report.throttled)
         )?;
     }
     if let Some(failure) = &report.resumed_failure {

@@ -85,6 +85,7 @@ pub(crate) mod tests {
             max_retries: 3,
             ranges: 1,
             claim_timeout_s: 60,
+            health: Default::default(),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::backfill::db::{KeyKind, KeyValue};
 use crate::backfill::display::{count, format_duration, kind_name, thousands};
 use crate::backfill::error::display_path;
 use crate::backfill::migration::DataMigration;
+use crate::backfill::run::health::Health;
 use crate::backfill::run::tracking::{Estimate, TrackingNames};
 use crate::config::Config;
 
@@ -60,6 +61,11 @@ pub struct Settings {
     pub ranges: u64,
     /// A claim whose heartbeat is older than this is taken over (a stuck worker).
     pub claim_timeout_s: u64,
+    /// When to wait for the database's health (replication lag, archiver, vacuum, a query).
+    /// Absent from plans without any limit (and from plans made before it existed, which load
+    /// as before).
+    #[serde(default, skip_serializing_if = "Health::is_off")]
+    pub health: Health,
 }
 
 impl Settings {
@@ -87,6 +93,7 @@ impl Settings {
             max_retries: Settings::DEFAULT_MAX_RETRIES,
             ranges: 0,
             claim_timeout_s: Settings::DEFAULT_CLAIM_TIMEOUT_S,
+            health: Health::default(),
         }
     }
 
@@ -554,6 +561,15 @@ pub fn summary(plan: &Plan, written_to: Option<&Path>) -> String {
                 ))
         ),
     );
+    if !s.health.is_off() {
+        line(
+            "health",
+            format!(
+                "wait while not: {} (`backfill pace` changes them live)",
+                s.health.describe().join("; ")
+            ),
+        );
+    }
     line(
         "limits",
         format!(

@@ -252,6 +252,7 @@ mod tests {
             rows_done: rows,
             ranges_done: 1,
             ranges: 4,
+            health: Default::default(),
         };
         p.update(&control(0), 100);
         let t0 = Instant::now() - Duration::from_secs(2);

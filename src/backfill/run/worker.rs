@@ -17,6 +17,11 @@
 //! halves the batch. A batch that fails more than `max_retries` times in a row, or with an error
 //! no retry cures, fails the run with the error recorded; running again resumes it.
 //!
+//! What a batch does is a [`BatchWork`]: the data migration's statement ([`Statement`], what
+//! `execute` runs), or a verification's reads (`backfill verify` runs [`execute_job`] with its
+//! own work, as a [`JobKind::Verify`] run named `V{n}__{name}:verify`). The loop, its control,
+//! claims, retries, pacing and the batch transaction are the same for both.
+//!
 //! Invariants: the worker never decides that a batch ran; only a committed compare-and-set in
 //! the database says so. It never prints: what it has to say goes to [`Progress`], and the
 //! caller reports the [`RunReport`].
@@ -28,12 +33,71 @@ use crate::backfill::db::{Backend, BatchLimits, KeyKind, KeyValue};
 use crate::backfill::display::short;
 use crate::backfill::error::{Error, ErrorKind, Result, Retry};
 use crate::backfill::migration::DataMigration;
+use crate::backfill::run::health::Monitor;
 use crate::backfill::run::pacing::{adapt, backoff, sleep, wait_after};
 use crate::backfill::run::plan::Settings;
 use crate::backfill::run::progress::Progress;
 use crate::backfill::run::tracking::{
     BatchOutcome, BatchRequest, Control, NewRun, RangeRow, RunRow, RunState, Store, split,
 };
+
+/// What a worker does with each batch, and between batches.
+pub trait BatchWork {
+    /// Runs the batch `request` describes: one transaction of the store that moves the range's
+    /// cursor with its compare-and-set.
+    fn batch(&mut self, store: &mut dyn Store, request: &BatchRequest<'_>) -> Result<BatchOutcome>;
+
+    /// Between batches of a running run, outside any transaction. `Some(reason)` stops the run:
+    /// it is marked failed with the reason (running it again resumes it).
+    fn between(&mut self, _store: &mut dyn Store, _run_id: i64) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Once every range is done, before the run is marked done by this worker, and again when
+    /// this worker finds the run done: finish what is pending. `Some(reason)` stops the run as
+    /// [`BatchWork::between`] does.
+    fn before_done(
+        &mut self,
+        store: &mut dyn Store,
+        run_id: i64,
+        _stop: &AtomicBool,
+    ) -> Result<Option<String>> {
+        self.between(store, run_id)
+    }
+}
+
+/// The data migration's batch statement: what `backfill run` and `backfill sample` execute.
+pub struct Statement;
+
+impl BatchWork for Statement {
+    fn batch(&mut self, store: &mut dyn Store, request: &BatchRequest<'_>) -> Result<BatchOutcome> {
+        store.run_batch(request)
+    }
+}
+
+/// What a run of a data migration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Its batch statement, exactly once per row: the run is named like the data migration.
+    Migration,
+    /// Its verification (`-- @expected` against `-- @actual`), read-only: the run is named
+    /// `V{n}__{name}:verify`, walks every key from the smallest possible one, and starts over
+    /// once done or cancelled (a verification can run any number of times).
+    Verify,
+}
+
+/// The suffix of a verification run's name.
+pub const VERIFY_SUFFIX: &str = ":verify";
+
+impl JobKind {
+    /// The name of `migration`'s run of this kind in the tracking tables.
+    pub fn run_name(self, migration: &DataMigration) -> String {
+        match self {
+            JobKind::Migration => migration.id(),
+            JobKind::Verify => format!("{}{VERIFY_SUFFIX}", migration.id()),
+        }
+    }
+}
 
 /// How a worker runs.
 pub struct RunOptions<'a> {
@@ -90,6 +154,8 @@ pub struct RunReport {
     pub resumed_failure: Option<String>,
     /// The cancelled run this worker replaced with the new run `run_id` (`RunOptions::restart`).
     pub restarted: Option<i64>,
+    /// How long this worker waited for the database's health.
+    pub throttled: Duration,
 }
 
 /// The key column of a data migration's table, checked against the database's catalog.
@@ -169,13 +235,14 @@ fn new_run(
     store: &mut dyn Store,
     settings: &Settings,
     migration: &DataMigration,
+    job: JobKind,
 ) -> Result<NewRun> {
     let kind = key_kind(store.backend(), migration)?;
     let (table, key) = (&migration.table.value, &migration.key.value);
     let min = store.backend().min_key(table, key, kind)?;
     let max = store.max_key(table, key, kind)?;
     let estimate = store.estimate(table, key, kind)?;
-    let ranges = match (min, max) {
+    let mut ranges = match (min, max) {
         (Some(min), Some(max)) => {
             let lower = below(&min, migration)?;
             split(&lower, &max, &estimate.histogram, settings.ranges)
@@ -189,10 +256,17 @@ fn new_run(
             None,
         )],
     };
+    // A verification compares keys the walked table may not have (rows missing from it): its
+    // first range starts below every key.
+    if job == JobKind::Verify
+        && let Some((lower @ KeyValue::Int(_), _)) = ranges.first_mut()
+    {
+        *lower = KeyValue::Int(i64::MIN);
+    }
     let settings_json = serde_json::to_string(settings)
         .map_err(|e| Error::new(ErrorKind::Format, format!("the run's settings: {e}")))?;
     Ok(NewRun {
-        migration: migration.id(),
+        migration: job.run_name(migration),
         checksum: migration.checksum.clone(),
         table: table.clone(),
         key: key.clone(),
@@ -211,16 +285,20 @@ fn prepare_run(
     settings: &Settings,
     migration: &DataMigration,
     restart: Option<i64>,
+    kind: JobKind,
 ) -> Result<(RunRow, Option<i64>)> {
     store.ensure_tables()?;
-    let id = migration.id();
+    let id = kind.run_name(migration);
     let current = store.find_run(&id)?;
+    if kind == JobKind::Verify {
+        return prepare_verification(store, settings, migration, current);
+    }
     let Some(old) = restart else {
         if let Some(run) = current {
             refuse_other_version(&run, migration)?;
             return Ok((run, None));
         }
-        let new = new_run(store, settings, migration)?;
+        let new = new_run(store, settings, migration, kind)?;
         let run = store.create_run(&new)?;
         refuse_other_version(&run, migration)?;
         return Ok((run, None));
@@ -259,7 +337,7 @@ fn prepare_run(
             ));
         }
     }
-    let new = new_run(store, settings, migration)?;
+    let new = new_run(store, settings, migration, kind)?;
     let by = crate::backfill::run::host::user_at_host();
     match store.restart(old, &by, &new)? {
         Some(run) => Ok((run, Some(old))),
@@ -272,6 +350,56 @@ fn prepare_run(
             }
             _ => refuse(format!(
                 "run {old} of {id} changed while restarting it; look at `cargo xtask backfill status`"
+            )),
+        },
+    }
+}
+
+/// The verification run to work on: the current one while it is unfinished (of this version of
+/// the file), else a new one (none yet, or the last one done or cancelled, which the new one
+/// supersedes). The second value is the run it replaced.
+fn prepare_verification(
+    store: &mut dyn Store,
+    settings: &Settings,
+    migration: &DataMigration,
+    current: Option<RunRow>,
+) -> Result<(RunRow, Option<i64>)> {
+    let Some(run) = current else {
+        let new = new_run(store, settings, migration, JobKind::Verify)?;
+        return Ok((store.create_run(&new)?, None));
+    };
+    if !run.state.is_terminal() {
+        if run.checksum != migration.checksum {
+            return Err(Error::file(
+                ErrorKind::Format,
+                &migration.path,
+                format!(
+                    "this database records an unfinished verification {} of another version of the file (run {}, {}, checksum {}, the file's is {}); cancel it (`cargo xtask backfill cancel {}`) and verify again",
+                    run.migration,
+                    run.id,
+                    run.state,
+                    short(&run.checksum),
+                    short(&migration.checksum),
+                    run.migration
+                ),
+            ));
+        }
+        return Ok((run, None));
+    }
+    let new = new_run(store, settings, migration, JobKind::Verify)?;
+    let by = crate::backfill::run::host::user_at_host();
+    match store.restart(run.id, &by, &new)? {
+        Some(new) => Ok((new, Some(run.id))),
+        // Another worker started the new verification first: join it.
+        None => match store.find_run(&run.migration)? {
+            Some(current) if current.restart_of == Some(run.id) => Ok((current, None)),
+            _ => Err(Error::file(
+                ErrorKind::Statement,
+                &migration.path,
+                format!(
+                    "verification run {} changed while starting a new one; look at `cargo xtask backfill status`",
+                    run.id
+                ),
             )),
         },
     }
@@ -314,9 +442,31 @@ pub fn execute(
     migration: &DataMigration,
     options: RunOptions<'_>,
 ) -> Result<RunReport> {
+    execute_job(
+        store,
+        settings,
+        migration,
+        options,
+        JobKind::Migration,
+        &mut Statement,
+        &mut Monitor::default(),
+    )
+}
+
+/// [`execute`] for a run of `kind` whose batches are `work`'s, waiting for the database's
+/// health as `monitor` sees it (the settings' limits, with `pace`'s overrides).
+pub fn execute_job(
+    store: &mut dyn Store,
+    settings: &Settings,
+    migration: &DataMigration,
+    options: RunOptions<'_>,
+    kind: JobKind,
+    work: &mut dyn BatchWork,
+    monitor: &mut Monitor,
+) -> Result<RunReport> {
     let started = Instant::now();
     let limits = limits(settings);
-    let (run, restarted) = prepare_run(store, settings, migration, options.restart)?;
+    let (run, restarted) = prepare_run(store, settings, migration, options.restart, kind)?;
     let mut report = RunReport {
         finish: Finish::Done,
         run_id: run.id,
@@ -329,6 +479,7 @@ pub fn execute(
         run_rows: 0,
         resumed_failure: None,
         restarted,
+        throttled: Duration::ZERO,
     };
     match run.state {
         RunState::Done => {
@@ -364,11 +515,20 @@ pub fn execute(
         }
         RunState::Running | RunState::Paused => {}
     }
-    let sql = migration.batch.sql(store.backend().dialect()).to_string();
+    let sql = match kind {
+        JobKind::Migration => migration.batch.sql(store.backend().dialect()).to_string(),
+        JobKind::Verify => String::new(),
+    };
+    let stop = options.stop;
     let mut worker = Worker {
         store,
+        work,
+        monitor,
+        throttled: None,
+        unknown_noted: 0,
         settings,
         migration,
+        run_name: run.migration.clone(),
         sql,
         limits,
         run_id: run.id,
@@ -386,7 +546,13 @@ pub fn execute(
         report,
     };
     worker.progress.start(&run.migration, run.rows_estimated);
-    let finish = worker.run();
+    let mut finish = worker.run();
+    // Another worker marked the run done: what this one left pending is finished all the same.
+    if matches!(finish, Ok(Finish::Done))
+        && let Some(reason) = worker.work.before_done(worker.store, worker.run_id, stop)?
+    {
+        finish = worker.stop_for(reason);
+    }
     let mut report = worker.finish(finish)?;
     report.elapsed = started.elapsed();
     Ok(report)
@@ -420,8 +586,16 @@ enum Step {
 /// One worker's state while it runs.
 struct Worker<'a, 's> {
     store: &'s mut dyn Store,
+    work: &'s mut dyn BatchWork,
+    monitor: &'s mut Monitor,
+    /// Why this worker waits for the database's health, as recorded in the run's row.
+    throttled: Option<String>,
+    /// The monitor's unreadable statistics already reported.
+    unknown_noted: usize,
     settings: &'a Settings,
     migration: &'a DataMigration,
+    /// The run's name in the tracking tables.
+    run_name: String,
     sql: String,
     limits: BatchLimits,
     run_id: i64,
@@ -457,8 +631,14 @@ impl Worker<'_, '_> {
                 (Step::Continue, None) => continue,
                 (Step::Continue, Some(control)) => control,
             };
+            if let Some(reason) = self.work.between(self.store, self.run_id)? {
+                return self.stop_for(reason);
+            }
             let Some(range) = self.range()? else {
                 let run_id = self.run_id;
+                if let Some(reason) = self.work.before_done(self.store, run_id, self.stop)? {
+                    return self.stop_for(reason);
+                }
                 if self.retrying(|s| s.finish(run_id))? {
                     return Ok(Finish::Done);
                 }
@@ -469,8 +649,71 @@ impl Worker<'_, '_> {
                 sleep(self.poll, self.stop);
                 continue;
             };
+            // Claimed first: a worker waiting for the database's health holds its range (and
+            // shows as live in `status`).
+            if !self.throttle(&control)? {
+                self.claimed = Some(range);
+                continue;
+            }
             self.batch(range, &control)?;
         }
+    }
+
+    /// Waits while the database's health says to (the plan's limits with `pace`'s overrides),
+    /// recording why and since when in the run's row. `false`: stop or a state change came
+    /// while waiting (the loop looks at the control row again).
+    fn throttle(&mut self, control: &Control) -> Result<bool> {
+        let mut limits = self.settings.health.with(&control.health);
+        let started = Instant::now();
+        let table = self.migration.table.value.clone();
+        loop {
+            let reason = self.monitor.check(self.store.backend(), &table, &limits)?;
+            for note in self.monitor.unknown.iter().skip(self.unknown_noted) {
+                self.progress
+                    .note(&format!("cannot read {note}; that check is skipped"));
+            }
+            self.unknown_noted = self.monitor.unknown.len();
+            let run_id = self.run_id;
+            let Some(reason) = reason else {
+                if self.throttled.take().is_some() {
+                    self.retrying(|s| s.set_throttle(run_id, None))?;
+                    self.progress
+                        .note("the database is healthy again: continuing");
+                    self.report.throttled += started.elapsed();
+                }
+                return Ok(true);
+            };
+            if self.throttled.as_deref() != Some(reason.as_str()) {
+                self.retrying(|s| s.set_throttle(run_id, Some(&reason)))?;
+                if self.throttled.is_none() {
+                    self.progress.note(&format!("throttled: {reason}"));
+                }
+                self.throttled = Some(reason.clone());
+            }
+            self.progress.waiting(&format!("throttled: {reason}"));
+            if self.last_heartbeat.elapsed() > Duration::from_secs(5) {
+                let name = self.name.clone();
+                self.retrying(|s| s.heartbeat(run_id, &name))?;
+                self.last_heartbeat = Instant::now();
+            }
+            sleep(self.poll.max(Duration::from_millis(100)), self.stop);
+            // Pause, cancel and pace's new limits take effect while the run waits.
+            let fresh = self.retrying(|s| s.control(run_id))?;
+            if self.stop.load(Ordering::SeqCst) || fresh.state != RunState::Running {
+                self.report.throttled += started.elapsed();
+                self.control = None;
+                return Ok(false);
+            }
+            limits = self.settings.health.with(&fresh.health);
+        }
+    }
+
+    /// Stops the run for `reason` (the work's): marked failed with it, claims released.
+    fn stop_for(&mut self, reason: String) -> Result<Finish> {
+        let run_id = self.run_id;
+        self.retrying(|s| s.transition(run_id, RunState::Failed, Some(&reason)))?;
+        let _ = self.store.release(run_id, &self.name);
+        Ok(Finish::Interrupted)
     }
 
     /// Reads the control row. `None` with `Continue`: waited (paused); look again.
@@ -503,7 +746,7 @@ impl Worker<'_, '_> {
             }
             RunState::Done => Ok((Step::Stop(Finish::Done), None)),
             RunState::Failed => {
-                let id = self.migration.id();
+                let id = self.run_name.clone();
                 let run = self.retrying(|s| s.find_run(&id))?;
                 Err(Error::new(
                     ErrorKind::Database,
@@ -543,7 +786,7 @@ impl Worker<'_, '_> {
             limits: self.limits,
         };
         let started = Instant::now();
-        match self.store.run_batch(&request) {
+        match self.work.batch(self.store, &request) {
             Ok(BatchOutcome::Applied { upper, rows, held }) => {
                 self.applied(range, upper, rows, held, size, started, control);
                 Ok(())
@@ -704,6 +947,9 @@ impl Worker<'_, '_> {
 
     /// Ends the progress display and completes the report.
     fn finish(mut self, finish: Result<Finish>) -> Result<RunReport> {
+        if self.throttled.take().is_some() {
+            let _ = self.store.set_throttle(self.run_id, None);
+        }
         let finish = finish?;
         let control = self.store.control(self.run_id).ok();
         self.progress.finish(control.as_ref());

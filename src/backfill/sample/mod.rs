@@ -4,7 +4,9 @@
 //! Stages, each timed: schema (refinery applies `migrations/` up to the version the data
 //! migration requires), fixtures (loaded parents first, one transaction), backfill (the batch
 //! engine with small batches so batch boundaries are exercised), checks (each must return no
-//! rows; a failing one prints its first offending rows), snapshot (insta-format, see
+//! rows; a failing one prints its first offending rows), verify (when the data migration has
+//! `-- @expected` and `-- @actual`: the production verification, [`crate::backfill::verify`], on
+//! the sampled database; any difference fails the sample), snapshot (insta-format, see
 //! [`crate::backfill::sample::snapshot`]). Each data migration gets its own fresh database on the
 //! command's engine ([`engine`]): a temporary SQLite file, a new database of a private
 //! PostgreSQL cluster, or a throwaway schema of a PostgreSQL server that is dropped afterwards,
@@ -467,6 +469,23 @@ pub fn sample_on(
             rows: None,
         },
     );
+    if migration.verify.is_some() {
+        let started = Instant::now();
+        let (summary, failure) = verify_sample(db, migration, batch_size)?;
+        stage(
+            out,
+            Stage {
+                name: "verify",
+                summary,
+                elapsed: started.elapsed(),
+                rows: Some(table_rows),
+            },
+        );
+        if let Some(failure) = failure {
+            failed_checks.push("verification".to_string());
+            failures.push_str(&failure);
+        }
+    }
     let _ = out.write_all(failures.as_bytes());
 
     let started = Instant::now();
@@ -536,6 +555,111 @@ pub fn sample_on(
         failed_checks,
         outcome,
     })
+}
+
+/// Runs the data migration's verification on the sampled database, with the sample's batches
+/// and no delay before re-reads (nothing else writes to it). Its stage summary, and the lines
+/// saying what differs when something does (the fixtures' values shown: they are no one's).
+fn verify_sample(
+    db: &mut dyn SampleStore,
+    migration: &DataMigration,
+    batch_size: u64,
+) -> Result<(String, Option<String>)> {
+    let settings = sample_settings(migration, batch_size);
+    let kind = worker::key_kind(db.backend(), migration)?;
+    let stop = AtomicBool::new(false);
+    // Nothing else writes to the sample's database: re-reads need neither a delay nor a limit.
+    let options = crate::backfill::verify::VerifyOptions {
+        recheck_delay: Duration::ZERO,
+        recheck_limit: (u32::MAX, Duration::from_secs(1)),
+        keep_values: true,
+        ..Default::default()
+    };
+    let verified = crate::backfill::verify::verify_on(
+        db,
+        migration,
+        &settings,
+        kind,
+        None,
+        options,
+        RunOptions {
+            worker: "sample".into(),
+            progress: Progress::new(ProgressMode::Quiet, Duration::from_secs(60)),
+            stop: &stop,
+            poll: Duration::from_millis(10),
+            max_batches: None,
+            restart: None,
+        },
+        &mut crate::backfill::run::health::Monitor::default(),
+    )?;
+    let database = db.backend().describe();
+    let report = crate::backfill::verify::VerifyReport::build(
+        db,
+        &migration.id(),
+        database,
+        None,
+        &verified,
+        true,
+    )?;
+    let compared = count(report.rows_compared, "row", "rows");
+    if report.is_clean() {
+        return Ok((format!("{compared} compared, no differences"), None));
+    }
+    let line = verify_line(migration);
+    let mut failure = format!(
+        "  verification failed ({line}): {} in {compared}\n",
+        count(
+            report.differences + report.unconfirmed,
+            "difference",
+            "differences"
+        )
+    );
+    for k in report.keys.iter().take(CHECK_ROWS_SHOWN) {
+        let mut text = format!(
+            "    {} key {}",
+            k.category,
+            k.key.as_deref().unwrap_or("NULL")
+        );
+        if !k.columns.is_empty() {
+            text.push_str(&format!(": {}", k.columns.join(", ")));
+        }
+        for (side, rows) in [("expected", &k.expected), ("actual", &k.actual)] {
+            if let Some(rows) = rows {
+                let rows: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|c| c.as_deref().unwrap_or("NULL"))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    })
+                    .collect();
+                text.push_str(&format!("; {side} [{}]", rows.join("; ")));
+            }
+        }
+        failure.push_str(&text);
+        failure.push('\n');
+    }
+    Ok((
+        format!(
+            "{} in {compared}",
+            count(
+                report.differences + report.unconfirmed,
+                "difference",
+                "differences"
+            )
+        ),
+        Some(failure),
+    ))
+}
+
+/// Where the verification is: the `-- @expected` section's file and line.
+fn verify_line(migration: &DataMigration) -> String {
+    let line = migration
+        .verify
+        .as_ref()
+        .map_or(0, |v| v.expected.section.directive_line);
+    format!("{}:{line}", display_path(&migration.path))
 }
 
 fn count_rows(db: &mut dyn Backend, migration: &DataMigration) -> Result<u64> {

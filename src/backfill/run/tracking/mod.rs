@@ -19,6 +19,10 @@
 //! - `{prefix}batch_log`: one row per committed batch, written in the batch's own transaction,
 //!   unique per `(range, lower key)`: a second safety net under the cursor's compare-and-set,
 //!   and the record of how long each batch held its transaction open.
+//! - `{prefix}diffs`, for verification runs (`backfill verify`, run name `V{n}__{name}:verify`):
+//!   one row per difference a batch found (key, category, column names, the range it was found
+//!   in), written in the batch's transaction with the cursor's move, then settled by a re-read
+//!   (`confirmed` or `cleared`). Never a value: the rows are the database's own, and stay there.
 //!
 //! Exactly once: a batch is one transaction that locks its range row, checks the cursor it
 //! started from, runs the batch statement on `(cursor, upper]`, and moves the cursor with
@@ -113,6 +117,10 @@ impl TrackingNames {
         self.qualified("batch_log")
     }
 
+    pub fn diffs(&self) -> String {
+        self.qualified("diffs")
+    }
+
     /// Names of the tables as people read them (unquoted).
     pub fn describe(&self) -> String {
         let schema = self
@@ -120,7 +128,7 @@ impl TrackingNames {
             .as_deref()
             .map(|s| format!("{s}."))
             .unwrap_or_default();
-        format!("{schema}{}{{runs,ranges,batch_log}}", self.prefix)
+        format!("{schema}{}{{runs,ranges,batch_log,diffs}}", self.prefix)
     }
 }
 
@@ -244,6 +252,57 @@ impl Pace {
     }
 }
 
+/// Live overrides of the plan's health limits (`backfill pace`), stored as JSON in the run's row:
+/// `None` keeps the plan's value; `Some(0)` (or `Some(false)`) switches the check off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthPace {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_archive_lag_segments: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_during_vacuum: Option<bool>,
+}
+
+/// A change to [`HealthPace`]: each field `None` = leave it, `Some(None)` = back to the plan's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthPaceChange {
+    pub max_replication_lag_ms: Option<Option<u64>>,
+    pub max_replication_lag_bytes: Option<Option<u64>>,
+    pub max_archive_lag_segments: Option<Option<u64>>,
+    pub pause_during_vacuum: Option<Option<bool>>,
+}
+
+impl HealthPace {
+    /// The overrides a run's row holds (none when the column is empty or unreadable).
+    pub fn from_stored(text: Option<&str>) -> HealthPace {
+        text.and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    }
+
+    /// What the run's row stores: nothing when there is no override.
+    pub fn to_stored(&self) -> Option<String> {
+        (*self != HealthPace::default()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    pub fn apply(&mut self, change: &HealthPaceChange) {
+        if let Some(v) = change.max_replication_lag_ms {
+            self.max_replication_lag_ms = v;
+        }
+        if let Some(v) = change.max_replication_lag_bytes {
+            self.max_replication_lag_bytes = v;
+        }
+        if let Some(v) = change.max_archive_lag_segments {
+            self.max_archive_lag_segments = v;
+        }
+        if let Some(v) = change.pause_during_vacuum {
+            self.pause_during_vacuum = v;
+        }
+    }
+}
+
 /// What a new run records about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
@@ -284,6 +343,11 @@ pub struct RunRow {
     pub superseded_by: Option<String>,
     /// The cancelled run this one restarted.
     pub restart_of: Option<i64>,
+    /// `backfill pace`'s overrides of the plan's health limits.
+    pub health_pace: HealthPace,
+    /// Since when a worker waits for the database's health, and why (`None`: it does not).
+    pub throttled_since: Option<String>,
+    pub throttle_reason: Option<String>,
 }
 
 impl RunRow {
@@ -303,6 +367,8 @@ pub struct Control {
     pub rows_done: u64,
     pub ranges_done: u64,
     pub ranges: u64,
+    /// `backfill pace`'s overrides of the plan's health limits.
+    pub health: HealthPace,
 }
 
 /// A key range of a run.
@@ -377,6 +443,88 @@ pub struct BatchRequest<'a> {
     pub limits: BatchLimits,
 }
 
+/// Where a verification's difference stands: found by a batch, then re-read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffStatus {
+    /// Found; not re-read yet.
+    Pending,
+    /// Still there when re-read: it counts.
+    Confirmed,
+    /// Gone when re-read: a write raced the batch's reads.
+    Cleared,
+}
+
+impl DiffStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffStatus::Pending => "pending",
+            DiffStatus::Confirmed => "confirmed",
+            DiffStatus::Cleared => "cleared",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DiffStatus> {
+        [
+            DiffStatus::Pending,
+            DiffStatus::Confirmed,
+            DiffStatus::Cleared,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A difference a verification batch found, to record with the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDiff {
+    /// The key's text (`None`: the query returned a NULL key).
+    pub key: Option<String>,
+    /// `missing`, `extra`, `value`, `length` or `order`.
+    pub category: String,
+    /// For `value`: the compared columns whose values differ.
+    pub columns: Vec<String>,
+    /// The key range it was found in: what a re-read reads again.
+    pub lower: KeyValue,
+    pub upper: KeyValue,
+}
+
+/// A recorded difference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffRow {
+    pub id: i64,
+    pub diff: NewDiff,
+    pub status: DiffStatus,
+    /// The worker whose batch found it.
+    pub worker: String,
+    pub found_at: String,
+}
+
+/// What a verification batch's reads found on `(lower, upper]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeCheck {
+    /// Rows compared (the larger side's count).
+    pub rows: u64,
+    pub found: Vec<NewDiff>,
+}
+
+/// The reads of a verification batch: run on the store's connection, inside the batch's
+/// transaction, for `(lower, upper]`.
+pub type CheckFn<'a> =
+    dyn FnMut(&mut dyn Backend, &KeyValue, &KeyValue) -> StoreResult<RangeCheck> + 'a;
+
+/// Where a verification's last, open range ends. Its batches stop at the walked table's last key,
+/// but the other side may hold keys past it (rows missing from the table at the end): one more
+/// batch covers them, up to the largest `bigint` for integer keys. Text keys have no largest
+/// value: a verification of a text key compares the keys up to the walked table's last one.
+pub(crate) fn past_end(kind: KeyKind) -> Option<&'static KeyValue> {
+    static MAX: KeyValue = KeyValue::Int(i64::MAX);
+    match kind {
+        KeyKind::Integer => Some(&MAX),
+        KeyKind::Text => None,
+    }
+}
+
 /// Errors of the tracking stores are the library's [`Error`], classified for retries where the
 /// database's error is read.
 pub type StoreResult<T> = std::result::Result<T, Error>;
@@ -440,9 +588,10 @@ pub trait Store {
 
     /// Replaces the cancelled run `old` with a new run (state `pending`) and its ranges, in one
     /// transaction: `old` is marked superseded (now, by `by`) with a compare-and-set on it being
-    /// the current run and cancelled, after the batches of it still in flight have ended. `None`
-    /// when the compare-and-set lost (another process restarted it first, or it is not
-    /// cancelled): nothing changed.
+    /// the current run and cancelled (or done: a verification starts over after a done one; the
+    /// batch engine never restarts a done data migration), after the batches of it still in
+    /// flight have ended. `None` when the compare-and-set lost (another process restarted it
+    /// first, or it is not cancelled or done): nothing changed.
     fn restart(&mut self, old: i64, by: &str, run: &NewRun) -> StoreResult<Option<RunRow>>;
 
     /// Moves the run to `to` when [`check_transition`] allows it, with a compare-and-set on the
@@ -458,6 +607,17 @@ pub trait Store {
     fn finish(&mut self, run_id: i64) -> StoreResult<bool>;
 
     fn set_pace(&mut self, run_id: i64, change: &PaceChange) -> StoreResult<Pace>;
+
+    /// Changes the run's overrides of the plan's health limits; the overrides now.
+    fn set_health_pace(
+        &mut self,
+        run_id: i64,
+        change: &HealthPaceChange,
+    ) -> StoreResult<HealthPace>;
+
+    /// Records that a worker waits for the database's health, and why (`Some`), or no longer
+    /// (`None`). `throttled_since` keeps the time the wait began while the reason changes.
+    fn set_throttle(&mut self, run_id: i64, reason: Option<&str>) -> StoreResult<()>;
 
     fn control(&mut self, run_id: i64) -> StoreResult<Control>;
 
@@ -484,6 +644,29 @@ pub trait Store {
 
     /// One batch, one transaction: see the module documentation.
     fn run_batch(&mut self, request: &BatchRequest<'_>) -> StoreResult<BatchOutcome>;
+
+    /// One batch of a verification: the same transaction as [`Store::run_batch`] (claim, cursor
+    /// compare-and-set, log), in which `check` reads `(cursor, upper]` instead of a statement
+    /// changing it, and the differences it found are recorded (`pending`). On PostgreSQL the
+    /// transaction is REPEATABLE READ, so every read of the batch sees one snapshot.
+    fn verify_batch(
+        &mut self,
+        request: &BatchRequest<'_>,
+        check: &mut CheckFn<'_>,
+    ) -> StoreResult<BatchOutcome>;
+
+    /// The differences recorded for the run, in the order they were found (`status`: only those).
+    fn diffs(&mut self, run_id: i64, status: Option<DiffStatus>) -> StoreResult<Vec<DiffRow>>;
+
+    /// Records what a re-read found for difference `id`: `confirmed` (with what it found then)
+    /// or `cleared`.
+    fn settle_diff(
+        &mut self,
+        id: i64,
+        status: DiffStatus,
+        category: &str,
+        columns: &[String],
+    ) -> StoreResult<()>;
 }
 
 /// Connects to `target` and returns its tracking store.

@@ -15,8 +15,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{SimpleQueryMessage, Statement};
 
 use super::{
-    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Recent,
-    Retry, RunRow, RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
+    BatchOutcome, BatchRequest, CheckFn, Control, DiffRow, DiffStatus, Estimate, HealthPace,
+    HealthPaceChange, NewDiff, NewRun, Pace, PaceChange, RangeRow, Recent, Retry, RunRow, RunState,
+    Store, StoreResult, TrackingNames, Transition, Txn, check_transition, past_end,
 };
 use crate::backfill::db::postgres::{PgBackend, key_param, pg_error, read_key};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -76,7 +77,8 @@ const RUN_COLUMNS: &str = r#"id, migration, checksum, state, table_name, key_col
     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
     to_char(superseded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-    superseded_by, restart_of"#;
+    superseded_by, restart_of, pace_health,
+    to_char(throttled_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), throttle_reason"#;
 
 fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
     let state: String = r.get(3);
@@ -103,6 +105,9 @@ fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
         superseded_at: r.get(17),
         superseded_by: r.get(18),
         restart_of: r.get(19),
+        health_pace: HealthPace::from_stored(r.get(20)),
+        throttled_since: r.get(21),
+        throttle_reason: r.get(22),
     })
 }
 
@@ -347,6 +352,110 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The batch transaction both kinds of batch share: `begin` (with the run's `SET LOCAL`
+    /// limits), lock the range's row and check its cursor and claim, find the batch's upper
+    /// bound, let `work` do the batch's work on `(cursor, upper]` (returning its row count), then
+    /// move the cursor with the compare-and-set and log the batch, in the same transaction.
+    fn batch_transaction(
+        &mut self,
+        request: &BatchRequest<'_>,
+        begin: &str,
+        past_end: Option<&KeyValue>,
+        work: impl FnOnce(&mut PgStore, &KeyValue) -> StoreResult<u64>,
+    ) -> StoreResult<BatchOutcome> {
+        let ranges = self.names.ranges();
+        let log = self.names.batch_log();
+        let lock =
+            format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = $1 FOR UPDATE");
+        // Read after the range's lock is held: a restart that superseded the run has committed
+        // by then, or waits for this transaction.
+        let current = format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS r WHERE r.id = g.run_id AND r.superseded_at IS NOT NULL)",
+            self.names.runs()
+        );
+        let done = format!(
+            "UPDATE {ranges} AS g SET done = true, heartbeat = now()
+             WHERE g.id = $1 AND g.cursor_key = $2 AND g.claimed_by = $3 AND NOT g.done AND {current}"
+        );
+        // The compare-and-set: the cursor moves from where this batch started, by this worker,
+        // in a run still current, and the batch is logged, in one statement of the batch's
+        // transaction.
+        let advance = format!(
+            "WITH moved AS (
+                 UPDATE {ranges} AS g SET cursor_key = $3, rows_done = g.rows_done + $4, batches = g.batches + 1, heartbeat = now()
+                 WHERE g.id = $1 AND g.cursor_key = $2 AND g.claimed_by = $5 AND NOT g.done AND {current}
+                 RETURNING g.id, g.run_id)
+             INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
+             SELECT id, run_id, $2, $3, $4, $5, extract(epoch FROM clock_timestamp() - now())::float8 * 1000 FROM moved
+             RETURNING held_ms"
+        );
+        let mut begin = begin.to_string();
+        if let Some(t) = request.limits.lock_timeout {
+            begin.push_str(&format!(
+                "SET LOCAL lock_timeout = '{}ms';",
+                t.as_millis().max(1)
+            ));
+        }
+        if let Some(t) = request.limits.statement_timeout {
+            begin.push_str(&format!(
+                "SET LOCAL statement_timeout = '{}ms';",
+                t.as_millis().max(1)
+            ));
+        }
+        let range_id = request.range.id;
+        let old = request.range.cursor.to_stored();
+        self.transaction(&begin, |s| {
+            let rows = s.query(&lock, &[&range_id])?;
+            let Some(r) = rows.first() else {
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
+            };
+            let (cursor, claimed_by, finished): (String, Option<String>, bool) =
+                (r.get(0), r.get(1), r.get(2));
+            if cursor != old || claimed_by.as_deref() != Some(request.worker) || finished {
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
+            }
+            // Past the walked table's last key, an open range may still hold keys of the other
+            // side (`past_end`): one more batch covers them.
+            let upper = match s.next_upper(request, &request.range.cursor)? {
+                Some(upper) => Some(upper),
+                None => past_end
+                    .filter(|end| request.range.upper.is_none() && request.range.cursor != **end)
+                    .cloned(),
+            };
+            let Some(upper) = upper else {
+                let n = s.execute(&done, &[&range_id, &old, &request.worker])?;
+                return Ok(if n == 1 {
+                    Txn::Commit(BatchOutcome::RangeDone)
+                } else {
+                    Txn::Rollback(BatchOutcome::Lost)
+                });
+            };
+            let changed = work(s, &upper)?;
+            let logged = s.query(
+                &advance,
+                &[
+                    &range_id,
+                    &old,
+                    &upper.to_stored(),
+                    &i64_of(changed),
+                    &request.worker,
+                ],
+            )?;
+            let Some(row) = logged.first() else {
+                // Zero rows: someone else moved the cursor. Roll the batch back.
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
+            };
+            let held: f64 = row.get(0);
+            Ok(Txn::Commit(BatchOutcome::Applied {
+                upper,
+                rows: changed,
+                held: Duration::from_secs_f64(held.max(0.0) / 1000.0),
+            }))
+        })
+    }
+}
+
 /// The type key bounds are sent as: `bigint` for every integer key and `text` for text keys.
 /// PostgreSQL compares an `integer` or `smallint` column with a `bigint` bound through the same
 /// index (the integer operator family is cross-type), so every bound the tracking tables hold,
@@ -423,6 +532,14 @@ const RESTART_COLUMNS: [(&str, &str); 3] = [
     ("superseded_at", "timestamp with time zone"),
     ("superseded_by", "text"),
     ("restart_of", "bigint"),
+];
+
+/// The runs table's columns for health throttling. Tables made before them get them added
+/// ([`PgStore::add_health_columns`]).
+const HEALTH_COLUMNS: [(&str, &str); 3] = [
+    ("pace_health", "text"),
+    ("throttled_since", "timestamptz"),
+    ("throttle_reason", "text"),
 ];
 
 /// What [`PgStore::verify_tables`] found.
@@ -539,6 +656,36 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Adds the health columns to a runs table made before them: catalog changes only, under
+    /// the lock that serializes table creation, waiting at most 10s for the table's lock.
+    fn add_health_columns(&mut self) -> StoreResult<()> {
+        let runs = self.names.runs();
+        let names: Vec<&str> = HEALTH_COLUMNS.iter().map(|(c, _)| *c).collect();
+        let present = self.query(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = ANY ($2) AND NOT attisdropped",
+            &[&runs, &names],
+        )?;
+        if present.first().map(|r| r.get::<_, i64>(0)) == Some(HEALTH_COLUMNS.len() as i64) {
+            return Ok(());
+        }
+        let add: Vec<String> = HEALTH_COLUMNS
+            .iter()
+            .map(|(c, ty)| format!("ADD COLUMN IF NOT EXISTS {c} {ty}"))
+            .collect();
+        let ddl = format!("ALTER TABLE {runs} {}", add.join(", "));
+        let begin = "BEGIN; SET LOCAL lock_timeout = '10s';
+                     SELECT pg_advisory_xact_lock(hashtext('xtask-migrate tracking tables'))";
+        self.in_transaction(begin, |s| s.batch(&ddl)).map_err(|e| {
+            let message = format!(
+                "adding the health columns to the tracking table {runs} failed: {}",
+                e.message
+            );
+            Error::new(ErrorKind::Database, message).with_retry(e.retry)
+        })
+    }
+}
+
 impl Store for PgStore {
     fn backend(&mut self) -> &mut dyn Backend {
         &mut self.backend
@@ -557,6 +704,7 @@ impl Store for PgStore {
             None => String::new(),
         };
         let log_index = quote_ident(&format!("{}batch_log_run", n.prefix));
+        let diffs_index = quote_ident(&format!("{}diffs_run", n.prefix));
         let current = quote_ident(&format!("{}runs_current", n.prefix));
         let states = RunState::ALL
             .iter()
@@ -590,7 +738,10 @@ CREATE TABLE IF NOT EXISTS {runs} (
     finished_at timestamptz,
     superseded_at timestamptz,
     superseded_by text,
-    restart_of bigint
+    restart_of bigint,
+    pace_health text,
+    throttled_since timestamptz,
+    throttle_reason text
 );
 CREATE UNIQUE INDEX IF NOT EXISTS {current} ON {runs} (migration) WHERE superseded_at IS NULL;
 CREATE TABLE IF NOT EXISTS {ranges} (
@@ -621,17 +772,33 @@ CREATE TABLE IF NOT EXISTS {log} (
     committed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (range_id, lower_key)
 );
-CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
+CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);
+CREATE TABLE IF NOT EXISTS {diffs} (
+    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_id bigint NOT NULL REFERENCES {runs} (id) ON DELETE CASCADE,
+    key_text text,
+    category text NOT NULL,
+    columns_json text NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    status text NOT NULL CHECK (status IN ('pending', 'confirmed', 'cleared')),
+    worker text NOT NULL,
+    found_at timestamptz NOT NULL DEFAULT now(),
+    checked_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             runs = n.runs(),
             ranges = n.ranges(),
             log = n.batch_log(),
+            diffs = n.diffs(),
         );
         // Someone else's table of the same name would break the DDL in a confusing way.
         if self.verify_tables(false)? == Shape::Previous {
             self.upgrade()?;
         }
         self.in_transaction("BEGIN", |s| s.batch(&ddl))?;
-        self.verify_tables(true).map(|_| ())
+        self.verify_tables(true)?;
+        self.add_health_columns()
     }
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
@@ -639,6 +806,9 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let exists = rows.first().is_some_and(|r| r.get(0));
         if exists && self.verify_tables(true)? == Shape::Previous {
             self.upgrade()?;
+        }
+        if exists {
+            self.add_health_columns()?;
         }
         Ok(exists)
     }
@@ -750,7 +920,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         let lock = format!("SELECT id FROM {ranges} WHERE run_id = $1 ORDER BY id FOR UPDATE");
         let supersede = format!(
             "UPDATE {runs} SET superseded_at = now(), superseded_by = $2, updated_at = now()
-             WHERE id = $1 AND state = 'cancelled' AND superseded_at IS NULL"
+             WHERE id = $1 AND state IN ('cancelled', 'done') AND superseded_at IS NULL"
         );
         let id = self.transaction("BEGIN", |s| {
             s.query(&lock, &[&old])?;
@@ -849,10 +1019,41 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         })
     }
 
+    fn set_health_pace(
+        &mut self,
+        run_id: i64,
+        change: &HealthPaceChange,
+    ) -> StoreResult<HealthPace> {
+        let runs = self.names.runs();
+        let read = format!("SELECT pace_health FROM {runs} WHERE id = $1 FOR UPDATE");
+        let update =
+            format!("UPDATE {runs} SET pace_health = $2, updated_at = now() WHERE id = $1");
+        self.in_transaction("BEGIN", |s| {
+            let rows = s.query(&read, &[&run_id])?;
+            let r = rows
+                .first()
+                .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+            let mut pace = HealthPace::from_stored(r.get(0));
+            pace.apply(change);
+            s.execute(&update, &[&run_id, &pace.to_stored()])?;
+            Ok(pace)
+        })
+    }
+
+    fn set_throttle(&mut self, run_id: i64, reason: Option<&str>) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET throttle_reason = $2::text,
+                 throttled_since = CASE WHEN $2::text IS NULL THEN NULL ELSE coalesce(throttled_since, now()) END
+             WHERE id = $1",
+            self.names.runs()
+        );
+        self.execute(&sql, &[&run_id, &reason]).map(|_| ())
+    }
+
     fn control(&mut self, run_id: i64) -> StoreResult<Control> {
         let sql = format!(
             "SELECT r.state, r.pace_batch_size, r.pace_pause_ms, r.pace_max_rows_per_second,
-                    g.workers, g.rows_done, g.ranges_done, g.ranges
+                    g.workers, g.rows_done, g.ranges_done, g.ranges, r.pace_health
              FROM {runs} AS r, LATERAL (
                  SELECT count(DISTINCT claimed_by) FILTER (WHERE NOT done AND claimed_by IS NOT NULL) AS workers,
                         coalesce(sum(rows_done), 0)::bigint AS rows_done,
@@ -879,6 +1080,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             rows_done: r.get::<_, i64>(5).max(0) as u64,
             ranges_done: r.get::<_, i64>(6).max(0) as u64,
             ranges: r.get::<_, i64>(7).max(0) as u64,
+            health: HealthPace::from_stored(r.get(8)),
         })
     }
 
@@ -976,65 +1178,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
     }
 
     fn run_batch(&mut self, request: &BatchRequest<'_>) -> StoreResult<BatchOutcome> {
-        let ranges = self.names.ranges();
-        let log = self.names.batch_log();
-        let lock =
-            format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = $1 FOR UPDATE");
-        // Read after the range's lock is held: a restart that superseded the run has committed
-        // by then, or waits for this transaction.
-        let current = format!(
-            "NOT EXISTS (SELECT 1 FROM {} AS r WHERE r.id = g.run_id AND r.superseded_at IS NOT NULL)",
-            self.names.runs()
-        );
-        let done = format!(
-            "UPDATE {ranges} AS g SET done = true, heartbeat = now()
-             WHERE g.id = $1 AND g.cursor_key = $2 AND g.claimed_by = $3 AND NOT g.done AND {current}"
-        );
-        // The compare-and-set: the cursor moves from where this batch started, by this worker,
-        // in a run still current, and the batch is logged, in one statement of the batch's
-        // transaction.
-        let advance = format!(
-            "WITH moved AS (
-                 UPDATE {ranges} AS g SET cursor_key = $3, rows_done = g.rows_done + $4, batches = g.batches + 1, heartbeat = now()
-                 WHERE g.id = $1 AND g.cursor_key = $2 AND g.claimed_by = $5 AND NOT g.done AND {current}
-                 RETURNING g.id, g.run_id)
-             INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
-             SELECT id, run_id, $2, $3, $4, $5, extract(epoch FROM clock_timestamp() - now())::float8 * 1000 FROM moved
-             RETURNING held_ms"
-        );
-        let mut begin = String::from("BEGIN;");
-        if let Some(t) = request.limits.lock_timeout {
-            begin.push_str(&format!(
-                "SET LOCAL lock_timeout = '{}ms';",
-                t.as_millis().max(1)
-            ));
-        }
-        if let Some(t) = request.limits.statement_timeout {
-            begin.push_str(&format!(
-                "SET LOCAL statement_timeout = '{}ms';",
-                t.as_millis().max(1)
-            ));
-        }
-        let range_id = request.range.id;
-        let old = request.range.cursor.to_stored();
-        self.transaction(&begin, |s| {
-            let rows = s.query(&lock, &[&range_id])?;
-            let Some(r) = rows.first() else {
-                return Ok(Txn::Rollback(BatchOutcome::Lost));
-            };
-            let (cursor, claimed_by, finished): (String, Option<String>, bool) =
-                (r.get(0), r.get(1), r.get(2));
-            if cursor != old || claimed_by.as_deref() != Some(request.worker) || finished {
-                return Ok(Txn::Rollback(BatchOutcome::Lost));
-            }
-            let Some(upper) = s.next_upper(request, &request.range.cursor)? else {
-                let n = s.execute(&done, &[&range_id, &old, &request.worker])?;
-                return Ok(if n == 1 {
-                    Txn::Commit(BatchOutcome::RangeDone)
-                } else {
-                    Txn::Rollback(BatchOutcome::Lost)
-                });
-            };
+        self.batch_transaction(request, "BEGIN;", None, |s, upper| {
             let key_type = param_type(request.kind);
             let stmt = s
                 .prepare_typed(request.sql, &[key_type.clone(), key_type])
@@ -1053,35 +1197,102 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                 ));
             }
             let lo = key_param(&request.range.cursor, &params[0])?;
-            let hi = key_param(&upper, &params[1])?;
-            let changed = s
-                .backend
+            let hi = key_param(upper, &params[1])?;
+            s.backend
                 .client()
                 .execute(&stmt, &[&*lo, &*hi])
                 .map_err(|e| {
                     err(e, ErrorKind::Statement)
                         .context(format!("keys ({}, {upper}]", request.range.cursor))
-                })?;
-            let logged = s.query(
-                &advance,
-                &[
-                    &range_id,
-                    &old,
-                    &upper.to_stored(),
-                    &i64_of(changed),
-                    &request.worker,
-                ],
-            )?;
-            let Some(row) = logged.first() else {
-                // Zero rows: someone else moved the cursor. Roll the batch back.
-                return Ok(Txn::Rollback(BatchOutcome::Lost));
-            };
-            let held: f64 = row.get(0);
-            Ok(Txn::Commit(BatchOutcome::Applied {
-                upper,
-                rows: changed,
-                held: Duration::from_secs_f64(held.max(0.0) / 1000.0),
-            }))
+                })
         })
+    }
+
+    fn verify_batch(
+        &mut self,
+        request: &BatchRequest<'_>,
+        check: &mut CheckFn<'_>,
+    ) -> StoreResult<BatchOutcome> {
+        let insert = format!(
+            "INSERT INTO {} (run_id, key_text, category, columns_json, lower_key, upper_key, status, worker)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
+            self.names.diffs()
+        );
+        // One snapshot for every read of the batch: the expected and the actual rows of the same
+        // moment, when both come from this database.
+        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ;";
+        self.batch_transaction(request, begin, past_end(request.kind), |s, upper| {
+            let checked = check(&mut s.backend, &request.range.cursor, upper)
+                .map_err(|e| e.context(format!("keys ({}, {upper}]", request.range.cursor)))?;
+            for diff in &checked.found {
+                let columns = serde_json::to_string(&diff.columns).unwrap_or_default();
+                s.execute(
+                    &insert,
+                    &[
+                        &request.run_id,
+                        &diff.key,
+                        &diff.category,
+                        &columns,
+                        &diff.lower.to_stored(),
+                        &diff.upper.to_stored(),
+                        &request.worker,
+                    ],
+                )?;
+            }
+            Ok(checked.rows)
+        })
+    }
+
+    fn diffs(&mut self, run_id: i64, status: Option<DiffStatus>) -> StoreResult<Vec<DiffRow>> {
+        let kind_sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
+        let kind = self
+            .query(&kind_sql, &[&run_id])?
+            .first()
+            .map(|r| parse_kind(r.get::<_, &str>(0)))
+            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        let sql = format!(
+            r#"SELECT id, key_text, category, columns_json, lower_key, upper_key, status, worker,
+                      to_char(found_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+               FROM {} WHERE run_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY id"#,
+            self.names.diffs()
+        );
+        let status = status.map(DiffStatus::as_str);
+        let rows = self.query(&sql, &[&run_id, &status])?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.get(6);
+                Ok(DiffRow {
+                    id: r.get(0),
+                    diff: NewDiff {
+                        key: r.get(1),
+                        category: r.get(2),
+                        columns: serde_json::from_str(r.get::<_, &str>(3))
+                            .map_err(|_| corrupt("a difference whose columns are not a list"))?,
+                        lower: key_of(kind, r.get(4))?,
+                        upper: key_of(kind, r.get(5))?,
+                    },
+                    status: DiffStatus::parse(&status)
+                        .ok_or_else(|| corrupt(&format!("a difference status `{status}`")))?,
+                    worker: r.get(7),
+                    found_at: r.get(8),
+                })
+            })
+            .collect()
+    }
+
+    fn settle_diff(
+        &mut self,
+        id: i64,
+        status: DiffStatus,
+        category: &str,
+        columns: &[String],
+    ) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET status = $2, category = $3, columns_json = $4, checked_at = now() WHERE id = $1",
+            self.names.diffs()
+        );
+        let columns = serde_json::to_string(columns).unwrap_or_default();
+        self.execute(&sql, &[&id, &status.as_str(), &category, &columns])
+            .map(|_| ())
     }
 }

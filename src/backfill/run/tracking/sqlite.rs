@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{
-    BatchOutcome, BatchRequest, Control, Estimate, NewRun, Pace, PaceChange, RangeRow, Recent,
-    RunRow, RunState, Store, StoreResult, TrackingNames, Transition, Txn, check_transition,
+    BatchOutcome, BatchRequest, CheckFn, Control, DiffRow, DiffStatus, Estimate, HealthPace,
+    HealthPaceChange, NewDiff, NewRun, Pace, PaceChange, RangeRow, Recent, RunRow, RunState, Store,
+    StoreResult, TrackingNames, Transition, Txn, check_transition, past_end,
 };
 use crate::backfill::db::sqlite::{SqliteBackend, db_error, key_from, key_param, statement_error};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
@@ -67,7 +68,8 @@ const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
 const RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error,
     strftime('%Y-%m-%dT%H:%M:%fZ', created_at), strftime('%Y-%m-%dT%H:%M:%fZ', updated_at),
     strftime('%Y-%m-%dT%H:%M:%fZ', finished_at), strftime('%Y-%m-%dT%H:%M:%fZ', started_at),
-    strftime('%Y-%m-%dT%H:%M:%fZ', superseded_at), superseded_by, restart_of";
+    strftime('%Y-%m-%dT%H:%M:%fZ', superseded_at), superseded_by, restart_of, pace_health,
+    strftime('%Y-%m-%dT%H:%M:%fZ', throttled_since), throttle_reason";
 
 /// A run row, with its state still as text (checked by the caller, outside rusqlite's closure).
 fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRow, String)> {
@@ -96,6 +98,9 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRow, String)> {
             superseded_at: r.get(17)?,
             superseded_by: r.get(18)?,
             restart_of: r.get(19)?,
+            health_pace: HealthPace::from_stored(r.get::<_, Option<String>>(20)?.as_deref()),
+            throttled_since: r.get(21)?,
+            throttle_reason: r.get(22)?,
         },
         state,
     ))
@@ -305,6 +310,115 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The batch transaction both kinds of batch share: lock the file (`BEGIN IMMEDIATE`), check
+    /// the range's cursor and claim, find the batch's upper bound, let `work` do the batch's work
+    /// on `(cursor, upper]` (returning its row count), then move the cursor with the
+    /// compare-and-set and log the batch, in the same transaction.
+    fn batch_transaction(
+        &mut self,
+        request: &BatchRequest<'_>,
+        past_end: Option<&KeyValue>,
+        work: impl FnOnce(&mut SqliteStore, &KeyValue) -> StoreResult<u64>,
+    ) -> StoreResult<BatchOutcome> {
+        let ranges = self.names.ranges();
+        let log = self.names.batch_log();
+        let lock = format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = ?1");
+        // The run must still be current: once a restart superseded it, its batches roll back.
+        let current = format!(
+            "NOT EXISTS (SELECT 1 FROM {} AS r WHERE r.id = run_id AND r.superseded_at IS NOT NULL)",
+            self.names.runs()
+        );
+        let done = format!(
+            "UPDATE {ranges} SET done = 1, heartbeat = {NOW} WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?3 AND NOT done AND {current}"
+        );
+        let advance = format!(
+            "UPDATE {ranges} SET cursor_key = ?3, rows_done = rows_done + ?4, batches = batches + 1, heartbeat = {NOW}
+             WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?5 AND NOT done AND {current}"
+        );
+        let record = format!(
+            "INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        );
+        let range_id = request.range.id;
+        let old = request.range.cursor.to_stored();
+        let started = Instant::now();
+        // BEGIN IMMEDIATE takes the write lock first: the check below cannot go stale.
+        self.transaction(|s| {
+            let current: Option<(String, Option<String>, bool)> = s
+                .conn()
+                .prepare_cached(&lock)
+                .and_then(|mut stmt| {
+                    stmt.query_row([range_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })
+                .optional()
+                .map_err(db)?;
+            match current {
+                Some((cursor, claimed_by, false))
+                    if cursor == old && claimed_by.as_deref() == Some(request.worker) => {}
+                _ => return Ok(Txn::Rollback(BatchOutcome::Lost)),
+            }
+            // Past the walked table's last key, an open range may still hold keys of the other
+            // side (`past_end`): one more batch covers them.
+            let upper = match s.next_upper(request, &request.range.cursor)? {
+                Some(upper) => Some(upper),
+                None => past_end
+                    .filter(|end| request.range.upper.is_none() && request.range.cursor != **end)
+                    .cloned(),
+            };
+            let Some(upper) = upper else {
+                let n = s
+                    .conn()
+                    .prepare_cached(&done)
+                    .and_then(|mut stmt| stmt.execute(params![range_id, old, request.worker]))
+                    .map_err(db)?;
+                return Ok(if n == 1 {
+                    Txn::Commit(BatchOutcome::RangeDone)
+                } else {
+                    Txn::Rollback(BatchOutcome::Lost)
+                });
+            };
+            let changed = work(s, &upper)?;
+            let conn = s.conn();
+            let moved = conn
+                .prepare_cached(&advance)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        range_id,
+                        old,
+                        upper.to_stored(),
+                        i64_of(changed),
+                        request.worker
+                    ])
+                })
+                .map_err(db)?;
+            if moved != 1 {
+                // Someone else moved the cursor: roll the batch back.
+                return Ok(Txn::Rollback(BatchOutcome::Lost));
+            }
+            let held = started.elapsed();
+            conn.prepare_cached(&record)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        range_id,
+                        request.run_id,
+                        old,
+                        upper.to_stored(),
+                        i64_of(changed),
+                        request.worker,
+                        held.as_secs_f64() * 1000.0
+                    ])
+                })
+                .map_err(db)?;
+            Ok(Txn::Commit(BatchOutcome::Applied {
+                upper,
+                rows: changed,
+                held,
+            }))
+        })
+    }
+}
+
 /// The runs table, created with `create` (`CREATE TABLE IF NOT EXISTS`, or `CREATE TABLE` for
 /// the upgrade's copy) under `name`.
 fn runs_ddl(create: &str, name: &str) -> String {
@@ -331,7 +445,10 @@ fn runs_ddl(create: &str, name: &str) -> String {
     finished_at text,
     superseded_at text,
     superseded_by text,
-    restart_of integer
+    restart_of integer,
+    pace_health text,
+    throttled_since text,
+    throttle_reason text
 )"
     )
 }
@@ -348,7 +465,35 @@ fn current_index(names: &TrackingNames) -> String {
 /// The columns the previous version's runs table has, all kept by the upgrade.
 const PREVIOUS_RUN_COLUMNS: &str = "id, migration, checksum, state, table_name, key_column, key_kind, settings, rows_estimated, rows_done, batches_done, pace_batch_size, pace_pause_ms, pace_max_rows_per_second, last_error, created_at, started_at, updated_at, finished_at";
 
+/// The runs table's columns for health throttling, added to a table made before them.
+const HEALTH_COLUMNS: [&str; 3] = ["pace_health", "throttled_since", "throttle_reason"];
+
 impl SqliteStore {
+    /// Adds the health columns to a runs table made before them (nullable, no default: SQLite
+    /// changes only the schema).
+    fn add_health_columns(&mut self) -> StoreResult<()> {
+        let name = format!("{}runs", self.names.prefix);
+        let runs = self.names.runs();
+        self.in_transaction(|s| {
+            for column in HEALTH_COLUMNS {
+                let present: i64 = s
+                    .conn()
+                    .query_row(
+                        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                        [&name, column],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)?;
+                if present == 0 {
+                    s.conn()
+                        .execute_batch(&format!("ALTER TABLE {runs} ADD COLUMN {column} text"))
+                        .map_err(db)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Records `run` and its ranges (inside the caller's transaction); `None` when the data
     /// migration already has a current run.
     fn insert_run(&mut self, run: &NewRun, restart_of: Option<i64>) -> StoreResult<Option<i64>> {
@@ -489,6 +634,7 @@ impl Store for SqliteStore {
         self.upgrade_previous()?;
         let n = &self.names;
         let log_index = quote_ident(&format!("{}batch_log_run", n.prefix));
+        let diffs_index = quote_ident(&format!("{}diffs_run", n.prefix));
         let ddl = format!(
             "{runs_ddl};
 {current_index};
@@ -520,14 +666,30 @@ CREATE TABLE IF NOT EXISTS {log} (
     committed_at text NOT NULL DEFAULT ({NOW}),
     PRIMARY KEY (range_id, lower_key)
 );
-CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
+CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);
+CREATE TABLE IF NOT EXISTS {diffs} (
+    id INTEGER PRIMARY KEY,
+    run_id integer NOT NULL REFERENCES {runs} (id) ON DELETE CASCADE,
+    key_text text,
+    category text NOT NULL,
+    columns_json text NOT NULL,
+    lower_key text NOT NULL,
+    upper_key text NOT NULL,
+    status text NOT NULL CHECK (status IN ('pending', 'confirmed', 'cleared')),
+    worker text NOT NULL,
+    found_at text NOT NULL DEFAULT ({NOW}),
+    checked_at text
+);
+CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
+            diffs = n.diffs(),
             runs_ddl = runs_ddl("CREATE TABLE IF NOT EXISTS", &n.runs()),
             current_index = current_index(n),
             runs = n.runs(),
             ranges = n.ranges(),
             log = n.batch_log(),
         );
-        self.in_transaction(|s| s.conn().execute_batch(&ddl).map_err(db))
+        self.in_transaction(|s| s.conn().execute_batch(&ddl).map_err(db))?;
+        self.add_health_columns()
     }
 
     fn tables_exist(&mut self) -> StoreResult<bool> {
@@ -543,6 +705,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             .map_err(db)?;
         if exists {
             self.upgrade_previous()?;
+            self.add_health_columns()?;
         }
         Ok(exists)
     }
@@ -653,7 +816,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
         // BEGIN IMMEDIATE: no batch of the old run is in flight, and none commits after this.
         let supersede = format!(
             "UPDATE {} SET superseded_at = {NOW}, superseded_by = ?2, updated_at = {NOW}
-             WHERE id = ?1 AND state = 'cancelled' AND superseded_at IS NULL",
+             WHERE id = ?1 AND state IN ('cancelled', 'done') AND superseded_at IS NULL",
             self.names.runs()
         );
         let id = self.transaction(|s| {
@@ -755,7 +918,8 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                     (SELECT count(DISTINCT claimed_by) FROM {ranges} WHERE run_id = r.id AND NOT done AND claimed_by IS NOT NULL),
                     (SELECT coalesce(sum(rows_done), 0) FROM {ranges} WHERE run_id = r.id),
                     (SELECT count(*) FROM {ranges} WHERE run_id = r.id AND done),
-                    (SELECT count(*) FROM {ranges} WHERE run_id = r.id)
+                    (SELECT count(*) FROM {ranges} WHERE run_id = r.id),
+                    r.pace_health
              FROM {runs} AS r WHERE r.id = ?1",
             runs = self.names.runs(),
             ranges = self.names.ranges()
@@ -769,6 +933,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             i64,
             i64,
             i64,
+            Option<String>,
         );
         let raw: Option<Raw> = self
             .conn()
@@ -784,6 +949,7 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
                         r.get(5)?,
                         r.get(6)?,
                         r.get(7)?,
+                        r.get(8)?,
                     ))
                 })
                 .optional()
@@ -801,7 +967,46 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
             rows_done: r.5.max(0) as u64,
             ranges_done: r.6.max(0) as u64,
             ranges: r.7.max(0) as u64,
+            health: HealthPace::from_stored(r.8.as_deref()),
         })
+    }
+
+    fn set_health_pace(
+        &mut self,
+        run_id: i64,
+        change: &HealthPaceChange,
+    ) -> StoreResult<HealthPace> {
+        let runs = self.names.runs();
+        let read = format!("SELECT pace_health FROM {runs} WHERE id = ?1");
+        let update =
+            format!("UPDATE {runs} SET pace_health = ?2, updated_at = {NOW} WHERE id = ?1");
+        self.in_transaction(|s| {
+            let current: Option<Option<String>> = s
+                .conn()
+                .query_row(&read, [run_id], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            let current = current.ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+            let mut pace = HealthPace::from_stored(current.as_deref());
+            pace.apply(change);
+            s.conn()
+                .execute(&update, params![run_id, pace.to_stored()])
+                .map_err(db)?;
+            Ok(pace)
+        })
+    }
+
+    fn set_throttle(&mut self, run_id: i64, reason: Option<&str>) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET throttle_reason = ?2,
+                 throttled_since = CASE WHEN ?2 IS NULL THEN NULL ELSE coalesce(throttled_since, {NOW}) END
+             WHERE id = ?1",
+            self.names.runs()
+        );
+        self.conn()
+            .execute(&sql, params![run_id, reason])
+            .map(|_| ())
+            .map_err(db)
     }
 
     fn ranges(&mut self, run_id: i64) -> StoreResult<Vec<RangeRow>> {
@@ -915,99 +1120,132 @@ CREATE INDEX IF NOT EXISTS {log_index} ON {log} (run_id, committed_at);",
     }
 
     fn run_batch(&mut self, request: &BatchRequest<'_>) -> StoreResult<BatchOutcome> {
-        let ranges = self.names.ranges();
-        let log = self.names.batch_log();
-        let lock = format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = ?1");
-        // The run must still be current: once a restart superseded it, its batches roll back.
-        let current = format!(
-            "NOT EXISTS (SELECT 1 FROM {} AS r WHERE r.id = run_id AND r.superseded_at IS NOT NULL)",
-            self.names.runs()
-        );
-        let done = format!(
-            "UPDATE {ranges} SET done = 1, heartbeat = {NOW} WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?3 AND NOT done AND {current}"
-        );
-        let advance = format!(
-            "UPDATE {ranges} SET cursor_key = ?3, rows_done = rows_done + ?4, batches = batches + 1, heartbeat = {NOW}
-             WHERE id = ?1 AND cursor_key = ?2 AND claimed_by = ?5 AND NOT done AND {current}"
-        );
-        let record = format!(
-            "INSERT INTO {log} (range_id, run_id, lower_key, upper_key, rows_changed, worker, held_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-        );
-        let range_id = request.range.id;
-        let old = request.range.cursor.to_stored();
-        let started = Instant::now();
-        // BEGIN IMMEDIATE takes the write lock first: the check below cannot go stale.
-        self.transaction(|s| {
-            let current: Option<(String, Option<String>, bool)> = s
+        self.batch_transaction(request, None, |s, upper| {
+            let changed = s
                 .conn()
-                .prepare_cached(&lock)
-                .and_then(|mut stmt| {
-                    stmt.query_row([range_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                })
-                .optional()
-                .map_err(db)?;
-            match current {
-                Some((cursor, claimed_by, false))
-                    if cursor == old && claimed_by.as_deref() == Some(request.worker) => {}
-                _ => return Ok(Txn::Rollback(BatchOutcome::Lost)),
-            }
-            let Some(upper) = s.next_upper(request, &request.range.cursor)? else {
-                let n = s
-                    .conn()
-                    .prepare_cached(&done)
-                    .and_then(|mut stmt| stmt.execute(params![range_id, old, request.worker]))
-                    .map_err(db)?;
-                return Ok(if n == 1 {
-                    Txn::Commit(BatchOutcome::RangeDone)
-                } else {
-                    Txn::Rollback(BatchOutcome::Lost)
-                });
-            };
-            let conn = s.conn();
-            let changed = conn
                 .prepare_cached(request.sql)
                 .and_then(|mut stmt| {
-                    stmt.execute(params![key_param(&request.range.cursor), key_param(&upper)])
+                    stmt.execute(params![key_param(&request.range.cursor), key_param(upper)])
                 })
                 .map_err(|e| {
                     statement_error(e).context(format!("keys ({}, {upper}]", request.range.cursor))
                 })?;
-            let moved = conn
-                .prepare_cached(&advance)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        range_id,
-                        old,
-                        upper.to_stored(),
-                        changed as i64,
-                        request.worker
-                    ])
-                })
-                .map_err(db)?;
-            if moved != 1 {
-                // Someone else moved the cursor: roll the batch back.
-                return Ok(Txn::Rollback(BatchOutcome::Lost));
-            }
-            let held = started.elapsed();
-            conn.prepare_cached(&record)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        range_id,
-                        request.run_id,
-                        old,
-                        upper.to_stored(),
-                        changed as i64,
-                        request.worker,
-                        held.as_secs_f64() * 1000.0
-                    ])
-                })
-                .map_err(db)?;
-            Ok(Txn::Commit(BatchOutcome::Applied {
-                upper,
-                rows: changed as u64,
-                held,
-            }))
+            Ok(changed as u64)
         })
+    }
+
+    fn verify_batch(
+        &mut self,
+        request: &BatchRequest<'_>,
+        check: &mut CheckFn<'_>,
+    ) -> StoreResult<BatchOutcome> {
+        let insert = format!(
+            "INSERT INTO {} (run_id, key_text, category, columns_json, lower_key, upper_key, status, worker)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+            self.names.diffs()
+        );
+        self.batch_transaction(request, past_end(request.kind), |s, upper| {
+            let checked = check(&mut s.backend, &request.range.cursor, upper)
+                .map_err(|e| e.context(format!("keys ({}, {upper}]", request.range.cursor)))?;
+            for diff in &checked.found {
+                let columns = serde_json::to_string(&diff.columns).unwrap_or_default();
+                s.conn()
+                    .prepare_cached(&insert)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            request.run_id,
+                            diff.key,
+                            diff.category,
+                            columns,
+                            diff.lower.to_stored(),
+                            diff.upper.to_stored(),
+                            request.worker
+                        ])
+                    })
+                    .map_err(db)?;
+            }
+            Ok(checked.rows)
+        })
+    }
+
+    fn diffs(&mut self, run_id: i64, status: Option<DiffStatus>) -> StoreResult<Vec<DiffRow>> {
+        let kind = self.kind_of(run_id)?;
+        let sql = format!(
+            "SELECT id, key_text, category, columns_json, lower_key, upper_key, status, worker,
+                    strftime('%Y-%m-%dT%H:%M:%fZ', found_at)
+             FROM {} WHERE run_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY id",
+            self.names.diffs()
+        );
+        type Raw = (
+            i64,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let raw: Vec<Raw> = self
+            .conn()
+            .prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![run_id, status.map(DiffStatus::as_str)], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(db)?;
+        raw.into_iter()
+            .map(
+                |(id, key, category, columns, lower, upper, status, worker, found_at)| {
+                    Ok(DiffRow {
+                        id,
+                        diff: NewDiff {
+                            key,
+                            category,
+                            columns: serde_json::from_str(&columns).map_err(|_| {
+                                corrupt("a difference whose columns are not a list")
+                            })?,
+                            lower: key_of(kind, &lower)?,
+                            upper: key_of(kind, &upper)?,
+                        },
+                        status: DiffStatus::parse(&status)
+                            .ok_or_else(|| corrupt(&format!("a difference status `{status}`")))?,
+                        worker,
+                        found_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn settle_diff(
+        &mut self,
+        id: i64,
+        status: DiffStatus,
+        category: &str,
+        columns: &[String],
+    ) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET status = ?2, category = ?3, columns_json = ?4, checked_at = {NOW} WHERE id = ?1",
+            self.names.diffs()
+        );
+        let columns = serde_json::to_string(columns).unwrap_or_default();
+        self.conn()
+            .execute(&sql, params![id, status.as_str(), category, columns])
+            .map(|_| ())
+            .map_err(db)
     }
 }
