@@ -1010,8 +1010,11 @@ fn a_batch_that_times_out_is_split() {
     let report = run_here(&ws.config, &plan, &url, "w1").unwrap();
     assert_eq!(report.finish, Finish::Done);
     assert!(report.retries >= 1, "{report:?}");
+    // The attempt that timed out was cut by the server at the 250 ms statement_timeout; the
+    // client's measure of it adds the round trip and the rollback. The whole 200-row batch
+    // would have held its locks for 400 ms.
     assert!(
-        report.longest_hold < Duration::from_millis(250),
+        report.longest_hold < Duration::from_millis(350),
         "{report:?}"
     );
     assert_eq!(differences(&mut client), (0, 0));
