@@ -1,13 +1,15 @@
 //! One key range's verification: a digest of each side first, and where they differ, narrowing.
 //!
 //! The digests of a range (row counts and sums of row hashes, [`Digest`]) are computed where the
-//! rows are, one per part of the range: the range is cut into [`PARTS`] parts at the walked
-//! table's keys (read through its index), and one statement per side returns a digest per part.
-//! Equal digests everywhere: the range is clean, and that is all a clean table costs, about one
-//! read of each side (and of the key's index). A part whose digests differ is cut into parts in
-//! turn, down to ranges of at most [`Checker::leaf`] rows, whose rows are read and compared
-//! ([`compare`]). A difference in a batch of 50,000 rows costs the digests of a sixteenth of it
-//! and a read of a few hundred rows.
+//! rows are, one per part of the range: the range is cut into parts of about [`Checker::leaf`]
+//! rows (at least [`PARTS`], at most [`MAX_PARTS`]) at the walked table's keys (read through its
+//! index), and one round trip per side returns a digest per part. Equal digests everywhere: the
+//! range is clean, and that is all a clean table costs, about one read of each side (and of the
+//! key's index). A part whose digests differ is cut into parts in turn, down to ranges of at most
+//! [`Checker::leaf`] rows, whose rows are read and compared ([`compare`]). A difference in a
+//! batch of 50,000 rows costs one read of the thousand rows around it on each side: the digests
+//! of a batch's parts cost the same one pass over its rows whatever their number, while every
+//! level of narrowing would read the part again.
 
 use crate::backfill::db::{Backend, Digest, KeyKind, KeyValue, TextRows};
 use crate::backfill::error::{Error, ErrorKind, Result};
@@ -79,9 +81,14 @@ pub struct Checker {
 /// The default [`Checker::leaf`].
 pub const LEAF_ROWS: u64 = 1024;
 
-/// The parts a range is cut into to narrow a difference down: each level reads the range once
-/// per side and leaves a sixteenth of it to look at.
+/// The fewest parts a range is cut into to narrow a difference down: each level reads the range
+/// once per side and leaves at most a sixteenth of it to look at.
 pub const PARTS: u64 = 16;
+
+/// The most parts a batch's range is cut into: a digest per part is one more `EXECUTE` in the
+/// round trip, so a batch of up to 64 leaves costs one round trip per side and a difference in
+/// it one read of a leaf.
+pub const MAX_PARTS: u64 = 64;
 
 impl Checker {
     /// The rows compared in `(lower, upper]` (the larger side's count) and the differences;
@@ -93,7 +100,8 @@ impl Checker {
         upper: &KeyValue,
         rows: u64,
     ) -> Result<(u64, Vec<Found>)> {
-        let bounds = self.split(sides, lower, upper, rows, PARTS)?;
+        let parts = rows.div_ceil(self.leaf).clamp(PARTS, MAX_PARTS);
+        let bounds = self.split(sides, lower, upper, rows, parts)?;
         let e = self.digests(sides, Side::Expected, lower, upper, &bounds)?;
         let a = self.digests(sides, Side::Actual, lower, upper, &bounds)?;
         let total = |d: &[Digest]| d.iter().map(|d| d.rows).sum::<u64>();
@@ -213,7 +221,7 @@ impl Checker {
                 }
             }
             _ => {
-                backend.split_keys(&self.table, &self.key, self.kind, lower, upper, rows, PARTS)?
+                backend.split_keys(&self.table, &self.key, self.kind, lower, upper, rows, parts)?
             }
         };
         keys.retain(|k| k != lower && k != upper);
