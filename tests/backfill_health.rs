@@ -2,7 +2,9 @@
 //! standby (`pg_basebackup -R`): a run waits while the standby's replay is paused and the lag
 //! passes the plan's limit, `pace` changes the limit live, the run continues once the standby
 //! catches up; a verification waits on a `--replica-url`'s replay lag; a run waits while VACUUM
-//! works on its table and while its throttle query is true. `status` says why and since when.
+//! works on its table and while its throttle query is true; a run waits while the WAL archiver
+//! fails (`archive_mode` on, a failing `archive_command`) and continues once it archives again.
+//! `status` says why and since when.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -506,4 +508,113 @@ fn a_run_waits_for_vacuum_on_its_table_and_for_its_throttle_query() {
         ("done".into(), 20_000.into())
     );
     assert!(!throttled(&done));
+}
+
+/// The archiver's counters: (archived, failed).
+fn archiver_counts(client: &mut Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT archived_count, failed_count FROM pg_stat_archiver",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Completes the current WAL segment (after writing something, so there is one to complete).
+fn switch_wal(client: &mut Client) {
+    client
+        .batch_execute("CREATE TEMP TABLE IF NOT EXISTS wal_note (n int); INSERT INTO wal_note VALUES (1); SELECT pg_switch_wal();")
+        .unwrap();
+}
+
+#[test]
+fn a_run_waits_while_the_wal_archiver_fails_and_continues_when_it_archives_again() {
+    // A server of its own: archiving needs `archive_mode`, which only a restart changes.
+    let mut server = PgServer::start().unwrap();
+    {
+        let mut admin = Client::connect(&server.url("postgres"), NoTls).unwrap();
+        // One statement per message: ALTER SYSTEM refuses the implicit transaction of several.
+        admin
+            .batch_execute("ALTER SYSTEM SET archive_mode = on")
+            .unwrap();
+        admin
+            .batch_execute("ALTER SYSTEM SET archive_command = 'false'")
+            .unwrap();
+    }
+    server.restart(Duration::ZERO).unwrap();
+    let url = server.create_database("health_archiver");
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    items(&mut client, 20_000);
+    // A completed segment the archiver cannot archive: its attempts fail.
+    switch_wal(&mut client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while archiver_counts(&mut client).1 == 0 {
+        assert!(Instant::now() < deadline, "the archiver never tried");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (_dir, config) = workspace();
+    let plan = plan(
+        &config,
+        &url,
+        &[
+            "--max-archive-lag",
+            "4",
+            "--pause",
+            "10ms",
+            "--fixed-batch-size",
+        ],
+    );
+    let plan_text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        plan_text.contains("max_archive_lag_segments"),
+        "{plan_text}"
+    );
+    let worker = spawn(
+        &config,
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--progress",
+            "quiet",
+        ],
+    );
+    let run = wait_for(
+        &config,
+        &url,
+        false,
+        Duration::from_secs(30),
+        "throttled",
+        throttled,
+    );
+    assert_eq!(
+        run["throttle_reason"], "the WAL archiver's last attempt failed",
+        "{run}"
+    );
+    assert_eq!(run["rows_done"], 0, "{run}");
+    // Still waiting a while later: the failing archiver holds the run, whatever its pace.
+    std::thread::sleep(Duration::from_millis(500));
+    let run = run_status(&config, &url, false);
+    assert!(throttled(&run), "{run}");
+    assert_eq!(run["rows_done"], 0, "{run}");
+
+    // The archive works again: the archiver (woken by the reload and the next segment)
+    // archives what waited, and the run goes on.
+    client
+        .batch_execute("ALTER SYSTEM SET archive_command = 'true'")
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    switch_wal(&mut client);
+    let (code, out) = finish(worker, Duration::from_secs(180));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(archiver_counts(&mut client).0 > 0, "nothing was archived");
+    let done = run_status(&config, &url, false);
+    assert_eq!(
+        (done["state"].clone(), done["rows_done"].clone()),
+        ("done".into(), 20_000.into())
+    );
+    assert!(!throttled(&done), "{done}");
 }
