@@ -153,3 +153,88 @@ fn a_schema_migration_the_server_rejects_names_its_line_and_the_engine() {
     );
     assert_eq!(throwaway_schemas(&url), 0);
 }
+
+/// The fixtures load with the foreign keys set aside and checked once at the end: afterwards
+/// every key is back as it was declared (validated, `NOT VALID`, deferrable), and a row a key
+/// refuses is still named by file and line, whether the key was set aside or stayed in place.
+#[test]
+fn foreign_keys_are_checked_once_after_the_load_and_put_back_as_declared() {
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::sample::fixtures;
+
+    const SCHEMA: &str = "CREATE TABLE users (id bigint PRIMARY KEY);
+        CREATE TABLE posts (id bigint PRIMARY KEY, author bigint REFERENCES users (id),
+            editor bigint);
+        ALTER TABLE posts ADD CONSTRAINT posts_editor_fkey FOREIGN KEY (editor)
+            REFERENCES users (id) NOT VALID;
+        CREATE TABLE nodes (id bigint PRIMARY KEY, parent bigint);
+        ALTER TABLE nodes ADD CONSTRAINT nodes_parent_fkey FOREIGN KEY (parent)
+            REFERENCES nodes (id) DEFERRABLE INITIALLY IMMEDIATE;";
+    // (name, definition, oid): a key set aside and added back has a new oid.
+    let keys = |db: &mut PgBackend| -> Vec<(String, String, u32)> {
+        db.client()
+            .query(
+                "SELECT conname::text, pg_get_constraintdef(c.oid), c.oid FROM pg_constraint AS c
+                 JOIN pg_namespace AS n ON n.oid = c.connamespace
+                 WHERE c.contype = 'f' AND n.nspname = current_schema() ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let declared = |keys: &[(String, String, u32)]| -> Vec<(String, String)> {
+        keys.iter()
+            .map(|(n, d, _)| (n.clone(), d.clone()))
+            .collect()
+    };
+    type Keys = Vec<(String, String, u32)>;
+    let load = |posts: &str| -> (Result<usize, String>, Keys, Keys) {
+        let url = pg_harness::shared().create_database("fixture_keys");
+        let mut db = PgBackend::throwaway_schema(&url).unwrap();
+        db.client().batch_execute(SCHEMA).unwrap();
+        let before = keys(&mut db);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.csv"), "id\n1\n2\n").unwrap();
+        std::fs::write(dir.path().join("posts.csv"), posts).unwrap();
+        std::fs::write(dir.path().join("nodes.csv"), "id,parent\n2,1\n1,\\N\n3,2\n").unwrap();
+        let files = fixtures::read_dir(dir.path()).unwrap();
+        let result = fixtures::load(&mut db, &files, 1)
+            .map(|r| r.rows)
+            .map_err(|e| e.to_string());
+        let after = keys(&mut db);
+        (result, before, after)
+    };
+
+    let (loaded, before, after) = load("id,author,editor\n10,1,2\n11,2,\\N\n");
+    assert_eq!(loaded, Ok(7));
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert_eq!(
+        declared(&after),
+        declared(&before),
+        "every key is back as declared"
+    );
+    assert!(after[2].1.ends_with("NOT VALID"), "{after:?}");
+    assert!(after[0].1.contains("DEFERRABLE"), "{after:?}");
+    // The validated keys were set aside and added back; the NOT VALID one stayed in place.
+    assert_ne!(after[0].2, before[0].2, "{after:?}");
+    assert_ne!(after[1].2, before[1].2, "{after:?}");
+    assert_eq!(after[2].2, before[2].2, "{after:?}");
+
+    // A key set aside (author) refuses a row: nothing is loaded, and the line is named.
+    let (loaded, before, after) = load("id,author,editor\n10,1,2\n11,9,\\N\n");
+    let e = loaded.unwrap_err();
+    assert!(
+        e.contains("posts.csv:3: insert or update on table \"posts\" violates foreign key constraint \"posts_author_fkey\""),
+        "{e}"
+    );
+    assert_eq!(after, before, "nothing changed: the load was rolled back");
+    // A key that stayed in place (NOT VALID: it checks new rows only) refuses one too.
+    let (loaded, _, _) = load("id,author,editor\n10,1,2\n11,2,7\n");
+    let e = loaded.unwrap_err();
+    assert!(
+        e.contains("posts.csv:3: insert or update on table \"posts\" violates foreign key constraint \"posts_editor_fkey\""),
+        "{e}"
+    );
+}

@@ -866,6 +866,49 @@ impl SampleBackend for PgBackend {
         }
     }
 
+    /// Drops the validated foreign keys of `tables` (plain tables of the current schema, keys
+    /// declared on them, not inherited) and returns their `ADD CONSTRAINT` with the server's own
+    /// definition (`pg_get_constraintdef`): adding one back validates every row in one pass,
+    /// with the server's own check and error. Keys declared `NOT VALID` stay in place: added
+    /// back, they would check no row, where in place they check every inserted one.
+    fn suspend_foreign_keys(&mut self, tables: &[String]) -> Result<Vec<String>> {
+        let sql = "SELECT t.relname::text, c.conname::text, pg_get_constraintdef(c.oid)
+                   FROM pg_constraint AS c
+                   JOIN pg_class AS t ON t.oid = c.conrelid
+                   JOIN pg_namespace AS n ON n.oid = t.relnamespace
+                   WHERE c.contype = 'f' AND c.convalidated AND c.conparentid = 0
+                     AND c.coninhcount = 0 AND t.relkind = 'r'
+                     AND n.nspname = current_schema() AND t.relname = ANY($1)
+                   ORDER BY 1, 2";
+        let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+        let rows = self
+            .client
+            .query(sql, &[&names])
+            .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        let mut drop = String::new();
+        let mut restore = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (table, name, definition): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            drop.push_str(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT {};",
+                quote_ident(&table),
+                quote_ident(&name)
+            ));
+            restore.push(format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {definition}",
+                quote_ident(&table),
+                quote_ident(&name)
+            ));
+        }
+        if !drop.is_empty() {
+            self.client
+                .batch_execute(&drop)
+                .map_err(|e| pg_error(e, ErrorKind::Database))?;
+        }
+        Ok(restore)
+    }
+
     fn foreign_keys(&mut self) -> Result<Vec<(String, String)>> {
         let sql = "SELECT child.relname::text, parent.relname::text
                    FROM pg_constraint AS c

@@ -209,6 +209,41 @@ pub fn load(
     let (order, defer) = dependency_order(db, files)?;
     prepared.sort_by_key(|(file, _, _)| order.iter().position(|t| t == &file.table));
 
+    let tables: Vec<String> = prepared.iter().map(|(f, _, _)| f.table.clone()).collect();
+    // Foreign keys set aside during the load and checked once at its end; when that check
+    // fails, the load runs again with every key in place, which names the fixture row.
+    let mut loaded = insert_all(db, &prepared, defer, Some(&tables))?;
+    if matches!(loaded, Loaded::KeysFailed) {
+        loaded = insert_all(db, &prepared, defer, None)?;
+    }
+    match loaded {
+        Loaded::Done(report) => {
+            db.analyze()?;
+            Ok(report)
+        }
+        // With every key in place, a row no key accepts fails its insert, naming it.
+        Loaded::KeysFailed => Err(Error::new(
+            ErrorKind::Fixture,
+            "a foreign key of the fixtures does not hold",
+        )),
+    }
+}
+
+/// How one attempt at loading ended, short of an error.
+enum Loaded {
+    Done(LoadReport),
+    /// A foreign key set aside did not hold when added back: nothing is loaded.
+    KeysFailed,
+}
+
+/// Inserts every prepared table in one transaction; with `suspend`, the foreign keys of those
+/// tables the backend can check in one pass are set aside while the rows go in.
+fn insert_all(
+    db: &mut dyn SampleBackend,
+    prepared: &[Prepared<'_>],
+    defer: bool,
+    suspend: Option<&[String]>,
+) -> Result<Loaded> {
     db.execute("BEGIN")?;
     if defer {
         // Rows of a cycle (or of a table referencing itself) need not come parents first:
@@ -223,8 +258,16 @@ pub fn load(
             return Err(e);
         }
     }
+    let restore = match suspend.map(|tables| db.suspend_foreign_keys(tables)) {
+        None => Vec::new(),
+        Some(Ok(restore)) => restore,
+        Some(Err(e)) => {
+            let _ = db.execute("ROLLBACK");
+            return Err(e);
+        }
+    };
     let mut report = LoadReport::default();
-    for (file, columns, rows) in &prepared {
+    for (file, columns, rows) in prepared {
         if let Err((index, e)) = db.insert_rows(&file.table, columns, rows) {
             let _ = db.execute("ROLLBACK");
             let e = e.with_kind(ErrorKind::Fixture).in_file(&file.path);
@@ -236,12 +279,17 @@ pub fn load(
         report.tables.push((file.table.clone(), rows.len()));
         report.rows += rows.len();
     }
+    for statement in &restore {
+        if db.execute(statement).is_err() {
+            let _ = db.execute("ROLLBACK");
+            return Ok(Loaded::KeysFailed);
+        }
+    }
     if let Err(e) = db.execute("COMMIT") {
         let _ = db.execute("ROLLBACK");
         return Err(e.context("commit the fixtures"));
     }
-    db.analyze()?;
-    Ok(report)
+    Ok(Loaded::Done(report))
 }
 
 /// The fixture tables, parents before children (by the foreign keys in the catalog), otherwise

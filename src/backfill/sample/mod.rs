@@ -2,7 +2,8 @@
 //! workspace's schema migrations and fixtures, checks the result and compares its snapshot.
 //!
 //! Stages, each timed: schema (refinery applies `migrations/` up to the version the data
-//! migration requires), fixtures (loaded parents first, one transaction), backfill (the batch
+//! migration requires), fixtures (loaded parents first, one transaction, foreign keys checked once at its end where
+//! the engine can), backfill (the batch
 //! engine with small batches so batch boundaries are exercised), checks (each must return no
 //! rows; a failing one prints its first offending rows), verify (when the data migration has
 //! `-- @expected` and `-- @actual`: the production verification, [`crate::backfill::verify`], on
