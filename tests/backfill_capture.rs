@@ -489,6 +489,8 @@ fn closure_follows_cycles_and_self_references_and_loads_everywhere() {
     let key = ("CAPTURE_TEST_KEY", "k3y-for-the-test");
     let (code, out, err) = ws.capture(&["--database-url", &url], &[key]);
     assert_eq!(code, 0, "{out}{err}");
+    // Without a terminal no progress bar is drawn: stderr stays empty.
+    assert_eq!(err, "", "{out}");
     let dir = ws.fixtures();
     let ids = |table: &str| -> BTreeSet<i64> {
         column(&dir, table, "id")

@@ -24,6 +24,7 @@
 pub mod catalog;
 pub mod keys;
 pub mod output;
+pub mod progress;
 pub mod scrub;
 pub mod settings;
 
@@ -43,6 +44,7 @@ use crate::backfill::error::{Error, ErrorKind, Result, display_path};
 use crate::config::Config;
 use catalog::{Catalog, CatalogTable, ForeignKey};
 use keys::{Cursor, KeyStore};
+use progress::CaptureProgress;
 use settings::{CaptureSettings, Policy, config_error};
 
 /// Rows fetched from the source per round trip (keys while selecting, rows while streaming).
@@ -159,11 +161,13 @@ pub fn capture(
     );
 
     let started = Instant::now();
+    let progress = CaptureProgress::new();
     let mut selection = Selection {
         tx: &mut tx,
         catalog: &catalog,
         settings,
         manifest: &manifest,
+        progress: &progress,
         keys: KeyStore::create(plan.tables.iter().map(|t| &catalog.tables[t]))?,
     };
     let summary = selection.run()?;
@@ -172,13 +176,18 @@ pub fn capture(
     for table in &plan.tables {
         total += keys.len(table)?;
     }
-    let _ = writeln!(
-        out,
-        "  {:<9} {:<44} {:>9}",
-        "select",
-        format!("{}, {summary}", count(total, "row", "rows")),
-        millis(started.elapsed())
-    );
+    progress
+        .suspend(|| {
+            writeln!(
+                out,
+                "  {:<9} {:<44} {:>9}",
+                "select",
+                format!("{}, {summary}", count(total, "row", "rows")),
+                millis(started.elapsed())
+            )
+        })
+        .ok();
+    progress.streaming(total);
 
     let scrubber = scrub::Scrubber::new(hmac_key, settings.seed);
     let mut writer = output::Staging::new(&options.fixtures)?;
@@ -187,6 +196,7 @@ pub fn capture(
     for table_name in &plan.tables {
         let table = &catalog.tables[table_name];
         let started = Instant::now();
+        progress.table(table_name);
         let columns: Vec<&catalog::CatalogColumn> =
             table.columns.iter().filter(|c| !c.generated).collect();
         let policies: Vec<(Policy, bool)> = columns
@@ -225,6 +235,7 @@ pub fn capture(
                 if rows.is_empty() {
                     break;
                 }
+                progress.add(rows.len() as u64);
                 for row in &rows {
                     values.clear();
                     for (i, (policy, check)) in policies.iter().enumerate() {
@@ -251,13 +262,17 @@ pub fn capture(
         } else {
             String::new()
         };
-        let _ = writeln!(
-            out,
-            "  {:<9} {:<44} {:>9}{rate}",
-            table.name,
-            count(rows, "row", "rows"),
-            millis(elapsed)
-        );
+        progress
+            .suspend(|| {
+                writeln!(
+                    out,
+                    "  {:<9} {:<44} {:>9}{rate}",
+                    table.name,
+                    count(rows, "row", "rows"),
+                    millis(elapsed)
+                )
+            })
+            .ok();
         tables.push((table.name.clone(), rows));
     }
     if !personal_values.is_empty() {
@@ -270,6 +285,7 @@ pub fn capture(
         ));
     }
     let _ = tx.commit();
+    drop(progress);
 
     let manifest_doc = output::Manifest {
         format: output::MANIFEST_FORMAT,
@@ -542,6 +558,7 @@ struct Selection<'t, 'c> {
     catalog: &'t Catalog,
     settings: &'t CaptureSettings,
     manifest: &'t Path,
+    progress: &'t CaptureProgress,
     keys: KeyStore,
 }
 
@@ -590,7 +607,9 @@ impl Selection<'_, '_> {
             if rows.is_empty() {
                 return Ok(added);
             }
-            added += self.keys.insert(table, stage, &rows)?;
+            let new = self.keys.insert(table, stage, &rows)?;
+            self.progress.add(new as u64);
+            added += new;
         }
     }
 
@@ -620,6 +639,7 @@ impl Selection<'_, '_> {
                 key_order(table, "t")
             ));
         }
+        self.progress.selecting(&root.table);
         let manifest = self.manifest;
         let on_error = |e: postgres::Error| {
             let message = crate::backfill::db::postgres::describe_pg(&e);
@@ -674,6 +694,7 @@ impl Selection<'_, '_> {
         };
         let what = format!("select the {} of sampled {}", child.table, child.parent);
         let on_error = |e: postgres::Error| pg_error(e, ErrorKind::Database).context(&what);
+        self.progress.selecting(&child.table);
         let mut cursor = Cursor::new(&child.parent, 0, stage - 1);
         let mut added = 0;
         while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
@@ -697,6 +718,8 @@ impl Selection<'_, '_> {
         let mut stages = (0, last);
         while !delta.is_empty() {
             rounds += 1;
+            self.progress
+                .selecting(&format!("rows referenced, round {rounds}"));
             let stage = stages.1 + 1;
             let mut next = BTreeSet::new();
             for child_name in &delta {
