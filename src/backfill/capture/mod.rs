@@ -141,6 +141,7 @@ pub fn capture(
             ),
         ));
     }
+    check_checksums(&mut tx, &migrations, &config.migrations)?;
     let captured_at = match &options.captured_at {
         Some(at) => at.clone(),
         None => tx
@@ -309,6 +310,70 @@ pub fn capture(
         tables,
         rows,
     })
+}
+
+/// Refuses a source whose refinery history records a migration of `migrations` with another
+/// checksum than refinery computes for the file here (from its name, version and SQL): the file
+/// changed after it ran there, so the schema the sample builds is not the one the rows fit.
+fn check_checksums(
+    tx: &mut Transaction<'_>,
+    migrations: &[refinery::Migration],
+    dir: &Path,
+) -> Result<()> {
+    let rows = tx
+        .query(
+            "SELECT version, name::text, checksum::text FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .map_err(|e| pg_error(e, ErrorKind::Database).context("read refinery_schema_history"))?;
+    for row in rows {
+        let (version, name, recorded): (i32, Option<String>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        let Some(local) = migrations.iter().find(|m| m.version() == version) else {
+            continue;
+        };
+        let recorded = recorded.unwrap_or_default();
+        if recorded.trim().parse::<u64>().ok() == Some(local.checksum()) {
+            continue;
+        }
+        let file = migration_file(dir, local);
+        return Err(Error::file(
+            ErrorKind::Schema,
+            &file,
+            format!(
+                "the source applied V{version} ({}) with checksum {recorded}, and refinery's checksum of this file is {}: it changed after it ran there, so the sample would not build the schema the captured rows fit; restore the file as it ran, or capture from a database migrated with it",
+                name.unwrap_or_default(),
+                local.checksum()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The file of `migration` under `dir` (refinery reads them at any depth), or `dir` when it is
+/// not found by its name.
+fn migration_file(dir: &Path, migration: &refinery::Migration) -> PathBuf {
+    let wanted = format!("{}__{}.sql", migration.version(), migration.name());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(file) = path.file_name().and_then(|f| f.to_str())
+                && file
+                    .strip_prefix(['V', 'U'])
+                    .is_some_and(|rest| rest == wanted)
+            {
+                return path;
+            }
+        }
+    }
+    dir.to_path_buf()
 }
 
 /// The `hmac` policy's key, from the environment, when some column uses it.
