@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::backfill::display::thousands;
+
 /// The bar, or nothing when stderr is not a terminal.
 pub struct CaptureProgress {
     bar: Option<ProgressBar>,
@@ -24,7 +26,7 @@ impl CaptureProgress {
             let bar = ProgressBar::new_spinner();
             bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.set_style(style(
-                "{prefix} {spinner} {human_pos} keys · {per_sec} · {msg}",
+                "{prefix} {spinner} {human_pos} keys · {rate} · {msg}",
             ));
             bar.set_prefix("capture: select");
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -51,7 +53,7 @@ impl CaptureProgress {
     pub fn streaming(&self, rows: u64) {
         if let Some(bar) = &self.bar {
             bar.set_style(style(
-                "{prefix} [{bar:30}] {human_pos}/{human_len} rows · {per_sec} · {msg}",
+                "{prefix} [{bar:30}] {human_pos}/{human_len} rows · {rate} · {msg}",
             ));
             bar.set_prefix("capture: write");
             bar.reset();
@@ -94,9 +96,16 @@ impl Drop for CaptureProgress {
     }
 }
 
+/// A style with `{rate}`: whole keys or rows per second, with thousands separators.
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", thousands(state.per_sec().round() as u64));
+            },
+        )
         .progress_chars("=> ")
 }
 
