@@ -19,7 +19,7 @@
 //!
 //! Neither rows nor the selected keys are held in memory: the keys go into a SQLite file
 //! ([`keys`]) as they arrive, and every query that needs them reads them back in chunks, so the
-//! runner's memory stays flat whatever the size of the capture.
+//! runner's memory is bounded, not proportional to the size of the capture.
 
 pub mod catalog;
 pub mod keys;
