@@ -489,6 +489,8 @@ fn closure_follows_cycles_and_self_references_and_loads_everywhere() {
     let key = ("CAPTURE_TEST_KEY", "k3y-for-the-test");
     let (code, out, err) = ws.capture(&["--database-url", &url], &[key]);
     assert_eq!(code, 0, "{out}{err}");
+    // Without a terminal no progress bar is drawn: stderr stays empty.
+    assert_eq!(err, "", "{out}");
     let dir = ws.fixtures();
     let ids = |table: &str| -> BTreeSet<i64> {
         column(&dir, table, "id")
@@ -654,6 +656,58 @@ fn bad_input_is_one_line_exit_2_and_leaves_the_fixtures_alone() {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
+}
+
+/// A source whose refinery history records a migration with another checksum than refinery
+/// computes for the file here is refused before anything is read: one line naming the version
+/// and the file, exit 2, the fixtures as they were. With the file as it ran, the same source is
+/// captured, and without a terminal nothing but the step lines is printed (no progress bar).
+#[test]
+fn a_migration_changed_after_it_ran_on_the_source_is_refused() {
+    let server = pg_harness::shared();
+    let url = example_source(server, 4);
+    let ws = Ws::example(EXAMPLE_CAPTURE);
+    let file = ws.path().join("migrations/V2__create_follows.sql");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{original}\n-- edited after it ran\n")).unwrap();
+    let before = files(&ws.fixtures());
+
+    let (code, out, err) = ws.capture(&["--database-url", &url], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("migrations/V2__create_follows.sql: the source applied V2 (create_follows) with checksum "),
+        "{err}"
+    );
+    assert!(err.contains("it changed after it ran there"), "{err}");
+    assert_eq!(files(&ws.fixtures()), before);
+    let leftovers: Vec<_> = std::fs::read_dir(ws.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".fixtures"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The history's checksum is refinery's own: restored, the file matches it.
+    std::fs::write(&file, &original).unwrap();
+    let (code, out, err) = ws.capture(&["--database-url", &url], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err, "");
+    assert!(out.contains("and manifest.json"), "{out}");
+    assert!(!rows(&ws.fixtures(), "users").is_empty());
+
+    // A history row whose checksum differs (the file is the same) is refused too.
+    client(&url)
+        .batch_execute("UPDATE refinery_schema_history SET checksum = '12345' WHERE version = 3")
+        .unwrap();
+    let captured = files(&ws.fixtures());
+    let (code, out, err) = ws.capture(&["--database-url", &url], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("migrations/V3__create_posts.sql: the source applied V3 (create_posts) with checksum 12345,"),
+        "{err}"
+    );
+    assert_eq!(files(&ws.fixtures()), captured);
 }
 
 /// A kept text column whose values look like email addresses stops the capture after reading

@@ -17,10 +17,14 @@
 //! 4. replace the fixtures directory in one step: everything is written into a temporary
 //!    directory beside it first, so an error leaves the old fixtures as they were.
 //!
-//! Only the selected keys are held in memory (text, per table), never rows.
+//! Neither rows nor the selected keys are held in memory: the keys go into a SQLite file
+//! ([`keys`]) as they arrive, and every query that needs them reads them back in chunks, so the
+//! runner's memory is bounded, not proportional to the size of the capture.
 
 pub mod catalog;
+pub mod keys;
 pub mod output;
+pub mod progress;
 pub mod scrub;
 pub mod settings;
 
@@ -39,13 +43,15 @@ use crate::backfill::display::{count, millis, thousands};
 use crate::backfill::error::{Error, ErrorKind, Result, display_path};
 use crate::config::Config;
 use catalog::{Catalog, CatalogTable, ForeignKey};
+use keys::{Cursor, KeyStore};
+use progress::CaptureProgress;
 use settings::{CaptureSettings, Policy, config_error};
 
-/// Selected keys per table: each key is its primary-key columns' text forms.
-pub type KeySets = BTreeMap<String, BTreeSet<Vec<String>>>;
-
-/// Rows fetched from the source per round trip while streaming a table.
+/// Rows fetched from the source per round trip (keys while selecting, rows while streaming).
 const FETCH_ROWS: i32 = 4096;
+
+/// Keys sent to the source per query (as one text array per key column).
+const KEY_CHUNK: usize = 8192;
 
 /// What to capture and where to write it.
 #[derive(Debug, Clone)]
@@ -135,6 +141,7 @@ pub fn capture(
             ),
         ));
     }
+    check_checksums(&mut tx, &migrations, &config.migrations)?;
     let captured_at = match &options.captured_at {
         Some(at) => at.clone(),
         None => tx
@@ -155,27 +162,33 @@ pub fn capture(
     );
 
     let started = Instant::now();
+    let progress = CaptureProgress::new();
     let mut selection = Selection {
         tx: &mut tx,
         catalog: &catalog,
         settings,
         manifest: &manifest,
-        keys: plan
-            .tables
-            .iter()
-            .map(|t| (t.clone(), BTreeSet::new()))
-            .collect(),
+        progress: &progress,
+        keys: KeyStore::create(plan.tables.iter().map(|t| &catalog.tables[t]))?,
     };
     let summary = selection.run()?;
     let keys = selection.keys;
-    let total: usize = keys.values().map(BTreeSet::len).sum();
-    let _ = writeln!(
-        out,
-        "  {:<9} {:<44} {:>9}",
-        "select",
-        format!("{}, {summary}", count(total as u64, "row", "rows")),
-        millis(started.elapsed())
-    );
+    let mut total = 0;
+    for table in &plan.tables {
+        total += keys.len(table)?;
+    }
+    progress
+        .suspend(|| {
+            writeln!(
+                out,
+                "  {:<9} {:<44} {:>9}",
+                "select",
+                format!("{}, {summary}", count(total, "row", "rows")),
+                millis(started.elapsed())
+            )
+        })
+        .ok();
+    progress.streaming(total);
 
     let scrubber = scrub::Scrubber::new(hmac_key, settings.seed);
     let mut writer = output::Staging::new(&options.fixtures)?;
@@ -184,6 +197,7 @@ pub fn capture(
     for table_name in &plan.tables {
         let table = &catalog.tables[table_name];
         let started = Instant::now();
+        progress.table(table_name);
         let columns: Vec<&catalog::CatalogColumn> =
             table.columns.iter().filter(|c| !c.generated).collect();
         let policies: Vec<(Policy, bool)> = columns
@@ -196,31 +210,33 @@ pub fn capture(
             )
             .collect();
         let mut file = writer.table(&table.name, columns.iter().map(|c| c.name.as_str()))?;
-        let set = &keys[table_name];
-        if !set.is_empty() {
-            let list: Vec<String> = columns
-                .iter()
-                .map(|c| format!("t.{}::text", quote_ident(&c.name)))
-                .collect();
-            let sql = format!(
-                "SELECT {} FROM {} AS t {} ORDER BY {}",
-                list.join(", "),
-                catalog.qualified(&table.name),
-                key_join(table, "t", 1),
-                key_order(table, "t")
-            );
-            let arrays = key_arrays(set.iter(), table.primary_key.len());
-            let read_error = |e: postgres::Error| {
-                pg_error(e, ErrorKind::Database).context(format!("read table {}", table.name))
-            };
-            let statement = tx.prepare(&sql).map_err(read_error)?;
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("t.{}::text", quote_ident(&c.name)))
+            .collect();
+        // The rows of one chunk of keys, in the chunk's order: chunks come in key order, so
+        // the file is sorted by key.
+        let sql = format!(
+            "SELECT {} FROM {} AS t {} ORDER BY xtask_keys.xtask_ord",
+            list.join(", "),
+            catalog.qualified(&table.name),
+            key_join(table, "t", 1),
+        );
+        let read_error = |e: postgres::Error| {
+            pg_error(e, ErrorKind::Database).context(format!("read table {}", table.name))
+        };
+        let statement = tx.prepare(&sql).map_err(read_error)?;
+        let mut values: Vec<Option<String>> = Vec::with_capacity(columns.len());
+        let mut cursor = Cursor::new(table_name, 0, i64::MAX);
+        while let Some(chunk) = keys.next_chunk(&mut cursor, KEY_CHUNK)? {
+            let arrays = key_arrays(chunk.iter(), table.primary_key.len());
             let portal = tx.bind(&statement, &params(&arrays)).map_err(read_error)?;
-            let mut values: Vec<Option<String>> = Vec::with_capacity(columns.len());
             loop {
                 let rows = tx.query_portal(&portal, FETCH_ROWS).map_err(read_error)?;
                 if rows.is_empty() {
                     break;
                 }
+                progress.add(rows.len() as u64);
                 for row in &rows {
                     values.clear();
                     for (i, (policy, check)) in policies.iter().enumerate() {
@@ -247,13 +263,17 @@ pub fn capture(
         } else {
             String::new()
         };
-        let _ = writeln!(
-            out,
-            "  {:<9} {:<44} {:>9}{rate}",
-            table.name,
-            count(rows, "row", "rows"),
-            millis(elapsed)
-        );
+        progress
+            .suspend(|| {
+                writeln!(
+                    out,
+                    "  {:<9} {:<44} {:>9}{rate}",
+                    table.name,
+                    count(rows, "row", "rows"),
+                    millis(elapsed)
+                )
+            })
+            .ok();
         tables.push((table.name.clone(), rows));
     }
     if !personal_values.is_empty() {
@@ -266,6 +286,7 @@ pub fn capture(
         ));
     }
     let _ = tx.commit();
+    drop(progress);
 
     let manifest_doc = output::Manifest {
         format: output::MANIFEST_FORMAT,
@@ -289,6 +310,70 @@ pub fn capture(
         tables,
         rows,
     })
+}
+
+/// Refuses a source whose refinery history records a migration of `migrations` with another
+/// checksum than refinery computes for the file here (from its name, version and SQL): the file
+/// changed after it ran there, so the schema the sample builds is not the one the rows fit.
+fn check_checksums(
+    tx: &mut Transaction<'_>,
+    migrations: &[refinery::Migration],
+    dir: &Path,
+) -> Result<()> {
+    let rows = tx
+        .query(
+            "SELECT version, name::text, checksum::text FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .map_err(|e| pg_error(e, ErrorKind::Database).context("read refinery_schema_history"))?;
+    for row in rows {
+        let (version, name, recorded): (i32, Option<String>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        let Some(local) = migrations.iter().find(|m| m.version() == version) else {
+            continue;
+        };
+        let recorded = recorded.unwrap_or_default();
+        if recorded.trim().parse::<u64>().ok() == Some(local.checksum()) {
+            continue;
+        }
+        let file = migration_file(dir, local);
+        return Err(Error::file(
+            ErrorKind::Schema,
+            &file,
+            format!(
+                "the source applied V{version} ({}) with checksum {recorded}, and refinery's checksum of this file is {}: it changed after it ran there, so the sample would not build the schema the captured rows fit; restore the file as it ran, or capture from a database migrated with it",
+                name.unwrap_or_default(),
+                local.checksum()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The file of `migration` under `dir` (refinery reads them at any depth), or `dir` when it is
+/// not found by its name.
+fn migration_file(dir: &Path, migration: &refinery::Migration) -> PathBuf {
+    let wanted = format!("{}__{}.sql", migration.version(), migration.name());
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(file) = path.file_name().and_then(|f| f.to_str())
+                && file
+                    .strip_prefix(['V', 'U'])
+                    .is_some_and(|rest| rest == wanted)
+            {
+                return path;
+            }
+        }
+    }
+    dir.to_path_buf()
 }
 
 /// The `hmac` policy's key, from the environment, when some column uses it.
@@ -531,13 +616,15 @@ fn check_policies(
     Ok(())
 }
 
-/// Selects the keys of the rows to capture.
+/// Selects the keys of the rows to capture into a [`KeyStore`]. Stages: 0 the roots, `i` the
+/// `i`-th child relation, then one per round of the closure.
 struct Selection<'t, 'c> {
     tx: &'t mut Transaction<'c>,
     catalog: &'t Catalog,
     settings: &'t CaptureSettings,
     manifest: &'t Path,
-    keys: KeySets,
+    progress: &'t CaptureProgress,
+    keys: KeyStore,
 }
 
 impl Selection<'_, '_> {
@@ -548,11 +635,11 @@ impl Selection<'_, '_> {
             let n = self.roots(root)?;
             parts.push(format!("{} {}", root.table, thousands(n as u64)));
         }
-        for child in &self.settings.children {
-            let n = self.children(child)?;
+        for (i, child) in self.settings.children.iter().enumerate() {
+            let n = self.children(child, i as i64 + 1)?;
             parts.push(format!("+{} {}", thousands(n as u64), child.table));
         }
-        let (added, rounds) = self.closure()?;
+        let (added, rounds) = self.closure(self.settings.children.len() as i64)?;
         parts.push(format!(
             "+{} referenced ({})",
             thousands(added as u64),
@@ -561,24 +648,34 @@ impl Selection<'_, '_> {
         Ok(parts.join(", "))
     }
 
-    fn query(&mut self, sql: &str, arrays: &[Vec<String>], what: &str) -> Result<Vec<Vec<String>>> {
-        let rows = self
+    /// Runs `sql` (its parameters: `arrays`) and adds the keys it returns to `table` at `stage`,
+    /// fetching them in bounded rounds; returns how many were new.
+    fn fetch_into(
+        &mut self,
+        sql: &str,
+        arrays: &[Vec<String>],
+        table: &str,
+        stage: i64,
+        on_error: &dyn Fn(postgres::Error) -> Error,
+    ) -> Result<usize> {
+        let statement = self.tx.prepare(sql).map_err(on_error)?;
+        let portal = self
             .tx
-            .query(sql, &params(arrays))
-            .map_err(|e| pg_error(e, ErrorKind::Database).context(what))?;
-        Ok(rows
-            .iter()
-            .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect())
-            .collect())
-    }
-
-    /// Adds `found` to `table`'s set; returns the keys that were new.
-    fn add(&mut self, table: &str, found: Vec<Vec<String>>) -> Vec<Vec<String>> {
-        let set = self.keys.entry(table.to_string()).or_default();
-        found
-            .into_iter()
-            .filter(|k| set.insert(k.clone()))
-            .collect()
+            .bind(&statement, &params(arrays))
+            .map_err(on_error)?;
+        let mut added = 0;
+        loop {
+            let rows = self
+                .tx
+                .query_portal(&portal, FETCH_ROWS)
+                .map_err(on_error)?;
+            if rows.is_empty() {
+                return Ok(added);
+            }
+            let new = self.keys.insert(table, stage, &rows)?;
+            self.progress.add(new as u64);
+            added += new;
+        }
     }
 
     fn roots(&mut self, root: &settings::Root) -> Result<usize> {
@@ -607,41 +704,35 @@ impl Selection<'_, '_> {
                 key_order(table, "t")
             ));
         }
-        let found = match self.tx.query(&sql, &[]) {
-            Ok(rows) => rows
-                .iter()
-                .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect())
-                .collect(),
-            Err(e) => {
-                let message = crate::backfill::db::postgres::describe_pg(&e);
-                return Err(config_error(
-                    self.manifest,
-                    match &root.predicate {
-                        Some(p) => format!(
-                            "root `{}`: selecting its rows fails on the source (`where` = {p:?}): {message}",
-                            root.table
-                        ),
-                        None => format!(
-                            "root `{}`: selecting its rows fails on the source: {message}",
-                            root.table
-                        ),
-                    },
-                ));
-            }
+        self.progress.selecting(&root.table);
+        let manifest = self.manifest;
+        let on_error = |e: postgres::Error| {
+            let message = crate::backfill::db::postgres::describe_pg(&e);
+            config_error(
+                manifest,
+                match &root.predicate {
+                    Some(p) => format!(
+                        "root `{}`: selecting its rows fails on the source (`where` = {p:?}): {message}",
+                        root.table
+                    ),
+                    None => format!(
+                        "root `{}`: selecting its rows fails on the source: {message}",
+                        root.table
+                    ),
+                },
+            )
         };
-        Ok(self.add(&root.table, found).len())
+        self.fetch_into(&sql, &[], &root.table, 0, &on_error)
     }
 
-    fn children(&mut self, child: &settings::ChildRelation) -> Result<usize> {
+    /// Adds the rows of `child.table` that reference the keys selected so far in
+    /// `child.parent`, at `stage`.
+    fn children(&mut self, child: &settings::ChildRelation, stage: i64) -> Result<usize> {
         let fk = child_key(self.catalog, child)
             .map_err(|m| config_error(self.manifest, m))?
             .clone();
         let parent = &self.catalog.tables[&child.parent];
         let table = &self.catalog.tables[&child.table];
-        let parents = self.keys.get(&child.parent).cloned().unwrap_or_default();
-        if parents.is_empty() {
-            return Ok(0);
-        }
         let fk_cols = columns(&fk.child_columns, "c");
         let inner = format!(
             "SELECT {} FROM {} AS p {}",
@@ -649,6 +740,8 @@ impl Selection<'_, '_> {
             self.catalog.qualified(&parent.name),
             key_join(parent, "p", 1)
         );
+        // A cap per parent ranks within one parent's rows: parents taken in chunks give the
+        // same rows as all at once.
         let sql = match child.per_parent {
             Some(cap) => format!(
                 "SELECT {} FROM (SELECT c.*, row_number() OVER (PARTITION BY {fk_cols} ORDER BY {}, {}) AS xtask_rank
@@ -664,29 +757,37 @@ impl Selection<'_, '_> {
                 self.catalog.qualified(&table.name),
             ),
         };
-        let arrays = key_arrays(parents.iter(), parent.primary_key.len());
-        let found = self.query(
-            &sql,
-            &arrays,
-            &format!("select the {} of sampled {}", child.table, child.parent),
-        )?;
-        Ok(self.add(&child.table, found).len())
+        let what = format!("select the {} of sampled {}", child.table, child.parent);
+        let on_error = |e: postgres::Error| pg_error(e, ErrorKind::Database).context(&what);
+        self.progress.selecting(&child.table);
+        let mut cursor = Cursor::new(&child.parent, 0, stage - 1);
+        let mut added = 0;
+        while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
+            let arrays = key_arrays(chunk.iter(), parent.primary_key.len());
+            added += self.fetch_into(&sql, &arrays, &child.table, stage, &on_error)?;
+        }
+        Ok(added)
     }
 
-    /// Follows foreign keys from every newly selected row until no new row is found. Returns
+    /// Follows foreign keys from every newly selected row until no new row is found; the keys
+    /// found in round `r` are stored at stage `last + r`, and round `r + 1` reads those. Returns
     /// the rows added and the rounds it took.
-    fn closure(&mut self) -> Result<(usize, usize)> {
-        let mut delta: BTreeMap<String, Vec<Vec<String>>> = self
-            .keys
-            .iter()
-            .filter(|(_, set)| !set.is_empty())
-            .map(|(t, set)| (t.clone(), set.iter().cloned().collect()))
-            .collect();
+    fn closure(&mut self, last: i64) -> Result<(usize, usize)> {
+        let mut delta: BTreeSet<String> = BTreeSet::new();
+        for table in self.catalog.tables.keys() {
+            if self.keys.contains(table) && self.keys.len(table)? > 0 {
+                delta.insert(table.clone());
+            }
+        }
         let (mut added, mut rounds) = (0, 0);
+        let mut stages = (0, last);
         while !delta.is_empty() {
             rounds += 1;
-            let mut next: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
-            for (child_name, keys) in &delta {
+            self.progress
+                .selecting(&format!("rows referenced, round {rounds}"));
+            let stage = stages.1 + 1;
+            let mut next = BTreeSet::new();
+            for child_name in &delta {
                 let child = &self.catalog.tables[child_name];
                 let fks: Vec<ForeignKey> = self
                     .catalog
@@ -705,19 +806,21 @@ impl Selection<'_, '_> {
                         self.catalog.qualified(&child.name),
                         key_join(child, "c", 1)
                     );
-                    let arrays = key_arrays(keys.iter(), child.primary_key.len());
-                    let found = self.query(
-                        &sql,
-                        &arrays,
-                        &format!("follow foreign key {} of {}", fk.name, fk.child),
-                    )?;
-                    let new = self.add(&fk.parent, found);
-                    added += new.len();
-                    if !new.is_empty() {
-                        next.entry(fk.parent.clone()).or_default().extend(new);
+                    let what = format!("follow foreign key {} of {}", fk.name, fk.child);
+                    let on_error =
+                        |e: postgres::Error| pg_error(e, ErrorKind::Database).context(&what);
+                    let mut cursor = Cursor::new(child_name, stages.0, stages.1);
+                    while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
+                        let arrays = key_arrays(chunk.iter(), child.primary_key.len());
+                        let new = self.fetch_into(&sql, &arrays, &fk.parent, stage, &on_error)?;
+                        added += new;
+                        if new > 0 {
+                            next.insert(fk.parent.clone());
+                        }
                     }
                 }
             }
+            stages = (stage, stage);
             delta = next;
         }
         Ok((added, rounds))
@@ -767,7 +870,8 @@ fn hash_expr(table: &CatalogTable, alias: &str, seed: u64) -> String {
     )
 }
 
-/// Joins `alias` to the keys bound as text arrays `$first`, `$first+1`, ... (one per key column).
+/// Joins `alias` to the keys bound as text arrays `$first`, `$first+1`, ... (one per key column);
+/// `xtask_keys.xtask_ord` is a key's position in the arrays.
 fn key_join(table: &CatalogTable, alias: &str, first: usize) -> String {
     let keys = table.key_columns();
     let params: Vec<String> = (0..keys.len())
@@ -786,7 +890,7 @@ fn key_join(table: &CatalogTable, alias: &str, first: usize) -> String {
         })
         .collect();
     format!(
-        "JOIN unnest({}) AS xtask_keys({}) ON {}",
+        "JOIN unnest({}) WITH ORDINALITY AS xtask_keys({}, xtask_ord) ON {}",
         params.join(", "),
         names.join(", "),
         on.join(" AND ")
