@@ -1,5 +1,13 @@
-//! Configuration: `[workspace.metadata.xtask-migrate]` in the workspace's root `Cargo.toml`,
-//! found with cargo_metadata. Command-line flags override it (each command applies its own).
+//! Configuration: `[workspace.metadata.xtask-migrate]` in the workspace's root `Cargo.toml`.
+//! Command-line flags override it (each command applies its own).
+//!
+//! The workspace root is found as cargo finds it: the nearest `Cargo.toml` at or above the
+//! current directory is the root when it has a `[workspace]` table, else the package belongs to
+//! the workspace above that lists it. Those manifests are read directly with the `toml` crate
+//! (every `migrate lint` of a pre-commit hook pays for this, and a `cargo metadata` process costs
+//! more than linting a thousand files); any other layout (glob members, `package.workspace`, a
+//! manifest that does not parse, a member without a manifest) is left to `cargo metadata`, so
+//! the root and the table read are always the ones cargo would use.
 //!
 //! ```toml
 //! [workspace.metadata.xtask-migrate]
@@ -207,6 +215,9 @@ impl Config {
         if !dir.ancestors().any(|d| d.join("Cargo.toml").is_file()) {
             return Ok(Config::defaults(dir));
         }
+        if let Some((root, workspace_metadata)) = read_workspace_metadata(dir) {
+            return Config::from_metadata(&root, &workspace_metadata);
+        }
         let metadata = cargo_metadata::MetadataCommand::new()
             .current_dir(dir)
             .no_deps()
@@ -288,6 +299,96 @@ impl Config {
             backfills: crate::lint::BackfillFacts::read_dir(&self.data_migrations),
             layout: self.migration_layout,
         }
+    }
+}
+
+/// The workspace root around `dir` and its `[workspace.metadata]` (`Null` when there is none), as
+/// `cargo metadata` would report them, read from the manifests themselves; `None` when finding
+/// them needs more of cargo than this reads (see the module documentation).
+fn read_workspace_metadata(dir: &Path) -> Option<(PathBuf, serde_json::Value)> {
+    // Cargo starts from the process's working directory, which has its symbolic links resolved.
+    let start = dir.canonicalize().ok()?;
+    let package_dir = start
+        .ancestors()
+        .find(|d| d.join("Cargo.toml").is_file())?
+        .to_path_buf();
+    let manifest = read_manifest(&package_dir)?;
+    if manifest
+        .get("package")
+        .is_some_and(|p| p.get("workspace").is_some())
+    {
+        return None;
+    }
+    if let Some(workspace) = manifest.get("workspace") {
+        return workspace_root(&package_dir, workspace.as_table()?);
+    }
+    manifest.get("package")?;
+    // A package: the root is the first manifest above it, which must list it as a member; with no
+    // manifest above, the package is a workspace of its own, without workspace metadata.
+    let Some(root) = package_dir
+        .ancestors()
+        .skip(1)
+        .find(|d| d.join("Cargo.toml").is_file())
+    else {
+        return Some((package_dir, serde_json::Value::Null));
+    };
+    let root_manifest = read_manifest(root)?;
+    let workspace = root_manifest.get("workspace")?.as_table()?;
+    let relative = package_dir.strip_prefix(root).ok()?;
+    let listed = workspace.get("members")?.as_array()?.iter().any(|m| {
+        m.as_str()
+            .is_some_and(|m| Path::new(m).components().eq(relative.components()))
+    });
+    if !listed
+        || root_manifest
+            .get("package")
+            .is_some_and(|p| p.get("workspace").is_some())
+    {
+        return None;
+    }
+    workspace_root(root, workspace)
+}
+
+/// `root` and its `[workspace.metadata]`, when every member the `[workspace]` table lists is a
+/// directory with a manifest (a glob, or a member cargo would fail to load, is left to cargo).
+fn workspace_root(root: &Path, workspace: &toml::Table) -> Option<(PathBuf, serde_json::Value)> {
+    if let Some(members) = workspace.get("members") {
+        for member in members.as_array()? {
+            let member = member.as_str()?;
+            if member.contains(['*', '?', '[']) || !root.join(member).join("Cargo.toml").is_file() {
+                return None;
+            }
+        }
+    }
+    let metadata = workspace
+        .get("metadata")
+        .map_or(serde_json::Value::Null, toml_to_json);
+    Some((root.to_path_buf(), metadata))
+}
+
+fn read_manifest(dir: &Path) -> Option<toml::Table> {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A TOML value as `cargo metadata` writes it in JSON (a date-time as its TOML text).
+fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(items) => Json::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Json::Object(
+            table
+                .iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -374,6 +475,88 @@ mod tests {
         for engine in ["auto", "sqlite", "postgres-local", "postgres-url"] {
             assert_eq!(SampleEngine::from_name(engine).unwrap().name(), engine);
         }
+    }
+
+    /// What `cargo metadata` reports as the workspace root and its metadata, from `dir`.
+    fn cargo_says(dir: &Path) -> (PathBuf, serde_json::Value) {
+        let metadata = cargo_metadata::MetadataCommand::new()
+            .current_dir(dir)
+            .no_deps()
+            .exec()
+            .unwrap();
+        (
+            metadata.workspace_root.into_std_path_buf(),
+            metadata.workspace_metadata,
+        )
+    }
+
+    #[test]
+    fn the_manifests_give_the_root_and_table_cargo_metadata_gives() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The root, a member, a directory inside the root package, a workspace of its own inside.
+        for dir in [
+            repo.to_path_buf(),
+            repo.join("xtask"),
+            repo.join("xtask/src"),
+            repo.join("src/lint"),
+            repo.join("examples/pg-workspace/migrations"),
+        ] {
+            let read = read_workspace_metadata(&dir)
+                .unwrap_or_else(|| panic!("{}: left to cargo", dir.display()));
+            assert_eq!(read, cargo_says(&dir), "{}", dir.display());
+        }
+    }
+
+    #[test]
+    fn layouts_the_manifests_do_not_settle_are_left_to_cargo() {
+        let ws = tempfile::tempdir().unwrap();
+        let root = ws.path();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let package = "[package]\nname = \"m\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+        write("crates/m/Cargo.toml", package);
+        write("crates/m/src/lib.rs", "");
+        let member = root.join("crates/m");
+        // A package with no workspace above is its own root, with no workspace metadata.
+        let read = read_workspace_metadata(&member).unwrap();
+        assert_eq!(read, cargo_says(&member));
+        assert_eq!(read.1, serde_json::Value::Null);
+
+        let meta = "\n[workspace.metadata.xtask-migrate]\ndialect = \"sqlite\"\nbaseline = 3\nsmall-tables = [\"roles\"]\n";
+        write(
+            "Cargo.toml",
+            &format!("[workspace]\nmembers = [\"crates/m/\"]\n{meta}"),
+        );
+        let read = read_workspace_metadata(&member).unwrap();
+        assert_eq!(read, cargo_says(&member));
+        let config = Config::discover_from(&member).unwrap();
+        assert_eq!(config.dialect, Dialect::Sqlite);
+        assert_eq!(config.baseline, Some(3));
+        assert_eq!(config.root, root.canonicalize().unwrap());
+
+        // Glob members, a member cargo would not find, a root that does not list the package, a
+        // `package.workspace` pointer: cargo decides.
+        for manifest in [
+            "[workspace]\nmembers = [\"crates/*\"]\n",
+            "[workspace]\nmembers = [\"crates/m\", \"crates/gone\"]\n",
+            "[workspace]\nmembers = []\n",
+        ] {
+            write("Cargo.toml", &format!("{manifest}{meta}"));
+            assert_eq!(read_workspace_metadata(&member), None, "{manifest}");
+        }
+        write(
+            "Cargo.toml",
+            &format!("[workspace]\nmembers = [\"crates/m\"]\n{meta}"),
+        );
+        write(
+            "crates/m/Cargo.toml",
+            &format!("{package}workspace = \"../..\"\n"),
+        );
+        assert_eq!(read_workspace_metadata(&member), None);
+        assert_eq!(Config::discover_from(&member).unwrap().baseline, Some(3));
     }
 
     #[cfg(feature = "lint")]

@@ -270,6 +270,18 @@ pub fn outside_transaction_by_name(path: &Path) -> Option<&'static str> {
         .then_some("`*.autocommit.*.sql` (popx, the runner of ory's projects)")
 }
 
+/// How many migrations of the same directory on each side of a file its rules may read: a
+/// pattern split one statement per migration (a table rebuild) spans a few neighbouring files.
+pub const NEIGHBOURS: usize = 8;
+
+/// Another migration of the linted file's directory, near it in migration order.
+#[derive(Debug, Clone, Copy)]
+pub struct Neighbour<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+    pub parsed: &'a ParsedFile,
+}
+
 /// What a rule sees: one parsed file, facts per statement, and what earlier files built.
 pub struct FileCx<'a> {
     pub path: &'a Path,
@@ -281,6 +293,11 @@ pub struct FileCx<'a> {
     /// The schema built by the files linted before this one.
     pub schema: &'a Schema,
     pub options: &'a LintOptions,
+    /// Up to [`NEIGHBOURS`] migrations of the same directory that run just before this one, in
+    /// migration order (empty when the file is linted on its own).
+    pub before: &'a [Neighbour<'a>],
+    /// Up to [`NEIGHBOURS`] migrations of the same directory that run just after this one.
+    pub after: &'a [Neighbour<'a>],
     /// For each table name created in this file: its schema, the index of the statement that
     /// created it and the index of the one that dropped it (or `usize::MAX`).
     created: HashMap<String, Vec<(String, usize, usize)>>,
@@ -344,6 +361,8 @@ impl<'a> FileCx<'a> {
             facts: Vec::with_capacity(parsed.statements.len()),
             schema,
             options,
+            before: &[],
+            after: &[],
             created: HashMap::new(),
             dropped_existing: HashMap::new(),
             search_paths: vec![SearchPath::of(options.dialect)],
@@ -613,9 +632,24 @@ pub fn lint_parsed(
     options: &LintOptions,
     report: bool,
 ) -> Vec<Finding> {
+    lint_among(path, text, parsed, schema, options, report, (&[], &[]))
+}
+
+/// [`lint_parsed`] for a file among the migrations of its directory: `neighbours` are those that
+/// run just before it and just after it (see [`FileCx::before`]).
+fn lint_among(
+    path: &Path,
+    text: &str,
+    parsed: &ParsedFile,
+    schema: &mut Schema,
+    options: &LintOptions,
+    report: bool,
+    neighbours: (&[Neighbour<'_>], &[Neighbour<'_>]),
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     if report {
-        let cx = FileCx::new(path, text, parsed, schema, options);
+        let mut cx = FileCx::new(path, text, parsed, schema, options);
+        (cx.before, cx.after) = neighbours;
         for issue in &parsed.syntax_errors {
             findings.push(Finding {
                 rule: RuleId::SyntaxError,
@@ -723,30 +757,82 @@ fn lint_files(
     contents: &HashMap<PathBuf, Vec<u8>>,
     options: &LintOptions,
 ) -> anyhow::Result<Report> {
-    let parsed = read_and_parse_all(&files, contents, options.dialect)?;
+    let loaded = read_and_parse_all(&files, contents, options.dialect)?;
+
+    // The up migrations of each directory, in migration order, and each file's place in its
+    // directory's list: the neighbours a file's rules may read.
+    let mut by_dir: HashMap<&Path, Vec<usize>> = HashMap::new();
+    for (i, path) in files.iter().enumerate() {
+        if loaded[i].parsed.is_some() && !layout::is_down(options.layout, path) {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            by_dir.entry(dir).or_default().push(i);
+        }
+    }
+    let mut place: Vec<Option<(&[usize], usize)>> = vec![None; files.len()];
+    for in_dir in by_dir.values() {
+        for (at, &i) in in_dir.iter().enumerate() {
+            place[i] = Some((in_dir, at));
+        }
+    }
+    let neighbour = |i: &usize| Neighbour {
+        path: &files[*i],
+        text: &loaded[*i].text,
+        parsed: loaded[*i]
+            .parsed
+            .as_ref()
+            .expect("only parsed files are listed"),
+    };
 
     let mut schema = Schema::default();
-    let mut report = Report::default();
-    for (path, loaded) in files.iter().zip(parsed) {
+    let mut all_findings = Vec::with_capacity(files.len());
+    for (i, (path, loaded)) in files.iter().zip(&loaded).enumerate() {
         let findings = match &loaded.parsed {
             Some(parsed) => {
                 let linted = match (options.baseline, layout::version(options.layout, path)) {
                     (Some(baseline), Some(version)) => version > baseline,
                     _ => true,
                 };
+                let (before, after): (Vec<Neighbour>, Vec<Neighbour>) = match place[i] {
+                    Some((in_dir, at)) if linted => (
+                        in_dir[at.saturating_sub(NEIGHBOURS)..at]
+                            .iter()
+                            .map(neighbour)
+                            .collect(),
+                        in_dir[at + 1..(at + 1 + NEIGHBOURS).min(in_dir.len())]
+                            .iter()
+                            .map(neighbour)
+                            .collect(),
+                    ),
+                    _ => (Vec::new(), Vec::new()),
+                };
+                let neighbours = (before.as_slice(), after.as_slice());
                 if layout::is_down(options.layout, path) {
                     // Linted with the schema its up migration built; what it undoes is not
                     // what later migrations see.
                     let mut scratch = schema.clone();
-                    lint_parsed(path, &loaded.text, parsed, &mut scratch, options, linted)
+                    let text = &loaded.text;
+                    lint_among(
+                        path,
+                        text,
+                        parsed,
+                        &mut scratch,
+                        options,
+                        linted,
+                        neighbours,
+                    )
                 } else {
-                    lint_parsed(path, &loaded.text, parsed, &mut schema, options, linted)
+                    let text = &loaded.text;
+                    lint_among(path, text, parsed, &mut schema, options, linted, neighbours)
                 }
             }
             None => loaded.findings.clone(),
         };
+        all_findings.push(findings);
+    }
+    let mut report = Report::default();
+    for ((path, loaded), findings) in files.into_iter().zip(loaded).zip(all_findings) {
         report.files.push(FileReport {
-            path: path.clone(),
+            path,
             text: loaded.text,
             findings,
         });

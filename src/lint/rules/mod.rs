@@ -444,6 +444,39 @@ pub(crate) mod test_support {
         found
     }
 
+    /// The findings of `rule` in each of `files`, linted together as the migrations
+    /// `migrations/V1__m.sql`, `V2__m.sql`, ... of one directory (each file sees the schema the
+    /// ones before built, and its neighbours), as `rule: message` with the note; may be empty.
+    pub fn lint_dir(files: &[&str], dialect: Dialect, rule: RuleId) -> Vec<Vec<String>> {
+        let options = LintOptions {
+            dialect,
+            ..LintOptions::default()
+        };
+        let paths: Vec<std::path::PathBuf> = (1..=files.len())
+            .map(|i| format!("migrations/V{i}__m.sql").into())
+            .collect();
+        let contents = paths
+            .iter()
+            .zip(files)
+            .map(|(p, sql)| (p.clone(), sql.as_bytes().to_vec()))
+            .collect();
+        let report = crate::lint::lint_files(paths, &contents, &options).expect("lints");
+        report
+            .files
+            .into_iter()
+            .map(|file| {
+                file.findings
+                    .into_iter()
+                    .filter(|f| f.rule == rule)
+                    .map(|f| match f.note {
+                        Some(note) => format!("{}: {}\n  note: {note}", f.rule, f.message),
+                        None => format!("{}: {}", f.rule, f.message),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The findings of `rule` for `sql` in a file at `path`, as messages; may be empty.
     pub fn lint_at(path: &str, sql: &str, dialect: Dialect, rule: RuleId) -> Vec<String> {
         let options = LintOptions {
