@@ -101,6 +101,11 @@ pub enum MigrateCommand {
     /// are checked as data migrations: placeholders bounding the key, one target table, no DDL,
     /// a snapshot query with a deterministic order.
     ///
+    /// With --estimate --database-url URL, each backfill and lock finding also says what it
+    /// costs on that PostgreSQL database (read only, catalog statistics, no scans):
+    ///     = estimate: UPDATE of ~1.00M rows (106 MB) holding row locks ~4.2-26 s;
+    ///       ROW EXCLUSIVE on public.users for the whole time
+    ///
     /// Exit status: 0 no error-severity finding, 1 findings, 2 usage or I/O error.
     ///
     /// Suppress a finding with a comment before the statement that gives a reason:

@@ -151,12 +151,23 @@ impl<'a> postgres::types::FromSql<'a> for JsonText {
     }
 }
 
-/// The rows a DML plan touches: the `Plan Rows` of the node under its `ModifyTable` (what the
-/// statement reads to write), or of the top node for a plan without one.
+/// The rows a DML plan touches: the `Plan Rows` of the node that feeds its `ModifyTable` (what
+/// the statement reads to write; not an InitPlan or SubPlan beside it), or of the top node for a
+/// plan without one.
 fn touched_rows(plan: &serde_json::Value) -> Option<f64> {
     let top = plan.get(0)?.get("Plan")?;
     let node = if top.get("Node Type")?.as_str()? == "ModifyTable" {
-        top.get("Plans").and_then(|p| p.get(0)).unwrap_or(top)
+        top.get("Plans")
+            .and_then(|p| p.as_array())
+            .and_then(|children| {
+                children.iter().find(|c| {
+                    !matches!(
+                        c.get("Parent Relationship").and_then(|r| r.as_str()),
+                        Some("InitPlan" | "SubPlan")
+                    )
+                })
+            })
+            .unwrap_or(top)
     } else {
         top
     };
@@ -170,6 +181,11 @@ mod tests {
         let plan = serde_json::json!([{"Plan": {"Node Type": "ModifyTable", "Plan Rows": 0,
             "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 1234.0}]}}]);
         assert_eq!(super::touched_rows(&plan), Some(1234.0));
+        // A scalar subquery's InitPlan comes first: the rows are those of the scan beside it.
+        let plan = serde_json::json!([{"Plan": {"Node Type": "ModifyTable", "Plan Rows": 0,
+            "Plans": [{"Node Type": "Result", "Parent Relationship": "InitPlan", "Plan Rows": 1},
+                      {"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Plan Rows": 500}]}}]);
+        assert_eq!(super::touched_rows(&plan), Some(500.0));
         let plan = serde_json::json!([{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 5}}]);
         assert_eq!(super::touched_rows(&plan), Some(5.0));
         assert_eq!(super::touched_rows(&serde_json::json!({})), None);

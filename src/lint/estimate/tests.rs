@@ -140,7 +140,7 @@ fn the_text_says_rows_bytes_lock_and_time() {
     );
     assert_eq!(
         text,
-        "UPDATE of ~1.09M rows (412 MB) holding row locks ~16 s-1.4 min; ROW EXCLUSIVE on public.users for the whole time"
+        "UPDATE of ~1.09M rows (412 MB) holding row locks ~16 s-1.7 min; ROW EXCLUSIVE on public.users for the whole time"
     );
     let text = describe(entry, &f, 0, Some((0.1, 0.5)), &locks, "planner");
     assert!(
