@@ -15,7 +15,7 @@
 //!   data-migration files. A workspace that only wants the linter enables just this one and
 //!   compiles no database code.
 //! - `backfill`: the `backfill` commands, with embedded SQLite, the PostgreSQL client and
-//!   refinery.
+//!   refinery; with `lint` too, `migrate lint --estimate` (which reads a PostgreSQL database).
 
 #[cfg(not(any(feature = "lint", feature = "backfill")))]
 compile_error!("xtask-migrate: enable the `lint` feature, the `backfill` feature, or both");

@@ -195,6 +195,26 @@ fn a_lint_only_workspace_builds_without_database_crates_and_lints() {
         .output()
         .expect("run the consumer's xtask");
     assert_eq!(backfill.status.code(), Some(2), "{backfill:?}");
+
+    // `--estimate` needs the PostgreSQL client: one line naming the feature, exit 2, and the
+    // URL's password nowhere.
+    let estimate = Command::new(&xtask)
+        .current_dir(root)
+        .args([
+            "migrate",
+            "lint",
+            "--estimate",
+            "--database-url",
+            "postgres://app:consumer-secret@127.0.0.1:1/app",
+        ])
+        .output()
+        .expect("run the consumer's xtask");
+    let stderr = String::from_utf8_lossy(&estimate.stderr);
+    assert_eq!(estimate.status.code(), Some(2), "{estimate:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("`backfill` feature"), "{stderr}");
+    assert!(estimate.stdout.is_empty(), "{estimate:?}");
+    assert!(!stderr.contains("consumer-secret"), "{stderr}");
 }
 
 /// The README's mounting section, all of it, in a workspace with no configuration of its own:

@@ -20,6 +20,8 @@ mod consumer;
 mod engine_contract;
 #[cfg(feature = "lint")]
 mod lint_cli;
+#[cfg(all(feature = "lint", feature = "backfill"))]
+mod lint_estimate;
 #[cfg(feature = "lint")]
 mod lint_example;
 #[cfg(all(feature = "lint", feature = "backfill"))]

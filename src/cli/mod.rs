@@ -101,6 +101,11 @@ pub enum MigrateCommand {
     /// are checked as data migrations: placeholders bounding the key, one target table, no DDL,
     /// a snapshot query with a deterministic order.
     ///
+    /// With --estimate --database-url URL, each backfill and lock finding also says what it
+    /// costs on that PostgreSQL database (read only, catalog statistics, no scans):
+    ///     = estimate: UPDATE of ~1.00M rows (106 MB) holding row locks ~4.2-26 s;
+    ///       ROW EXCLUSIVE on public.users for the whole time
+    ///
     /// Exit status: 0 no error-severity finding, 1 findings, 2 usage or I/O error.
     ///
     /// Suppress a finding with a comment before the statement that gives a reason:
@@ -197,6 +202,18 @@ pub struct LintArgs {
     /// With --fix: make the change (edit the schema migrations, create the data migrations)
     #[arg(long, requires = "fix")]
     pub write: bool,
+
+    /// Add to each backfill and lock finding what it costs on the database of --database-url:
+    /// the rows and bytes it touches, the lock it takes and on what, and a duration range (from
+    /// catalog statistics and the planner's estimate, read in one read-only transaction: no
+    /// table is scanned). Needs the `backfill` feature
+    #[arg(long, requires = "database_url", conflicts_with_all = ["fix", "list_rules", "explain"])]
+    pub estimate: bool,
+
+    /// With --estimate: the PostgreSQL database to read statistics from (postgres://...; its
+    /// password is never printed)
+    #[arg(long, value_name = "URL", requires = "estimate")]
+    pub database_url: Option<String>,
 }
 
 #[cfg(feature = "lint")]
@@ -277,11 +294,19 @@ impl LintArgs {
             return fix(config, &options, self.write, &mut out);
         }
 
-        let report = if self.staged {
+        // Checked before linting: a build without the PostgreSQL client says so at once.
+        let estimate_url = match (self.estimate, self.database_url.as_deref()) {
+            (true, Some(url)) => Some(estimate_target(url, options.dialect)?),
+            _ => None,
+        };
+        let mut report = if self.staged {
             lint_staged(config, &options)?
         } else {
             lint_given(config, &options, self.paths)?
         };
+        if let Some(url) = estimate_url {
+            add_estimates(&mut report, &url, options.dialect)?;
+        }
 
         let color = match self.color {
             ColorChoice::Always => true,
@@ -300,6 +325,47 @@ impl LintArgs {
             ExitCode::SUCCESS
         })
     }
+}
+
+/// The PostgreSQL URL `--estimate` reads, or the one-line error of a build or a target that
+/// cannot estimate.
+#[cfg(feature = "lint")]
+fn estimate_target(url: &str, dialect: Dialect) -> anyhow::Result<String> {
+    #[cfg(not(feature = "backfill"))]
+    {
+        let _ = (url, dialect);
+        bail!(
+            "--estimate reads the target database with the PostgreSQL client, which this build leaves out: enable the `backfill` feature of xtask-migrate"
+        );
+    }
+    #[cfg(feature = "backfill")]
+    {
+        if dialect != Dialect::Postgres {
+            bail!("--estimate reads PostgreSQL statistics: it needs --dialect postgres");
+        }
+        use crate::backfill::db::target::Target;
+        match Target::parse(url) {
+            Ok(Target::Postgres { url }) => Ok(url),
+            Ok(Target::Sqlite { .. }) => {
+                bail!("--database-url: --estimate reads a PostgreSQL database (postgres://...)")
+            }
+            Err(e) => bail!("--database-url: {e}"),
+        }
+    }
+}
+
+/// `migrate lint --estimate`: each backfill and lock finding gets its cost on the target.
+#[cfg(all(feature = "lint", feature = "backfill"))]
+fn add_estimates(report: &mut lint::Report, url: &str, dialect: Dialect) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut catalog = lint::estimate::pg::PgCatalog::connect(url).context("--estimate")?;
+    lint::estimate::annotate(report, dialect, &mut catalog).context("--estimate")?;
+    catalog.finish().context("--estimate")
+}
+
+#[cfg(all(feature = "lint", not(feature = "backfill")))]
+fn add_estimates(_: &mut lint::Report, _: &str, _: Dialect) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// `migrate lint --fix [--write]`: the diff of moving each inline backfill into a data
@@ -581,6 +647,7 @@ fn lint_data_migrations(
             message: error.message.clone(),
             help: "fix the data migration; `cargo xtask migrate lint --explain data-migration-invalid` describes the format".into(),
             note: None,
+            estimate: None,
         });
     }
     for (path, findings) in files {

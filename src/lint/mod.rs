@@ -7,6 +7,7 @@
 //! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
+pub mod estimate;
 pub mod explain;
 pub mod fix;
 pub mod layout;
@@ -42,6 +43,8 @@ pub struct Finding {
     pub help: String,
     /// Optional extra context ("the UPDATE is inside the DO block at line 4").
     pub note: Option<String>,
+    /// What the statement costs on a target database (`migrate lint --estimate`).
+    pub estimate: Option<Box<estimate::Estimate>>,
 }
 
 impl Finding {
@@ -60,6 +63,7 @@ impl Finding {
             message: message.into(),
             help: help.into(),
             note: None,
+            estimate: None,
         }
     }
 
@@ -73,6 +77,7 @@ impl Finding {
             message: message.into(),
             help: help.into(),
             note: None,
+            estimate: None,
         }
     }
 
@@ -659,6 +664,7 @@ fn lint_among(
                 message: issue.message.clone(),
                 help: "fix the statement so that the database would accept it; the rest of the file was still linted".into(),
                 note: None,
+                estimate: None,
             });
         }
         rules::check_all(&cx, &mut findings);
@@ -996,6 +1002,7 @@ fn load(path: &Path, bytes: Option<Vec<u8>>, dialect: Dialect) -> anyhow::Result
                 message: format!("the file is not UTF-8 text (invalid byte at offset {at}), so it was not linted"),
                 help: "save migrations as UTF-8; a binary file does not belong in the migrations directory".into(),
                 note: None,
+                estimate: None,
             };
             Ok(Loaded {
                 text,

@@ -184,6 +184,7 @@ fn suppression_finding(
         message: message.into(),
         help: help.into(),
         note: None,
+        estimate: None,
     }
 }
 

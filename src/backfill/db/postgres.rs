@@ -183,7 +183,7 @@ impl Drop for PgBackend {
     }
 }
 
-fn connect(url: &str) -> Result<Client> {
+pub(crate) fn connect(url: &str) -> Result<Client> {
     if let Some(password) = url.parse::<postgres::Config>().ok().and_then(|c| {
         c.get_password()
             .map(|p| String::from_utf8_lossy(p).into_owned())

@@ -1,6 +1,6 @@
 //! rustc-style diagnostics, rendered by annotate-snippets: a title with the rule id, the path
-//! and position, the statement's source lines with the statement underlined, then `= note:` and
-//! `= help:` lines, and a summary line at the end.
+//! and position, the statement's source lines with the statement underlined, then `= note:`,
+//! `= estimate:` (with `--estimate`) and `= help:` lines, and a summary line at the end.
 //!
 //! Only the lines a statement spans are handed to the renderer (not the whole file), and the
 //! renderer folds a long statement to its first and last lines, so a 500-line DO block costs a
@@ -84,6 +84,13 @@ fn diagnostic<'a>(
     };
     if let Some(note) = &finding.note {
         group = group.element(Level::NOTE.message(normalize_untrusted_str(note)));
+    }
+    if let Some(estimate) = &finding.estimate {
+        group = group.element(
+            Level::NOTE
+                .with_name("estimate")
+                .message(normalize_untrusted_str(&estimate.text)),
+        );
     }
     group.element(Level::HELP.message(normalize_untrusted_str(&finding.help)))
 }

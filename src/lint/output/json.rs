@@ -1,10 +1,11 @@
 //! One JSON document for the whole run: `{"files": N, "findings": [...]}`, each finding with its
-//! path, 1-based start and (exclusive) end, rule, category, severity, message, help, and a note
-//! only when there is one.
+//! path, 1-based start and (exclusive) end, rule, category, severity, message, help, a note
+//! only when there is one, and with `--estimate` an `estimate` object (`lint::estimate::Estimate`).
 
 use serde::Serialize;
 
 use super::located;
+use crate::lint::estimate::Estimate;
 use crate::lint::{Report, Severity};
 
 #[derive(Serialize)]
@@ -28,6 +29,9 @@ struct JsonFinding<'a> {
     help: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
+    /// With `--estimate`: what the statement costs on the target database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimate: Option<&'a Estimate>,
 }
 
 pub(super) fn render(report: &Report) -> String {
@@ -45,6 +49,7 @@ pub(super) fn render(report: &Report) -> String {
             message: &finding.message,
             help: &finding.help,
             note: finding.note.as_deref(),
+            estimate: finding.estimate.as_deref(),
         })
         .collect();
     let document = Document {

@@ -188,12 +188,17 @@ pub(crate) fn slash_path(path: &Path) -> String {
     out
 }
 
-/// The message with its note and help, for formats that have one text field.
+/// The message with its note, estimate and help, for formats that have one text field (GitHub,
+/// SARIF).
 pub(crate) fn full_message(finding: &Finding) -> String {
     let mut text = finding.message.clone();
     if let Some(note) = &finding.note {
         text.push_str(". note: ");
         text.push_str(note);
+    }
+    if let Some(estimate) = &finding.estimate {
+        text.push_str(". estimate: ");
+        text.push_str(&estimate.text);
     }
     text.push_str(". help: ");
     text.push_str(&finding.help);

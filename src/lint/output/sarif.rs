@@ -87,6 +87,14 @@ struct SarifResult<'a> {
     level: &'static str,
     message: Message<'a>,
     locations: [SarifLocation; 1],
+    /// With `--estimate`: `{"estimate": {...}}`, the object the JSON format has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<ResultProperties<'a>>,
+}
+
+#[derive(Serialize)]
+struct ResultProperties<'a> {
+    estimate: &'a crate::lint::estimate::Estimate,
 }
 
 #[derive(Serialize)]
@@ -165,6 +173,10 @@ pub(super) fn render(report: &Report) -> String {
                     },
                 },
             }],
+            properties: finding
+                .estimate
+                .as_deref()
+                .map(|estimate| ResultProperties { estimate }),
         })
         .collect();
     let log = Log {

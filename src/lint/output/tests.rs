@@ -35,6 +35,7 @@ fn finding(
         message: message.into(),
         help: help.into(),
         note: None,
+        estimate: None,
     }
 }
 
