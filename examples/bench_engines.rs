@@ -26,12 +26,13 @@ use xtask_migrate::backfill::sample::snapshot::Mode;
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions, SampleReport};
 use xtask_migrate::config::{Config, SampleEngine};
 
-const STAGES: [&str; 9] = [
-    "start", "schema", "fixtures", "backfill", "checks", "snapshot", "teardown", "other", "whole",
+const STAGES: [&str; 10] = [
+    "start", "schema", "fixtures", "backfill", "checks", "verify", "snapshot", "teardown", "other",
+    "whole",
 ];
 
 /// One sample's times, in the order of [`STAGES`].
-type Times = [Duration; 9];
+type Times = [Duration; 10];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rounds = 5usize;
@@ -123,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "whole sample: postgres-local / sqlite = {:.1}x (goal: within 2x, engine start included)",
-        local[8].as_secs_f64() / sqlite[8].as_secs_f64()
+        local[9].as_secs_f64() / sqlite[9].as_secs_f64()
     );
     Ok(())
 }
@@ -146,18 +147,19 @@ fn times(
         stage("fixtures"),
         stage("backfill"),
         stage("checks"),
+        stage("verify"),
         stage("snapshot"),
         teardown,
         Duration::ZERO,
         whole,
     ];
-    let counted: Duration = t[..7].iter().sum();
-    t[7] = whole.saturating_sub(counted);
+    let counted: Duration = t[..8].iter().sum();
+    t[8] = whole.saturating_sub(counted);
     Ok(t)
 }
 
 fn medians(samples: &mut [Times]) -> Times {
-    let mut out = [Duration::ZERO; 9];
+    let mut out = [Duration::ZERO; 10];
     for (i, slot) in out.iter_mut().enumerate() {
         let mut column: Vec<Duration> = samples.iter().map(|t| t[i]).collect();
         column.sort();
