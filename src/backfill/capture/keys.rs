@@ -16,8 +16,10 @@ use rusqlite::{Connection, params_from_iter};
 use super::catalog::CatalogTable;
 use crate::backfill::error::{Error, ErrorKind, Result};
 
-/// SQLite's page cache for the key file, in KiB: what the keys may take in memory.
-const CACHE_KIB: i64 = 4096;
+/// SQLite's page cache for the key file, in KiB: what the keys may take in memory. Chunks are
+/// read in key order along the primary key's B-tree and inserts come in batches, so a small
+/// cache costs little; a large one would fill with the file and grow with the capture.
+const CACHE_KIB: i64 = 256;
 
 /// The selected keys of a capture, table by table.
 pub struct KeyStore {

@@ -47,11 +47,15 @@ use keys::{Cursor, KeyStore};
 use progress::CaptureProgress;
 use settings::{CaptureSettings, Policy, config_error};
 
-/// Rows fetched from the source per round trip (keys while selecting, rows while streaming).
-const FETCH_ROWS: i32 = 4096;
+/// Rows fetched from the source per round trip (keys while selecting, rows while streaming):
+/// with [`KEY_CHUNK`], what bounds the rows held at once.
+const FETCH_ROWS: i32 = 1024;
 
-/// Keys sent to the source per query (as one text array per key column).
-const KEY_CHUNK: usize = 8192;
+/// Keys sent to the source per query (as one text array per key column). The chunk, its
+/// arrays and the rows it selects are what the runner holds at once, so this bounds its memory
+/// whatever the size of the capture; a query per 1,024 keys costs little against the work the
+/// source does for them.
+const KEY_CHUNK: usize = 1024;
 
 /// What to capture and where to write it.
 #[derive(Debug, Clone)]
@@ -229,7 +233,7 @@ pub fn capture(
         let mut values: Vec<Option<String>> = Vec::with_capacity(columns.len());
         let mut cursor = Cursor::new(table_name, 0, i64::MAX);
         while let Some(chunk) = keys.next_chunk(&mut cursor, KEY_CHUNK)? {
-            let arrays = key_arrays(chunk.iter(), table.primary_key.len());
+            let arrays = key_arrays(chunk, table.primary_key.len());
             let portal = tx.bind(&statement, &params(&arrays)).map_err(read_error)?;
             loop {
                 let rows = tx.query_portal(&portal, FETCH_ROWS).map_err(read_error)?;
@@ -763,7 +767,7 @@ impl Selection<'_, '_> {
         let mut cursor = Cursor::new(&child.parent, 0, stage - 1);
         let mut added = 0;
         while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
-            let arrays = key_arrays(chunk.iter(), parent.primary_key.len());
+            let arrays = key_arrays(chunk, parent.primary_key.len());
             added += self.fetch_into(&sql, &arrays, &child.table, stage, &on_error)?;
         }
         Ok(added)
@@ -811,7 +815,7 @@ impl Selection<'_, '_> {
                         |e: postgres::Error| pg_error(e, ErrorKind::Database).context(&what);
                     let mut cursor = Cursor::new(child_name, stages.0, stages.1);
                     while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
-                        let arrays = key_arrays(chunk.iter(), child.primary_key.len());
+                        let arrays = key_arrays(chunk, child.primary_key.len());
                         let new = self.fetch_into(&sql, &arrays, &fk.parent, stage, &on_error)?;
                         added += new;
                         if new > 0 {
@@ -897,12 +901,12 @@ fn key_join(table: &CatalogTable, alias: &str, first: usize) -> String {
     )
 }
 
-/// Keys as one text array per key column.
-fn key_arrays<'a>(keys: impl Iterator<Item = &'a Vec<String>>, width: usize) -> Vec<Vec<String>> {
-    let mut arrays = vec![Vec::new(); width];
+/// Keys as one text array per key column, moved out of the chunk (one copy of it in memory).
+fn key_arrays(keys: Vec<Vec<String>>, width: usize) -> Vec<Vec<String>> {
+    let mut arrays: Vec<Vec<String>> = (0..width).map(|_| Vec::with_capacity(keys.len())).collect();
     for key in keys {
         for (array, value) in arrays.iter_mut().zip(key) {
-            array.push(value.clone());
+            array.push(value);
         }
     }
     arrays
