@@ -1,15 +1,18 @@
 //! Benchmark: `backfill sample` of this repository's example data migration on its fixtures, on
-//! each engine: `sqlite` (a temporary SQLite database) and `postgres-local` (a private
-//! PostgreSQL cluster started from this machine's binaries, stopped and removed afterwards).
+//! each engine: `sqlite` (a temporary SQLite database) and `postgres-local`, both ways: a
+//! private PostgreSQL cluster for the command alone (`--keep-alive 0`: started from this
+//! machine's binaries, stopped and removed afterwards) and the kept-alive cluster a later
+//! command finds running (the default).
 //!
 //! `cargo run --release --example bench_engines [-- --rounds N] [-- --bin-dir DIR]`
 //!
 //! Each round samples once on each engine, alternately (the machine may be shared: one timing
 //! alone is noise), and times the stages: engine start (a fresh database, with the tracking
-//! tables; for postgres-local, initdb and the server's start), schema replay, fixture load,
-//! batches, checks, snapshot, teardown (the cluster's stop and removal), and the whole sample
+//! tables; for a cluster per command, the copy of the template and the server's start; for the
+//! kept-alive cluster, finding it), schema replay, fixture load, batches, checks, snapshot,
+//! teardown (the cluster's stop and removal, or the database's drop), and the whole sample
 //! (reading the inputs, everything above and the teardown). Prints the median of each and the
-//! ratio of the whole samples, postgres-local / sqlite.
+//! ratios of the whole samples to SQLite's.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,6 +33,9 @@ const STAGES: [&str; 10] = [
     "start", "schema", "fixtures", "backfill", "checks", "verify", "snapshot", "teardown", "other",
     "whole",
 ];
+
+/// The keep-alive of the kept-alive cluster's rounds.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
 
 /// One sample's times, in the order of [`STAGES`].
 type Times = [Duration; 10];
@@ -64,7 +70,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bin.display()
     );
 
-    let (mut sqlite, mut local) = (Vec::new(), Vec::new());
+    // The kept-alive cluster, started once before the rounds (as by an earlier command), so
+    // each round is a later command that finds it.
+    drop(LocalCluster::start(&bin, KEEP_ALIVE)?);
+
+    let (mut sqlite, mut local, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         // SQLite.
         let whole = Instant::now();
@@ -85,46 +95,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(db);
         sqlite.push(times(start, &report, stopped.elapsed(), whole.elapsed())?);
 
-        // A private PostgreSQL cluster.
-        let whole = Instant::now();
-        let inputs = Inputs::load(&config)?;
-        let started = Instant::now();
-        let mut cluster = LocalCluster::start(&bin)?;
-        let database = cluster.create_database()?;
-        let mut db = PgStore::new(PgBackend::connect(&database.url)?, TrackingNames::default());
-        db.init_session()?;
-        let start = started.elapsed();
-        let report = sample::sample_on(
-            &config,
-            &inputs,
-            &migration,
-            &options,
-            SampleEngine::PostgresLocal,
-            &mut db,
-            &mut std::io::sink(),
-        )?;
-        let stopped = Instant::now();
-        drop(db);
-        drop(cluster);
-        local.push(times(start, &report, stopped.elapsed(), whole.elapsed())?);
+        // A private PostgreSQL cluster for this command alone, then the kept-alive one.
+        for (keep_alive, out) in [(Duration::ZERO, &mut local), (KEEP_ALIVE, &mut kept)] {
+            let whole = Instant::now();
+            let inputs = Inputs::load(&config)?;
+            let started = Instant::now();
+            let mut cluster = LocalCluster::start(&bin, keep_alive)?;
+            let database = cluster.create_database()?;
+            let mut db = PgStore::new(PgBackend::connect(&database.url)?, TrackingNames::default());
+            db.init_session()?;
+            let start = started.elapsed();
+            let report = sample::sample_on(
+                &config,
+                &inputs,
+                &migration,
+                &options,
+                SampleEngine::PostgresLocal,
+                &mut db,
+                &mut std::io::sink(),
+            )?;
+            let stopped = Instant::now();
+            drop(db);
+            drop(cluster);
+            out.push(times(start, &report, stopped.elapsed(), whole.elapsed())?);
+        }
     }
 
-    let (sqlite, local) = (medians(&mut sqlite), medians(&mut local));
+    let (sqlite, local, kept) = (
+        medians(&mut sqlite),
+        medians(&mut local),
+        medians(&mut kept),
+    );
     println!(
-        "{:<9} {:>10} {:>15} {:>8}",
-        "median", "sqlite", "postgres-local", "ratio"
+        "{:<9} {:>10} {:>15} {:>8} {:>15} {:>8}",
+        "median", "sqlite", "postgres-local", "ratio", "kept alive", "ratio"
     );
     for (i, name) in STAGES.iter().enumerate() {
         println!(
-            "{name:<9} {:>10} {:>15} {:>7.1}x",
+            "{name:<9} {:>10} {:>15} {:>7.1}x {:>15} {:>7.1}x",
             ms(sqlite[i]),
             ms(local[i]),
-            local[i].as_secs_f64() / sqlite[i].as_secs_f64().max(1e-9)
+            local[i].as_secs_f64() / sqlite[i].as_secs_f64().max(1e-9),
+            ms(kept[i]),
+            kept[i].as_secs_f64() / sqlite[i].as_secs_f64().max(1e-9)
         );
     }
     println!(
-        "whole sample: postgres-local / sqlite = {:.1}x (goal: within 2x, engine start included)",
-        local[9].as_secs_f64() / sqlite[9].as_secs_f64()
+        "whole sample: postgres-local / sqlite = {:.1}x with a cluster per command, {:.1}x on the kept-alive cluster (goal: within 2x, engine start included)",
+        local[9].as_secs_f64() / sqlite[9].as_secs_f64(),
+        kept[9].as_secs_f64() / sqlite[9].as_secs_f64()
     );
     Ok(())
 }

@@ -23,6 +23,8 @@
 //! tracking-table-prefix = "xtask_backfill_"  # their names' prefix (`..._runs`, `..._ranges`)
 //! sample-engine = "auto"               # what `backfill sample` runs on: auto, sqlite,
 //!                                      # postgres-local, postgres-url
+//! sample-keep-alive = "10m"           # postgres-local keeps its cluster this long after the
+//!                                      # last command ("0": one cluster per command)
 //! postgres-bin-dir = "/usr/lib/postgresql/15/bin"  # postgres-local's server binaries
 //!
 //! [workspace.metadata.xtask-migrate.rules]
@@ -64,6 +66,7 @@ struct RawConfig {
     tracking_schema: Option<String>,
     tracking_table_prefix: Option<String>,
     sample_engine: Option<SampleEngine>,
+    sample_keep_alive: Option<String>,
     postgres_bin_dir: Option<PathBuf>,
     /// `backfill capture`'s table, read by that command (`backfill::capture::settings`).
     capture: Option<serde_json::Value>,
@@ -102,6 +105,9 @@ pub struct Config {
     pub tracking_table_prefix: Option<String>,
     /// What `backfill sample` runs on (default [`SampleEngine::Auto`]).
     pub sample_engine: SampleEngine,
+    /// How long `postgres-local` keeps its cluster running after a command's last use, as
+    /// written (`10m`, `90s`, `0`: a cluster per command); read by the sample engine.
+    pub sample_keep_alive: Option<String>,
     /// Where `postgres-local` finds `initdb` and `postgres` (default: searched for).
     pub postgres_bin_dir: Option<PathBuf>,
     /// `[workspace.metadata.xtask-migrate.capture]` as written: what `backfill capture` samples
@@ -280,6 +286,7 @@ impl Config {
             tracking_schema: raw.tracking_schema,
             tracking_table_prefix: raw.tracking_table_prefix,
             sample_engine: raw.sample_engine.unwrap_or_default(),
+            sample_keep_alive: raw.sample_keep_alive,
             postgres_bin_dir: raw.postgres_bin_dir.map(|p| root.join(p)),
             capture: raw.capture,
             migration_layout: raw.migration_layout.unwrap_or_default(),

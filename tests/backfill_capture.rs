@@ -350,7 +350,8 @@ fn the_example_is_captured_closed_scrubbed_and_deterministic() {
     let migration =
         xtask_migrate::backfill::migration::find(&config.data_migrations, "V1").unwrap();
     let mut log = Vec::new();
-    let mut engine = Engine::open(&config, Some(SampleEngine::Sqlite), None, &mut log).unwrap();
+    let mut engine =
+        Engine::open(&config, Some(SampleEngine::Sqlite), None, None, &mut log).unwrap();
     let options = SampleOptions {
         batch_size: None,
         mode: Mode::Accept,
@@ -375,6 +376,7 @@ fn the_example_is_captured_closed_scrubbed_and_deterministic() {
         &config,
         Some(SampleEngine::PostgresUrl),
         Some(target),
+        None,
         &mut log,
     )
     .unwrap();
@@ -850,7 +852,8 @@ fn fixtures_captured_at_an_older_schema_are_carried_forward_by_the_migrations() 
     let migration =
         xtask_migrate::backfill::migration::find(&config.data_migrations, "V1").unwrap();
     let mut log = Vec::new();
-    let mut engine = Engine::open(&config, Some(SampleEngine::Sqlite), None, &mut log).unwrap();
+    let mut engine =
+        Engine::open(&config, Some(SampleEngine::Sqlite), None, None, &mut log).unwrap();
     let options = SampleOptions {
         batch_size: None,
         mode: Mode::Accept,

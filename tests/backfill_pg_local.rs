@@ -40,6 +40,7 @@ fn check(engine: Option<SampleEngine>) -> SampleArgs {
         batch_size: None,
         engine,
         database_url: None,
+        keep_alive: None,
     }
 }
 
@@ -148,8 +149,14 @@ fn the_postgres_only_example_passes_check_on_postgres_local() {
             && first.ends_with(&format!(" cluster ({})", bin_dir().display())),
         "{out}"
     );
+    // The kept-alive cluster (the default): this command started it, or an earlier one did.
+    let database = format!("database sample_{}_", std::process::id());
     assert!(
-        out.contains("  engine    cluster started, database sample_1 created"),
+        out.contains(&format!(
+            "  engine    cluster started (kept alive for the next commands), {database}"
+        )) || out.contains(&format!(
+            "  engine    kept-alive cluster reused, {database}"
+        )),
         "{out}"
     );
     assert!(out.contains("checks    2 passed"), "{out}");
@@ -514,5 +521,209 @@ fn a_cluster_starts_from_the_cached_template_and_remakes_a_damaged_one() {
     assert!(
         template.join("global").is_dir(),
         "the template is made again"
+    );
+}
+
+/// Waits up to `seconds` for `done`.
+fn eventually(seconds: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}
+
+fn process_exists(pid: u32) -> bool {
+    // A zombie is gone for every purpose here; its /proc entry says `Z`.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// The databases of a cluster whose names start with `prefix`.
+fn databases(url: &str, prefix: &str) -> Vec<String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+            &[&prefix],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A later command finds the kept-alive cluster the first one started: the same server, a
+/// fresh database of its own, the first command's database dropped when it ended; a spare
+/// database made during the first command is what the second takes.
+#[test]
+fn a_later_command_reuses_the_kept_alive_cluster_in_a_fresh_database() {
+    use std::time::{Duration, Instant};
+    use xtask_migrate::backfill::db::warm::WarmCluster;
+    use xtask_migrate::backfill::sample::engine::{LocalCluster, Server, Startup};
+    let parent = open_tempdir();
+    let bin = bin_dir();
+    let keep = Duration::from_secs(3);
+
+    let warm = WarmCluster::acquire_in(parent.path(), &bin, keep).unwrap();
+    assert!(warm.started());
+    let pid = warm.server_pid().unwrap();
+    let dir = warm.dir().to_path_buf();
+    let mut first = LocalCluster::on(Server::Warm(Box::new(warm)), Instant::now()).unwrap();
+    let database = first.create_database().unwrap();
+    assert_eq!(database.cluster, Some(Startup::StartedKept(keep)));
+    assert!(
+        database
+            .name
+            .starts_with(&format!("sample_{}_", std::process::id())),
+        "{}",
+        database.name
+    );
+    let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+    client.batch_execute("CREATE TABLE t (id int)").unwrap();
+    drop(client);
+    drop(first);
+    let admin = first_url(&dir);
+    assert_eq!(databases(&admin, "sample_"), Vec::<String>::new());
+    assert_eq!(
+        databases(&admin, "spare_").len(),
+        1,
+        "a spare database waits for the next command"
+    );
+
+    let warm = WarmCluster::acquire_in(parent.path(), &bin, keep).unwrap();
+    assert!(!warm.started());
+    assert_eq!(warm.server_pid(), Some(pid), "the same server");
+    let mut second = LocalCluster::on(Server::Warm(Box::new(warm)), Instant::now()).unwrap();
+    let database = second.create_database().unwrap();
+    assert_eq!(database.cluster, Some(Startup::Reused));
+    let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        tables, 0,
+        "a fresh database: nothing of the first command's"
+    );
+    drop(client);
+    drop(second);
+
+    // Nobody uses it now: after the keep-alive it stops and its directory goes.
+    assert!(
+        eventually(20, || !dir.exists() && !process_exists(pid)),
+        "the kept-alive cluster stops after its keep-alive: dir {} exists: {}, server alive: {}",
+        dir.display(),
+        dir.exists(),
+        process_exists(pid)
+    );
+}
+
+/// The URL of the `postgres` database of the kept-alive cluster in `dir`.
+fn first_url(dir: &Path) -> String {
+    let socket: String = dir
+        .join("socket")
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('/', "%2F");
+    format!("postgresql://postgres@{socket}:5432/postgres")
+}
+
+/// While a command holds the kept-alive cluster, its keep-alive does not run out; a server
+/// that died (killed here) is replaced by the next command, and what a killed command left
+/// (its database) is dropped by the next one.
+#[test]
+fn a_held_cluster_outlives_its_keep_alive_and_a_dead_one_is_replaced() {
+    use std::time::{Duration, Instant};
+    use xtask_migrate::backfill::db::warm::WarmCluster;
+    use xtask_migrate::backfill::sample::engine::{LocalCluster, Server};
+    let parent = open_tempdir();
+    let bin = bin_dir();
+    let keep = Duration::from_secs(1);
+
+    let warm = WarmCluster::acquire_in(parent.path(), &bin, keep).unwrap();
+    let pid = warm.server_pid().unwrap();
+    let dir = warm.dir().to_path_buf();
+    // Held three times its keep-alive: still there.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(process_exists(pid) && dir.join("data").is_dir());
+    // A database as a killed command would leave it (its process, pid 1's child long gone,
+    // is taken as one that no longer exists).
+    let mut admin = postgres::Client::connect(&first_url(&dir), postgres::NoTls).unwrap();
+    admin
+        .batch_execute("CREATE DATABASE sample_999999999_1")
+        .unwrap();
+    drop(admin);
+    drop(warm);
+
+    let warm = WarmCluster::acquire_in(parent.path(), &bin, Duration::from_secs(60)).unwrap();
+    assert_eq!(warm.server_pid(), Some(pid), "reused within its keep-alive");
+    let local = LocalCluster::on(Server::Warm(Box::new(warm)), Instant::now()).unwrap();
+    assert_eq!(
+        databases(&first_url(&dir), "sample_999999999"),
+        Vec::<String>::new(),
+        "the killed command's database is dropped"
+    );
+    drop(local);
+
+    // The server dies: the next command starts another in its place.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(eventually(10, || !process_exists(pid)));
+    let warm = WarmCluster::acquire_in(parent.path(), &bin, keep).unwrap();
+    assert!(warm.started(), "a new server");
+    let new_pid = warm.server_pid().unwrap();
+    assert_ne!(new_pid, pid);
+    let mut client = postgres::Client::connect(&warm.url("postgres"), postgres::NoTls).unwrap();
+    client.batch_execute("SELECT 1").unwrap();
+    drop(client);
+    drop(warm);
+    assert!(
+        eventually(20, || !dir.exists() && !process_exists(new_pid)),
+        "the replacement stops after its keep-alive too"
+    );
+}
+
+/// `--keep-alive 0` samples on a cluster of the command's own, stopped when it ends; a
+/// keep-alive that is not a duration is a one-line error, from the flag or the configuration.
+#[test]
+fn keep_alive_zero_is_a_cluster_per_command_and_a_bad_keep_alive_is_one_line() {
+    let ws = pg_workspace_copy();
+    let out = sample_cli(ws.path(), &["--check", "--keep-alive", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("  engine    cluster started, database sample_1 created"),
+        "{stdout}"
+    );
+
+    let out = sample_cli(ws.path(), &["--check", "--keep-alive", "soon"]);
+    let line = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(line.contains("`soon` is not a duration"), "{line}");
+
+    edit(
+        ws.path(),
+        "Cargo.toml",
+        "sample-engine = \"postgres-local\"",
+        "sample-engine = \"postgres-local\"\nsample-keep-alive = \"a while\"",
+    );
+    let out = sample_cli(ws.path(), &["--check"]);
+    let line = error_line(&out);
+    assert!(
+        line.contains("Cargo.toml: [workspace.metadata.xtask-migrate] sample-keep-alive: `a while` is not a duration"),
+        "{line}"
     );
 }

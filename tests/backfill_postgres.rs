@@ -26,6 +26,7 @@ fn sample_on(url: &str, config: &Config) -> (anyhow::Result<ExitCode>, String) {
         batch_size: None,
         engine: None,
         database_url: Some(url.to_string()),
+        keep_alive: None,
     };
     let mut out = Vec::new();
     let code = args.run_to(config, &mut out);

@@ -22,6 +22,7 @@ fn check_args(name: Option<&str>) -> SampleArgs {
         batch_size: None,
         engine: None,
         database_url: None,
+        keep_alive: None,
     }
 }
 

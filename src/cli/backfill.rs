@@ -131,6 +131,11 @@ pub struct SampleArgs {
     /// Sample on a throwaway schema of this PostgreSQL server (engine postgres-url).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// How long postgres-local keeps its cluster running after this command, for the next
+    /// ones to reuse (`10m`, `90s`; `0`: a cluster for this command alone, stopped when it
+    /// ends). Default: sample-keep-alive in [workspace.metadata.xtask-migrate], else 10m
+    #[arg(long, value_name = "DURATION", value_parser = crate::backfill::migration::parse_duration)]
+    pub keep_alive: Option<std::time::Duration>,
 }
 
 impl SampleArgs {
@@ -156,7 +161,8 @@ impl SampleArgs {
             mode,
         };
         // One engine for every data migration; a private cluster stops when it is dropped.
-        let mut engine = Engine::open(config, self.engine, self.database_url, out)?;
+        let mut engine =
+            Engine::open(config, self.engine, self.database_url, self.keep_alive, out)?;
         let mut failed = Vec::new();
         let mut unapproved = Vec::new();
         let mut pending = false;

@@ -52,16 +52,16 @@ const PORT: u16 = 5432;
 
 /// The uid and gid the server runs as, when not this process's own.
 #[cfg(unix)]
-type User = Option<(libc::uid_t, libc::gid_t)>;
+pub(crate) type User = Option<(libc::uid_t, libc::gid_t)>;
 #[cfg(not(unix))]
-type User = Option<()>;
+pub(crate) type User = Option<()>;
 
 /// Whether `dir` holds the server binaries a cluster needs.
 pub fn has_server_binaries(dir: &Path) -> bool {
     dir.join(exe("initdb")).is_file() && dir.join(exe("postgres")).is_file()
 }
 
-fn exe(name: &str) -> String {
+pub(crate) fn exe(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
@@ -188,17 +188,7 @@ impl Cluster {
         std::fs::create_dir(&socket).map_err(|e| io_error("create the socket directory", e))?;
         chown(&socket, user)?;
 
-        match source {
-            Source::Template(template) => copy_tree(template, &data, user)
-                .map_err(|e| io_error("copy the cached PostgreSQL data directory", e))?,
-            Source::Initdb(publish) => {
-                initdb(bin, &data, user)?;
-                if let Some(template) = publish {
-                    // Best effort: without a cache, every start runs initdb.
-                    let _ = publish_template(&data, template);
-                }
-            }
-        }
+        fill_data_dir(bin, user, &data, source)?;
 
         let log = dir.path().join("server.log");
         let (pid, waiter) = spawn(bin, &data, &socket, user, &log)?;
@@ -219,38 +209,12 @@ impl Cluster {
 
     /// Polls until the server accepts a connection; returns its version (`15.18`).
     fn wait_ready(&self, log: &Path) -> Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = self.url("postgres");
-        loop {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                let version: String = client
-                    .query_one("SHOW server_version", &[])
-                    .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?
-                    .get(0);
-                return Ok(version
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string());
-            }
-            let exited = self
-                .waiter
+        wait_ready(&self.url("postgres"), log, || {
+            self.waiter
                 .lock()
                 .map(|w| w.as_ref().is_none_or(|h| h.is_finished()))
-                .unwrap_or(true);
-            if exited || Instant::now() > deadline {
-                let log = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                return Err(Error::new(
-                    ErrorKind::Database,
-                    format!(
-                        "the private PostgreSQL server did not start: {}",
-                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                .unwrap_or(true)
+        })
     }
 
     /// A URL for `database` as the superuser `postgres`, over the cluster's unix socket.
@@ -306,6 +270,59 @@ impl Drop for Cluster {
     }
 }
 
+/// Fills the new data directory `data` from `source`: a copy of the cached template, or `initdb`
+/// (then published as the template when there is a cache).
+pub(crate) fn fill_data_dir(bin: &Path, user: User, data: &Path, source: Source<'_>) -> Result<()> {
+    match source {
+        Source::Template(template) => copy_tree(template, data, user)
+            .map_err(|e| io_error("copy the cached PostgreSQL data directory", e)),
+        Source::Initdb(publish) => {
+            initdb(bin, data, user)?;
+            if let Some(template) = publish {
+                // Best effort: without a cache, every start runs initdb.
+                let _ = publish_template(data, template);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Polls `url` until the server accepts a connection, for at most a minute or until `exited`
+/// says the server is gone; returns its version (`15.18`), or the last lines of its `log`.
+pub(crate) fn wait_ready(url: &str, log: &Path, exited: impl Fn() -> bool) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
+            return server_version(&mut client);
+        }
+        if exited() || Instant::now() > deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            return Err(Error::new(
+                ErrorKind::Database,
+                format!(
+                    "the private PostgreSQL server did not start: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The server's version as its first word says it (`15.18`).
+pub(crate) fn server_version(client: &mut postgres::Client) -> Result<String> {
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?
+        .get(0);
+    Ok(version
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// Memory-backed storage for clusters, when the machine has it with room to spare.
 const SHM: &str = "/dev/shm";
 
@@ -316,7 +333,7 @@ const SHM_MIN_FREE: u64 = 1 << 30;
 /// Where a new cluster's directory goes: `/dev/shm` (memory-backed, where the thousands of small
 /// files of a data directory are written and removed in a fraction of a disk's time; the cluster
 /// is thrown away anyway) when it has at least 1 GiB free, else the temporary directory.
-fn cluster_parent() -> PathBuf {
+pub(crate) fn cluster_parent() -> PathBuf {
     let shm = Path::new(SHM);
     if free_bytes(shm).is_some_and(|free| free >= SHM_MIN_FREE) {
         shm.to_path_buf()
@@ -362,7 +379,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 /// Where a cluster's data directory comes from.
-enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// A copy of the cached template.
     Template(&'a Path),
     /// `initdb`, then published as the template at this path, when there is a cache.
@@ -412,7 +429,7 @@ fn initdb(bin: &Path, data: &Path, user: User) -> Result<()> {
 }
 
 /// The user's cache directory for this tool, when the environment names one.
-fn cache_root() -> Option<PathBuf> {
+pub(crate) fn cache_root() -> Option<PathBuf> {
     let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
     std::env::var_os("XDG_CACHE_HOME")
         .and_then(non_empty)
@@ -424,9 +441,14 @@ fn cache_root() -> Option<PathBuf> {
         .map(|cache| cache.join("xtask-migrate"))
 }
 
-/// The template's path in `cache` for the binaries in `bin`: named by a digest of their path,
-/// the server binary's size and modification time, and initdb's arguments.
+/// The template's path in `cache` for the binaries in `bin`: named by [`binaries_id`].
 pub fn template_dir(cache: &Path, bin: &Path) -> Option<PathBuf> {
+    Some(cache.join(format!("pg-template-{}", binaries_id(bin)?)))
+}
+
+/// A short digest of the binaries' path, the server binary's size and modification time, and
+/// initdb's arguments: what a data directory made by them depends on (an upgrade changes it).
+pub(crate) fn binaries_id(bin: &Path) -> Option<String> {
     use sha2::Digest;
     let server = std::fs::metadata(bin.join(exe("postgres"))).ok()?;
     let modified = server
@@ -442,11 +464,12 @@ pub fn template_dir(cache: &Path, bin: &Path) -> Option<PathBuf> {
         server.len(),
         INITDB_ARGS.join(" ")
     ));
-    let hex: String = digest.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(cache.join(format!("pg-template-{hex}")))
+    Some(
+        digest.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 /// Copies a freshly made data directory to `template`, through a temporary name and a rename:
@@ -492,7 +515,7 @@ fn copy_tree(from: &Path, to: &Path, user: User) -> std::io::Result<()> {
 
 /// `postgresql://postgres@<socket directory, percent-encoded>:5432/<database>`: the driver reads
 /// a host that starts with `/` as a unix socket directory.
-fn socket_url(socket: &Path, database: &str) -> String {
+pub(crate) fn socket_url(socket: &Path, database: &str) -> String {
     let socket: String = socket
         .to_string_lossy()
         .bytes()
@@ -506,13 +529,13 @@ fn socket_url(socket: &Path, database: &str) -> String {
     format!("postgresql://postgres@{socket}:{PORT}/{database}")
 }
 
-fn io_error(what: &str, e: std::io::Error) -> Error {
+pub(crate) fn io_error(what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot {what}: {e}"))
 }
 
 /// The `postgres` user when this process is root (PostgreSQL refuses to run as root), else none.
 #[cfg(unix)]
-fn server_user() -> Result<User> {
+pub(crate) fn server_user() -> Result<User> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
@@ -531,11 +554,11 @@ fn server_user() -> Result<User> {
 }
 
 #[cfg(not(unix))]
-fn server_user() -> Result<User> {
+pub(crate) fn server_user() -> Result<User> {
     Ok(None)
 }
 
-fn chown(path: &Path, user: User) -> Result<()> {
+pub(crate) fn chown(path: &Path, user: User) -> Result<()> {
     #[cfg(unix)]
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
@@ -548,12 +571,18 @@ fn chown(path: &Path, user: User) -> Result<()> {
 
 /// A command that runs as `user` and gets SIGINT when the thread that started it ends (Linux).
 fn command(program: &Path, user: User) -> Command {
+    command_tied(program, user, true)
+}
+
+/// A command that runs as `user`; `tied`: it gets SIGINT when the thread that started it ends
+/// (Linux), else it runs in a session of its own (no terminal's signals, no parent's death).
+fn command_tied(program: &Path, user: User, tied: bool) -> Command {
     let mut cmd = Command::new(program);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         // SAFETY: between fork and exec the closure only calls async-signal-safe functions
-        // (setgroups, setgid, setuid, prctl).
+        // (setgroups, setgid, setuid, setsid, prctl).
         unsafe {
             cmd.pre_exec(move || {
                 if let Some((uid, gid)) = user
@@ -562,6 +591,12 @@ fn command(program: &Path, user: User) -> Command {
                         || libc::setuid(uid) != 0)
                 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if !tied {
+                    if libc::setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    return Ok(());
                 }
                 // After setuid: changing credentials clears the parent-death signal.
                 #[cfg(target_os = "linux")]
@@ -573,7 +608,7 @@ fn command(program: &Path, user: User) -> Command {
         }
     }
     #[cfg(not(unix))]
-    let _ = user;
+    let _ = (user, tied);
     cmd
 }
 
@@ -585,30 +620,7 @@ fn spawn(
     user: User,
     log_path: &Path,
 ) -> Result<(u32, JoinHandle<()>)> {
-    let log = std::fs::File::create(log_path).map_err(|e| io_error("create the server log", e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| io_error("open the server log", e))?;
-    let mut cmd = command(&bin.join(exe("postgres")), user);
-    cmd.arg("-D")
-        .arg(data)
-        .arg("-k")
-        .arg(socket)
-        .args(["-p", &PORT.to_string()])
-        .args(["-c", "listen_addresses="])
-        .args(["-c", "unix_socket_permissions=0700"])
-        .args(["-c", "fsync=off"])
-        .args(["-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off"])
-        .args(["-c", "autovacuum=off"])
-        // Fixture-sized tables: compiling a plan to machine code costs more than running it.
-        .args(["-c", "jit=off"])
-        .args(["-c", "max_connections=20"])
-        .args(["-c", "timezone=UTC"])
-        .args(["-c", "datestyle=iso, mdy"])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
+    let mut cmd = server_command(bin, data, socket, user, log_path, true)?;
     // The server is started, and waited for, by a thread that lives exactly as long as it: the
     // parent-death signal fires when the starting *thread* ends, not only the process.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -636,6 +648,67 @@ fn spawn(
     Ok((pid, waiter))
 }
 
+/// Starts `postgres` over `data` in a session of its own, outliving this process; returns its
+/// pid. A thread reaps it should it exit while this process runs; after that, init does.
+pub(crate) fn spawn_detached(
+    bin: &Path,
+    data: &Path,
+    socket: &Path,
+    user: User,
+    log_path: &Path,
+) -> Result<u32> {
+    let mut cmd = server_command(bin, data, socket, user, log_path, false)?;
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::new(
+            ErrorKind::Database,
+            format!("cannot start {}: {e}", bin.join(exe("postgres")).display()),
+        )
+    })?;
+    let pid = child.id();
+    // Reaped if it exits while this process runs, so its pid does not linger as a zombie that
+    // looks alive to whoever watches it.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(pid)
+}
+
+/// The `postgres` command line of a private cluster, its output going to `log_path`.
+fn server_command(
+    bin: &Path,
+    data: &Path,
+    socket: &Path,
+    user: User,
+    log_path: &Path,
+    tied: bool,
+) -> Result<Command> {
+    let log = std::fs::File::create(log_path).map_err(|e| io_error("create the server log", e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| io_error("open the server log", e))?;
+    let mut cmd = command_tied(&bin.join(exe("postgres")), user, tied);
+    cmd.arg("-D")
+        .arg(data)
+        .arg("-k")
+        .arg(socket)
+        .args(["-p", &PORT.to_string()])
+        .args(["-c", "listen_addresses="])
+        .args(["-c", "unix_socket_permissions=0700"])
+        .args(["-c", "fsync=off"])
+        .args(["-c", "synchronous_commit=off"])
+        .args(["-c", "full_page_writes=off"])
+        .args(["-c", "autovacuum=off"])
+        // Fixture-sized tables: compiling a plan to machine code costs more than running it.
+        .args(["-c", "jit=off"])
+        .args(["-c", "max_connections=20"])
+        .args(["-c", "timezone=UTC"])
+        .args(["-c", "datestyle=iso, mdy"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    Ok(cmd)
+}
+
 enum Signal {
     Quit,
     Kill,
@@ -660,7 +733,7 @@ fn signal(pid: u32, signal: Signal) {
 }
 
 /// Whether process `pid` exists (a process of another user counts).
-fn alive(pid: i64) -> bool {
+pub(crate) fn alive(pid: i64) -> bool {
     #[cfg(unix)]
     {
         let Ok(pid) = libc::pid_t::try_from(pid) else {
@@ -690,18 +763,20 @@ fn remove_stale_dirs() {
     }
 }
 
+/// The number on the first line of `path` (a pid file's).
+pub(crate) fn first_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn remove_stale_dirs_in(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
-    };
-    let first_number = |path: PathBuf| -> Option<i64> {
-        std::fs::read_to_string(path)
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -712,7 +787,7 @@ fn remove_stale_dirs_in(parent: &Path) {
         if !ours || !path.is_dir() {
             continue;
         }
-        let owner_gone = match first_number(path.join(OWNER_FILE)) {
+        let owner_gone = match first_number::<i64>(&path.join(OWNER_FILE)) {
             Some(owner) => !alive(owner),
             None => entry
                 .metadata()
@@ -722,7 +797,7 @@ fn remove_stale_dirs_in(parent: &Path) {
                 .is_some_and(|age| age > Duration::from_secs(3600)),
         };
         let server_gone =
-            first_number(path.join("data/postmaster.pid")).is_none_or(|pid| !alive(pid));
+            first_number::<i64>(&path.join("data/postmaster.pid")).is_none_or(|pid| !alive(pid));
         if owner_gone && server_gone {
             let _ = std::fs::remove_dir_all(&path);
         }

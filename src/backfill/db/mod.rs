@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 pub mod target;
+pub mod warm;
 
 use std::fmt;
 use std::time::Duration;

@@ -664,7 +664,10 @@ impl Backend for PgBackend {
                 "(SELECT row_number() OVER () AS xtask_n, * FROM (\n{sql}\n) AS q({aliases})) AS q"
             )
         } else {
-            format!("(\n{sql}\n) AS q({aliases})")
+            // `OFFSET 0` keeps the query a subquery of its own: pulled up into the digest, each
+            // of its output expressions would be computed once per reference in the hash (twice:
+            // the value and its NULL test), a correlated subquery's index scans included.
+            format!("(SELECT * FROM (\n{sql}\n) AS q OFFSET 0) AS q({aliases})")
         };
         let digest = format!("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {rows}");
         let ty = match lower.kind() {

@@ -19,7 +19,9 @@ use crate::backfill::db::cluster::{self, Cluster};
 use crate::backfill::db::postgres::redact_url;
 use crate::backfill::db::quote_ident;
 use crate::backfill::db::schema::postgres_only;
+use crate::backfill::db::warm::{DEFAULT_KEEP_ALIVE, WarmCluster};
 use crate::backfill::error::{Error, ErrorKind, Result};
+use crate::backfill::migration::parse_duration;
 use crate::backfill::sample::Inputs;
 use crate::config::{Config, METADATA_KEY, SampleEngine};
 use crate::sql::Dialect;
@@ -36,10 +38,56 @@ pub struct LocalCluster {
     /// Connected to the `postgres` database: creates and drops the sample databases.
     admin: postgres::Client,
     databases: usize,
-    /// How long starting the cluster took, reported with the first data migration.
+    /// How long starting (or finding) the cluster took, reported with the first data migration.
     startup: Option<Duration>,
-    /// Declared last: stopped and removed after the admin connection is closed.
-    cluster: Cluster,
+    /// The last database made, dropped before the next one and, on a kept-alive cluster, when
+    /// the command ends.
+    current: Option<String>,
+    /// Making the spare database the next command on a kept-alive cluster will take.
+    spare: Option<std::thread::JoinHandle<()>>,
+    /// Declared last: a per-command cluster is stopped and removed, a kept-alive one released,
+    /// after the admin connection is closed.
+    server: Server,
+}
+
+/// The cluster a command samples on.
+pub enum Server {
+    /// Started for this command, stopped and removed when it ends.
+    Private(Cluster),
+    /// Kept alive between commands ([`WarmCluster`]).
+    Warm(Box<WarmCluster>),
+}
+
+impl Server {
+    pub fn url(&self, database: &str) -> String {
+        match self {
+            Server::Private(c) => c.url(database),
+            Server::Warm(c) => c.url(database),
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        match self {
+            Server::Private(c) => c.version(),
+            Server::Warm(c) => c.version(),
+        }
+    }
+
+    pub fn bin_dir(&self) -> &Path {
+        match self {
+            Server::Private(c) => c.bin_dir(),
+            Server::Warm(c) => c.bin_dir(),
+        }
+    }
+
+    /// The major version (`15`), for the statements that depend on it.
+    fn major(&self) -> u32 {
+        self.version()
+            .split(['.', ' '])
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 /// A fresh database of the private cluster, for one data migration.
@@ -48,64 +96,253 @@ pub struct LocalDatabase {
     pub name: String,
     /// Starting the cluster (first database only) and creating the database.
     pub elapsed: Duration,
-    pub started_cluster: bool,
+    /// How the cluster came to be, for the first database only.
+    pub cluster: Option<Startup>,
+}
+
+/// How the command came by its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Startup {
+    /// A per-command cluster, started now.
+    Started,
+    /// A kept-alive cluster, started now and kept for this long after the last use.
+    StartedKept(Duration),
+    /// A kept-alive cluster an earlier command started.
+    Reused,
 }
 
 impl LocalCluster {
-    /// Starts a private cluster from the binaries in `bin`.
-    pub fn start(bin: &Path) -> Result<LocalCluster> {
+    /// The cluster of the binaries in `bin`: with a non-zero `keep_alive`, the kept-alive one
+    /// ([`WarmCluster`], started when none runs) where this machine can keep one; else a
+    /// private cluster for this command alone.
+    pub fn start(bin: &Path, keep_alive: Duration) -> Result<LocalCluster> {
         let started = Instant::now();
-        let cluster = Cluster::start(bin)?;
-        let admin =
-            postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls).map_err(|e| {
-                Error::new(
-                    ErrorKind::Database,
-                    format!("cannot connect to the private PostgreSQL cluster: {e}"),
-                )
-            })?;
+        let warm = if keep_alive.is_zero() {
+            None
+        } else {
+            WarmCluster::acquire(bin, keep_alive)?
+        };
+        let server = match warm {
+            Some(warm) => Server::Warm(Box::new(warm)),
+            None => Server::Private(Cluster::start(bin)?),
+        };
+        LocalCluster::on(server, started)
+    }
+
+    /// Samples on `server`, started (or found) since `started`.
+    pub fn on(mut server: Server, started: Instant) -> Result<LocalCluster> {
+        let found = match &mut server {
+            Server::Warm(warm) => warm.take_client(),
+            Server::Private(_) => None,
+        };
+        let mut admin = match found {
+            Some(client) => client,
+            None => postgres::Client::connect(&server.url("postgres"), postgres::NoTls).map_err(
+                |e| {
+                    Error::new(
+                        ErrorKind::Database,
+                        format!("cannot connect to the private PostgreSQL cluster: {e}"),
+                    )
+                },
+            )?,
+        };
+        if let Server::Warm(warm) = &server
+            && !warm.started()
+        {
+            drop_abandoned(&mut admin, server.major());
+        }
         Ok(LocalCluster {
             admin,
             databases: 0,
             startup: Some(started.elapsed()),
-            cluster,
+            current: None,
+            spare: None,
+            server,
         })
     }
 
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Creates a new, empty database and returns it. The previous one, whose sample is over and
     /// its connection closed, is dropped first, so a long command does not fill the disk; the
-    /// last one goes with the cluster (dropping a database costs a checkpoint).
+    /// last one goes with a per-command cluster (dropping a database costs a checkpoint), or
+    /// when the command ends on a kept-alive one.
     pub fn create_database(&mut self) -> Result<LocalDatabase> {
         let started = Instant::now();
-        if self.databases > 0 {
-            let previous = format!("sample_{}", self.databases);
-            // Failing to drop it is harmless: the whole cluster goes at the end of the command.
-            let _ = self.admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                quote_ident(&previous)
-            ));
-        }
+        self.drop_current();
         self.databases += 1;
-        let name = format!("sample_{}", self.databases);
-        self.admin
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Database,
-                    format!("cannot create a database in the private PostgreSQL cluster: {e}"),
-                )
-            })?;
+        // On a kept-alive cluster, the process's id keeps concurrent commands apart and lets
+        // a later command drop what a killed one left; the number, this process's samples.
+        let name = match self.server {
+            Server::Private(_) => format!("sample_{}", self.databases),
+            Server::Warm(_) => format!("sample_{}_{}", std::process::id(), next_number()),
+        };
+        let claimed = matches!(self.server, Server::Warm(_)) && self.claim_spare(&name);
+        if !claimed {
+            self.admin
+                .batch_execute(&create_database(&name, self.server.major()))
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Database,
+                        format!("cannot create a database in the private PostgreSQL cluster: {e}"),
+                    )
+                })?;
+        }
+        if matches!(self.server, Server::Warm(_)) && self.spare.is_none() {
+            self.spare = Some(self.make_spare());
+        }
+        self.current = Some(name.clone());
         let startup = self.startup.take();
+        let cluster = startup.map(|_| match &self.server {
+            Server::Private(_) => Startup::Started,
+            Server::Warm(warm) if warm.started() => Startup::StartedKept(warm.keep_alive()),
+            Server::Warm(_) => Startup::Reused,
+        });
         Ok(LocalDatabase {
-            url: self.cluster.url(&name),
+            url: self.server.url(&name),
             elapsed: started.elapsed() + startup.unwrap_or_default(),
-            started_cluster: startup.is_some(),
+            cluster,
             name,
         })
     }
+
+    /// Renames a spare database of the kept-alive cluster (one an earlier command made
+    /// while its sample ran) to `name`: the fresh database without the wait for `CREATE
+    /// DATABASE`. Of two commands after the same spare, the second's rename fails and it
+    /// takes the next, or creates one.
+    fn claim_spare(&mut self, name: &str) -> bool {
+        let Ok(rows) = self.admin.query(
+            "SELECT datname::text FROM pg_database WHERE datname ~ '^spare_[0-9]+_[0-9]+$' ORDER BY 1",
+            &[],
+        ) else {
+            return false;
+        };
+        rows.iter().any(|row| {
+            let spare: String = row.get(0);
+            self.admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    quote_ident(&spare),
+                    quote_ident(name)
+                ))
+                .is_ok()
+        })
+    }
+
+    /// Creates a spare database for the next command on its own connection, while this
+    /// command's sample runs; waited for when the command ends. Best effort: without a spare,
+    /// the next command creates its database itself.
+    fn make_spare(&self) -> std::thread::JoinHandle<()> {
+        let url = self.server.url("postgres");
+        let name = format!("spare_{}_{}", std::process::id(), next_number());
+        // The default strategy: FILE_COPY's checkpoints would write out the running sample's
+        // pages under it.
+        let sql = format!("CREATE DATABASE {}", quote_ident(&name));
+        std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
+                let _ = client.batch_execute(&sql);
+            }
+        })
+    }
+
+    /// Drops the last database made. Failing to is harmless: a per-command cluster goes whole
+    /// at the end of the command, and the next command on a kept-alive one drops it.
+    fn drop_current(&mut self) {
+        if let Some(previous) = self.current.take() {
+            // The sample's session closed a moment ago, but its server process may not have
+            // exited yet; DROP DATABASE would then sleep a tenth of a second before looking
+            // again. Polling for it costs a millisecond or two.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline
+                && self
+                    .admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                        &[&previous],
+                    )
+                    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let force = if self.server.major() >= 13 {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
+            let _ = self.admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {}{force}",
+                quote_ident(&previous)
+            ));
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if matches!(self.server, Server::Warm(_)) {
+            self.drop_current();
+        }
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+}
+
+/// A number no other database of this process on a kept-alive cluster has (a process may
+/// sample on it from several threads).
+fn next_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `CREATE DATABASE name`, as a copy of the template's files where the server can (since
+/// PostgreSQL 15, whose default WAL-logs each block: slower, and the cluster's durability is
+/// off anyway).
+fn create_database(name: &str, major: u32) -> String {
+    let strategy = if major >= 15 {
+        " STRATEGY = FILE_COPY"
+    } else {
+        ""
+    };
+    format!("CREATE DATABASE {}{strategy}", quote_ident(name))
+}
+
+/// Drops the sample databases of a kept-alive cluster whose command is gone (killed before it
+/// could drop its own): `sample_<pid>_<n>` with no process `pid`.
+fn drop_abandoned(admin: &mut postgres::Client, major: u32) {
+    let Ok(rows) = admin.query(
+        "SELECT datname::text FROM pg_database WHERE datname ~ '^sample_[0-9]+_[0-9]+$'",
+        &[],
+    ) else {
+        return;
+    };
+    let force = if major >= 13 { " WITH (FORCE)" } else { "" };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<i64>().ok());
+        if pid.is_some_and(|pid| pid != i64::from(std::process::id()) && !cluster::alive(pid)) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {}{force}",
+                quote_ident(&name)
+            ));
+        }
+    }
+}
+
+/// `sample-keep-alive` from the configuration, else [`DEFAULT_KEEP_ALIVE`].
+pub fn configured_keep_alive(config: &Config) -> Result<Duration> {
+    let Some(text) = &config.sample_keep_alive else {
+        return Ok(DEFAULT_KEEP_ALIVE);
+    };
+    parse_duration(text).map_err(|e| {
+        Error::file(
+            ErrorKind::Format,
+            &config.root.join("Cargo.toml"),
+            format!("[workspace.metadata.{METADATA_KEY}] sample-keep-alive: {e}"),
+        )
+    })
 }
 
 /// Which engine to use, before anything is started.
@@ -180,12 +417,19 @@ pub fn choose(
 impl Engine {
     /// Chooses the engine (see [`choose`]) and starts it; prints the note of an `auto` that fell
     /// back to SQLite.
+    ///
+    /// `keep_alive` (`--keep-alive`) overrides the configuration's `sample-keep-alive`.
     pub fn open(
         config: &Config,
         requested: Option<SampleEngine>,
         database_url: Option<String>,
+        keep_alive: Option<Duration>,
         out: &mut dyn Write,
     ) -> Result<Engine> {
+        let keep_alive = match keep_alive {
+            Some(keep_alive) => keep_alive,
+            None => configured_keep_alive(config)?,
+        };
         let choice = choose(
             requested,
             config,
@@ -208,9 +452,9 @@ impl Engine {
                 }
                 Ok(Engine::PostgresUrl(url))
             }
-            (SampleEngine::PostgresLocal, Some(bin), _) => {
-                Ok(Engine::PostgresLocal(Box::new(LocalCluster::start(&bin)?)))
-            }
+            (SampleEngine::PostgresLocal, Some(bin), _) => Ok(Engine::PostgresLocal(Box::new(
+                LocalCluster::start(&bin, keep_alive)?,
+            ))),
             _ => Ok(Engine::Sqlite),
         }
     }

@@ -35,7 +35,7 @@ use crate::backfill::run::tracking::sqlite::SqliteStore;
 use crate::backfill::run::tracking::{Store, TrackingNames};
 use crate::backfill::run::worker::{self, RunOptions};
 use crate::config::{Config, SampleEngine};
-use engine::Engine;
+use engine::{Engine, Startup};
 use fixtures::FixtureFile;
 use snapshot::{Mode, Outcome};
 
@@ -193,16 +193,20 @@ pub fn sample(
                 out,
                 "sample {} on a private PostgreSQL {} cluster ({})",
                 migration.id(),
-                local.cluster().version(),
-                display_path(local.cluster().bin_dir())
+                local.server().version(),
+                display_path(local.server().bin_dir())
             );
+            let cluster = match database.cluster {
+                Some(Startup::Started) => "cluster started, ",
+                Some(Startup::StartedKept(_)) => {
+                    "cluster started (kept alive for the next commands), "
+                }
+                Some(Startup::Reused) => "kept-alive cluster reused, ",
+                None => "",
+            };
             let stage = Stage {
                 name: "engine",
-                summary: if database.started_cluster {
-                    format!("cluster started, database {} created", database.name)
-                } else {
-                    format!("database {} created", database.name)
-                },
+                summary: format!("{cluster}database {} created", database.name),
                 elapsed: database.elapsed,
                 rows: None,
             };
