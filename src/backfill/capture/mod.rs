@@ -192,7 +192,12 @@ impl Capture<'_> {
                 ),
             ));
         }
-        check_checksums(&history, self.migrations, &self.config.migrations)?;
+        check_checksums(
+            &history,
+            self.migrations,
+            &self.config.migrations,
+            source.dialect(),
+        )?;
         let captured_at = match &self.options.captured_at {
             Some(at) => at.clone(),
             None => source.snapshot_time()?,
@@ -357,11 +362,15 @@ fn source_error(e: Error, what: impl std::fmt::Display) -> Error {
 
 /// Refuses a source whose refinery history records a migration of `migrations` with another
 /// checksum than refinery computes for the file here (from its name, version and SQL): the file
-/// changed after it ran there, so the schema the sample builds is not the one the rows fit.
+/// changed after it ran there, so the schema the sample builds is not the one the rows fit. On a
+/// SQLite source, the checksum of the file as this tool adapts it to SQLite (PostgreSQL session
+/// settings and `CONCURRENTLY` blanked, what `backfill sample` applies and refinery records
+/// there) is the file's too.
 fn check_checksums(
     history: &[source::Applied],
     migrations: &[refinery::Migration],
     dir: &Path,
+    dialect: Dialect,
 ) -> Result<()> {
     for applied in history {
         let Some(local) = migrations
@@ -371,7 +380,18 @@ fn check_checksums(
             continue;
         };
         let recorded = applied.checksum.clone().unwrap_or_default();
-        if recorded.trim().parse::<u64>().ok() == Some(local.checksum()) {
+        let mut accepted = vec![local.checksum()];
+        if dialect == Dialect::Sqlite
+            && let Ok(adapted) =
+                crate::backfill::db::schema::prepare(std::slice::from_ref(local), u64::MAX, dialect)
+        {
+            accepted.extend(adapted.iter().map(|m| m.checksum()));
+        }
+        if recorded
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|c| accepted.contains(&c))
+        {
             continue;
         }
         let file = migration_file(dir, local);

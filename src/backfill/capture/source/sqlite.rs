@@ -452,32 +452,34 @@ fn read_catalog(conn: &Connection) -> rusqlite::Result<Catalog> {
         }
         tables.insert(name.clone(), table);
 
-        // id groups the columns of one foreign key, seq orders them.
-        let mut fks: Vec<(i64, String, String, Option<String>)> = conn
+        // id groups the columns of one foreign key, seq orders them; `to` is empty when the
+        // key names no columns (the parent's primary key, filled in below).
+        let columns: Vec<(i64, String, String, Option<String>)> = conn
             .prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")?
             .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut by_id: std::collections::BTreeMap<i64, (String, Vec<String>, Vec<Option<String>>)> =
-            Default::default();
-        for (id, parent, from, to) in fks.drain(..) {
-            let entry = by_id
-                .entry(id)
-                .or_insert_with(|| (parent, Vec::new(), Vec::new()));
-            entry.1.push(from);
-            entry.2.push(to);
+        let mut named: Vec<ForeignKey> = Vec::new();
+        let mut last_id = None;
+        for (id, parent, from, to) in columns {
+            if last_id != Some(id) {
+                last_id = Some(id);
+                named.push(ForeignKey {
+                    name: String::new(),
+                    child: name.clone(),
+                    child_columns: Vec::new(),
+                    parent,
+                    parent_columns: Vec::new(),
+                });
+            }
+            if let Some(fk) = named.last_mut() {
+                fk.child_columns.push(from);
+                fk.parent_columns.push(to.unwrap_or_default());
+            }
         }
-        let mut named: Vec<ForeignKey> = by_id
-            .into_values()
-            .map(|(parent, child_columns, to)| ForeignKey {
-                // SQLite keeps no constraint names: PostgreSQL's default name stands in.
-                name: format!("{name}_{}_fkey", child_columns.join("_")),
-                child: name.clone(),
-                child_columns,
-                parent,
-                // Filled in below when the key names no columns (the parent's primary key).
-                parent_columns: to.into_iter().map(Option::unwrap_or_default).collect(),
-            })
-            .collect();
+        for fk in &mut named {
+            // SQLite keeps no constraint names: PostgreSQL's default name stands in.
+            fk.name = format!("{name}_{}_fkey", fk.child_columns.join("_"));
+        }
         named.sort_by(|a, b| a.name.cmp(&b.name));
         foreign_keys.extend(named);
     }
@@ -509,10 +511,15 @@ mod tests {
 
     #[test]
     fn the_hash_is_postgresql_s_first_32_bits_of_md5() {
-        // PostgreSQL's ('x' || substr(md5(t), 1, 8))::bit(32)::bigint: the first 8 hex digits.
-        let hex = format!("{:x}", Md5::digest(b"3:1"));
-        assert_eq!(md5_32(b"3:1"), i64::from_str_radix(&hex[..8], 16).unwrap());
-        assert!((0..1 << 32).contains(&md5_32(b"")));
+        // PostgreSQL's ('x' || substr(md5(t), 1, 8))::bit(32)::bigint: the first 8 hex digits
+        // of md5 read as an unsigned number (the RFC 1321 test vectors).
+        let first8 = |hex: &str| i64::from_str_radix(hex, 16).unwrap();
+        assert_eq!(md5_32(b""), first8("d41d8cd9"));
+        assert_eq!(md5_32(b"abc"), first8("90015098"));
+        assert!(
+            md5_32(b"message digest") > i64::from(i32::MAX),
+            "never negative"
+        );
     }
 
     #[test]
