@@ -434,6 +434,41 @@ fn bad_sqlite_sources_are_one_line_exit_2_and_leave_the_fixtures_alone() {
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
 
+    // The source's history against migrations/ here: a version it lacks, a file changed after
+    // it ran there.
+    let behind = Ws::example(EXAMPLE_CAPTURE);
+    for file in [
+        "V4__add_counter_caches.sql",
+        "V5__index_users_by_followers.sql",
+    ] {
+        std::fs::remove_file(behind.path().join("migrations").join(file)).unwrap();
+    }
+    let changed = Ws::example(EXAMPLE_CAPTURE);
+    let v2 = changed.path().join("migrations/V2__create_follows.sql");
+    let text = std::fs::read_to_string(&v2).unwrap();
+    std::fs::write(
+        &v2,
+        text.replace("CREATE INDEX", "-- changed\nCREATE INDEX"),
+    )
+    .unwrap();
+    for (other, expected) in [
+        (
+            &behind,
+            "the source is at schema version V4, which is not among the migrations here (V1..V3)",
+        ),
+        (
+            &changed,
+            "migrations/V2__create_follows.sql: the source applied V2 (create_follows) with checksum",
+        ),
+    ] {
+        let before = files(&other.fixtures());
+        let (code, out, err) = other.capture(&["--database-url", &url(&good)], &[]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains(expected), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert_eq!(files(&other.fixtures()), before);
+    }
+
     // Mistakes in the settings, each in its own workspace, against the good source.
     for (metadata, args, expected) in [
         (
@@ -492,6 +527,7 @@ CREATE TABLE items (
     count INTEGER,
     anything
 );
+CREATE TABLE loose (k PRIMARY KEY, v);
 ";
 
 const VALUES_DATA: &str = "
@@ -503,13 +539,14 @@ INSERT INTO items VALUES
     (5, -0.0, NULL, '🦀 Zoë, ☕', NULL, 9007199254740993, NULL),
     (6, 3.0, x'41', 'text in a real column', 1, 5, '');
 UPDATE items SET amount = 'not a number' WHERE id = 6;
+INSERT INTO loose VALUES (1, 'one'), ('a', 'text key'), (2.5, 'real key');
 ";
 
 #[test]
 fn every_storage_class_round_trips_from_a_sqlite_source() {
     let ws = Ws::with_migrations(
         &[("V1__items.sql", VALUES_SCHEMA)],
-        "[workspace.metadata.xtask-migrate.capture]\nroots = [{ table = \"items\", fraction = 1.0 }]\n",
+        "[workspace.metadata.xtask-migrate.capture]\nroots = [{ table = \"items\", fraction = 1.0 }, { table = \"loose\", fraction = 1.0 }]\n",
     );
     let source = tempfile::tempdir().unwrap();
     let db = source.path().join("items.db");
@@ -569,6 +606,15 @@ fn every_storage_class_round_trips_from_a_sqlite_source() {
         "the declared type decides nothing"
     );
     assert_eq!(by_id[5][6], text(""));
+    // A key without a declared type holds any storage class; its rows are found by their text.
+    assert_eq!(
+        rows(&dir, "loose"),
+        vec![
+            vec![text("1"), text("one")],
+            vec![text("2.5"), text("real key")],
+            vec![text("a"), text("text key")]
+        ]
+    );
 
     // The sample's loader converts by the declared type: the text in the REAL column is
     // refused there, naming the file and line.

@@ -24,7 +24,7 @@ pub struct CatalogTable {
     pub name: String,
     pub columns: Vec<CatalogColumn>,
     /// Indices into `columns`: the primary key, or, for a table without one, the columns of a
-    /// unique index over NOT NULL columns ([`unique_key`]); empty when it has neither.
+    /// unique index over NOT NULL columns ([`unique_key()`]); empty when it has neither.
     pub primary_key: Vec<usize>,
     /// The unique index `primary_key` comes from, when the table has no primary key.
     pub unique_index: Option<String>,

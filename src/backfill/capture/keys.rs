@@ -4,9 +4,9 @@
 //!
 //! Each key is stored with the stage that added it (the roots, each child relation, each round
 //! of the closure), so a stage reads exactly the keys of the stages before it, in chunks.
-//! Chunks come in key order: integer key columns (`smallint`, `integer`, `bigint`, SQLite's INTEGER
-//! affinity) are stored as SQLite integers and compare as numbers, other key columns compare by their text form
-//! (bytewise), whatever the source's collation.
+//! Chunks come in key order: integer key columns (`smallint`, `integer`, `bigint`; on a SQLite
+//! source, INTEGER affinity) are stored as SQLite integers and compare as numbers, other key
+//! columns compare by their text form (bytewise), whatever the source's collation.
 
 use std::collections::BTreeMap;
 

@@ -1,17 +1,19 @@
 //! `backfill capture`: a sampled, referentially intact, PII-scrubbed subset of a real
-//! PostgreSQL database, written as the fixtures `backfill sample` loads.
+//! PostgreSQL or SQLite database, written as the fixtures `backfill sample` loads.
 //!
-//! Steps, all in one `REPEATABLE READ READ ONLY` transaction with `statement_timeout` (one
+//! The algorithm lives here, once; a [`source::Source`] (PostgreSQL, a SQLite file) supplies
+//! its history, its catalog, the SQL pieces that differ and the running of a query over a chunk
+//! of keys. Steps, all in one read-only transaction of the source with a statement timeout (one
 //! consistent snapshot, so the foreign keys close; no lock beyond reads):
 //! 1. read the catalog ([`catalog`]) and check the settings against it ([`settings`]): every
 //!    table and column named exists, every personal-looking text column has a policy
 //!    ([`scrub`]), key and foreign-key columns are kept or hashed alike on both ends;
 //! 2. select keys: the roots (predicate, deterministic fraction by md5 of seed and key computed
-//!    in SQL, cap by lowest hash), then the configured children of selected rows (a cap per
+//!    in SQL, the same value on both sources, cap by lowest hash), then the configured children of selected rows (a cap per
 //!    parent), then the referential closure: every row a selected row references, followed over
 //!    the catalog's foreign keys until nothing new is found (self-references and cycles end
 //!    there, composite keys match whole, a NULL foreign key references nothing);
-//! 3. stream each table's selected rows in key order through a server-side portal (constant
+//! 3. stream each table's selected rows in key order, a chunk of keys at a time (constant
 //!    memory), scrub each value by its column's policy, write `<table>.csv` and hash it
 //!    ([`output`]), then `manifest.json`;
 //! 4. replace the fixtures directory in one step: everything is written into a temporary
@@ -51,10 +53,10 @@ use source::Source;
 /// with [`KEY_CHUNK`], what bounds the rows held at once.
 const FETCH_ROWS: usize = 1024;
 
-/// Keys sent to the source per query (as one text array per key column). The chunk, its
-/// arrays and the rows it selects are what the runner holds at once, so this bounds its memory
-/// whatever the size of the capture; a query per 1,024 keys costs little against the work the
-/// source does for them.
+/// Keys sent to the source per query (as one text array per key column on PostgreSQL, a
+/// `VALUES` list on SQLite). The chunk, its parameters and the rows it selects are what the
+/// runner holds at once, so this bounds its memory whatever the size of the capture; a query per
+/// 1,024 keys costs little against the work the source does for them.
 const KEY_CHUNK: usize = 1024;
 
 /// What to capture and where to write it.

@@ -302,11 +302,20 @@ impl Source for SqliteSource {
             .map(|i| format!("column{} AS k{i}", i + 1))
             .collect();
         // A VALUES column has no affinity: compared with a column that has one (INTEGER, REAL,
-        // NUMERIC), the key's text converts as that column's values did when stored.
+        // NUMERIC, TEXT), the key's text converts as that column's values did when stored. A
+        // column without affinity (no declared type, BLOB) converts nothing, so it is compared
+        // by its text, as the key was read.
         let on: Vec<String> = key
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{alias}.{} = xtask_keys.k{i}", quote_ident(&c.name)))
+            .map(|(i, c)| {
+                let column = format!("{alias}.{}", quote_ident(&c.name));
+                if blob_affinity(&c.type_name) {
+                    format!("CAST({column} AS TEXT) = xtask_keys.k{i}")
+                } else {
+                    format!("{column} = xtask_keys.k{i}")
+                }
+            })
             .collect();
         format!(
             "JOIN (SELECT {}, column{} AS xtask_ord FROM (VALUES {})) AS xtask_keys ON {}",
@@ -375,6 +384,16 @@ fn text_like(declared: &str) -> bool {
             .iter()
             .any(|t| d.contains(t))
             && !d.contains("INT")
+}
+
+/// SQLite's BLOB affinity (no declared type, or one naming BLOB): values are compared as they
+/// are stored, never converted.
+fn blob_affinity(declared: &str) -> bool {
+    let d = declared.to_ascii_uppercase();
+    !["INT", "CHAR", "CLOB", "TEXT"]
+        .iter()
+        .any(|t| d.contains(t))
+        && (d.is_empty() || d.contains("BLOB"))
 }
 
 fn read_catalog(conn: &Connection) -> rusqlite::Result<Catalog> {
