@@ -9,8 +9,8 @@
 //!    table and column named exists, every personal-looking text column has a policy
 //!    ([`scrub`]), key and foreign-key columns are kept or hashed alike on both ends;
 //! 2. select keys: the roots (predicate, deterministic fraction by md5 of seed and key computed
-//!    in SQL, the same value on both sources, cap by lowest hash), then the configured children of selected rows (a cap per
-//!    parent), then the referential closure: every row a selected row references, followed over
+//!    in SQL, the same value on both sources, cap by lowest hash), then the configured children
+//!    of selected rows (a cap per parent), then the referential closure: every row a selected row references, followed over
 //!    the catalog's foreign keys until nothing new is found (self-references and cycles end
 //!    there, composite keys match whole, a NULL foreign key references nothing);
 //! 3. stream each table's selected rows in key order, a chunk of keys at a time (constant
@@ -131,14 +131,7 @@ pub fn capture(
             Ok(report)
         }
         Target::Sqlite { path } => {
-            let path = if path.is_absolute() {
-                path.clone()
-            } else {
-                std::env::current_dir()
-                    .map(|d| d.join(path))
-                    .unwrap_or_else(|_| path.clone())
-            };
-            let mut source = source::sqlite::SqliteSource::open(&path, settings.statement_timeout)?;
+            let mut source = source::sqlite::SqliteSource::open(path, settings.statement_timeout)?;
             let report = capture.run(&mut source, out)?;
             source.finish();
             Ok(report)
@@ -157,9 +150,10 @@ struct Capture<'a> {
 }
 
 impl Capture<'_> {
-    fn run(self, source: &mut dyn Source, out: &mut dyn Write) -> Result<CaptureReport> {
-        let settings = &self.options.settings;
-        let manifest = self.manifest;
+    /// The schema version the source's rows fit (refinery's newest), refused when the source
+    /// has no history, is at a version `migrations/` lacks, or ran a migration with another
+    /// checksum than its file here.
+    fn schema_version(&self, source: &mut dyn Source) -> Result<u64> {
         let history = source.history()?.unwrap_or_default();
         let schema_version = history
             .iter()
@@ -200,6 +194,13 @@ impl Capture<'_> {
             &self.config.migrations,
             source.dialect(),
         )?;
+        Ok(schema_version)
+    }
+
+    fn run(self, source: &mut dyn Source, out: &mut dyn Write) -> Result<CaptureReport> {
+        let settings = &self.options.settings;
+        let manifest = self.manifest;
+        let schema_version = self.schema_version(source)?;
         let captured_at = match &self.options.captured_at {
             Some(at) => at.clone(),
             None => source.snapshot_time()?,
