@@ -23,12 +23,12 @@ fn repo() -> PathBuf {
 
 /// A workspace in a temp dir: the example's migrations and data migrations, a README in its
 /// fixtures directory, and a Cargo.toml whose metadata is `metadata` (TOML), for the binary.
-struct Ws {
+pub(crate) struct Ws {
     dir: tempfile::TempDir,
 }
 
 impl Ws {
-    fn example(metadata: &str) -> Ws {
+    pub(crate) fn example(metadata: &str) -> Ws {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["migrations", "data-migrations"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -45,7 +45,7 @@ impl Ws {
         ws
     }
 
-    fn with_migrations(files: &[(&str, &str)], metadata: &str) -> Ws {
+    pub(crate) fn with_migrations(files: &[(&str, &str)], metadata: &str) -> Ws {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             crate::support::write(&dir.path().join("migrations").join(name), text);
@@ -69,20 +69,20 @@ impl Ws {
         );
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config::discover_from(self.path()).unwrap()
     }
 
-    fn fixtures(&self) -> PathBuf {
+    pub(crate) fn fixtures(&self) -> PathBuf {
         self.path().join("fixtures")
     }
 
     /// Runs the binary's `backfill capture` here: (exit code, stdout, stderr).
-    fn capture(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    pub(crate) fn capture(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let mut cmd = Command::new(crate::support::bin());
         cmd.current_dir(self.path())
             .args(["backfill", "capture"])
@@ -101,12 +101,12 @@ impl Ws {
     }
 }
 
-fn client(url: &str) -> postgres::Client {
+pub(crate) fn client(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
 }
 
 /// Every file under `dir`, as (name, bytes), sorted.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -122,7 +122,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The rows of a captured CSV, as fields (`None` for NULL).
-fn rows(dir: &Path, table: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) fn rows(dir: &Path, table: &str) -> Vec<Vec<Option<String>>> {
     fixtures::read_file(&dir.join(format!("{table}.csv")))
         .unwrap()
         .rows
@@ -131,13 +131,13 @@ fn rows(dir: &Path, table: &str) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-fn column(dir: &Path, table: &str, name: &str) -> Vec<Option<String>> {
+pub(crate) fn column(dir: &Path, table: &str, name: &str) -> Vec<Option<String>> {
     let file = fixtures::read_file(&dir.join(format!("{table}.csv"))).unwrap();
     let i = file.header.iter().position(|h| h == name).unwrap();
     file.rows.into_iter().map(|(_, r)| r[i].clone()).collect()
 }
 
-const EXAMPLE_CAPTURE: &str = r#"
+pub(crate) const EXAMPLE_CAPTURE: &str = r#"
 [workspace.metadata.xtask-migrate.capture]
 seed = 3
 roots = [{ table = "users", fraction = 0.1 }]
@@ -154,7 +154,7 @@ children = [
 /// The example schema (refinery, up to V4) with realistic mess: NULL and empty display names,
 /// emoji, quotes, commas, newlines, the text `\N`, very long text; every handle and display name
 /// carries a canary that must never leave the database.
-fn example_source(server: &pg_harness::PgServer, version: i32) -> String {
+pub(crate) fn example_source(server: &pg_harness::PgServer, version: i32) -> String {
     let url = server.create_database("capture_src");
     let mut c = client(&url);
     let migrations = refinery::load_sql_migrations(repo().join("migrations")).unwrap();
@@ -391,7 +391,7 @@ fn the_example_is_captured_closed_scrubbed_and_deterministic() {
     assert_eq!(report.outcome, Outcome::Matched, "{log_text}");
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
         .iter()
@@ -403,7 +403,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// self-reference (managers), a composite self-reference with a text key (task trees) and
 /// nullable foreign keys everywhere. The cycle's and self-references' keys are DEFERRABLE, as
 /// PostgreSQL needs to load such rows in any order.
-const CYCLE_SCHEMA: &str = "
+pub(crate) const CYCLE_SCHEMA: &str = "
 CREATE SEQUENCE ticket_seq;
 CREATE TABLE teams (id int PRIMARY KEY, name text NOT NULL, lead_id int);
 CREATE TABLE people (
@@ -425,7 +425,7 @@ CREATE TABLE tasks (
 ";
 
 /// The same schema in SQLite (a foreign key may name a table created later).
-const CYCLE_SCHEMA_SQLITE: &str = "
+pub(crate) const CYCLE_SCHEMA_SQLITE: &str = "
 CREATE TABLE teams (id int PRIMARY KEY, name text NOT NULL, lead_id int REFERENCES people (id));
 CREATE TABLE people (
     id int PRIMARY KEY,
@@ -444,7 +444,7 @@ CREATE TABLE tasks (
 );
 ";
 
-const CYCLE_DATA: &str = "
+pub(crate) const CYCLE_DATA: &str = "
 BEGIN;
 SET CONSTRAINTS ALL DEFERRED;
 INSERT INTO teams VALUES (10, 'red', 3), (20, 'blue', 6), (30, 'green', NULL);
@@ -458,7 +458,7 @@ INSERT INTO tasks VALUES
 COMMIT;
 ";
 
-const CYCLE_CAPTURE: &str = r#"
+pub(crate) const CYCLE_CAPTURE: &str = r#"
 [workspace.metadata.xtask-migrate.capture]
 hmac-key-env = "CAPTURE_TEST_KEY"
 roots = [{ table = "tasks", where = "org = 'b' AND num = 3" }]

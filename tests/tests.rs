@@ -4,6 +4,8 @@
 #[cfg(feature = "backfill")]
 mod backfill_capture;
 #[cfg(feature = "backfill")]
+mod backfill_capture_sqlite;
+#[cfg(feature = "backfill")]
 mod backfill_health;
 #[cfg(feature = "backfill")]
 mod backfill_pg_local;

@@ -9,10 +9,12 @@ use crate::backfill::capture::settings::{CaptureSettings, Overrides};
 use crate::backfill::capture::{self, CaptureOptions};
 use crate::config::Config;
 
-/// Capture a sampled, FK-closed, PII-scrubbed subset of a PostgreSQL database into fixtures/.
+/// Capture a sampled, FK-closed, PII-scrubbed subset of a PostgreSQL or SQLite database into
+/// fixtures/.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CaptureArgs {
-    /// The source database (read only, one REPEATABLE READ snapshot)
+    /// The source database: postgres://... (read only, one REPEATABLE READ snapshot) or
+    /// sqlite:PATH (opened read-only, one read transaction)
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: String,
     /// Sample these root tables instead of the configured ones (repeatable)

@@ -4,9 +4,9 @@
 //!
 //! Each key is stored with the stage that added it (the roots, each child relation, each round
 //! of the closure), so a stage reads exactly the keys of the stages before it, in chunks.
-//! Chunks come in key order: integer key columns (`smallint`, `integer`, `bigint`) are stored as
-//! SQLite integers and compare as numbers, other key columns compare by their text form
-//! (bytewise), whatever the source's collation.
+//! Chunks come in key order: integer key columns (`smallint`, `integer`, `bigint`; on a SQLite
+//! source, INTEGER affinity) are stored as SQLite integers and compare as numbers, other key
+//! columns compare by their text form (bytewise), whatever the source's collation.
 
 use std::collections::BTreeMap;
 
@@ -90,10 +90,7 @@ impl KeyStore {
                 .iter()
                 .enumerate()
                 .map(|(j, c)| {
-                    let affinity = match c.type_name.as_str() {
-                        "smallint" | "integer" | "bigint" => "INTEGER",
-                        _ => "TEXT",
-                    };
+                    let affinity = if c.integer { "INTEGER" } else { "TEXT" };
                     format!("c{j} {affinity} NOT NULL")
                 })
                 .collect();
@@ -118,17 +115,6 @@ impl KeyStore {
                 format!("table {table} is not among the captured tables"),
             )
         })
-    }
-
-    /// Adds the keys of `rows` (each row: the key's columns as text) to `table` at `stage`;
-    /// returns how many were new.
-    pub fn insert(&mut self, table: &str, stage: i64, rows: &[postgres::Row]) -> Result<usize> {
-        self.insert_keys(
-            table,
-            stage,
-            rows.iter()
-                .map(|row| (0..row.len()).map(|i| row.get::<_, &str>(i))),
-        )
     }
 
     /// Adds `keys` (each: the key's columns as text) to `table` at `stage`; returns how many
@@ -263,9 +249,11 @@ mod tests {
                     text_like: *t == "text",
                     not_null: true,
                     generated: false,
+                    integer: *t != "text",
                 })
                 .collect(),
             primary_key: (0..keys.len()).collect(),
+            unique_index: None,
         }
     }
 

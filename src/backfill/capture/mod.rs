@@ -1,17 +1,19 @@
 //! `backfill capture`: a sampled, referentially intact, PII-scrubbed subset of a real
-//! PostgreSQL database, written as the fixtures `backfill sample` loads.
+//! PostgreSQL or SQLite database, written as the fixtures `backfill sample` loads.
 //!
-//! Steps, all in one `REPEATABLE READ READ ONLY` transaction with `statement_timeout` (one
+//! The algorithm lives here, once; a [`source::Source`] (PostgreSQL, a SQLite file) supplies
+//! its history, its catalog, the SQL pieces that differ and the running of a query over a chunk
+//! of keys. Steps, all in one read-only transaction of the source with a statement timeout (one
 //! consistent snapshot, so the foreign keys close; no lock beyond reads):
 //! 1. read the catalog ([`catalog`]) and check the settings against it ([`settings`]): every
 //!    table and column named exists, every personal-looking text column has a policy
 //!    ([`scrub`]), key and foreign-key columns are kept or hashed alike on both ends;
 //! 2. select keys: the roots (predicate, deterministic fraction by md5 of seed and key computed
-//!    in SQL, cap by lowest hash), then the configured children of selected rows (a cap per
-//!    parent), then the referential closure: every row a selected row references, followed over
+//!    in SQL, the same value on both sources, cap by lowest hash), then the configured children
+//!    of selected rows (a cap per parent), then the referential closure: every row a selected row references, followed over
 //!    the catalog's foreign keys until nothing new is found (self-references and cycles end
 //!    there, composite keys match whole, a NULL foreign key references nothing);
-//! 3. stream each table's selected rows in key order through a server-side portal (constant
+//! 3. stream each table's selected rows in key order, a chunk of keys at a time (constant
 //!    memory), scrub each value by its column's policy, write `<table>.csv` and hash it
 //!    ([`output`]), then `manifest.json`;
 //! 4. replace the fixtures directory in one step: everything is written into a temporary
@@ -27,14 +29,12 @@ pub mod output;
 pub mod progress;
 pub mod scrub;
 pub mod settings;
+pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use postgres::Transaction;
-use postgres::types::ToSql;
 
 use crate::backfill::db::postgres::{PgBackend, pg_error};
 use crate::backfill::db::quote_ident;
@@ -42,19 +42,21 @@ use crate::backfill::db::target::Target;
 use crate::backfill::display::{count, millis, thousands};
 use crate::backfill::error::{Error, ErrorKind, Result, display_path};
 use crate::config::Config;
+use crate::sql::Dialect;
 use catalog::{Catalog, CatalogTable, ForeignKey};
 use keys::{Cursor, KeyStore};
 use progress::CaptureProgress;
 use settings::{CaptureSettings, Policy, config_error};
+use source::Source;
 
 /// Rows fetched from the source per round trip (keys while selecting, rows while streaming):
 /// with [`KEY_CHUNK`], what bounds the rows held at once.
-const FETCH_ROWS: i32 = 1024;
+const FETCH_ROWS: usize = 1024;
 
-/// Keys sent to the source per query (as one text array per key column). The chunk, its
-/// arrays and the rows it selects are what the runner holds at once, so this bounds its memory
-/// whatever the size of the capture; a query per 1,024 keys costs little against the work the
-/// source does for them.
+/// Keys sent to the source per query (as one text array per key column on PostgreSQL, a
+/// `VALUES` list on SQLite). The chunk, its parameters and the rows it selects are what the
+/// runner holds at once, so this bounds its memory whatever the size of the capture; a query per
+/// 1,024 keys costs little against the work the source does for them.
 const KEY_CHUNK: usize = 1024;
 
 /// What to capture and where to write it.
@@ -76,7 +78,8 @@ pub struct CaptureReport {
     pub rows: u64,
 }
 
-/// Captures from the database at `url` into `options.fixtures`, printing progress to `out`.
+/// Captures from the database at `url` (PostgreSQL, or a SQLite file) into
+/// `options.fixtures`, printing progress to `out`.
 pub fn capture(
     config: &Config,
     url: &str,
@@ -84,12 +87,6 @@ pub fn capture(
     out: &mut dyn Write,
 ) -> Result<CaptureReport> {
     let target = Target::parse(url).map_err(|e| Error::new(ErrorKind::Database, e))?;
-    let Target::Postgres { url } = &target else {
-        return Err(Error::new(
-            ErrorKind::Database,
-            "backfill capture reads a PostgreSQL database (postgres://...): a SQLite source is not supported",
-        ));
-    };
     let manifest = config.root.join("Cargo.toml");
     let settings = &options.settings;
     let hmac_key = read_hmac_key(settings, &manifest)?;
@@ -98,246 +95,306 @@ pub fn capture(
         config.migration_layout,
         "`backfill capture`",
     )?;
-
-    let mut backend = PgBackend::connect(url)?;
-    let client = backend.client();
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(|e| pg_error(e, ErrorKind::Database).context("start a read-only transaction"))?;
-    let timeout = settings.statement_timeout.as_millis();
-    tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = {timeout}; SET LOCAL lock_timeout = {timeout};
-         SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY';
-         SET LOCAL IntervalStyle = 'postgres'; SET LOCAL bytea_output = 'hex';
-         SET LOCAL extra_float_digits = 3"
-    ))
-    .map_err(|e| pg_error(e, ErrorKind::Database).context("set the session up"))?;
-
-    let schema_version = crate::backfill::db::history::pg_schema_version(&mut tx)?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Schema,
-                "the source has no refinery_schema_history table (or no row in it): a capture records the schema version its rows fit, so the source's schema must be applied by refinery (`cargo xtask migrate run`)",
-            )
-        })?;
-    let versions: Vec<u64> = migrations
-        .iter()
-        .filter_map(|m| u64::try_from(m.version()).ok())
-        .collect();
-    if !versions.contains(&schema_version) {
-        return Err(Error::file(
-            ErrorKind::Schema,
-            &config.migrations,
-            format!(
-                "the source is at schema version V{schema_version}, which is not among the migrations here ({}): the sample could not build the schema these rows fit; update migrations/ first",
-                if versions.is_empty() {
-                    "none".to_string()
-                } else {
-                    format!(
-                        "V{}..V{}",
-                        versions.iter().min().unwrap_or(&0),
-                        versions.iter().max().unwrap_or(&0)
-                    )
-                }
-            ),
-        ));
-    }
-    check_checksums(&mut tx, &migrations, &config.migrations)?;
-    let captured_at = match &options.captured_at {
-        Some(at) => at.clone(),
-        None => tx
-            .query_one(
-                "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-                &[],
-            )
-            .map_err(|e| pg_error(e, ErrorKind::Database))?
-            .get(0),
-    };
-    let catalog = Catalog::read(&mut tx, settings.schema.as_deref())?;
-    let plan = Plan::check(&catalog, settings, &manifest)?;
-    let _ = writeln!(
-        out,
-        "capture from {} (schema {}, version V{schema_version}, snapshot {captured_at})",
-        target.info().describe(),
-        catalog.schema
-    );
-
-    let started = Instant::now();
-    let progress = CaptureProgress::new();
-    let mut selection = Selection {
-        tx: &mut tx,
-        catalog: &catalog,
-        settings,
+    let capture = Capture {
+        config,
+        options,
         manifest: &manifest,
-        progress: &progress,
-        keys: KeyStore::create(plan.tables.iter().map(|t| &catalog.tables[t]))?,
+        hmac_key,
+        migrations: &migrations,
     };
-    let summary = selection.run()?;
-    let keys = selection.keys;
-    let mut total = 0;
-    for table in &plan.tables {
-        total += keys.len(table)?;
-    }
-    progress
-        .suspend(|| {
-            writeln!(
-                out,
-                "  {:<9} {:<44} {:>9}",
-                "select",
-                format!("{}, {summary}", count(total, "row", "rows")),
-                millis(started.elapsed())
-            )
-        })
-        .ok();
-    progress.streaming(total);
-
-    let scrubber = scrub::Scrubber::new(hmac_key, settings.seed);
-    let mut writer = output::Staging::new(&options.fixtures)?;
-    let mut personal_values: BTreeSet<String> = BTreeSet::new();
-    let mut tables = Vec::new();
-    for table_name in &plan.tables {
-        let table = &catalog.tables[table_name];
-        let started = Instant::now();
-        progress.table(table_name);
-        let columns: Vec<&catalog::CatalogColumn> =
-            table.columns.iter().filter(|c| !c.generated).collect();
-        let policies: Vec<(Policy, bool)> = columns
-            .iter()
-            .map(
-                |c| match settings.columns.get(&(table.name.clone(), c.name.clone())) {
-                    Some(policy) => (policy.clone(), false),
-                    None => (Policy::Keep, c.text_like),
-                },
-            )
-            .collect();
-        let mut file = writer.table(&table.name, columns.iter().map(|c| c.name.as_str()))?;
-        let list: Vec<String> = columns
-            .iter()
-            .map(|c| format!("t.{}::text", quote_ident(&c.name)))
-            .collect();
-        // The rows of one chunk of keys, in the chunk's order: chunks come in key order, so
-        // the file is sorted by key.
-        let sql = format!(
-            "SELECT {} FROM {} AS t {} ORDER BY xtask_keys.xtask_ord",
-            list.join(", "),
-            catalog.qualified(&table.name),
-            key_join(table, "t", 1),
-        );
-        let read_error = |e: postgres::Error| {
-            pg_error(e, ErrorKind::Database).context(format!("read table {}", table.name))
-        };
-        let statement = tx.prepare(&sql).map_err(read_error)?;
-        let mut values: Vec<Option<String>> = Vec::with_capacity(columns.len());
-        let mut cursor = Cursor::new(table_name, 0, i64::MAX);
-        while let Some(chunk) = keys.next_chunk(&mut cursor, KEY_CHUNK)? {
-            let arrays = key_arrays(chunk, table.primary_key.len());
-            let portal = tx.bind(&statement, &params(&arrays)).map_err(read_error)?;
-            loop {
-                let rows = tx.query_portal(&portal, FETCH_ROWS).map_err(read_error)?;
-                if rows.is_empty() {
-                    break;
-                }
-                progress.add(rows.len() as u64);
-                for row in &rows {
-                    values.clear();
-                    for (i, (policy, check)) in policies.iter().enumerate() {
-                        let value: Option<&str> = row.get(i);
-                        if *check
-                            && let Some(v) = value
-                            && scrub::looks_personal_value(v)
-                        {
-                            personal_values.insert(format!("{}.{}", table.name, columns[i].name));
-                        }
-                        values.push(scrubber.apply(policy, value));
-                    }
-                    file.row(&values)?;
-                }
-            }
+    match &target {
+        Target::Postgres { url } => {
+            let mut backend = PgBackend::connect(url)?;
+            let client = backend.client();
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(|e| {
+                    pg_error(e, ErrorKind::Database).context("start a read-only transaction")
+                })?;
+            let timeout = settings.statement_timeout.as_millis();
+            tx.batch_execute(&format!(
+                "SET LOCAL statement_timeout = {timeout}; SET LOCAL lock_timeout = {timeout};
+                 SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY';
+                 SET LOCAL IntervalStyle = 'postgres'; SET LOCAL bytea_output = 'hex';
+                 SET LOCAL extra_float_digits = 3"
+            ))
+            .map_err(|e| pg_error(e, ErrorKind::Database).context("set the session up"))?;
+            let mut source = source::postgres::PgSource {
+                tx: &mut tx,
+                info: target.info(),
+            };
+            let report = capture.run(&mut source, out)?;
+            let _ = tx.commit();
+            Ok(report)
         }
-        let rows = file.finish()?;
-        let elapsed = started.elapsed();
-        let rate = if elapsed.as_secs_f64() > 0.0 {
-            format!(
-                "  {} rows/s",
-                thousands((rows as f64 / elapsed.as_secs_f64()) as u64)
-            )
-        } else {
-            String::new()
+        Target::Sqlite { path } => {
+            let mut source = source::sqlite::SqliteSource::open(path, settings.statement_timeout)?;
+            let report = capture.run(&mut source, out)?;
+            source.finish();
+            Ok(report)
+        }
+    }
+}
+
+/// One capture's inputs, run on an open [`Source`]: the algorithm, once for every source.
+struct Capture<'a> {
+    config: &'a Config,
+    options: &'a CaptureOptions,
+    /// The workspace's `Cargo.toml`, named by configuration errors.
+    manifest: &'a Path,
+    hmac_key: Option<Vec<u8>>,
+    migrations: &'a [refinery::Migration],
+}
+
+impl Capture<'_> {
+    /// The schema version the source's rows fit (refinery's newest), refused when the source
+    /// has no history, is at a version `migrations/` lacks, or ran a migration with another
+    /// checksum than its file here.
+    fn schema_version(&self, source: &mut dyn Source) -> Result<u64> {
+        let history = source.history()?.unwrap_or_default();
+        let schema_version = history
+            .iter()
+            .filter_map(|a| u64::try_from(a.version).ok())
+            .max()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Schema,
+                    "the source has no refinery_schema_history table (or no row in it): a capture records the schema version its rows fit, so the source's schema must be applied by refinery (`cargo xtask migrate run`)",
+                )
+            })?;
+        let versions: Vec<u64> = self
+            .migrations
+            .iter()
+            .filter_map(|m| u64::try_from(m.version()).ok())
+            .collect();
+        if !versions.contains(&schema_version) {
+            return Err(Error::file(
+                ErrorKind::Schema,
+                &self.config.migrations,
+                format!(
+                    "the source is at schema version V{schema_version}, which is not among the migrations here ({}): the sample could not build the schema these rows fit; update migrations/ first",
+                    if versions.is_empty() {
+                        "none".to_string()
+                    } else {
+                        format!(
+                            "V{}..V{}",
+                            versions.iter().min().unwrap_or(&0),
+                            versions.iter().max().unwrap_or(&0)
+                        )
+                    }
+                ),
+            ));
+        }
+        check_checksums(
+            &history,
+            self.migrations,
+            &self.config.migrations,
+            source.dialect(),
+        )?;
+        Ok(schema_version)
+    }
+
+    fn run(self, source: &mut dyn Source, out: &mut dyn Write) -> Result<CaptureReport> {
+        let settings = &self.options.settings;
+        let manifest = self.manifest;
+        let schema_version = self.schema_version(source)?;
+        let captured_at = match &self.options.captured_at {
+            Some(at) => at.clone(),
+            None => source.snapshot_time()?,
         };
+        let catalog = source.catalog(settings.schema.as_deref())?;
+        let plan = Plan::check(&catalog, settings, manifest, source.dialect())?;
+        let _ = writeln!(
+            out,
+            "capture from {} (schema {}, version V{schema_version}, snapshot {captured_at})",
+            source.info().describe(),
+            catalog.schema
+        );
+
+        let started = Instant::now();
+        let progress = CaptureProgress::new();
+        let mut selection = Selection {
+            source: &mut *source,
+            catalog: &catalog,
+            settings,
+            manifest,
+            progress: &progress,
+            keys: KeyStore::create(plan.tables.iter().map(|t| &catalog.tables[t]))?,
+        };
+        let summary = selection.run()?;
+        let keys = selection.keys;
+        let mut total = 0;
+        for table in &plan.tables {
+            total += keys.len(table)?;
+        }
         progress
             .suspend(|| {
                 writeln!(
                     out,
-                    "  {:<9} {:<44} {:>9}{rate}",
-                    table.name,
-                    count(rows, "row", "rows"),
-                    millis(elapsed)
+                    "  {:<9} {:<44} {:>9}",
+                    "select",
+                    format!("{}, {summary}", count(total, "row", "rows")),
+                    millis(started.elapsed())
                 )
             })
             .ok();
-        tables.push((table.name.clone(), rows));
-    }
-    if !personal_values.is_empty() {
-        return Err(config_error(
-            &manifest,
-            format!(
-                "refusing to capture: values of {} look like email or IP addresses and the column has no policy: give it one in `columns` (keep, null, fake:KIND, hmac, constant:VALUE)",
-                personal_values.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-        ));
-    }
-    let _ = tx.commit();
-    drop(progress);
+        progress.streaming(total);
 
-    let manifest_doc = output::Manifest {
-        format: output::MANIFEST_FORMAT,
-        schema_version,
-        captured_at,
-        source: target.info(),
-        settings: output::ManifestSettings::from(settings, &catalog.schema),
-        tables: BTreeMap::new(),
-    };
-    writer.finish(manifest_doc)?;
-    let rows = tables.iter().map(|(_, r)| r).sum();
-    let _ = writeln!(
-        out,
-        "wrote {} ({}, {}) and manifest.json",
-        display_path(&options.fixtures),
-        count(tables.len() as u64, "table", "tables"),
-        count(rows, "row", "rows")
-    );
-    Ok(CaptureReport {
-        schema_version,
-        tables,
-        rows,
-    })
+        let scrubber = scrub::Scrubber::new(self.hmac_key, settings.seed);
+        let mut writer = output::Staging::new(&self.options.fixtures)?;
+        let mut personal_values: BTreeSet<String> = BTreeSet::new();
+        let mut tables = Vec::new();
+        for table_name in &plan.tables {
+            let table = &catalog.tables[table_name];
+            let started = Instant::now();
+            progress.table(table_name);
+            let columns: Vec<&catalog::CatalogColumn> =
+                table.columns.iter().filter(|c| !c.generated).collect();
+            let policies: Vec<(Policy, bool)> = columns
+                .iter()
+                .map(
+                    |c| match settings.columns.get(&(table.name.clone(), c.name.clone())) {
+                        Some(policy) => (policy.clone(), false),
+                        None => (Policy::Keep, c.text_like),
+                    },
+                )
+                .collect();
+            let mut file = writer.table(&table.name, columns.iter().map(|c| c.name.as_str()))?;
+            let list: Vec<String> = columns.iter().map(|c| source.value(c, "t")).collect();
+            let mut values: Vec<Option<String>> = Vec::with_capacity(columns.len());
+            let mut cursor = Cursor::new(table_name, 0, i64::MAX);
+            while let Some(chunk) = keys.next_chunk(&mut cursor, KEY_CHUNK)? {
+                // The rows of one chunk of keys, in the chunk's order: chunks come in key
+                // order, so the file is sorted by key.
+                let sql = format!(
+                    "SELECT {} FROM {} AS t {} ORDER BY xtask_keys.xtask_ord",
+                    list.join(", "),
+                    catalog.qualified(&table.name),
+                    source.key_join(table, "t", chunk.len()),
+                );
+                source
+                    .rows(&sql, &chunk, FETCH_ROWS, &mut |row| {
+                        progress.add(1);
+                        values.clear();
+                        for (i, (policy, check)) in policies.iter().enumerate() {
+                            let value = row[i];
+                            if *check
+                                && let Some(v) = value
+                                && scrub::looks_personal_value(v)
+                            {
+                                personal_values
+                                    .insert(format!("{}.{}", table.name, columns[i].name));
+                            }
+                            values.push(scrubber.apply(policy, value));
+                        }
+                        file.row(&values)
+                    })
+                    .map_err(|e| source_error(e, format!("read table {}", table.name)))?;
+            }
+            let rows = file.finish()?;
+            let elapsed = started.elapsed();
+            let rate = if elapsed.as_secs_f64() > 0.0 {
+                format!(
+                    "  {} rows/s",
+                    thousands((rows as f64 / elapsed.as_secs_f64()) as u64)
+                )
+            } else {
+                String::new()
+            };
+            progress
+                .suspend(|| {
+                    writeln!(
+                        out,
+                        "  {:<9} {:<44} {:>9}{rate}",
+                        table.name,
+                        count(rows, "row", "rows"),
+                        millis(elapsed)
+                    )
+                })
+                .ok();
+            tables.push((table.name.clone(), rows));
+        }
+        if !personal_values.is_empty() {
+            return Err(config_error(
+                manifest,
+                format!(
+                    "refusing to capture: values of {} look like email or IP addresses and the column has no policy: give it one in `columns` (keep, null, fake:KIND, hmac, constant:VALUE)",
+                    personal_values.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        drop(progress);
+
+        let manifest_doc = output::Manifest {
+            format: output::MANIFEST_FORMAT,
+            schema_version,
+            captured_at,
+            source: source.info(),
+            settings: output::ManifestSettings::from(settings, &catalog.schema),
+            tables: BTreeMap::new(),
+        };
+        writer.finish(manifest_doc)?;
+        let rows = tables.iter().map(|(_, r)| r).sum();
+        let _ = writeln!(
+            out,
+            "wrote {} ({}, {}) and manifest.json",
+            display_path(&self.options.fixtures),
+            count(tables.len() as u64, "table", "tables"),
+            count(rows, "row", "rows")
+        );
+        Ok(CaptureReport {
+            schema_version,
+            tables,
+            rows,
+        })
+    }
+}
+
+/// An error of the source's own statement (kind `Statement`) as a database error of the step
+/// `what`; an error of the capture's own side (the key file, the fixtures) as it is.
+fn source_error(e: Error, what: impl std::fmt::Display) -> Error {
+    if e.kind == ErrorKind::Statement {
+        e.with_kind(ErrorKind::Database).context(what)
+    } else {
+        e
+    }
 }
 
 /// Refuses a source whose refinery history records a migration of `migrations` with another
 /// checksum than refinery computes for the file here (from its name, version and SQL): the file
-/// changed after it ran there, so the schema the sample builds is not the one the rows fit.
+/// changed after it ran there, so the schema the sample builds is not the one the rows fit. On a
+/// SQLite source, the checksum of the file as this tool adapts it to SQLite (PostgreSQL session
+/// settings and `CONCURRENTLY` blanked, what `backfill sample` applies and refinery records
+/// there) is the file's too.
 fn check_checksums(
-    tx: &mut Transaction<'_>,
+    history: &[source::Applied],
     migrations: &[refinery::Migration],
     dir: &Path,
+    dialect: Dialect,
 ) -> Result<()> {
-    let rows = tx
-        .query(
-            "SELECT version, name::text, checksum::text FROM refinery_schema_history ORDER BY version",
-            &[],
-        )
-        .map_err(|e| pg_error(e, ErrorKind::Database).context("read refinery_schema_history"))?;
-    for row in rows {
-        let (version, name, recorded): (i32, Option<String>, Option<String>) =
-            (row.get(0), row.get(1), row.get(2));
-        let Some(local) = migrations.iter().find(|m| m.version() == version) else {
+    for applied in history {
+        let Some(local) = migrations
+            .iter()
+            .find(|m| i64::from(m.version()) == applied.version)
+        else {
             continue;
         };
-        let recorded = recorded.unwrap_or_default();
-        if recorded.trim().parse::<u64>().ok() == Some(local.checksum()) {
+        let recorded = applied.checksum.clone().unwrap_or_default();
+        let mut accepted = vec![local.checksum()];
+        if dialect == Dialect::Sqlite
+            && let Ok(adapted) =
+                crate::backfill::db::schema::prepare(std::slice::from_ref(local), u64::MAX, dialect)
+        {
+            accepted.extend(adapted.iter().map(|m| m.checksum()));
+        }
+        if recorded
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|c| accepted.contains(&c))
+        {
             continue;
         }
         let file = migration_file(dir, local);
@@ -345,8 +402,9 @@ fn check_checksums(
             ErrorKind::Schema,
             &file,
             format!(
-                "the source applied V{version} ({}) with checksum {recorded}, and refinery's checksum of this file is {}: it changed after it ran there, so the sample would not build the schema the captured rows fit; restore the file as it ran, or capture from a database migrated with it",
-                name.unwrap_or_default(),
+                "the source applied V{} ({}) with checksum {recorded}, and refinery's checksum of this file is {}: it changed after it ran there, so the sample would not build the schema the captured rows fit; restore the file as it ran, or capture from a database migrated with it",
+                applied.version,
+                applied.name.clone().unwrap_or_default(),
                 local.checksum()
             ),
         ));
@@ -414,7 +472,12 @@ struct Plan {
 }
 
 impl Plan {
-    fn check(catalog: &Catalog, settings: &CaptureSettings, manifest: &Path) -> Result<Plan> {
+    fn check(
+        catalog: &Catalog,
+        settings: &CaptureSettings,
+        manifest: &Path,
+        dialect: Dialect,
+    ) -> Result<Plan> {
         let err = |message: String| config_error(manifest, message);
         let table = |name: &str, role: &str| -> Result<&CatalogTable> {
             let t = catalog.table(name).ok_or_else(|| {
@@ -431,7 +494,7 @@ impl Plan {
             })?;
             if t.primary_key.is_empty() {
                 return Err(err(format!(
-                    "{role} `{name}` has no primary key: a capture selects rows by their key"
+                    "{role} `{name}` has no primary key and no unique index over NOT NULL columns: a capture selects rows by their key; give the table a primary key, or a unique index whose columns are all NOT NULL, to make it capturable"
                 )));
             }
             Ok(t)
@@ -440,7 +503,7 @@ impl Plan {
         for root in &settings.roots {
             table(&root.table, "root")?;
             if let Some(predicate) = &root.predicate {
-                check_predicate(&root.table, predicate).map_err(err)?;
+                check_predicate(&root.table, predicate, dialect).map_err(err)?;
             }
             start.insert(root.table.clone());
         }
@@ -487,13 +550,21 @@ impl Plan {
     }
 }
 
-/// A root's predicate must be one SQL expression: `SELECT 1 WHERE <predicate>` parses as one
-/// statement with PostgreSQL's grammar.
-fn check_predicate(table: &str, predicate: &str) -> std::result::Result<(), String> {
-    use sqlparser::dialect::PostgreSqlDialect;
+/// A root's predicate must be one SQL expression: `SELECT 1 FROM t WHERE <predicate>` parses as
+/// one statement with the source's grammar (PostgreSQL's or SQLite's: the predicate runs there).
+fn check_predicate(
+    table: &str,
+    predicate: &str,
+    dialect: Dialect,
+) -> std::result::Result<(), String> {
+    use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
     use sqlparser::parser::Parser;
     let sql = format!("SELECT 1 FROM t WHERE {predicate}");
-    match Parser::parse_sql(&PostgreSqlDialect {}, &sql) {
+    let parsed = match dialect {
+        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, &sql),
+        Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, &sql),
+    };
+    match parsed {
         Ok(statements) if statements.len() == 1 => Ok(()),
         Ok(_) => Err(format!(
             "root `{table}`: `where` must be one expression, not several statements"
@@ -622,8 +693,8 @@ fn check_policies(
 
 /// Selects the keys of the rows to capture into a [`KeyStore`]. Stages: 0 the roots, `i` the
 /// `i`-th child relation, then one per round of the closure.
-struct Selection<'t, 'c> {
-    tx: &'t mut Transaction<'c>,
+struct Selection<'t> {
+    source: &'t mut dyn Source,
     catalog: &'t Catalog,
     settings: &'t CaptureSettings,
     manifest: &'t Path,
@@ -631,7 +702,7 @@ struct Selection<'t, 'c> {
     keys: KeyStore,
 }
 
-impl Selection<'_, '_> {
+impl Selection<'_> {
     /// Roots, children, closure; returns a summary for people.
     fn run(&mut self) -> Result<String> {
         let mut parts = Vec::new();
@@ -652,39 +723,33 @@ impl Selection<'_, '_> {
         Ok(parts.join(", "))
     }
 
-    /// Runs `sql` (its parameters: `arrays`) and adds the keys it returns to `table` at `stage`,
-    /// fetching them in bounded rounds; returns how many were new.
+    /// Runs `sql` (its key join bound to `chunk`) and adds the keys it returns to `table` at
+    /// `stage`, fetching them in bounded rounds; returns how many were new.
     fn fetch_into(
         &mut self,
         sql: &str,
-        arrays: &[Vec<String>],
+        chunk: &[Vec<String>],
         table: &str,
         stage: i64,
-        on_error: &dyn Fn(postgres::Error) -> Error,
     ) -> Result<usize> {
-        let statement = self.tx.prepare(sql).map_err(on_error)?;
-        let portal = self
-            .tx
-            .bind(&statement, &params(arrays))
-            .map_err(on_error)?;
         let mut added = 0;
-        loop {
-            let rows = self
-                .tx
-                .query_portal(&portal, FETCH_ROWS)
-                .map_err(on_error)?;
-            if rows.is_empty() {
-                return Ok(added);
-            }
-            let new = self.keys.insert(table, stage, &rows)?;
-            self.progress.add(new as u64);
+        let (keys, progress) = (&mut self.keys, self.progress);
+        self.source.keys(sql, chunk, FETCH_ROWS, &mut |rows| {
+            let new = keys.insert_keys(
+                table,
+                stage,
+                rows.iter().map(|k| k.iter().map(String::as_str)),
+            )?;
+            progress.add(new as u64);
             added += new;
-        }
+            Ok(())
+        })?;
+        Ok(added)
     }
 
     fn roots(&mut self, root: &settings::Root) -> Result<usize> {
         let table = &self.catalog.tables[&root.table];
-        let hash = hash_expr(table, "t", self.settings.seed);
+        let hash = hash_expr(&*self.source, table, "t", self.settings.seed);
         let mut conditions = Vec::new();
         if let Some(predicate) = &root.predicate {
             conditions.push(format!("({predicate})"));
@@ -696,7 +761,7 @@ impl Selection<'_, '_> {
         }
         let mut sql = format!(
             "SELECT {} FROM {} AS t",
-            key_select(table, "t"),
+            key_select(&*self.source, table, "t"),
             self.catalog.qualified(&table.name)
         );
         if !conditions.is_empty() {
@@ -709,11 +774,13 @@ impl Selection<'_, '_> {
             ));
         }
         self.progress.selecting(&root.table);
-        let manifest = self.manifest;
-        let on_error = |e: postgres::Error| {
-            let message = crate::backfill::db::postgres::describe_pg(&e);
+        self.fetch_into(&sql, &[], &root.table, 0).map_err(|e| {
+            if e.kind != ErrorKind::Statement {
+                return e;
+            }
+            let message = e.message;
             config_error(
-                manifest,
+                self.manifest,
                 match &root.predicate {
                     Some(p) => format!(
                         "root `{}`: selecting its rows fails on the source (`where` = {p:?}): {message}",
@@ -725,8 +792,7 @@ impl Selection<'_, '_> {
                     ),
                 },
             )
-        };
-        self.fetch_into(&sql, &[], &root.table, 0, &on_error)
+        })
     }
 
     /// Adds the rows of `child.table` that reference the keys selected so far in
@@ -735,40 +801,22 @@ impl Selection<'_, '_> {
         let fk = child_key(self.catalog, child)
             .map_err(|m| config_error(self.manifest, m))?
             .clone();
-        let parent = &self.catalog.tables[&child.parent];
-        let table = &self.catalog.tables[&child.table];
-        let fk_cols = columns(&fk.child_columns, "c");
-        let inner = format!(
-            "SELECT {} FROM {} AS p {}",
-            columns(&fk.parent_columns, "p"),
-            self.catalog.qualified(&parent.name),
-            key_join(parent, "p", 1)
-        );
-        // A cap per parent ranks within one parent's rows: parents taken in chunks give the
-        // same rows as all at once.
-        let sql = match child.per_parent {
-            Some(cap) => format!(
-                "SELECT {} FROM (SELECT c.*, row_number() OVER (PARTITION BY {fk_cols} ORDER BY {}, {}) AS xtask_rank
-                 FROM {} AS c WHERE ({fk_cols}) IN ({inner})) AS c WHERE xtask_rank <= {cap}",
-                key_select(table, "c"),
-                hash_expr(table, "c", self.settings.seed),
-                key_order(table, "c"),
-                self.catalog.qualified(&table.name),
-            ),
-            None => format!(
-                "SELECT {} FROM {} AS c WHERE ({fk_cols}) IN ({inner})",
-                key_select(table, "c"),
-                self.catalog.qualified(&table.name),
-            ),
-        };
         let what = format!("select the {} of sampled {}", child.table, child.parent);
-        let on_error = |e: postgres::Error| pg_error(e, ErrorKind::Database).context(&what);
         self.progress.selecting(&child.table);
         let mut cursor = Cursor::new(&child.parent, 0, stage - 1);
         let mut added = 0;
         while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
-            let arrays = key_arrays(chunk, parent.primary_key.len());
-            added += self.fetch_into(&sql, &arrays, &child.table, stage, &on_error)?;
+            let sql = children_sql(
+                &*self.source,
+                self.catalog,
+                child,
+                &fk,
+                self.settings.seed,
+                chunk.len(),
+            );
+            added += self
+                .fetch_into(&sql, &chunk, &child.table, stage)
+                .map_err(|e| source_error(e, &what))?;
         }
         Ok(added)
     }
@@ -801,22 +849,21 @@ impl Selection<'_, '_> {
                     .collect();
                 for fk in fks {
                     let parent = &self.catalog.tables[&fk.parent];
-                    let sql = format!(
-                        "SELECT {} FROM {} AS p WHERE ({}) IN (SELECT {} FROM {} AS c {})",
-                        key_select(parent, "p"),
-                        self.catalog.qualified(&parent.name),
-                        columns(&fk.parent_columns, "p"),
-                        columns(&fk.child_columns, "c"),
-                        self.catalog.qualified(&child.name),
-                        key_join(child, "c", 1)
-                    );
                     let what = format!("follow foreign key {} of {}", fk.name, fk.child);
-                    let on_error =
-                        |e: postgres::Error| pg_error(e, ErrorKind::Database).context(&what);
                     let mut cursor = Cursor::new(child_name, stages.0, stages.1);
                     while let Some(chunk) = self.keys.next_chunk(&mut cursor, KEY_CHUNK)? {
-                        let arrays = key_arrays(chunk, child.primary_key.len());
-                        let new = self.fetch_into(&sql, &arrays, &fk.parent, stage, &on_error)?;
+                        let sql = format!(
+                            "SELECT {} FROM {} AS p WHERE ({}) IN (SELECT {} FROM {} AS c {})",
+                            key_select(&*self.source, parent, "p"),
+                            self.catalog.qualified(&parent.name),
+                            columns(&fk.parent_columns, "p"),
+                            columns(&fk.child_columns, "c"),
+                            self.catalog.qualified(&child.name),
+                            self.source.key_join(child, "c", chunk.len())
+                        );
+                        let new = self
+                            .fetch_into(&sql, &chunk, &fk.parent, stage)
+                            .map_err(|e| source_error(e, &what))?;
                         added += new;
                         if new > 0 {
                             next.insert(fk.parent.clone());
@@ -831,6 +878,44 @@ impl Selection<'_, '_> {
     }
 }
 
+/// The keys of the rows of `child.table` that reference, through `fk`, one of a chunk of
+/// `keys` keys of `child.parent`, at most `per-parent` per parent (the lowest hashes).
+fn children_sql(
+    source: &dyn Source,
+    catalog: &Catalog,
+    child: &settings::ChildRelation,
+    fk: &ForeignKey,
+    seed: u64,
+    keys: usize,
+) -> String {
+    let parent = &catalog.tables[&child.parent];
+    let table = &catalog.tables[&child.table];
+    let fk_cols = columns(&fk.child_columns, "c");
+    let inner = format!(
+        "SELECT {} FROM {} AS p {}",
+        columns(&fk.parent_columns, "p"),
+        catalog.qualified(&parent.name),
+        source.key_join(parent, "p", keys)
+    );
+    // A cap per parent ranks within one parent's rows: parents taken in chunks give the same
+    // rows as all at once.
+    match child.per_parent {
+        Some(cap) => format!(
+            "SELECT {} FROM (SELECT c.*, row_number() OVER (PARTITION BY {fk_cols} ORDER BY {}, {}) AS xtask_rank
+             FROM {} AS c WHERE ({fk_cols}) IN ({inner})) AS c WHERE xtask_rank <= {cap}",
+            key_select(source, table, "c"),
+            hash_expr(source, table, "c", seed),
+            key_order(table, "c"),
+            catalog.qualified(&table.name),
+        ),
+        None => format!(
+            "SELECT {} FROM {} AS c WHERE ({fk_cols}) IN ({inner})",
+            key_select(source, table, "c"),
+            catalog.qualified(&table.name),
+        ),
+    }
+}
+
 /// `alias.c1, alias.c2` for `names`, quoted.
 fn columns(names: &[String], alias: &str) -> String {
     names
@@ -840,17 +925,17 @@ fn columns(names: &[String], alias: &str) -> String {
         .join(", ")
 }
 
-/// The primary key's columns as text.
-fn key_select(table: &CatalogTable, alias: &str) -> String {
+/// The key's columns as text.
+fn key_select(source: &dyn Source, table: &CatalogTable, alias: &str) -> String {
     table
         .key_columns()
         .iter()
-        .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+        .map(|c| source.text(&format!("{alias}.{}", quote_ident(&c.name))))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The primary key's columns, for ORDER BY.
+/// The key's columns, for ORDER BY.
 fn key_order(table: &CatalogTable, alias: &str) -> String {
     table
         .key_columns()
@@ -860,60 +945,19 @@ fn key_order(table: &CatalogTable, alias: &str) -> String {
         .join(", ")
 }
 
-/// The first 32 bits of md5(`seed:key`), as a bigint: where a row falls in the sample,
-/// whatever the physical order. A composite key's columns are joined with commas.
-fn hash_expr(table: &CatalogTable, alias: &str, seed: u64) -> String {
-    format!(
-        "('x' || substr(md5('{seed}:' || {}), 1, 8))::bit(32)::bigint",
+/// The first 32 bits of md5(`seed:key`), as an integer: where a row falls in the sample,
+/// whatever the physical order. A composite key's columns are joined with commas. The same key
+/// text hashes alike on every source, so a copy of the same rows samples the same rows.
+fn hash_expr(source: &dyn Source, table: &CatalogTable, alias: &str, seed: u64) -> String {
+    source.hash(&format!(
+        "'{seed}:' || {}",
         table
             .key_columns()
             .iter()
-            .map(|c| format!("{alias}.{}::text", quote_ident(&c.name)))
+            .map(|c| source.text(&format!("{alias}.{}", quote_ident(&c.name))))
             .collect::<Vec<_>>()
             .join(" || ',' || ")
-    )
-}
-
-/// Joins `alias` to the keys bound as text arrays `$first`, `$first+1`, ... (one per key column);
-/// `xtask_keys.xtask_ord` is a key's position in the arrays.
-fn key_join(table: &CatalogTable, alias: &str, first: usize) -> String {
-    let keys = table.key_columns();
-    let params: Vec<String> = (0..keys.len())
-        .map(|i| format!("${}::text[]", first + i))
-        .collect();
-    let names: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
-    let on: Vec<String> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "{alias}.{} = xtask_keys.k{i}::{}",
-                quote_ident(&c.name),
-                c.type_name
-            )
-        })
-        .collect();
-    format!(
-        "JOIN unnest({}) WITH ORDINALITY AS xtask_keys({}, xtask_ord) ON {}",
-        params.join(", "),
-        names.join(", "),
-        on.join(" AND ")
-    )
-}
-
-/// Keys as one text array per key column, moved out of the chunk (one copy of it in memory).
-fn key_arrays(keys: Vec<Vec<String>>, width: usize) -> Vec<Vec<String>> {
-    let mut arrays: Vec<Vec<String>> = (0..width).map(|_| Vec::with_capacity(keys.len())).collect();
-    for key in keys {
-        for (array, value) in arrays.iter_mut().zip(key) {
-            array.push(value);
-        }
-    }
-    arrays
-}
-
-fn params(arrays: &[Vec<String>]) -> Vec<&(dyn ToSql + Sync)> {
-    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+    ))
 }
 
 #[cfg(test)]
@@ -922,13 +966,20 @@ mod tests {
 
     #[test]
     fn predicates_are_parsed_before_they_run() {
-        assert!(check_predicate("users", "created_at >= '2024-01-01' AND id % 2 = 0").is_ok());
-        let e = check_predicate("users", "id >").unwrap_err();
+        assert!(
+            check_predicate(
+                "users",
+                "created_at >= '2024-01-01' AND id % 2 = 0",
+                Dialect::Postgres
+            )
+            .is_ok()
+        );
+        let e = check_predicate("users", "id >", Dialect::Postgres).unwrap_err();
         assert!(
             e.starts_with("root `users`: `where` does not parse:"),
             "{e}"
         );
-        let e = check_predicate("users", "true; DROP TABLE users").unwrap_err();
+        let e = check_predicate("users", "true; DROP TABLE users", Dialect::Postgres).unwrap_err();
         assert!(e.contains("one expression"), "{e}");
     }
 }

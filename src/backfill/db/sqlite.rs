@@ -164,7 +164,7 @@ fn cell(value: ValueRef<'_>, declared_bool: bool) -> Cell {
 
 /// A value in its text form for a verification: what SQLite's `CAST(v AS TEXT)` gives, a real
 /// in its shortest form, a blob in hex (`\x...`), NULL as `None`.
-fn text_value(value: ValueRef<'_>) -> Option<String> {
+pub(crate) fn text_value(value: ValueRef<'_>) -> Option<String> {
     match value {
         ValueRef::Null => None,
         ValueRef::Integer(i) => Some(i.to_string()),
