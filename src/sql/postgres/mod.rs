@@ -37,10 +37,12 @@ mod plpgsql;
 mod query;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use rowan::{TextRange, TextSize};
 use squawk_syntax::ast::{self, AstNode};
-use squawk_syntax::{SourceFile, SyntaxElement, SyntaxKind, SyntaxNode, SyntaxToken};
+use squawk_syntax::syntax_error::SyntaxError;
+use squawk_syntax::{SyntaxElement, SyntaxKind, SyntaxNode, SyntaxToken};
 
 use super::{
     Comment, CopyDirection, Filter, InsertSource, Name, Origin, ParsedFile, ReindexTarget, Span,
@@ -61,13 +63,16 @@ const MAX_BODY_DEPTH: u32 = 8;
 
 /// Parses a PostgreSQL migration. Never panics, whatever the input.
 pub fn parse(text: &str) -> ParsedFile {
-    let parse = SourceFile::parse(text);
-    let root = parse.syntax_node();
-    let syntax_errors = syntax_issues(&root, &parse.errors(), text.len());
+    let Tree {
+        root,
+        errors,
+        comments,
+    } = parse_tree(text);
+    let syntax_errors = syntax_issues(&root, &errors, text.len());
     let mut file = ParsedFile {
         recovered: recovered_regions(&root, &syntax_errors, text.len()),
         syntax_errors,
-        comments: comments(&root),
+        comments,
         statements: Vec::new(),
     };
     let cx = Cx {
@@ -81,6 +86,57 @@ pub fn parse(text: &str) -> ParsedFile {
         emit(&node, &cx, &mut file.statements);
     }
     file
+}
+
+/// A file's tree, its syntax errors sorted by position, and its comments in order.
+struct Tree {
+    root: SyntaxNode,
+    errors: Vec<SyntaxError>,
+    comments: Vec<Comment>,
+}
+
+/// Builds the tree as squawk-syntax's `SourceFile::parse` does (its lexer, parser and tree
+/// builder). The errors are the parser's and the lexer's, plus the checks of squawk's validation
+/// pass that [`validate`] keeps, without the cost of the pass itself. The comments are picked up
+/// as the tokens go into the tree, which is lossless: each token starts where the one before
+/// ended.
+fn parse_tree(text: &str) -> Tree {
+    let lexed = squawk_parser::LexedStr::new(text);
+    let output = squawk_parser::EntryPoint::SourceFile.parse(&lexed.to_input());
+    let mut builder = rowan::GreenNodeBuilder::new();
+    let mut errors = Vec::new();
+    let mut comments = Vec::new();
+    let mut offset = 0;
+    let raw = |kind: SyntaxKind| rowan::SyntaxKind(kind.into());
+    lexed.intersperse_trivia(&output, &mut |step| match step {
+        squawk_parser::StrStep::Token { kind, text } => {
+            if kind == SyntaxKind::COMMENT {
+                comments.push(comment(offset, text));
+            }
+            offset += text.len();
+            builder.token(raw(kind), text)
+        }
+        squawk_parser::StrStep::Enter { kind } => builder.start_node(raw(kind)),
+        squawk_parser::StrStep::Exit => builder.finish_node(),
+        squawk_parser::StrStep::Error { msg, pos } => errors.push(SyntaxError::new_at_offset(
+            msg,
+            TextSize::try_from(pos).unwrap_or(TextSize::from(u32::MAX)),
+        )),
+    });
+    for (range, message) in lexed.errors() {
+        errors.push(SyntaxError::new(
+            message,
+            TextRange::new(range.start.into(), range.end.into()),
+        ));
+    }
+    let root = SyntaxNode::new_root(builder.finish());
+    errors.extend(validate::errors(&root));
+    errors.sort_by_key(|error| error.range().start());
+    Tree {
+        root,
+        errors,
+        comments,
+    }
 }
 
 /// How ranges of the tree at hand map to byte ranges of the file.
@@ -662,6 +718,76 @@ fn tokens(node: &SyntaxNode, direction: Direction) -> impl Iterator<Item = Synta
     })
 }
 
+/// Calls `found` with every node under `root` (`root` excluded) whose kind is in `kinds`, in
+/// preorder. The walk reads the green tree (no allocation per node, unlike a cursor walk); a
+/// node found, and those of its ancestors not yet reached, get a cursor.
+fn for_each_of_kind(root: &SyntaxNode, kinds: &[SyntaxKind], mut found: impl FnMut(&SyntaxNode)) {
+    struct Frame<'g> {
+        children: rowan::Children<'g>,
+        /// The node's cursor, once made.
+        node: Option<SyntaxNode>,
+        /// Its place among its parent's child nodes (tokens not counted).
+        index: usize,
+        /// How many of its child nodes the walk has passed.
+        seen: usize,
+        /// The last child node given a cursor, and its place: the next one is reached from it,
+        /// so a node with many children found (a file's statements) costs each step once.
+        last: Option<(usize, SyntaxNode)>,
+    }
+    let green = root.green();
+    let mut stack = vec![Frame {
+        children: green.children(),
+        node: Some(root.clone()),
+        index: 0,
+        seen: 0,
+        last: None,
+    }];
+    loop {
+        let Some(top) = stack.last_mut() else {
+            return;
+        };
+        let Some(child) = top.children.next() else {
+            stack.pop();
+            continue;
+        };
+        let rowan::NodeOrToken::Node(child) = child else {
+            continue;
+        };
+        let index = top.seen;
+        top.seen += 1;
+        stack.push(Frame {
+            children: child.children(),
+            node: None,
+            index,
+            seen: 0,
+            last: None,
+        });
+        if kinds.contains(&SyntaxKind::from(child.kind().0)) {
+            let made = stack
+                .iter()
+                .rposition(|frame| frame.node.is_some())
+                .unwrap_or(0);
+            for at in made + 1..stack.len() {
+                let index = stack[at].index;
+                let parent = &mut stack[at - 1];
+                let (mut place, mut node) = match parent.last.take() {
+                    Some((place, node)) if place <= index => (place, Some(node)),
+                    _ => (0, parent.node.as_ref().and_then(|p| p.first_child())),
+                };
+                while place < index {
+                    node = node.and_then(|n| n.next_sibling());
+                    place += 1;
+                }
+                parent.last = node.clone().map(|n| (index, n));
+                stack[at].node = node;
+            }
+            if let Some(node) = &stack[stack.len() - 1].node {
+                found(node);
+            }
+        }
+    }
+}
+
 /// The statement's leading keywords in upper case (`CREATE TYPE`, `GRANT`), to describe a
 /// statement the view does not model.
 fn leading_keywords(node: &SyntaxNode) -> String {
@@ -795,26 +921,20 @@ fn recovered_regions(root: &SyntaxNode, issues: &[SyntaxIssue], len: usize) -> V
     merged
 }
 
-fn comments(root: &SyntaxNode) -> Vec<Comment> {
-    root.descendants_with_tokens()
-        .filter_map(|element| element.into_token())
-        .filter(|token| token.kind() == SyntaxKind::COMMENT)
-        .map(|token| {
-            let raw = token.text();
-            let text = if let Some(line) = raw.strip_prefix("--") {
-                line
-            } else if let Some(block) = raw.strip_prefix("/*") {
-                // An unterminated block comment runs to the end of the file.
-                block.strip_suffix("*/").unwrap_or(block)
-            } else {
-                raw
-            };
-            Comment {
-                span: to_span(token.text_range()),
-                text: text.to_owned(),
-            }
-        })
-        .collect()
+/// The comment token `raw` that starts at byte `start` of the file.
+fn comment(start: usize, raw: &str) -> Comment {
+    let text = if let Some(line) = raw.strip_prefix("--") {
+        line
+    } else if let Some(block) = raw.strip_prefix("/*") {
+        // An unterminated block comment runs to the end of the file.
+        block.strip_suffix("*/").unwrap_or(block)
+    } else {
+        raw
+    };
+    Comment {
+        span: start..start + raw.len(),
+        text: text.to_owned(),
+    }
 }
 
 fn to_span(range: TextRange) -> Span {

@@ -29,12 +29,10 @@ impl Scope {
     /// run now (they do not in a view or a rule) and should be listed.
     pub fn of(stmt: &SyntaxNode, runs_dml: bool) -> Scope {
         let mut scope = Scope::default();
-        for node in stmt.descendants() {
-            if node.kind() != SyntaxKind::WITH_TABLE {
-                continue;
-            }
-            let Some(table) = ast::WithTable::cast(node) else {
-                continue;
+        // Most statements have no CTE: the green walk finds that without a cursor per node.
+        super::for_each_of_kind(stmt, &[SyntaxKind::WITH_TABLE], |node| {
+            let Some(table) = ast::WithTable::cast(node.clone()) else {
+                return;
             };
             if let Some(name) = table.name() {
                 let name = normalize_name_node(name.syntax());
@@ -48,7 +46,7 @@ impl Scope {
             {
                 scope.dml.push(query.syntax().clone());
             }
-        }
+        });
         scope
     }
 
