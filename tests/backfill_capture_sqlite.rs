@@ -232,7 +232,8 @@ fn the_example_is_captured_from_sqlite_as_from_postgresql() {
     let migration =
         xtask_migrate::backfill::migration::find(&config.data_migrations, "V1").unwrap();
     let mut log = Vec::new();
-    let mut engine = Engine::open(&config, Some(SampleEngine::Sqlite), None, &mut log).unwrap();
+    let mut engine =
+        Engine::open(&config, Some(SampleEngine::Sqlite), None, None, &mut log).unwrap();
     let accept = SampleOptions {
         batch_size: None,
         mode: Mode::Accept,
