@@ -296,3 +296,43 @@ fn an_unreachable_server_is_one_line_and_exit_2() {
         "{out:?}"
     );
 }
+
+/// A migration that sets `search_path` is estimated as it will run: its unqualified names
+/// resolve through that path on the target, and the next file starts from the target's own.
+#[test]
+fn a_search_path_the_migration_sets_resolves_its_names_on_the_target() {
+    let url = pg_harness::shared().create_database("estimate_search_path");
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE SCHEMA app;
+             CREATE TABLE app.items (id bigint PRIMARY KEY, n int);
+             INSERT INTO app.items SELECT g, 0 FROM generate_series(1, 5000) g;
+             ANALYZE app.items;",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("migrations/V1__in_app.sql"),
+        "SET search_path = app;\nUPDATE items SET n = 1;\n",
+    );
+    write(
+        &dir.path().join("migrations/V2__default_path.sql"),
+        "UPDATE items SET n = 2;\n",
+    );
+    let out = lint(
+        dir.path(),
+        &with_password(&url),
+        &["--format", "json", "migrations"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc = json(&out);
+
+    let in_app = estimate(&doc, "backfill-update", 2);
+    assert_eq!(in_app["exists"], true, "{in_app:#}");
+    assert_eq!(in_app["table_rows"], 5000.0, "{in_app:#}");
+    assert_eq!(in_app["locks"][0]["table"], "app.items", "{in_app:#}");
+
+    let public = estimate(&doc, "backfill-update", 1);
+    assert_eq!(public["exists"], false, "{public:#}");
+}

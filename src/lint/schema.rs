@@ -49,6 +49,11 @@ impl SearchPath {
         }
     }
 
+    /// The schemas of the path, in order (temporary tables' left out).
+    pub fn schemas(&self) -> &[String] {
+        &self.schemas
+    }
+
     /// The schema temporary tables are created in.
     pub fn temp_schema(&self) -> &'static str {
         self.temp

@@ -24,6 +24,7 @@ pub mod pg;
 
 use serde::Serialize;
 
+use crate::lint::schema::SearchPath;
 use crate::lint::{Finding, Report, RuleId};
 use crate::sql::{
     self, AlterAction, ConstraintKind, Dialect, InsertSource, Name, Origin, Statement, StmtKind,
@@ -359,6 +360,10 @@ pub trait Catalog {
     /// `EXPLAIN (FORMAT JSON)` without `ANALYZE`; `None` when the target cannot plan it (it
     /// names a column or table the migration creates, a PL/pgSQL variable, ...).
     fn planned_rows(&mut self, sql: &str) -> anyhow::Result<Option<f64>>;
+    /// The search path the next lookups and plans resolve unqualified names through: the
+    /// schemas a `SET search_path` of the migration set, in order, or `None` for the target's
+    /// own (the migration set none so far).
+    fn set_search_path(&mut self, schemas: Option<&[String]>) -> anyhow::Result<()>;
 }
 
 /// A lock and the table it is on.
@@ -430,6 +435,10 @@ pub fn annotate(
             let Some(entry) = lock_of(finding.rule, shape(stmt)) else {
                 continue;
             };
+            // Names resolve as they would when the statement runs: through the search path
+            // the file's earlier `SET search_path` statements left.
+            let path = search_path_at(&parsed.statements, stmt.span.start);
+            catalog.set_search_path(path.as_ref().map(SearchPath::schemas))?;
             let sql = match stmt.origin {
                 Origin::TopLevel | Origin::Cte | Origin::DoBlock => {
                     file.text.get(stmt.span.clone())
@@ -442,6 +451,15 @@ pub fn annotate(
         }
     }
     Ok(())
+}
+
+/// The search path a file's `SET search_path` statements before `offset` leave, or `None`
+/// when they set none.
+fn search_path_at(statements: &[Statement], offset: usize) -> Option<SearchPath> {
+    statements
+        .iter()
+        .filter(|s| s.origin == Origin::TopLevel && s.span.end <= offset)
+        .fold(None, |path, s| SearchPath::after(&s.kind).or(path))
 }
 
 /// The statement a finding is about: the innermost one of its anchor that contains its span

@@ -97,6 +97,26 @@ impl Catalog for PgCatalog {
         Ok(row.map(|row| Name::qualified(row.get::<_, String>(0), row.get::<_, String>(1))))
     }
 
+    fn set_search_path(&mut self, schemas: Option<&[String]>) -> anyhow::Result<()> {
+        // `SET LOCAL`: undone with the read-only transaction, and `RESET` goes back to the
+        // target's own path (the role's or the database's default).
+        let sql = match schemas {
+            Some(schemas) if !schemas.is_empty() => format!(
+                "SET LOCAL search_path TO {}",
+                schemas
+                    .iter()
+                    .map(|s| quote_ident(s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(_) => "SET LOCAL search_path TO ''".to_string(),
+            None => "RESET search_path".to_string(),
+        };
+        self.client
+            .batch_execute(&sql)
+            .map_err(|e| anyhow::anyhow!("set the search path: {}", describe_pg(&e)))
+    }
+
     fn planned_rows(&mut self, sql: &str) -> anyhow::Result<Option<f64>> {
         self.client
             .batch_execute("SAVEPOINT estimate")
