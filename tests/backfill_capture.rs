@@ -494,40 +494,16 @@ fn closure_follows_cycles_and_self_references_and_loads_everywhere() {
     // Without a terminal no progress bar is drawn: stderr stays empty.
     assert_eq!(err, "", "{out}");
     let dir = ws.fixtures();
-    let ids = |table: &str| -> BTreeSet<i64> {
-        column(&dir, table, "id")
-            .into_iter()
-            .map(|v| v.unwrap().parse().unwrap())
-            .collect()
-    };
-    assert_eq!(ids("people"), BTreeSet::from([1, 2, 3, 4, 6, 8]), "{out}");
-    assert_eq!(ids("teams"), BTreeSet::from([10, 20]), "{out}");
-    let tasks = rows(&dir, "tasks");
-    let nums: BTreeSet<String> = tasks.iter().map(|r| r[1].clone().unwrap()).collect();
-    assert_eq!(nums, BTreeSet::from(["1".into(), "2".into(), "3".into()]));
+    let tasks = check_cycle_capture(&dir, &out);
     // The org is hashed alike in the key and in the foreign key.
     let org = tasks[0][0].clone().unwrap();
     assert_eq!(org.len(), 64);
     assert!(tasks.iter().all(|r| r[0].as_deref() == Some(org.as_str())));
     assert!(tasks.iter().any(|r| r[2].as_deref() == Some(org.as_str())));
-    let all: String = files(&dir)
-        .iter()
-        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-        .collect();
-    assert!(
-        !all.contains("corp.example") && !all.contains("k3y-for"),
-        "{all}"
-    );
     assert!(!out.contains("k3y-for") && !err.contains("k3y-for"));
 
-    // Loads with foreign keys on: SQLite (checked at commit), PostgreSQL (deferrable keys).
+    // Loads with foreign keys on in PostgreSQL too (deferrable keys).
     let loaded = fixtures::read_dir(&dir).unwrap();
-    let mut sqlite = xtask_migrate::backfill::db::sqlite::SqliteBackend::throwaway().unwrap();
-    sqlite.execute(CYCLE_SCHEMA_SQLITE).unwrap();
-    let report = fixtures::load(&mut sqlite, &loaded, 1).unwrap();
-    assert_eq!(report.rows, 11);
-    let violations = sqlite.query("PRAGMA foreign_key_check").unwrap();
-    assert!(violations.rows.is_empty(), "{violations:?}");
     let target = server.create_database("capture_cycle_load");
     client(&target).batch_execute(CYCLE_SCHEMA).unwrap();
     let mut pg = xtask_migrate::backfill::db::postgres::PgBackend::connect(&target).unwrap();
@@ -886,4 +862,37 @@ fn fixtures_captured_at_an_older_schema_are_carried_forward_by_the_migrations() 
         e.contains("manifest.json: the fixtures were captured at schema version V9"),
         "{e}"
     );
+}
+
+/// What a capture of the cycle schema (roots, closure, scrubbing) must have written to `dir`,
+/// whichever the source: the closed set of ids, no personal value or key in any file, and a
+/// load with foreign keys on in SQLite (checked at commit) without violations. Returns the
+/// `tasks` rows.
+pub(crate) fn check_cycle_capture(dir: &Path, out: &str) -> Vec<Vec<Option<String>>> {
+    let ids = |table: &str| -> BTreeSet<i64> {
+        column(dir, table, "id")
+            .into_iter()
+            .map(|v| v.unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(ids("people"), BTreeSet::from([1, 2, 3, 4, 6, 8]), "{out}");
+    assert_eq!(ids("teams"), BTreeSet::from([10, 20]), "{out}");
+    let tasks = rows(dir, "tasks");
+    let nums: BTreeSet<String> = tasks.iter().map(|r| r[1].clone().unwrap()).collect();
+    assert_eq!(nums, BTreeSet::from(["1".into(), "2".into(), "3".into()]));
+    let all: String = files(dir)
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(
+        !all.contains("corp.example") && !all.contains("k3y-for"),
+        "{all}"
+    );
+    let loaded = fixtures::read_dir(dir).unwrap();
+    let mut sqlite = xtask_migrate::backfill::db::sqlite::SqliteBackend::throwaway().unwrap();
+    sqlite.execute(CYCLE_SCHEMA_SQLITE).unwrap();
+    assert_eq!(fixtures::load(&mut sqlite, &loaded, 1).unwrap().rows, 11);
+    let violations = sqlite.query("PRAGMA foreign_key_check").unwrap();
+    assert!(violations.rows.is_empty(), "{violations:?}");
+    tasks
 }

@@ -19,8 +19,8 @@ use xtask_migrate::config::SampleEngine;
 use xtask_migrate::sql::Dialect;
 
 use crate::backfill_capture::{
-    CYCLE_CAPTURE, CYCLE_DATA, CYCLE_SCHEMA_SQLITE, EXAMPLE_CAPTURE, Ws, client, column, files,
-    rows,
+    CYCLE_CAPTURE, CYCLE_DATA, CYCLE_SCHEMA_SQLITE, EXAMPLE_CAPTURE, Ws, check_cycle_capture,
+    client, column, files, rows,
 };
 
 /// A SQLite database at `path` with `ws`'s migrations applied up to `version` by refinery, the
@@ -270,33 +270,7 @@ fn closure_on_sqlite_follows_cycles_and_self_references() {
         &[key],
     );
     assert_eq!(code, 0, "{out}{err}");
-    let dir = ws.fixtures();
-    let ids = |table: &str| -> BTreeSet<i64> {
-        column(&dir, table, "id")
-            .into_iter()
-            .map(|v| v.unwrap().parse().unwrap())
-            .collect()
-    };
-    assert_eq!(ids("people"), BTreeSet::from([1, 2, 3, 4, 6, 8]), "{out}");
-    assert_eq!(ids("teams"), BTreeSet::from([10, 20]), "{out}");
-    let tasks = rows(&dir, "tasks");
-    let nums: BTreeSet<String> = tasks.iter().map(|r| r[1].clone().unwrap()).collect();
-    assert_eq!(nums, BTreeSet::from(["1".into(), "2".into(), "3".into()]));
-    let all: String = files(&dir)
-        .iter()
-        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
-        .collect();
-    assert!(
-        !all.contains("corp.example") && !all.contains("k3y-for"),
-        "{all}"
-    );
-
-    let loaded = fixtures::read_dir(&dir).unwrap();
-    let mut sqlite = SqliteBackend::throwaway().unwrap();
-    sqlite.execute(CYCLE_SCHEMA_SQLITE).unwrap();
-    assert_eq!(fixtures::load(&mut sqlite, &loaded, 1).unwrap().rows, 11);
-    let violations = sqlite.query("PRAGMA foreign_key_check").unwrap();
-    assert!(violations.rows.is_empty(), "{violations:?}");
+    check_cycle_capture(&ws.fixtures(), &out);
 }
 
 /// Tables without a primary key: a unique index over NOT NULL columns keys the rows (a unique
