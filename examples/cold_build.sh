@@ -8,7 +8,7 @@
 # "Mounting it in your workspace" section says: a `.cargo/config.toml` alias
 # `xtask = "run --package xtask --"` and an `xtask` crate whose `main` is
 # `xtask_migrate::cli::main()`, depending on this repository by path. One asks for
-# `default-features = false, features = ["lint"]`, the other for the default features. Each
+# `default-features = false, features = ["lint", "mimalloc"]`, the other for the default features. Each
 # resolves its own dependencies (no lockfile of this repository is copied) and fetches them
 # first, untimed; then `cargo build -p xtask` runs in its own empty `CARGO_TARGET_DIR` and its
 # wall time is printed, with the number of crates compiled. The two builds run one after the

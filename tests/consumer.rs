@@ -4,7 +4,8 @@
 //! own dependencies (no lockfile of ours is copied), builds, and its binary is run the way a user
 //! runs it.
 //!
-//! - lint-only (`default-features = false, features = ["lint"]`): holds no database crate, lints,
+//! - lint-only (`default-features = false, features = ["lint", "mimalloc"]`, as the README
+//!   recommends): holds no database crate, has mimalloc as its allocator, lints,
 //!   and has no `backfill` command;
 //! - default features, with the README's `.gitignore` and `[profile.dev.package]` lines: through
 //!   `cargo xtask`, lints clean, samples a data migration on embedded SQLite (the first snapshot
@@ -111,7 +112,7 @@ fn lint_only_workspace() -> tempfile::TempDir {
     );
     xtask_crate(
         root,
-        &dependency(", default-features = false, features = [\"lint\"]"),
+        &dependency(", default-features = false, features = [\"lint\", \"mimalloc\"]"),
     );
     write(
         &root.join("db/migrations/V1__users.sql"),
@@ -135,10 +136,12 @@ fn a_lint_only_workspace_builds_without_database_crates_and_lints() {
     let root = ws.path();
 
     let packages = packages(root);
-    assert!(
-        packages.iter().any(|p| p == "xtask-migrate"),
-        "{packages:?}"
-    );
+    for wanted in ["xtask-migrate", "mimalloc"] {
+        assert!(
+            packages.iter().any(|p| p == wanted),
+            "{wanted}: {packages:?}"
+        );
+    }
     for database in DATABASE_CRATES {
         assert!(
             !packages.iter().any(|p| p == database),

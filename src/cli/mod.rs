@@ -490,10 +490,11 @@ fn lint_given(
     // Data migrations are not schema migrations (their UPDATE is the point): they get the
     // data-migration checks instead of the schema rules.
     let data_dir = config.data_migrations.canonicalize().ok();
+    let mut canonical = lint::canonical::CanonicalPaths::default();
     let is_data = |p: &PathBuf| {
         data_dir
             .as_ref()
-            .is_some_and(|dir| p.canonicalize().is_ok_and(|c| c.starts_with(dir)))
+            .is_some_and(|dir| canonical.get(p).is_some_and(|c| c.starts_with(dir)))
     };
     let (data_paths, schema_paths): (Vec<PathBuf>, Vec<PathBuf>) =
         paths.into_iter().partition(is_data);

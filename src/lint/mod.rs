@@ -7,6 +7,7 @@
 //! later type change rewrites the table). Rules see one file at a time through a [`FileCx`].
 //! Suppression comments and configured severities are applied last, so every rule stays simple.
 
+pub mod canonical;
 pub mod estimate;
 pub mod explain;
 pub mod fix;
@@ -758,89 +759,118 @@ pub fn lint_staged(
 }
 
 /// Lints `files` in the given order; `contents` replaces what is on disk for the files it names.
+/// Worker threads read and parse the files, in order, while this thread lints each one as soon
+/// as it and the neighbours its rules may read are parsed. A file's tree is dropped once no
+/// later file can have it as a neighbour, so memory holds a window of trees, not all of them.
 fn lint_files(
     files: Vec<PathBuf>,
     contents: &HashMap<PathBuf, Vec<u8>>,
     options: &LintOptions,
 ) -> anyhow::Result<Report> {
-    let loaded = read_and_parse_all(&files, contents, options.dialect)?;
-
     // The up migrations of each directory, in migration order, and each file's place in its
     // directory's list: the neighbours a file's rules may read.
-    let mut by_dir: HashMap<&Path, Vec<usize>> = HashMap::new();
+    let mut dirs: HashMap<&Path, usize> = HashMap::new();
+    let mut by_dir: Vec<Vec<usize>> = Vec::new();
+    let mut place: Vec<Option<(usize, usize)>> = vec![None; files.len()];
     for (i, path) in files.iter().enumerate() {
-        if loaded[i].parsed.is_some() && !layout::is_down(options.layout, path) {
+        if !layout::is_down(options.layout, path) {
             let dir = path.parent().unwrap_or(Path::new(""));
-            by_dir.entry(dir).or_default().push(i);
+            let d = *dirs.entry(dir).or_insert_with(|| {
+                by_dir.push(Vec::new());
+                by_dir.len() - 1
+            });
+            place[i] = Some((d, by_dir[d].len()));
+            by_dir[d].push(i);
         }
     }
-    let mut place: Vec<Option<(&[usize], usize)>> = vec![None; files.len()];
-    for in_dir in by_dir.values() {
-        for (at, &i) in in_dir.iter().enumerate() {
-            place[i] = Some((in_dir, at));
-        }
-    }
-    let neighbour = |i: &usize| Neighbour {
-        path: &files[*i],
-        text: &loaded[*i].text,
-        parsed: loaded[*i]
-            .parsed
-            .as_ref()
-            .expect("only parsed files are listed"),
-    };
 
-    let mut schema = Schema::default();
-    let mut all_findings = Vec::with_capacity(files.len());
-    for (i, (path, loaded)) in files.iter().zip(&loaded).enumerate() {
-        let findings = match &loaded.parsed {
-            Some(parsed) => {
-                let linted = match (options.baseline, layout::version(options.layout, path)) {
-                    (Some(baseline), Some(version)) => version > baseline,
-                    _ => true,
-                };
-                let (before, after): (Vec<Neighbour>, Vec<Neighbour>) = match place[i] {
-                    Some((in_dir, at)) if linted => (
-                        in_dir[at.saturating_sub(NEIGHBOURS)..at]
-                            .iter()
-                            .map(neighbour)
-                            .collect(),
-                        in_dir[at + 1..(at + 1 + NEIGHBOURS).min(in_dir.len())]
-                            .iter()
-                            .map(neighbour)
-                            .collect(),
-                    ),
-                    _ => (Vec::new(), Vec::new()),
-                };
-                let neighbours = (before.as_slice(), after.as_slice());
-                if layout::is_down(options.layout, path) {
-                    // Linted with the schema its up migration built; what it undoes is not
-                    // what later migrations see.
-                    let mut scratch = schema.clone();
-                    let text = &loaded.text;
-                    lint_among(
-                        path,
-                        text,
-                        parsed,
-                        &mut scratch,
-                        options,
-                        linted,
-                        neighbours,
-                    )
-                } else {
-                    let text = &loaded.text;
-                    lint_among(path, text, parsed, &mut schema, options, linted, neighbours)
+    let parsing = Parsing::new(files.len());
+    let loaded = parsing.run(&files, contents, options.dialect, |parsing| {
+        // Files taken from the workers so far, in list order.
+        let mut loaded: Vec<Loaded> = Vec::with_capacity(files.len());
+        // Each directory's latest parsed files, up to NEIGHBOURS: the next file's `before`.
+        let mut recent: Vec<std::collections::VecDeque<usize>> =
+            vec![std::collections::VecDeque::new(); by_dir.len()];
+        let mut schema = Schema::default();
+        for (i, path) in files.iter().enumerate() {
+            let linted = match (options.baseline, layout::version(options.layout, path)) {
+                (Some(baseline), Some(version)) => version > baseline,
+                _ => true,
+            };
+            // The nearest later files of the directory that parsed, up to NEIGHBOURS of them.
+            let mut after = Vec::new();
+            if let Some((d, at)) = place[i].filter(|_| linted) {
+                for &j in &by_dir[d][at + 1..] {
+                    parsing.take_until(j, &mut loaded)?;
+                    if loaded[j].parsed.is_some() {
+                        after.push(j);
+                        if after.len() == NEIGHBOURS {
+                            break;
+                        }
+                    }
                 }
             }
-            None => loaded.findings.clone(),
-        };
-        all_findings.push(findings);
-    }
+            parsing.take_until(i, &mut loaded)?;
+            let neighbour = |j: &usize| Neighbour {
+                path: &files[*j],
+                text: &loaded[*j].text,
+                parsed: loaded[*j]
+                    .parsed
+                    .as_ref()
+                    .expect("only parsed files are neighbours"),
+            };
+            let findings = match &loaded[i].parsed {
+                Some(parsed) => {
+                    let (before, after): (Vec<Neighbour>, Vec<Neighbour>) = match place[i] {
+                        Some((d, _)) if linted => (
+                            recent[d].iter().map(neighbour).collect(),
+                            after.iter().map(neighbour).collect(),
+                        ),
+                        _ => (Vec::new(), Vec::new()),
+                    };
+                    let neighbours = (before.as_slice(), after.as_slice());
+                    let text = &loaded[i].text;
+                    if layout::is_down(options.layout, path) {
+                        // Linted with the schema its up migration built; what it undoes is not
+                        // what later migrations see.
+                        let mut scratch = schema.clone();
+                        lint_among(
+                            path,
+                            text,
+                            parsed,
+                            &mut scratch,
+                            options,
+                            linted,
+                            neighbours,
+                        )
+                    } else {
+                        lint_among(path, text, parsed, &mut schema, options, linted, neighbours)
+                    }
+                }
+                None => std::mem::take(&mut loaded[i].findings),
+            };
+            loaded[i].findings = findings;
+            match place[i] {
+                Some((d, _)) if loaded[i].parsed.is_some() => {
+                    recent[d].push_back(i);
+                    if recent[d].len() > NEIGHBOURS
+                        && let Some(gone) = recent[d].pop_front()
+                    {
+                        loaded[gone].parsed = None;
+                    }
+                }
+                _ => loaded[i].parsed = None,
+            }
+        }
+        Ok(loaded)
+    })?;
+
     let mut report = Report::default();
-    for ((path, loaded), findings) in files.into_iter().zip(loaded).zip(all_findings) {
+    for (path, loaded) in files.into_iter().zip(loaded) {
         report.files.push(FileReport {
             path,
             text: loaded.text,
-            findings,
+            findings: loaded.findings,
         });
     }
     add_naming_findings(&mut report, options)?;
@@ -857,7 +887,8 @@ fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Re
     let Ok(canonical_dir) = dir.canonicalize() else {
         return Ok(());
     };
-    let canonical = |p: &Path| p.canonicalize().ok();
+    let mut paths = canonical::CanonicalPaths::default();
+    let mut canonical = |p: &Path| paths.get(p);
     let linted: HashMap<PathBuf, usize> = report
         .files
         .iter()
@@ -933,44 +964,90 @@ struct Loaded {
     findings: Vec<Finding>,
 }
 
-/// Reads and parses every file on worker threads with large stacks (see [`parse_guarded`]).
-fn read_and_parse_all(
-    files: &[PathBuf],
-    contents: &HashMap<PathBuf, Vec<u8>>,
-    dialect: Dialect,
-) -> anyhow::Result<Vec<Loaded>> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+/// The files being read and parsed by worker threads with large stacks (see
+/// [`parse_guarded`]), in list order: each one's load waits in its slot until it is taken.
+struct Parsing {
+    slots: Vec<std::sync::Mutex<Option<anyhow::Result<Loaded>>>>,
+    lock: std::sync::Mutex<()>,
+    done: std::sync::Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
 
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<anyhow::Result<Loaded>>>> =
-        Mutex::new((0..files.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            std::thread::Builder::new()
-                .stack_size(PARSE_STACK)
-                .spawn_scoped(scope, || {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else { break };
-                        let loaded = load(path, contents.get(path).cloned(), dialect);
-                        results
-                            .lock()
-                            .expect("no worker panics while holding the lock")[i] = Some(loaded);
-                    }
-                })
-                .expect("spawn parser thread");
+impl Parsing {
+    fn new(files: usize) -> Parsing {
+        Parsing {
+            slots: (0..files).map(|_| std::sync::Mutex::new(None)).collect(),
+            lock: std::sync::Mutex::new(()),
+            done: std::sync::Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
         }
-    });
-    results
-        .into_inner()
-        .expect("workers finished")
-        .into_iter()
-        .map(|r| r.expect("every file was loaded"))
-        .collect()
+    }
+
+    /// Runs `consume` on this thread while the workers load `files`; once it returns, the
+    /// workers take no further file.
+    fn run<T>(
+        &self,
+        files: &[PathBuf],
+        contents: &HashMap<PathBuf, Vec<u8>>,
+        dialect: Dialect,
+        consume: impl FnOnce(&Parsing) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(files.len().max(1));
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                std::thread::Builder::new()
+                    .stack_size(PARSE_STACK)
+                    .spawn_scoped(scope, || {
+                        while !self.stop.load(Ordering::Relaxed) {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(path) = files.get(i) else { break };
+                            let loaded =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    load(path, contents.get(path).cloned(), dialect)
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Err(anyhow::anyhow!("{}: cannot read", path.display()))
+                                });
+                            *lock(&self.slots[i]) = Some(loaded);
+                            let _held = lock(&self.lock);
+                            self.done.notify_all();
+                        }
+                    })
+                    .expect("spawn parser thread");
+            }
+            let result = consume(self);
+            self.stop.store(true, Ordering::Relaxed);
+            result
+        })
+    }
+
+    /// Moves the loads of the files up to `last` into `taken` (which holds those before it),
+    /// waiting for the workers where needed; a file that could not be read is the error.
+    fn take_until(&self, last: usize, taken: &mut Vec<Loaded>) -> anyhow::Result<()> {
+        while taken.len() <= last {
+            let i = taken.len();
+            let mut held = lock(&self.lock);
+            let loaded = loop {
+                if let Some(loaded) = lock(&self.slots[i]).take() {
+                    break loaded;
+                }
+                held = self.done.wait(held).unwrap_or_else(|e| e.into_inner());
+            };
+            drop(held);
+            taken.push(loaded?);
+        }
+        Ok(())
+    }
+}
+
+/// A lock no panic can leave unusable: the workers catch their parse's panics, and the data
+/// behind these locks stays whole at every point a panic could occur.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn load(path: &Path, bytes: Option<Vec<u8>>, dialect: Dialect) -> anyhow::Result<Loaded> {
