@@ -306,10 +306,10 @@ pub struct FileCx<'a> {
     pub after: &'a [Neighbour<'a>],
     /// For each table name created in this file: its schema, the index of the statement that
     /// created it and the index of the one that dropped it (or `usize::MAX`).
-    created: HashMap<String, Vec<(String, usize, usize)>>,
+    created: rustc_hash::FxHashMap<String, Vec<(String, usize, usize)>>,
     /// Tables that existed before the file and that a statement of the file dropped: name ->
     /// (schema, the statement).
-    dropped_existing: HashMap<String, Vec<(String, usize)>>,
+    dropped_existing: rustc_hash::FxHashMap<String, Vec<(String, usize)>>,
     /// The search paths of the file, in order (the default first); `StmtFacts::search_path`
     /// indexes it.
     search_paths: Vec<SearchPath>,
@@ -369,8 +369,8 @@ impl<'a> FileCx<'a> {
             options,
             before: &[],
             after: &[],
-            created: HashMap::new(),
-            dropped_existing: HashMap::new(),
+            created: Default::default(),
+            dropped_existing: Default::default(),
             search_paths: vec![SearchPath::of(options.dialect)],
             markers,
             outside_transaction,
@@ -1030,14 +1030,19 @@ impl Parsing {
     fn take_until(&self, last: usize, taken: &mut Vec<Loaded>) -> anyhow::Result<()> {
         while taken.len() <= last {
             let i = taken.len();
-            let mut held = lock(&self.lock);
-            let loaded = loop {
-                if let Some(loaded) = lock(&self.slots[i]).take() {
-                    break loaded;
+            let ready = lock(&self.slots[i]).take();
+            let loaded = match ready {
+                Some(loaded) => loaded,
+                None => {
+                    let mut held = lock(&self.lock);
+                    loop {
+                        if let Some(loaded) = lock(&self.slots[i]).take() {
+                            break loaded;
+                        }
+                        held = self.done.wait(held).unwrap_or_else(|e| e.into_inner());
+                    }
                 }
-                held = self.done.wait(held).unwrap_or_else(|e| e.into_inner());
             };
-            drop(held);
             taken.push(loaded?);
         }
         Ok(())

@@ -16,7 +16,7 @@ struct Document<'a> {
 
 #[derive(Serialize)]
 struct JsonFinding<'a> {
-    path: String,
+    path: std::borrow::Cow<'a, str>,
     line: usize,
     column: usize,
     end_line: usize,
@@ -38,7 +38,7 @@ pub(super) fn render(report: &Report) -> String {
     let findings = located(report)
         .into_iter()
         .map(|(file, finding, location)| JsonFinding {
-            path: file.path.display().to_string(),
+            path: file.path.to_string_lossy(),
             line: location.start.line,
             column: location.start.column,
             end_line: location.end.line,
@@ -56,8 +56,12 @@ pub(super) fn render(report: &Report) -> String {
         files: report.files.len(),
         findings,
     };
-    // Plain data (strings and integers): serializing it cannot fail.
-    let mut out = serde_json::to_string_pretty(&document).unwrap_or_default();
-    out.push('\n');
-    out
+    // Sized for the usual finding (its message and help make most of it), so the output does
+    // not move as it grows.
+    let mut out = Vec::with_capacity(64 + document.findings.len() * 768);
+    // Plain data (strings and integers) into memory: serializing it cannot fail, and serde_json
+    // writes UTF-8.
+    serde_json::to_writer_pretty(&mut out, &document).unwrap_or_default();
+    out.push(b'\n');
+    String::from_utf8(out).unwrap_or_default()
 }

@@ -5,8 +5,8 @@
 //! fix-up); configuration and suppression comments are applied afterwards by the driver, so a rule
 //! never looks at either.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::cell::OnceCell;
-use std::collections::HashMap;
 
 use super::{FileCx, Finding};
 use crate::lint::Severity;
@@ -201,8 +201,8 @@ const VIEW_BUDGET: usize = 64;
 
 impl<'a> FileViews<'a> {
     pub(crate) fn new(cx: &FileCx<'a>) -> Self {
-        let mut views: HashMap<&str, Vec<_>> = HashMap::new();
-        let mut functions: HashMap<&str, Vec<_>> = HashMap::new();
+        let mut views: HashMap<&str, Vec<_>> = HashMap::default();
+        let mut functions: HashMap<&str, Vec<_>> = HashMap::default();
         for (index, stmt) in cx.parsed.statements.iter().enumerate() {
             match &stmt.kind {
                 StmtKind::CreateView { name, query, .. } => views
