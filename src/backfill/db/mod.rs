@@ -350,7 +350,8 @@ pub trait SampleBackend: Backend {
         Ok(Vec::new())
     }
 
-    /// Brings the query planner's statistics up to date once the fixtures are loaded, as a
+    /// Brings the query planner's statistics (and, where the database keeps one, the map of
+    /// pages whose rows every transaction sees) up to date once the fixtures are loaded, as a
     /// production database's would be. Nothing by default.
     fn analyze(&mut self) -> Result<()> {
         Ok(())
