@@ -340,12 +340,14 @@ pub trait SampleBackend: Backend {
     ) -> std::result::Result<(), (Option<usize>, crate::backfill::Error)>;
 
     /// Sets aside, inside the caller's transaction, the foreign keys going out of `tables` that
-    /// the database can check again in one pass once every row is in; returns the statements
-    /// that add them back (run them before COMMIT: each checks all its rows, and a failure
-    /// means a fixture row references nothing). A foreign key checked row by row costs a lookup
-    /// per inserted row; checked once, a join. Nothing by default: rows are checked as they are
-    /// inserted.
-    fn suspend_foreign_keys(&mut self, tables: &[String]) -> Result<Vec<String>> {
+    /// the database can check again in one pass once every row is in, and the indexes it can
+    /// build again in one pass; returns the statements that add them back (run them before
+    /// COMMIT: each checks or indexes all its rows, and a failure means a fixture row
+    /// references nothing or breaks a unique index). A foreign key checked row by row costs a
+    /// lookup per inserted row; checked once, a join; an index updated row by row costs a
+    /// descent per row, built once, a sort. Nothing by default: rows are checked and indexed
+    /// as they are inserted.
+    fn suspend_for_load(&mut self, tables: &[String]) -> Result<Vec<String>> {
         let _ = tables;
         Ok(Vec::new())
     }
