@@ -334,3 +334,38 @@ fn secondary_indexes_are_built_after_the_load_and_put_back_as_declared() {
         "{e:?}"
     );
 }
+
+/// A partition's part of a partitioned index cannot be dropped alone: it stays in place while
+/// fixtures load into the partition.
+#[test]
+fn fixtures_load_into_a_partition_of_an_indexed_partitioned_table() {
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::sample::fixtures;
+
+    let url = pg_harness::shared().create_database("fixture_partition");
+    let mut db = PgBackend::throwaway_schema(&url).unwrap();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE events (id bigint, at int) PARTITION BY RANGE (at);
+             CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (100);
+             CREATE INDEX events_id_idx ON events (id);
+             CREATE INDEX events_low_at_idx ON events_low (at);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("events_low.csv"), "id,at\n1,5\n2,50\n").unwrap();
+    let files = fixtures::read_dir(dir.path()).unwrap();
+    assert_eq!(fixtures::load(&mut db, &files, 1).unwrap().rows, 2);
+    let indexes: Vec<String> = db
+        .client()
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema()
+             AND tablename = 'events_low' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes, ["events_low_at_idx", "events_low_id_idx"]);
+}

@@ -914,8 +914,9 @@ impl SampleBackend for PgBackend {
         // The secondary indexes of the tables, built again in one sort each once the rows are
         // in, rather than updated row by row (with a primary key and one such index, a `COPY`
         // took 0.6x as long). Indexes behind a constraint (a key a foreign key may reference,
-        // an exclusion) stay, as do those marked for `CLUSTER` or replica identity, which a
-        // rebuilt index would not be.
+        // an exclusion) stay, as do a partition's part of a partitioned index (it cannot be
+        // dropped alone), and those with a comment or marked for `CLUSTER` or replica
+        // identity, which a rebuilt index would not be.
         let sql = "SELECT pg_get_indexdef(i.indexrelid), quote_ident(x.relname)
                    FROM pg_index AS i
                    JOIN pg_class AS x ON x.oid = i.indexrelid
@@ -924,6 +925,7 @@ impl SampleBackend for PgBackend {
                    WHERE t.relkind = 'r' AND x.relkind = 'i' AND i.indisvalid
                      AND NOT i.indisclustered AND NOT i.indisreplident
                      AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
+                     AND NOT EXISTS (SELECT 1 FROM pg_inherits AS h WHERE h.inhrelid = i.indexrelid)
                      AND NOT EXISTS (SELECT 1 FROM pg_description AS d
                                      WHERE d.objoid = i.indexrelid AND d.classoid = 'pg_class'::regclass)
                      AND n.nspname = current_schema() AND t.relname = ANY($1)
