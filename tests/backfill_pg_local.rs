@@ -727,3 +727,78 @@ fn keep_alive_zero_is_a_cluster_per_command_and_a_bad_keep_alive_is_one_line() {
         "{line}"
     );
 }
+
+/// The fixtures are vacuumed once loaded, as autovacuum keeps a production table: their pages
+/// are all-visible, so the counts of the example's batches, checks and verification scan only
+/// their indexes (`Heap Fetches: 0`), on a cluster whose commits write their WAL before they
+/// return (a commit that does not leaves rows a vacuum cannot mark) and whose WAL is minimal.
+#[test]
+fn the_loaded_fixtures_are_all_visible_so_counts_read_only_the_index() {
+    use std::time::Duration;
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::run::tracking::TrackingNames;
+    use xtask_migrate::backfill::run::tracking::postgres::PgStore;
+    use xtask_migrate::backfill::sample::engine::LocalCluster;
+
+    let bin = bin_dir();
+    let config = Config::defaults(&repo());
+    let inputs = Inputs::load(&config).unwrap();
+    let migration = migration::find(&config.data_migrations, "V1").unwrap();
+    let mut local = LocalCluster::start(&bin, Duration::ZERO).unwrap();
+    let database = local.create_database().unwrap();
+    let mut db = PgStore::new(
+        PgBackend::connect(&database.url).unwrap(),
+        TrackingNames::default(),
+    );
+    db.init_session().unwrap();
+    let options = SampleOptions {
+        batch_size: None,
+        mode: Mode::Check,
+    };
+    let report = sample::sample_on(
+        &config,
+        &inputs,
+        &migration,
+        &options,
+        SampleEngine::PostgresLocal,
+        &mut db,
+        &mut std::io::sink(),
+    )
+    .unwrap();
+    assert!(report.passed(), "{report:?}");
+    drop(db);
+
+    let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+    for (setting, expected) in [("wal_level", "minimal"), ("synchronous_commit", "on")] {
+        let value: String = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(value, expected, "{setting}");
+    }
+    // The batches updated users; follows and posts are as the load left them.
+    for table in ["follows", "posts"] {
+        let row = client
+            .query_one(
+                "SELECT relpages, relallvisible FROM pg_class WHERE relname = $1",
+                &[&table],
+            )
+            .unwrap();
+        let (pages, visible): (i32, i32) = (row.get(0), row.get(1));
+        assert!(pages > 0, "{table} has pages");
+        assert_eq!(visible, pages, "every page of {table} is all-visible");
+    }
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+             SELECT count(*) FROM follows WHERE followee_id = 7155",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Index Only Scan"), "{plan}");
+    assert!(plan.contains("Heap Fetches: 0"), "{plan}");
+}

@@ -89,6 +89,33 @@ fn a_fixture_row_postgres_refuses_names_its_line() {
     assert_eq!(throwaway_schemas(&url), 0);
 }
 
+/// A unique index that is no constraint is set aside while the rows go in and built again
+/// before COMMIT; a fixture row that breaks it is still named by file and line.
+#[test]
+fn a_fixture_row_a_unique_index_refuses_names_its_line() {
+    let url = pg_harness::shared().create_database("fixture_unique");
+    let dir = workspace();
+    edit(
+        &dir,
+        "migrations/V3__create_posts.sql",
+        "CREATE INDEX posts_author_id_idx ON posts (author_id);",
+        "CREATE INDEX posts_author_id_idx ON posts (author_id);\nCREATE UNIQUE INDEX posts_body_idx ON posts (body);",
+    );
+    edit(
+        &dir,
+        "fixtures/posts.csv",
+        "Post 1006: café ☕",
+        "Post 1008 by user686",
+    );
+    let (code, out) = sample_on(&url, &Config::defaults(dir.path()));
+    let e = code.unwrap_err().to_string();
+    assert!(
+        e.contains("fixtures/posts.csv:6: duplicate key value violates unique constraint \"posts_body_idx\""),
+        "{e}\n{out}"
+    );
+    assert_eq!(throwaway_schemas(&url), 0);
+}
+
 #[test]
 fn the_throwaway_schema_is_dropped_after_an_error() {
     let url = pg_harness::shared().create_database("sample_error");
@@ -238,4 +265,107 @@ fn foreign_keys_are_checked_once_after_the_load_and_put_back_as_declared() {
         e.contains("posts.csv:3: insert or update on table \"posts\" violates foreign key constraint \"posts_editor_fkey\""),
         "{e}"
     );
+}
+
+/// The secondary indexes of the loaded tables are dropped while the rows go in and built again
+/// before COMMIT, each as declared (expression, predicate, uniqueness); indexes behind a
+/// constraint, or carrying a comment, stay in place.
+#[test]
+fn secondary_indexes_are_built_after_the_load_and_put_back_as_declared() {
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::sample::fixtures;
+
+    const SCHEMA: &str = "CREATE TABLE items (id bigint PRIMARY KEY, code text UNIQUE,
+            owner bigint, label text);
+        CREATE INDEX items_owner_idx ON items (owner);
+        CREATE UNIQUE INDEX items_label_idx ON items (lower(label)) WHERE owner IS NOT NULL;
+        CREATE INDEX items_noted_idx ON items (label);
+        COMMENT ON INDEX items_noted_idx IS 'kept';";
+    // (name, definition, oid): an index dropped and built again has a new oid.
+    let indexes = |db: &mut PgBackend| -> Vec<(String, String, u32)> {
+        db.client()
+            .query(
+                "SELECT indexname::text, indexdef, (quote_ident(schemaname) || '.' || quote_ident(indexname))::regclass::oid
+                 FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let url = pg_harness::shared().create_database("fixture_indexes");
+    let mut db = PgBackend::throwaway_schema(&url).unwrap();
+    db.client().batch_execute(SCHEMA).unwrap();
+    let before = indexes(&mut db);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("items.csv"),
+        "id,code,owner,label\n1,a,7,One\n2,b,\\N,one\n3,c,7,Two\n",
+    )
+    .unwrap();
+    let files = fixtures::read_dir(dir.path()).unwrap();
+    assert_eq!(fixtures::load(&mut db, &files, 1).unwrap().rows, 3);
+    let after = indexes(&mut db);
+    let names: Vec<&str> = before.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "items_code_key",
+            "items_label_idx",
+            "items_noted_idx",
+            "items_owner_idx",
+            "items_pkey"
+        ]
+    );
+    for ((name, declared, old), (_, rebuilt, new)) in before.iter().zip(&after) {
+        assert_eq!(rebuilt, declared, "{name} is back as declared");
+        let set_aside = matches!(name.as_str(), "items_label_idx" | "items_owner_idx");
+        assert_eq!(new != old, set_aside, "{name}: set aside and built again");
+    }
+    // The rebuilt indexes hold the rows: the unique one refuses a duplicate.
+    let e = db
+        .client()
+        .batch_execute("INSERT INTO items VALUES (4, 'd', 8, 'ONE')")
+        .unwrap_err();
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.constraint() == Some("items_label_idx")),
+        "{e:?}"
+    );
+}
+
+/// A partition's part of a partitioned index cannot be dropped alone: it stays in place while
+/// fixtures load into the partition.
+#[test]
+fn fixtures_load_into_a_partition_of_an_indexed_partitioned_table() {
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::sample::fixtures;
+
+    let url = pg_harness::shared().create_database("fixture_partition");
+    let mut db = PgBackend::throwaway_schema(&url).unwrap();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE events (id bigint, at int) PARTITION BY RANGE (at);
+             CREATE TABLE events_low PARTITION OF events FOR VALUES FROM (0) TO (100);
+             CREATE INDEX events_id_idx ON events (id);
+             CREATE INDEX events_low_at_idx ON events_low (at);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("events_low.csv"), "id,at\n1,5\n2,50\n").unwrap();
+    let files = fixtures::read_dir(dir.path()).unwrap();
+    assert_eq!(fixtures::load(&mut db, &files, 1).unwrap().rows, 2);
+    let indexes: Vec<String> = db
+        .client()
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema()
+             AND tablename = 'events_low' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes, ["events_low_at_idx", "events_low_id_idx"]);
 }

@@ -7,8 +7,8 @@
 //!
 //! [`Cluster::start`] fills a new temporary directory (`xtask-sample-pg-*`, in `/dev/shm` when
 //! that memory-backed filesystem has 1 GiB free, else in the temporary directory) with a fresh
-//! data directory and starts `postgres` on it with durability off (`fsync`, `synchronous_commit`,
-//! `full_page_writes`: nothing in it outlives the process), no TCP listener at all
+//! data directory and starts `postgres` on it with durability off (`fsync`, `full_page_writes`:
+//! nothing in it outlives the process; WAL only for crash recovery), no TCP listener at all
 //! (`listen_addresses` empty), and its unix socket in that directory, readable by its owner
 //! only; authentication is `trust`, which the socket's permissions make private. Sessions use
 //! UTC, so timestamps read the same on every machine. PostgreSQL refuses to run as root: when
@@ -673,6 +673,55 @@ pub(crate) fn spawn_detached(
     Ok(pid)
 }
 
+/// The server settings of a private cluster: a throwaway database on this machine, whose
+/// contents nobody needs after a crash, and which nothing replicates or archives.
+pub(crate) const SERVER_SETTINGS: &[&str] = &[
+    // No TCP listener: the unix socket in the cluster's directory, owner-only.
+    "listen_addresses=",
+    "unix_socket_permissions=0700",
+    // Durability off: nothing in the cluster outlives it.
+    "fsync=off",
+    "full_page_writes=off",
+    // Commits wait for their WAL to be written (not synced: `fsync` is off), a write to a
+    // file in memory. A commit that does not wait leaves its rows without hint bits until the
+    // WAL writer comes by, so the vacuum after the fixtures' load could not mark a page
+    // all-visible, and every index-only scan would visit the heap.
+    "synchronous_commit=on",
+    // WAL carries only what crash recovery needs (no standby, no archive, no logical
+    // decoding): less to write per batch, and no WAL for what a transaction creates and fills.
+    "wal_level=minimal",
+    "max_wal_senders=0",
+    "archive_mode=off",
+    // The sample's few megabytes of WAL never trigger a checkpoint of their own; the ones
+    // `CREATE DATABASE` and `DROP DATABASE` force are all there is.
+    "max_wal_size=1GB",
+    "checkpoint_timeout=1h",
+    // The sample analyzes and vacuums what it loads itself, at the moment it matters.
+    "autovacuum=off",
+    // Fixture-sized tables: compiling a plan to machine code costs more than running it.
+    "jit=off",
+    "max_connections=20",
+    "timezone=UTC",
+    "datestyle=iso, mdy",
+];
+
+/// A short digest of the binaries ([`binaries_id`]) and the [`SERVER_SETTINGS`]: a kept-alive
+/// cluster is reused only by commands that would start it the same way.
+pub(crate) fn server_id(bin: &Path) -> Option<String> {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(binaries_id(bin)?.as_bytes());
+    for setting in SERVER_SETTINGS {
+        digest.update(format!("\0{setting}"));
+    }
+    Some(
+        digest.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
 /// The `postgres` command line of a private cluster, its output going to `log_path`.
 fn server_command(
     bin: &Path,
@@ -692,17 +741,7 @@ fn server_command(
         .arg("-k")
         .arg(socket)
         .args(["-p", &PORT.to_string()])
-        .args(["-c", "listen_addresses="])
-        .args(["-c", "unix_socket_permissions=0700"])
-        .args(["-c", "fsync=off"])
-        .args(["-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off"])
-        .args(["-c", "autovacuum=off"])
-        // Fixture-sized tables: compiling a plan to machine code costs more than running it.
-        .args(["-c", "jit=off"])
-        .args(["-c", "max_connections=20"])
-        .args(["-c", "timezone=UTC"])
-        .args(["-c", "datestyle=iso, mdy"])
+        .args(SERVER_SETTINGS.iter().flat_map(|setting| ["-c", setting]))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

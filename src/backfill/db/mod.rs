@@ -340,17 +340,20 @@ pub trait SampleBackend: Backend {
     ) -> std::result::Result<(), (Option<usize>, crate::backfill::Error)>;
 
     /// Sets aside, inside the caller's transaction, the foreign keys going out of `tables` that
-    /// the database can check again in one pass once every row is in; returns the statements
-    /// that add them back (run them before COMMIT: each checks all its rows, and a failure
-    /// means a fixture row references nothing). A foreign key checked row by row costs a lookup
-    /// per inserted row; checked once, a join. Nothing by default: rows are checked as they are
-    /// inserted.
-    fn suspend_foreign_keys(&mut self, tables: &[String]) -> Result<Vec<String>> {
+    /// the database can check again in one pass once every row is in, and the indexes it can
+    /// build again in one pass; returns the statements that add them back (run them before
+    /// COMMIT: each checks or indexes all its rows, and a failure means a fixture row
+    /// references nothing or breaks a unique index). A foreign key checked row by row costs a
+    /// lookup per inserted row; checked once, a join; an index updated row by row costs a
+    /// descent per row, built once, a sort. Nothing by default: rows are checked and indexed
+    /// as they are inserted.
+    fn suspend_for_load(&mut self, tables: &[String]) -> Result<Vec<String>> {
         let _ = tables;
         Ok(Vec::new())
     }
 
-    /// Brings the query planner's statistics up to date once the fixtures are loaded, as a
+    /// Brings the query planner's statistics (and, where the database keeps one, the map of
+    /// pages whose rows every transaction sees) up to date once the fixtures are loaded, as a
     /// production database's would be. Nothing by default.
     fn analyze(&mut self) -> Result<()> {
         Ok(())

@@ -8,14 +8,15 @@
 //! ones find it, each in a fresh database of its own, until nobody has used it for the
 //! keep-alive time; then it stops and its directory is removed.
 //!
-//! Where: `<parent>/xtask-migrate-<uid>/warm-<binaries>/`, with `<parent>` the memory-backed
+//! Where: `<parent>/xtask-migrate-<uid>/warm-<server>/`, with `<parent>` the memory-backed
 //! `/dev/shm` when it has room, else the temporary directory (as for a per-command cluster),
-//! `<uid>` this user's, `<binaries>` the digest naming the template ([`cluster::binaries_id`]),
-//! so two users or two PostgreSQL installations never share a cluster. The per-user directory
+//! `<uid>` this user's, `<server>` a digest of the binaries and the server settings
+//! ([`cluster::server_id`]), so two users, two PostgreSQL installations, or two versions of
+//! this tool that start the server differently never share a cluster. The per-user directory
 //! is owner-only (when run as root: owned by the `postgres` user the server runs as), and a
 //! directory of that name owned by anyone else is not used.
 //!
-//! Who uses it, and who stops it, is decided by one lock, `warm-<binaries>.lock` beside the
+//! Who uses it, and who stops it, is decided by one lock, `warm-<server>.lock` beside the
 //! cluster's directory (`flock(2)`, released by the kernel however a process ends): every
 //! command holds it shared while it uses the cluster; starting, restarting or stopping the
 //! cluster holds it exclusively. A watcher (a small `sh` loop, in a session of its own, using
@@ -191,7 +192,7 @@ impl Place {
         if !has_flock() {
             return Ok(None);
         }
-        let Some(id) = cluster::binaries_id(bin) else {
+        let Some(id) = cluster::server_id(bin) else {
             return Ok(None);
         };
         let user = cluster::server_user()?;

@@ -44,7 +44,7 @@ pub struct LocalCluster {
     /// the command ends.
     current: Option<String>,
     /// Making the spare database the next command on a kept-alive cluster will take.
-    spare: Option<std::thread::JoinHandle<()>>,
+    spare: Option<Spare>,
     /// Declared last: a per-command cluster is stopped and removed, a kept-alive one released,
     /// after the admin connection is closed.
     server: Server,
@@ -234,17 +234,35 @@ impl LocalCluster {
     /// Creates a spare database for the next command on its own connection, while this
     /// command's sample runs; waited for when the command ends. Best effort: without a spare,
     /// the next command creates its database itself.
-    fn make_spare(&self) -> std::thread::JoinHandle<()> {
+    ///
+    /// The server process copying the template runs at a low CPU priority while the sample
+    /// runs: on a machine of two cores, at full priority it takes a core from the sample it is
+    /// meant to speed up. When the command ends and waits for it, it gets its priority back
+    /// where the system allows that (as root).
+    fn make_spare(&self) -> Spare {
         let url = self.server.url("postgres");
         let name = format!("spare_{}_{}", std::process::id(), next_number());
-        // The default strategy: FILE_COPY's checkpoints would write out the running sample's
-        // pages under it.
-        let sql = format!("CREATE DATABASE {}", quote_ident(&name));
-        std::thread::spawn(move || {
+        // A copy of the template's files, as for the command's own database. The default
+        // strategy of PostgreSQL 15 copies through the shared buffers and the WAL (8 MB of each
+        // for an empty database), and the checkpoint of the command's `DROP DATABASE` then
+        // writes those buffers out again: 10-15 ms at the end of every command. The copy's
+        // own two checkpoints come while the sample is young (its schema stage), with little
+        // of it to write.
+        let sql = create_database(&name, self.server.major());
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let backend = pid.clone();
+        let thread = std::thread::spawn(move || {
             if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
+                if let Ok(row) = client.query_one("SELECT pg_backend_pid()", &[]) {
+                    let pid = row.get::<_, i32>(0);
+                    set_priority(pid, SPARE_NICENESS);
+                    backend.store(pid, std::sync::atomic::Ordering::SeqCst);
+                }
                 let _ = client.batch_execute(&sql);
+                backend.store(0, std::sync::atomic::Ordering::SeqCst);
             }
-        })
+        });
+        Spare { thread, pid }
     }
 
     /// Drops the last database made. Failing to is harmless: a per-command cluster goes whole
@@ -285,9 +303,47 @@ impl Drop for LocalCluster {
             self.drop_current();
         }
         if let Some(spare) = self.spare.take() {
-            let _ = spare.join();
+            spare.wait();
         }
     }
+}
+
+/// The niceness of the server process making a spare database while a sample runs: low
+/// enough to yield to the sample, not so low that a busy machine starves it (the command
+/// waits for it when it ends).
+const SPARE_NICENESS: i32 = 10;
+
+/// The spare database being made: the thread that waits for it, and the server process's id
+/// while it works (0 before and after).
+struct Spare {
+    thread: std::thread::JoinHandle<()>,
+    pid: std::sync::Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Spare {
+    /// Waits for the spare database, at the normal priority where the system allows it.
+    fn wait(self) {
+        let pid = self.pid.load(std::sync::atomic::Ordering::SeqCst);
+        if pid != 0 {
+            set_priority(pid, 0);
+        }
+        let _ = self.thread.join();
+    }
+}
+
+/// Sets the niceness of the server process `pid` (one of the private cluster's, run by this
+/// user or, when this process is root, by `postgres`). Best effort: raising a priority needs
+/// root, and the process may be gone.
+fn set_priority(pid: i32, niceness: i32) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::id_t::try_from(pid) {
+        // SAFETY: setpriority only reads its integer arguments.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, pid, niceness);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (pid, niceness);
 }
 
 /// A number no other database of this process on a kept-alive cluster has (a process may

@@ -210,8 +210,9 @@ pub fn load(
     prepared.sort_by_key(|(file, _, _)| order.iter().position(|t| t == &file.table));
 
     let tables: Vec<String> = prepared.iter().map(|(f, _, _)| f.table.clone()).collect();
-    // Foreign keys set aside during the load and checked once at its end; when that check
-    // fails, the load runs again with every key in place, which names the fixture row.
+    // Foreign keys and secondary indexes set aside during the load, checked and built once at
+    // its end; when that fails, the load runs again with every key and index in place, which
+    // names the fixture row.
     let mut loaded = insert_all(db, &prepared, defer, Some(&tables))?;
     if matches!(loaded, Loaded::KeysFailed) {
         loaded = insert_all(db, &prepared, defer, None)?;
@@ -232,12 +233,14 @@ pub fn load(
 /// How one attempt at loading ended, short of an error.
 enum Loaded {
     Done(LoadReport),
-    /// A foreign key set aside did not hold when added back: nothing is loaded.
+    /// A foreign key set aside did not hold when added back, or an index set aside could not
+    /// be built again: nothing is loaded.
     KeysFailed,
 }
 
-/// Inserts every prepared table in one transaction; with `suspend`, the foreign keys of those
-/// tables the backend can check in one pass are set aside while the rows go in.
+/// Inserts every prepared table in one transaction; with `suspend`, the foreign keys and
+/// indexes of those tables the backend can check and build in one pass are set aside while the
+/// rows go in.
 fn insert_all(
     db: &mut dyn SampleBackend,
     prepared: &[Prepared<'_>],
@@ -258,7 +261,7 @@ fn insert_all(
             return Err(e);
         }
     }
-    let restore = match suspend.map(|tables| db.suspend_foreign_keys(tables)) {
+    let restore = match suspend.map(|tables| db.suspend_for_load(tables)) {
         None => Vec::new(),
         Some(Ok(restore)) => restore,
         Some(Err(e)) => {
