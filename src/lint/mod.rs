@@ -330,12 +330,20 @@ fn header_markers(text: &str, parsed: &ParsedFile) -> crate::markers::Markers {
         .chain(parsed.syntax_errors.iter().map(|e| e.span.start))
         .min()
         .unwrap_or(text.len());
+    // Only a comment that reads as a directive matters; its line is counted from the previous
+    // one's, so a long header costs one pass over the text.
+    let (mut line, mut counted) = (1, 0);
     let header = parsed
         .comments
         .iter()
-        .filter(|c| c.span.start < first && text[c.span.start..].starts_with("--"))
+        .filter(|c| {
+            c.span.start < first
+                && text[c.span.start..].starts_with("--")
+                && c.text.trim_start().starts_with(crate::markers::PREFIX)
+        })
         .map(|c| {
-            let line = text[..c.span.start].matches('\n').count() + 1;
+            line += text[counted..c.span.start].matches('\n').count();
+            counted = c.span.start;
             (c.text.clone(), line)
         });
     crate::markers::from_comments(header).unwrap_or_default()
@@ -1106,6 +1114,25 @@ mod tests {
     };
     use super::rules::test_support::{lint_at, lint_errors, lint_last, lint_ok};
     use crate::sql::Dialect::{Postgres, Sqlite};
+
+    /// The directives of a header are found among other comments, each with its own line.
+    #[test]
+    fn header_directives_keep_their_lines_among_other_comments() {
+        let text = "-- Copyright line one\n-- line two\n/* block\n   comment */\n\
+                    --   migrate: no-transaction\n-- more prose\n\
+                    -- migrate: after-backfill V3__fill, V4__more\n\
+                    CREATE INDEX CONCURRENTLY i ON t (a);\n-- migrate: after-backfill V9__late\n";
+        for dialect in [Postgres, Sqlite] {
+            let parsed = crate::sql::parse(text, dialect);
+            let markers = super::header_markers(text, &parsed);
+            assert_eq!(markers.no_transaction, Some(5), "{dialect:?}");
+            assert_eq!(
+                markers.after_backfill,
+                vec![("V3__fill".to_string(), 7), ("V4__more".to_string(), 7)],
+                "{dialect:?}"
+            );
+        }
+    }
 
     /// Synapse's `$%AUTO_INCREMENT_PRIMARY_KEY%$` placeholder: the column type does not parse,
     /// and the parser's recovery reads `ON DELETE CASCADE` as a `DELETE`.
