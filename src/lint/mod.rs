@@ -976,7 +976,9 @@ struct Loaded {
 /// [`parse_guarded`]), in list order: each one's load waits in its slot until it is taken.
 struct Parsing {
     slots: Vec<std::sync::Mutex<Option<anyhow::Result<Loaded>>>>,
-    lock: std::sync::Mutex<()>,
+    /// The file the consuming thread sleeps for, if it does: a worker wakes it only for that
+    /// one, not for every file it finishes.
+    lock: std::sync::Mutex<Option<usize>>,
     done: std::sync::Condvar,
     stop: std::sync::atomic::AtomicBool,
 }
@@ -985,7 +987,7 @@ impl Parsing {
     fn new(files: usize) -> Parsing {
         Parsing {
             slots: (0..files).map(|_| std::sync::Mutex::new(None)).collect(),
-            lock: std::sync::Mutex::new(()),
+            lock: std::sync::Mutex::new(None),
             done: std::sync::Condvar::new(),
             stop: std::sync::atomic::AtomicBool::new(false),
         }
@@ -1021,8 +1023,9 @@ impl Parsing {
                                     Err(anyhow::anyhow!("{}: cannot read", path.display()))
                                 });
                             *lock(&self.slots[i]) = Some(loaded);
-                            let _held = lock(&self.lock);
-                            self.done.notify_all();
+                            if *lock(&self.lock) == Some(i) {
+                                self.done.notify_all();
+                            }
                         }
                     })
                     .expect("spawn parser thread");
@@ -1043,8 +1046,10 @@ impl Parsing {
                 Some(loaded) => loaded,
                 None => {
                     let mut held = lock(&self.lock);
+                    *held = Some(i);
                     loop {
                         if let Some(loaded) = lock(&self.slots[i]).take() {
+                            *held = None;
                             break loaded;
                         }
                         held = self.done.wait(held).unwrap_or_else(|e| e.into_inner());

@@ -101,9 +101,33 @@ struct Tree {
 /// as the tokens go into the tree, which is lossless: each token starts where the one before
 /// ended.
 fn parse_tree(text: &str) -> Tree {
+    NODE_CACHE.with_borrow_mut(|(cache, parsed)| {
+        // Bounded: a fresh interner now and then, so memory holds the tokens of recent files
+        // rather than of every file a long-lived thread has parsed.
+        *parsed += 1;
+        if *parsed > NODE_CACHE_FILES {
+            *cache = rowan::NodeCache::default();
+            *parsed = 1;
+        }
+        parse_tree_with(text, cache)
+    })
+}
+
+/// Files a thread parses with one [`NODE_CACHE`] before starting a fresh one.
+const NODE_CACHE_FILES: usize = 256;
+
+thread_local! {
+    /// The tree builder's interner of tokens and small nodes, kept across the files a thread
+    /// parses: most tokens of a migration (keywords, punctuation, whitespace, common names) were
+    /// seen in an earlier file, so its tree shares them instead of allocating each again.
+    static NODE_CACHE: std::cell::RefCell<(rowan::NodeCache, usize)> =
+        std::cell::RefCell::new((rowan::NodeCache::default(), 0));
+}
+
+fn parse_tree_with(text: &str, cache: &mut rowan::NodeCache) -> Tree {
     let lexed = squawk_parser::LexedStr::new(text);
     let output = squawk_parser::EntryPoint::SourceFile.parse(&lexed.to_input());
-    let mut builder = rowan::GreenNodeBuilder::new();
+    let mut builder = rowan::GreenNodeBuilder::with_cache(cache);
     let mut errors = Vec::new();
     let mut comments = Vec::new();
     let mut offset = 0;
