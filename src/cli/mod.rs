@@ -501,7 +501,7 @@ fn lint_given(
     let mut report = if schema_paths.is_empty() {
         lint::Report::default()
     } else {
-        lint::lint_paths(&schema_paths, options)?
+        lint::lint_paths_with(&schema_paths, options, &mut canonical)?
     };
     if defaulted && config.data_migrations.is_dir() {
         lint_data_migrations(&mut report, &config.data_migrations, None, options)?;

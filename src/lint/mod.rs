@@ -742,8 +742,18 @@ const PARSE_STACK: usize = 512 * 1024 * 1024;
 /// before it built. Only I/O problems are errors (a path that does not exist or cannot be read);
 /// everything about a file's content is a finding.
 pub fn lint_paths(inputs: &[PathBuf], options: &LintOptions) -> anyhow::Result<Report> {
-    let files = collect_files(inputs, options.layout)?;
-    lint_files(files, &HashMap::new(), options)
+    lint_paths_with(inputs, options, &mut canonical::CanonicalPaths::default())
+}
+
+/// [`lint_paths`], with what the command already knows of the paths (see
+/// [`canonical::CanonicalPaths`]).
+pub fn lint_paths_with(
+    inputs: &[PathBuf],
+    options: &LintOptions,
+    paths: &mut canonical::CanonicalPaths,
+) -> anyhow::Result<Report> {
+    let files = collect_files(inputs, options.layout, paths)?;
+    lint_files(files, &HashMap::new(), options, paths)
 }
 
 /// Lints what a commit would contain: `staged` maps files (as found under `inputs`, or added by
@@ -754,14 +764,15 @@ pub fn lint_staged(
     staged: HashMap<PathBuf, Vec<u8>>,
     options: &LintOptions,
 ) -> anyhow::Result<Report> {
-    let mut files = collect_files(inputs, options.layout)?;
+    let mut paths = canonical::CanonicalPaths::default();
+    let mut files = collect_files(inputs, options.layout, &mut paths)?;
     for path in staged.keys() {
         if !files.contains(path) {
             files.push(path.clone());
         }
     }
     sort_in_migration_order(&mut files, options.layout);
-    let mut report = lint_files(files, &staged, options)?;
+    let mut report = lint_files(files, &staged, options, &mut paths)?;
     report.files.retain(|f| staged.contains_key(&f.path));
     Ok(report)
 }
@@ -774,6 +785,7 @@ fn lint_files(
     files: Vec<PathBuf>,
     contents: &HashMap<PathBuf, Vec<u8>>,
     options: &LintOptions,
+    paths: &mut canonical::CanonicalPaths,
 ) -> anyhow::Result<Report> {
     // The up migrations of each directory, in migration order, and each file's place in its
     // directory's list: the neighbours a file's rules may read.
@@ -881,13 +893,17 @@ fn lint_files(
             findings: loaded.findings,
         });
     }
-    add_naming_findings(&mut report, options)?;
+    add_naming_findings(&mut report, options, paths)?;
     Ok(report)
 }
 
 /// Naming rules look at the whole migrations directory (a duplicate version needs both files),
 /// and report on the linted files that lie in it.
-fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Result<()> {
+fn add_naming_findings(
+    report: &mut Report,
+    options: &LintOptions,
+    paths: &mut canonical::CanonicalPaths,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let Some(dir) = options.migrations_dir.as_deref().filter(|d| d.is_dir()) else {
         return Ok(());
@@ -895,7 +911,6 @@ fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Re
     let Ok(canonical_dir) = dir.canonicalize() else {
         return Ok(());
     };
-    let mut paths = canonical::CanonicalPaths::default();
     let mut canonical = |p: &Path| paths.get(p);
     let linted: HashMap<PathBuf, usize> = report
         .files
@@ -931,13 +946,18 @@ fn add_naming_findings(report: &mut Report, options: &LintOptions) -> anyhow::Re
 fn collect_files(
     inputs: &[PathBuf],
     layout: crate::config::MigrationLayout,
+    paths: &mut canonical::CanonicalPaths,
 ) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::Context;
     let mut files = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input)
-            .with_context(|| format!("{}: cannot read", input.display()))?;
-        if meta.is_dir() {
+        let is_dir = match paths.is_dir(input) {
+            Some(is_dir) => is_dir,
+            None => std::fs::metadata(input)
+                .with_context(|| format!("{}: cannot read", input.display()))?
+                .is_dir(),
+        };
+        if is_dir {
             let mut found = Vec::new();
             for entry in walkdir::WalkDir::new(input).follow_links(true) {
                 let entry = entry.with_context(|| format!("{}: cannot list", input.display()))?;

@@ -555,7 +555,8 @@ mod tests {
             .zip(SPLIT)
             .map(|(p, sql)| (p.clone(), sql.as_bytes().to_vec()))
             .collect();
-        let report = crate::lint::lint_files(paths, &contents, &options).unwrap();
+        let report =
+            crate::lint::lint_files(paths, &contents, &options, &mut Default::default()).unwrap();
         assert!(report.findings().all(|(_, f)| f.rule != RULE));
         // Too far apart to be one change.
         let filler = "CREATE TABLE other (id integer);\n";

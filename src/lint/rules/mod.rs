@@ -460,7 +460,8 @@ pub(crate) mod test_support {
             .zip(files)
             .map(|(p, sql)| (p.clone(), sql.as_bytes().to_vec()))
             .collect();
-        let report = crate::lint::lint_files(paths, &contents, &options).expect("lints");
+        let report = crate::lint::lint_files(paths, &contents, &options, &mut Default::default())
+            .expect("lints");
         report
             .files
             .into_iter()
