@@ -491,6 +491,9 @@ fn lint_given(
     // data-migration checks instead of the schema rules.
     let data_dir = config.data_migrations.canonicalize().ok();
     let mut canonical = lint::canonical::CanonicalPaths::default();
+    if data_dir.is_some() {
+        canonical.prefetch(&paths);
+    }
     let is_data = |p: &PathBuf| {
         data_dir
             .as_ref()
