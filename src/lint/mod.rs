@@ -871,6 +871,13 @@ fn lint_files(
             };
             loaded[i].findings = findings;
             match place[i] {
+                // The directory's last file: no later file reads its trees.
+                Some((d, at)) if at + 1 == by_dir[d].len() => {
+                    for gone in recent[d].drain(..) {
+                        loaded[gone].parsed = None;
+                    }
+                    loaded[i].parsed = None;
+                }
                 Some((d, _)) if loaded[i].parsed.is_some() => {
                     recent[d].push_back(i);
                     if recent[d].len() > NEIGHBOURS
