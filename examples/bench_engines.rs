@@ -137,6 +137,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         medians(&mut repeated),
     );
     let ratio = |t: &Times, i: usize| t[i].as_secs_f64() / sqlite[i].as_secs_f64().max(1e-9);
+    // A stage SQLite has not (keeping the loaded database) has no ratio.
+    let shown = |t: &Times, i: usize| {
+        if sqlite[i].is_zero() {
+            "-".to_string()
+        } else {
+            format!("{:.1}x", ratio(t, i))
+        }
+    };
     println!(
         "{:<9} {:>10} {:>15} {:>6} {:>15} {:>6} {:>15} {:>6}",
         "median",
@@ -150,14 +158,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for (i, name) in STAGES.iter().enumerate() {
         println!(
-            "{name:<9} {:>10} {:>15} {:>5.1}x {:>15} {:>5.1}x {:>15} {:>5.1}x",
+            "{name:<9} {:>10} {:>15} {:>6} {:>15} {:>6} {:>15} {:>6}",
             ms(sqlite[i]),
             ms(local[i]),
-            ratio(&local, i),
+            shown(&local, i),
             ms(first[i]),
-            ratio(&first, i),
+            shown(&first, i),
             ms(repeated[i]),
-            ratio(&repeated, i),
+            shown(&repeated, i),
         );
     }
     let whole = STAGES.len() - 1;
