@@ -72,3 +72,93 @@ pub fn key(config: &Config, inputs: &Inputs, migration: &DataMigration) -> Strin
     let digest = digest.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, text) in [
+            (
+                "migrations/V1__users.sql",
+                "CREATE TABLE users (id int PRIMARY KEY);\n",
+            ),
+            (
+                "migrations/V2__posts.sql",
+                "CREATE TABLE posts (id int PRIMARY KEY);\n",
+            ),
+            (
+                "migrations/V3__later.sql",
+                "CREATE TABLE later (id int PRIMARY KEY);\n",
+            ),
+            ("fixtures/users.csv", "id\n1\n2\n"),
+            (
+                "data-migrations/V1__fill.sql",
+                "-- @requires 2\n-- @table users\n-- @key id\n-- @batch\nUPDATE users SET id = id WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id FROM users ORDER BY id;\n",
+            ),
+        ] {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let config = Config::defaults(root);
+        (dir, config)
+    }
+
+    fn key_of(config: &Config) -> String {
+        let inputs = Inputs::load(config).unwrap();
+        let migration = crate::backfill::migration::find(&config.data_migrations, "V1").unwrap();
+        key(config, &inputs, &migration)
+    }
+
+    fn write(config: &Config, path: &str, text: &str) {
+        std::fs::write(config.root.join(path), text).unwrap();
+    }
+
+    #[test]
+    fn the_key_follows_every_input_of_the_load_and_nothing_else() {
+        let (_dir, config) = workspace();
+        let first = key_of(&config);
+        assert_eq!(first.len(), 16);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()), "{first}");
+        assert_eq!(key_of(&config), first, "the same inputs, the same key");
+
+        // A migration after the required version, or the data migration's batch: not loaded.
+        write(
+            &config,
+            "migrations/V3__later.sql",
+            "CREATE TABLE later2 (id int);\n",
+        );
+        write(
+            &config,
+            "data-migrations/V1__fill.sql",
+            "-- @requires 2\n-- @table users\n-- @key id\n-- @batch\nUPDATE users SET id = id + 0 WHERE id > :lower AND id <= :upper;\n-- @snapshot\nSELECT id FROM users ORDER BY id;\n",
+        );
+        assert_eq!(key_of(&config), first);
+
+        let mut seen = vec![first];
+        let mut changed = |path: &str, text: &str| {
+            write(&config, path, text);
+            let key = key_of(&config);
+            assert!(!seen.contains(&key), "{path}: {key} was seen");
+            seen.push(key);
+        };
+        changed("fixtures/users.csv", "id\n1\n3\n");
+        changed("fixtures/posts.csv", "id\n1\n");
+        changed(
+            "migrations/V2__posts.sql",
+            "CREATE TABLE posts (id bigint PRIMARY KEY);\n",
+        );
+        changed(
+            "fixtures/manifest.json",
+            r#"{"format": 1, "schema_version": 2, "captured_at": "x", "source": {"dialect": "postgres", "database": "d"}, "settings": {}, "tables": {}}"#,
+        );
+        // Loaded at V1 now: the manifest's version is older than the required one.
+        changed(
+            "fixtures/manifest.json",
+            r#"{"format": 1, "schema_version": 1, "captured_at": "x", "source": {"dialect": "postgres", "database": "d"}, "settings": {}, "tables": {}}"#,
+        );
+    }
+}

@@ -913,6 +913,28 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_database_s_record_reads_back_and_a_foreign_comment_is_none() {
+        let record = Record {
+            loaded: Loaded {
+                tables: 3,
+                rows: 13_824,
+            },
+            used: 1_764_748_800_000,
+        };
+        assert_eq!(record.to_string(), "tables=3 rows=13824 used=1764748800000");
+        assert_eq!(Record::parse(&record.to_string()), Some(record));
+        for other in [
+            "",
+            "tables=3 rows=13824",
+            "rows=1 tables=3 used=2",
+            "a comment",
+        ] {
+            assert_eq!(Record::parse(other), None, "{other}");
+        }
+        assert_eq!(loaded_name("0123456789abcdef"), "fixtures_0123456789abcdef");
+    }
+
+    #[test]
     fn auto_follows_the_dialect_and_the_machine() {
         let postgres = config(serde_json::json!({}));
         let chosen = choose(None, &postgres, None, found).unwrap();
