@@ -827,7 +827,13 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         }
     }
 
-    fn estimate(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Estimate> {
+    fn estimate(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        histogram: bool,
+    ) -> StoreResult<Estimate> {
         let mut estimate = Estimate::default();
         // The planner's own arithmetic: tuples per page from the last ANALYZE/VACUUM, times the
         // table's current size in pages (which pg_relation_size reads from the file system).
@@ -864,15 +870,20 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
                 }
             }
         }
-        let rows = self.query(
-            "SELECT h.v FROM pg_stats AS s
+        // pg_stats is a view whose rewriting and planning cost a few milliseconds.
+        let rows = if !histogram {
+            Vec::new()
+        } else {
+            self.query(
+                "SELECT h.v FROM pg_stats AS s
              JOIN pg_class AS c ON c.oid = to_regclass(quote_ident($1))
              JOIN pg_namespace AS n ON n.oid = c.relnamespace,
              unnest(s.histogram_bounds::text::text[]) WITH ORDINALITY AS h(v, i)
              WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = $2
              ORDER BY h.i",
-            &[&table, &key],
-        )?;
+                &[&table, &key],
+            )?
+        };
         for r in rows {
             if let Some(v) = r.get::<_, Option<String>>(0)
                 && let Some(key) = KeyValue::from_stored(kind, &v)
