@@ -1,9 +1,13 @@
 //! The engines a sample runs on, and which one a command uses.
 //!
 //! - `sqlite`: a temporary SQLite database per data migration (embedded, nothing to install).
-//! - `postgres-local`: one private PostgreSQL cluster per command, started from the machine's
-//!   server binaries ([`crate::backfill::db::cluster`]), with a fresh database per data
-//!   migration; stopped and removed when the command ends, however it ends.
+//! - `postgres-local`: a private PostgreSQL cluster started from the machine's server binaries
+//!   ([`crate::backfill::db::cluster`]), with a fresh database per data migration: kept alive
+//!   between commands ([`WarmCluster`]), or one per command, stopped and removed when the
+//!   command ends, however it ends. The kept-alive one also keeps the databases loaded by
+//!   earlier samples (schema migrations run, fixtures loaded: `fixtures_<key>`, at most
+//!   [`LOADED_KEPT`]), and a later sample of the same inputs
+//!   ([`crate::backfill::sample::cache::key`]) starts from a copy of one instead of loading.
 //! - `postgres-url`: a throwaway schema per data migration on the server of `--database-url`.
 //!
 //! The engine comes from `--engine`, else `sample-engine` in the config, else `auto`: `sqlite`
