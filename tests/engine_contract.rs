@@ -806,3 +806,51 @@ fn sample_and_run_give_identical_rows_and_tracking_rows() {
         "the sample crosses many batch boundaries"
     );
 }
+
+/// On PostgreSQL, a run of several ranges cuts them where the key's histogram says the rows
+/// are; a run of one range reads no histogram (the costliest of the catalog reads), and its
+/// estimate is otherwise the same.
+#[test]
+fn the_key_s_histogram_is_read_only_to_split_into_ranges() {
+    let mut db = db(Engine::Postgres, "id", BIGINT, "");
+    // Keys crowd at the low end: squares of 1..1,000.
+    db.execute("INSERT INTO items (id) SELECT g * g FROM generate_series(1, 1000) AS g");
+    db.execute("ANALYZE items");
+    let with = db
+        .store
+        .estimate("items", "id", KeyKind::Integer, true)
+        .unwrap();
+    let without = db
+        .store
+        .estimate("items", "id", KeyKind::Integer, false)
+        .unwrap();
+    assert!(with.histogram.len() > 10, "{with:?}");
+    assert!(without.histogram.is_empty(), "{without:?}");
+    assert_eq!(
+        (with.rows, &with.source, with.key_indexed),
+        (without.rows, &without.source, without.key_indexed)
+    );
+
+    let four = Settings {
+        ranges: 4,
+        ..settings(100)
+    };
+    let report = db.run(&migration("id", ""), &four, None).unwrap();
+    assert_eq!((report.finish, report.rows), (Finish::Done, 1000));
+    let uppers: Vec<i64> = db
+        .store
+        .backend()
+        .query("SELECT upper_key::bigint FROM xtask_backfill_ranges WHERE upper_key IS NOT NULL ORDER BY ord")
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| match &r[0] {
+            Cell::Number(n) => n.parse().unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(uppers.len(), 3, "{uppers:?}");
+    // About the squares of 250, 500 and 750; an even split of the key's span would cut at
+    // 250,000, 500,000 and 750,000.
+    assert!(uppers[0] < 100_000 && uppers[1] < 400_000, "{uppers:?}");
+}

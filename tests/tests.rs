@@ -8,6 +8,8 @@ mod backfill_capture_sqlite;
 #[cfg(feature = "backfill")]
 mod backfill_health;
 #[cfg(feature = "backfill")]
+mod backfill_pg_cache;
+#[cfg(feature = "backfill")]
 mod backfill_pg_local;
 #[cfg(feature = "backfill")]
 mod backfill_postgres;

@@ -9,7 +9,8 @@
 //!
 //! Planning reads the catalog and the key's index only: bounds by `ORDER BY key LIMIT 1` both
 //! ways, rows from `pg_class.reltuples` scaled to the table's current size (or the planner's
-//! estimate when it was never analyzed), range bounds from `pg_stats`' histogram. It never
+//! estimate when it was never analyzed); the run reads its range bounds from `pg_stats`'
+//! histogram when it starts, with more than one range. It never
 //! scans the table, so a 100-million-row table plans as fast as a small one. Nothing is written
 //! to the database. No credentials: the target is host, port and database name.
 
@@ -335,7 +336,8 @@ pub fn observe(
     })?;
     let min = store.backend().min_key(table, key, kind)?;
     let max = store.max_key(table, key, kind)?;
-    let estimate = store.estimate(table, key, kind)?;
+    // The plan records no range bounds: the run splits when it starts.
+    let estimate = store.estimate(table, key, kind, false)?;
     Ok(Observed {
         target: target.info(),
         kind,

@@ -241,7 +241,7 @@ fn new_run(
     let (table, key) = (&migration.table.value, &migration.key.value);
     let min = store.backend().min_key(table, key, kind)?;
     let max = store.max_key(table, key, kind)?;
-    let estimate = store.estimate(table, key, kind)?;
+    let estimate = store.estimate(table, key, kind, settings.ranges > 1)?;
     let mut ranges = match (min, max) {
         (Some(min), Some(max)) => {
             let lower = below(&min, migration)?;

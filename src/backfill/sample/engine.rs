@@ -1,9 +1,13 @@
 //! The engines a sample runs on, and which one a command uses.
 //!
 //! - `sqlite`: a temporary SQLite database per data migration (embedded, nothing to install).
-//! - `postgres-local`: one private PostgreSQL cluster per command, started from the machine's
-//!   server binaries ([`crate::backfill::db::cluster`]), with a fresh database per data
-//!   migration; stopped and removed when the command ends, however it ends.
+//! - `postgres-local`: a private PostgreSQL cluster started from the machine's server binaries
+//!   ([`crate::backfill::db::cluster`]), with a fresh database per data migration: kept alive
+//!   between commands ([`WarmCluster`]), or one per command, stopped and removed when the
+//!   command ends, however it ends. The kept-alive one also keeps the databases loaded by
+//!   earlier samples (schema migrations run, fixtures loaded: `fixtures_<key>`, at most
+//!   [`LOADED_KEPT`]), and a later sample of the same inputs
+//!   ([`crate::backfill::sample::cache::key`]) starts from a copy of one instead of loading.
 //! - `postgres-url`: a throwaway schema per data migration on the server of `--database-url`.
 //!
 //! The engine comes from `--engine`, else `sample-engine` in the config, else `auto`: `sqlite`
@@ -22,7 +26,7 @@ use crate::backfill::db::schema::postgres_only;
 use crate::backfill::db::warm::{DEFAULT_KEEP_ALIVE, WarmCluster};
 use crate::backfill::error::{Error, ErrorKind, Result};
 use crate::backfill::migration::parse_duration;
-use crate::backfill::sample::Inputs;
+use crate::backfill::sample::{Inputs, Loaded};
 use crate::config::{Config, METADATA_KEY, SampleEngine};
 use crate::sql::Dialect;
 
@@ -43,8 +47,9 @@ pub struct LocalCluster {
     /// The last database made, dropped before the next one and, on a kept-alive cluster, when
     /// the command ends.
     current: Option<String>,
-    /// Making the spare database the next command on a kept-alive cluster will take.
-    spare: Option<Spare>,
+    /// Making the spare databases the next command on a kept-alive cluster will take: at most
+    /// one empty one and one per loaded database kept ([`Spare::key`]).
+    spares: Vec<Spare>,
     /// Declared last: a per-command cluster is stopped and removed, a kept-alive one released,
     /// after the admin connection is closed.
     server: Server,
@@ -98,6 +103,21 @@ pub struct LocalDatabase {
     pub elapsed: Duration,
     /// How the cluster came to be, for the first database only.
     pub cluster: Option<Startup>,
+    /// Set when the database is a copy of a loaded database kept by an earlier sample: its
+    /// schema and fixtures are in place.
+    pub cached: Option<Cached>,
+}
+
+/// A database copied from a loaded one an earlier sample kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    /// What the earlier sample loaded.
+    pub loaded: Loaded,
+    /// This command's part of the copy: renaming a spare copied beforehand, or copying the
+    /// kept database now.
+    pub elapsed: Duration,
+    /// The kept database's name.
+    pub from: String,
 }
 
 /// How the command came by its cluster.
@@ -156,7 +176,7 @@ impl LocalCluster {
             databases: 0,
             startup: Some(started.elapsed()),
             current: None,
-            spare: None,
+            spares: Vec::new(),
             server,
         })
     }
@@ -170,6 +190,22 @@ impl LocalCluster {
     /// last one goes with a per-command cluster (dropping a database costs a checkpoint), or
     /// when the command ends on a kept-alive one.
     pub fn create_database(&mut self) -> Result<LocalDatabase> {
+        self.create_database_for(None)
+    }
+
+    /// Whether this cluster keeps loaded databases for later samples: only the kept-alive one
+    /// (a per-command cluster goes with its command; a server of `--database-url` is not ours).
+    pub fn keeps_loaded(&self) -> bool {
+        matches!(self.server, Server::Warm(_))
+    }
+
+    /// [`LocalCluster::create_database`], for a sample whose schema and fixtures have the key
+    /// `key` ([`crate::backfill::sample::cache::key`]): on the kept-alive cluster, when an
+    /// earlier sample kept a database loaded with that key, the new database is a copy of it
+    /// (a spare copied beforehand, renamed, or a copy made now), and says so
+    /// ([`LocalDatabase::cached`]). Anything that stops the copy (the kept database dropped
+    /// meanwhile, someone connected to it) gives an empty database instead, for a normal load.
+    pub fn create_database_for(&mut self, key: Option<&str>) -> Result<LocalDatabase> {
         let started = Instant::now();
         self.drop_current();
         self.databases += 1;
@@ -179,19 +215,38 @@ impl LocalCluster {
             Server::Private(_) => format!("sample_{}", self.databases),
             Server::Warm(_) => format!("sample_{}_{}", std::process::id(), next_number()),
         };
-        let claimed = matches!(self.server, Server::Warm(_)) && self.claim_spare(&name);
-        if !claimed {
-            self.admin
-                .batch_execute(&create_database(&name, self.server.major()))
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Database,
-                        format!("cannot create a database in the private PostgreSQL cluster: {e}"),
-                    )
-                })?;
+        let warm = matches!(self.server, Server::Warm(_));
+        let cached = match key.filter(|_| warm) {
+            Some(key) => self.copy_loaded(&name, key),
+            None => None,
+        };
+        let created = started.elapsed() - cached.as_ref().map_or(Duration::ZERO, |c| c.elapsed);
+        if cached.is_none() {
+            let claimed = warm && self.claim_spare(&name, None);
+            if !claimed {
+                self.admin
+                    .batch_execute(&create_database(&name, None, self.server.major()))
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Database,
+                            format!(
+                                "cannot create a database in the private PostgreSQL cluster: {e}"
+                            ),
+                        )
+                    })?;
+            }
         }
-        if matches!(self.server, Server::Warm(_)) && self.spare.is_none() {
-            self.spare = Some(self.make_spare());
+        if warm {
+            match (&cached, key) {
+                // The next command of the same inputs takes a copy made while this one runs.
+                (Some(c), Some(key)) => {
+                    let from = c.from.clone();
+                    self.make_spare(Some((key, &from)), Empty::No, false);
+                }
+                // Loaded now: the spare is made once it is kept (`keep_loaded`).
+                (None, Some(_)) => {}
+                (_, None) => self.make_spare(None, Empty::Yes, false),
+            }
         }
         self.current = Some(name.clone());
         let startup = self.startup.take();
@@ -200,22 +255,133 @@ impl LocalCluster {
             Server::Warm(warm) if warm.started() => Startup::StartedKept(warm.keep_alive()),
             Server::Warm(_) => Startup::Reused,
         });
+        let elapsed = if cached.is_some() {
+            created
+        } else {
+            started.elapsed()
+        };
         Ok(LocalDatabase {
             url: self.server.url(&name),
-            elapsed: started.elapsed() + startup.unwrap_or_default(),
+            elapsed: elapsed + startup.unwrap_or_default(),
             cluster,
             name,
+            cached,
         })
+    }
+
+    /// Makes `name` a copy of the loaded database kept under `key`, when there is one: a spare
+    /// copy of it renamed, else a copy made now. `None` when there is none or the copy failed.
+    fn copy_loaded(&mut self, name: &str, key: &str) -> Option<Cached> {
+        let started = Instant::now();
+        let from = loaded_name(key);
+        let row = self
+            .admin
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                &[&from],
+            )
+            .ok()??;
+        let record = Record::parse(row.get::<_, Option<String>>(0).as_deref()?)?;
+        let copied = self.claim_spare(name, Some(key))
+            || self
+                .admin
+                .batch_execute(&create_database(name, Some(&from), self.server.major()))
+                .is_ok();
+        if !copied {
+            return None;
+        }
+        // Its last use, for the least recently used to go first. Best effort: two commands
+        // touching it at once may make one of them fail.
+        let used = Record {
+            used: now_millis(),
+            ..record
+        };
+        let _ = self.admin.batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(&from),
+            quote_literal(&used.to_string())
+        ));
+        Some(Cached {
+            loaded: record.loaded,
+            elapsed: started.elapsed(),
+            from,
+        })
+    }
+
+    /// Keeps the database `database`, whose schema and fixtures have just been loaded and
+    /// whose sample has not started (its session closed), as the loaded database of `key`
+    /// for later samples: copied under a temporary name, its record written, then renamed, so
+    /// no other command ever sees it half made. Then, in the background, the least recently
+    /// used beyond [`LOADED_KEPT`] are dropped and a spare copy is made for the next command. Best
+    /// effort: returns the kept database's name, `None` when it could not be kept (the sample
+    /// goes on all the same).
+    pub fn keep_loaded(&mut self, database: &str, key: &str, loaded: Loaded) -> Option<String> {
+        if !self.keeps_loaded() {
+            return None;
+        }
+        self.wait_for_sessions(database);
+        let temporary = format!("fixtures_new_{}_{}", std::process::id(), next_number());
+        let target = loaded_name(key);
+        let record = Record {
+            loaded,
+            used: now_millis(),
+        };
+        let made = self
+            .admin
+            .batch_execute(&format!(
+                "{} ALLOW_CONNECTIONS = false",
+                create_database(&temporary, Some(database), self.server.major())
+            ))
+            .is_ok();
+        if !made {
+            return None;
+        }
+        // One query, so one implicit transaction: the database takes its name with its record.
+        let kept = self
+            .admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {temporary} IS {}; ALTER DATABASE {temporary} RENAME TO {}",
+                quote_literal(&record.to_string()),
+                quote_ident(&target),
+                temporary = quote_ident(&temporary),
+            ))
+            .is_ok();
+        if !kept {
+            // Another command kept the same inputs first: its copy serves.
+            drop_database(&mut self.admin, &temporary);
+            return None;
+        }
+        self.make_spare(Some((key, &target)), Empty::IfNone, true);
+        Some(target)
+    }
+
+    /// Drops every loaded database kept on the cluster and their spares (for a measurement
+    /// of a first sample, or a test).
+    pub fn forget_loaded(&mut self) {
+        let Ok(rows) = self.admin.query(
+            "SELECT datname::text FROM pg_database WHERE datname ~ '^(fixtures|spare)_[0-9a-f]{16}(_[0-9]+_[0-9]+)?$'",
+            &[],
+        ) else {
+            return;
+        };
+        for row in rows {
+            drop_database(&mut self.admin, row.get(0));
+        }
     }
 
     /// Renames a spare database of the kept-alive cluster (one an earlier command made
     /// while its sample ran) to `name`: the fresh database without the wait for `CREATE
-    /// DATABASE`. Of two commands after the same spare, the second's rename fails and it
+    /// DATABASE`. An empty spare when `key` is `None`, else a copy of the loaded database kept
+    /// under `key`. Of two commands after the same spare, the second's rename fails and it
     /// takes the next, or creates one.
-    fn claim_spare(&mut self, name: &str) -> bool {
+    fn claim_spare(&mut self, name: &str, key: Option<&str>) -> bool {
+        let pattern = match key {
+            None => "^spare_[0-9]+_[0-9]+$".to_string(),
+            Some(key) => format!("^spare_{key}_[0-9]+_[0-9]+$"),
+        };
         let Ok(rows) = self.admin.query(
-            "SELECT datname::text FROM pg_database WHERE datname ~ '^spare_[0-9]+_[0-9]+$' ORDER BY 1",
-            &[],
+            "SELECT datname::text FROM pg_database WHERE datname ~ $1 ORDER BY 1",
+            &[&pattern],
         ) else {
             return false;
         };
@@ -231,59 +397,81 @@ impl LocalCluster {
         })
     }
 
-    /// Creates a spare database for the next command on its own connection, while this
-    /// command's sample runs; waited for when the command ends. Best effort: without a spare,
-    /// the next command creates its database itself.
+    /// Starts making spare databases for the next command on a connection of its own, while
+    /// this command's sample runs; waited for when the command ends. `loaded` is a key and
+    /// its kept database, for a copy of it; `empty` asks for an empty one too (`IfNone`: when
+    /// the cluster has none left). At most one of each per command. With `evict`, the loaded
+    /// databases beyond [`LOADED_KEPT`] are dropped first. Best effort: without a spare, the
+    /// next command creates its database itself.
     ///
-    /// The server process copying the template runs at a low CPU priority while the sample
-    /// runs: on a machine of two cores, at full priority it takes a core from the sample it is
-    /// meant to speed up. When the command ends and waits for it, it gets its priority back
-    /// where the system allows that (as root).
-    fn make_spare(&self) -> Spare {
+    /// The server process doing this runs at a low CPU priority while the sample runs: on a
+    /// machine of two cores, at full priority it takes a core from the sample it is meant to
+    /// speed up. When the command ends and waits for it, it gets its priority back where the
+    /// system allows that (as root).
+    fn make_spare(&mut self, loaded: Option<(&str, &str)>, empty: Empty, evict: bool) {
+        let major = self.server.major();
+        let mut jobs = Vec::new();
+        if let Some((key, from)) = loaded
+            && !self
+                .spares
+                .iter()
+                .any(|s| s.keys.iter().any(|k| k.as_deref() == Some(key)))
+        {
+            let name = format!("spare_{key}_{}_{}", std::process::id(), next_number());
+            jobs.push((
+                Some(key.to_string()),
+                false,
+                create_database(&name, Some(from), major),
+            ));
+        }
+        if empty != Empty::No && !self.spares.iter().any(|s| s.keys.contains(&None)) {
+            let name = format!("spare_{}_{}", std::process::id(), next_number());
+            jobs.push((
+                None,
+                empty == Empty::IfNone,
+                create_database(&name, None, major),
+            ));
+        }
+        if jobs.is_empty() && !evict {
+            return;
+        }
         let url = self.server.url("postgres");
-        let name = format!("spare_{}_{}", std::process::id(), next_number());
-        // A copy of the template's files, as for the command's own database. The default
-        // strategy of PostgreSQL 15 copies through the shared buffers and the WAL (8 MB of each
-        // for an empty database), and the checkpoint of the command's `DROP DATABASE` then
-        // writes those buffers out again: 10-15 ms at the end of every command. The copy's
-        // own two checkpoints come while the sample is young (its schema stage), with little
-        // of it to write.
-        let sql = create_database(&name, self.server.major());
+        let keys = jobs.iter().map(|(key, _, _)| key.clone()).collect();
+        // A copy of the files, as for the command's own database. The default strategy of
+        // PostgreSQL 15 copies through the shared buffers and the WAL (8 MB of each for an
+        // empty database), and the checkpoint of the command's `DROP DATABASE` then writes
+        // those buffers out again: 10-15 ms at the end of every command. The copy's own two
+        // checkpoints come while the sample is young (its schema stage), with little of it to
+        // write.
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
         let backend = pid.clone();
         let thread = std::thread::spawn(move || {
-            if let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) {
-                if let Ok(row) = client.query_one("SELECT pg_backend_pid()", &[]) {
-                    let pid = row.get::<_, i32>(0);
-                    set_priority(pid, SPARE_NICENESS);
-                    backend.store(pid, std::sync::atomic::Ordering::SeqCst);
-                }
-                let _ = client.batch_execute(&sql);
-                backend.store(0, std::sync::atomic::Ordering::SeqCst);
+            let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) else {
+                return;
+            };
+            if let Ok(row) = client.query_one("SELECT pg_backend_pid()", &[]) {
+                let pid = row.get::<_, i32>(0);
+                set_priority(pid, SPARE_NICENESS);
+                backend.store(pid, std::sync::atomic::Ordering::SeqCst);
             }
+            if evict {
+                evict_loaded(&mut client);
+            }
+            for (_, if_none, sql) in jobs {
+                if !(if_none && has_empty_spare(&mut client)) {
+                    let _ = client.batch_execute(&sql);
+                }
+            }
+            backend.store(0, std::sync::atomic::Ordering::SeqCst);
         });
-        Spare { thread, pid }
+        self.spares.push(Spare { thread, pid, keys });
     }
 
     /// Drops the last database made. Failing to is harmless: a per-command cluster goes whole
     /// at the end of the command, and the next command on a kept-alive one drops it.
     fn drop_current(&mut self) {
         if let Some(previous) = self.current.take() {
-            // The sample's session closed a moment ago, but its server process may not have
-            // exited yet; DROP DATABASE would then sleep a tenth of a second before looking
-            // again. Polling for it costs a millisecond or two.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline
-                && self
-                    .admin
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                        &[&previous],
-                    )
-                    .is_ok_and(|row| row.get::<_, i64>(0) > 0)
-            {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            self.wait_for_sessions(&previous);
             let force = if self.server.major() >= 13 {
                 " WITH (FORCE)"
             } else {
@@ -297,15 +485,93 @@ impl LocalCluster {
     }
 }
 
+impl LocalCluster {
+    /// Waits, up to two seconds, until no session is connected to `database`. A sample's
+    /// session closed a moment ago, but its server process may not have exited yet; `DROP
+    /// DATABASE` would then sleep a tenth of a second before looking again, and `CREATE
+    /// DATABASE` from it would fail. Polling for it costs a millisecond or two.
+    fn wait_for_sessions(&mut self, database: &str) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline
+            && self
+                .admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    &[&database],
+                )
+                .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         if matches!(self.server, Server::Warm(_)) {
             self.drop_current();
         }
-        if let Some(spare) = self.spare.take() {
+        for spare in self.spares.drain(..) {
             spare.wait();
         }
     }
+}
+
+/// How many loaded databases a kept-alive cluster keeps, the least recently used dropped
+/// first: a few sets of inputs (a branch's fixtures and another's, a migration being edited)
+/// without letting the cluster grow with every edit.
+pub const LOADED_KEPT: usize = 4;
+
+/// The kept loaded database of a key.
+pub fn loaded_name(key: &str) -> String {
+    format!("fixtures_{key}")
+}
+
+/// What a kept loaded database's comment records: what was loaded, and when it was last used
+/// (milliseconds since the epoch). Written before the database takes its name, so a kept
+/// database always has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    loaded: Loaded,
+    used: u64,
+}
+
+impl Record {
+    fn parse(text: &str) -> Option<Record> {
+        let mut fields = text.split_whitespace().map(|f| f.split_once('='));
+        let mut field = |name: &str| -> Option<u64> {
+            let (key, value) = fields.next()??;
+            (key == name).then(|| value.parse().ok())?
+        };
+        Some(Record {
+            loaded: Loaded {
+                tables: field("tables")?,
+                rows: field("rows")?,
+            },
+            used: field("used")?,
+        })
+    }
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tables={} rows={} used={}",
+            self.loaded.tables, self.loaded.rows, self.used
+        )
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `s` as an SQL string literal.
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The niceness of the server process making a spare database while a sample runs: low
@@ -313,11 +579,77 @@ impl Drop for LocalCluster {
 /// waits for it when it ends).
 const SPARE_NICENESS: i32 = 10;
 
-/// The spare database being made: the thread that waits for it, and the server process's id
-/// while it works (0 before and after).
+/// The spare databases being made: the thread that waits for them, and the server process's
+/// id while it works (0 before and after).
 struct Spare {
     thread: std::thread::JoinHandle<()>,
     pid: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    /// The keys of the loaded databases it copies; `None` for an empty one.
+    keys: Vec<Option<String>>,
+}
+
+/// Whether to make an empty spare database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Empty {
+    No,
+    Yes,
+    /// When the cluster has none.
+    IfNone,
+}
+
+/// Drops the loaded databases beyond the [`LOADED_KEPT`] used last, and the spare copies of
+/// those no longer kept.
+fn evict_loaded(client: &mut postgres::Client) {
+    let Ok(rows) = client.query(
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database
+         WHERE datname ~ '^fixtures_[0-9a-f]{16}$'",
+        &[],
+    ) else {
+        return;
+    };
+    let mut loaded: Vec<(u64, String)> = rows
+        .iter()
+        .map(|row| {
+            let used = row
+                .get::<_, Option<String>>(1)
+                .as_deref()
+                .and_then(Record::parse)
+                .map_or(0, |r| r.used);
+            (used, row.get(0))
+        })
+        .collect();
+    loaded.sort_by(|a, b| b.cmp(a));
+    for (_, name) in loaded.split_off(loaded.len().min(LOADED_KEPT)) {
+        drop_database(client, &name);
+    }
+    let Ok(spares) = client.query(
+        "SELECT datname::text FROM pg_database WHERE datname ~ '^spare_[0-9a-f]{16}_[0-9]+_[0-9]+$'",
+        &[],
+    ) else {
+        return;
+    };
+    for row in spares {
+        let spare: String = row.get(0);
+        let key = spare.split('_').nth(1).unwrap_or("");
+        if !loaded.iter().any(|(_, name)| *name == loaded_name(key)) {
+            drop_database(client, &spare);
+        }
+    }
+}
+
+/// Whether an empty spare database is there for the next command.
+fn has_empty_spare(client: &mut postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname ~ '^spare_[0-9]+_[0-9]+$'",
+            &[],
+        )
+        .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+}
+
+/// Drops a database nobody uses. Failing to is harmless: the next eviction tries again.
+fn drop_database(client: &mut postgres::Client, name: &str) {
+    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(name)));
 }
 
 impl Spare {
@@ -353,23 +685,27 @@ fn next_number() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// `CREATE DATABASE name`, as a copy of the template's files where the server can (since
-/// PostgreSQL 15, whose default WAL-logs each block: slower, and the cluster's durability is
-/// off anyway).
-fn create_database(name: &str, major: u32) -> String {
+/// `CREATE DATABASE name`, a copy of `template` (else of the default template), as a copy of
+/// its files where the server can (since PostgreSQL 15, whose default WAL-logs each block:
+/// slower, and the cluster's durability is off anyway).
+fn create_database(name: &str, template: Option<&str>, major: u32) -> String {
+    let template = template
+        .map(|t| format!(" TEMPLATE {}", quote_ident(t)))
+        .unwrap_or_default();
     let strategy = if major >= 15 {
         " STRATEGY = FILE_COPY"
     } else {
         ""
     };
-    format!("CREATE DATABASE {}{strategy}", quote_ident(name))
+    format!("CREATE DATABASE {}{template}{strategy}", quote_ident(name))
 }
 
 /// Drops the sample databases of a kept-alive cluster whose command is gone (killed before it
-/// could drop its own): `sample_<pid>_<n>` with no process `pid`.
+/// could drop its own): `sample_<pid>_<n>` with no process `pid`, and the loaded databases it
+/// was keeping, `fixtures_new_<pid>_<n>`.
 fn drop_abandoned(admin: &mut postgres::Client, major: u32) {
     let Ok(rows) = admin.query(
-        "SELECT datname::text FROM pg_database WHERE datname ~ '^sample_[0-9]+_[0-9]+$'",
+        "SELECT datname::text FROM pg_database WHERE datname ~ '^(sample|fixtures_new)_[0-9]+_[0-9]+$'",
         &[],
     ) else {
         return;
@@ -377,7 +713,7 @@ fn drop_abandoned(admin: &mut postgres::Client, major: u32) {
     let force = if major >= 13 { " WITH (FORCE)" } else { "" };
     for row in rows {
         let name: String = row.get(0);
-        let pid = name.split('_').nth(1).and_then(|p| p.parse::<i64>().ok());
+        let pid = name.rsplit('_').nth(1).and_then(|p| p.parse::<i64>().ok());
         if pid.is_some_and(|pid| pid != i64::from(std::process::id()) && !cluster::alive(pid)) {
             let _ = admin.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {}{force}",
@@ -578,6 +914,28 @@ mod tests {
                 "/usr/lib/postgresql/*/bin".into(),
             ],
         })
+    }
+
+    #[test]
+    fn a_kept_database_s_record_reads_back_and_a_foreign_comment_is_none() {
+        let record = Record {
+            loaded: Loaded {
+                tables: 3,
+                rows: 13_824,
+            },
+            used: 1_764_748_800_000,
+        };
+        assert_eq!(record.to_string(), "tables=3 rows=13824 used=1764748800000");
+        assert_eq!(Record::parse(&record.to_string()), Some(record));
+        for other in [
+            "",
+            "tables=3 rows=13824",
+            "rows=1 tables=3 used=2",
+            "a comment",
+        ] {
+            assert_eq!(Record::parse(other), None, "{other}");
+        }
+        assert_eq!(loaded_name("0123456789abcdef"), "fixtures_0123456789abcdef");
     }
 
     #[test]

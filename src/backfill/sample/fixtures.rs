@@ -24,6 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 use crate::backfill::db::{Column, ColumnType, SampleBackend, SqlValue};
 use crate::backfill::error::{Error, ErrorKind, Result};
 
@@ -38,6 +40,9 @@ pub struct FixtureFile {
     pub header: Vec<String>,
     /// `(line, fields)`; a field is `None` for NULL.
     pub rows: Vec<(usize, Vec<Option<String>>)>,
+    /// SHA-256 of the file's bytes, as they were read: what a kept-alive cluster's cache of
+    /// loaded fixtures is keyed by.
+    pub sha256: [u8; 32],
 }
 
 /// What a load did.
@@ -88,10 +93,13 @@ pub fn read_file(path: &Path) -> Result<FixtureFile> {
             )
         })?
         .to_string();
+    // Read whole: the rows parsed and the digest are of the same bytes.
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::file(ErrorKind::Io, path, format!("cannot read: {e}")))?;
+    let sha256: [u8; 32] = sha2::Sha256::digest(&bytes).into();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
-        .from_path(path)
-        .map_err(|e| Error::file(ErrorKind::Io, path, format!("cannot read: {e}")))?;
+        .from_reader(bytes.as_slice());
     let mut records = reader.records();
     let header = match records.next() {
         None => {
@@ -131,6 +139,7 @@ pub fn read_file(path: &Path) -> Result<FixtureFile> {
         path: path.to_path_buf(),
         header,
         rows,
+        sha256,
     })
 }
 

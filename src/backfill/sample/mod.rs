@@ -13,6 +13,7 @@
 //! PostgreSQL cluster, or a throwaway schema of a PostgreSQL server that is dropped afterwards,
 //! also on error. Pacing (`@pause`) is for production and is not applied here.
 
+pub mod cache;
 pub mod engine;
 pub mod fixtures;
 pub mod manifest;
@@ -35,7 +36,7 @@ use crate::backfill::run::tracking::sqlite::SqliteStore;
 use crate::backfill::run::tracking::{Store, TrackingNames};
 use crate::backfill::run::worker::{self, RunOptions};
 use crate::config::{Config, SampleEngine};
-use engine::{Engine, Startup};
+use engine::{Engine, LocalCluster, Startup};
 use fixtures::FixtureFile;
 use snapshot::{Mode, Outcome};
 
@@ -71,6 +72,8 @@ pub struct Inputs {
     /// The schema version the fixtures fit, from their manifest (`backfill capture` writes
     /// one); `None` for fixtures without one, which are loaded at the data migration's version.
     pub fixtures_version: Option<u64>,
+    /// SHA-256 of the manifest's bytes, when there is one (part of [`cache::key`]).
+    pub manifest_sha256: Option<[u8; 32]>,
 }
 
 impl Inputs {
@@ -84,6 +87,12 @@ impl Inputs {
         )?;
         let fixtures = fixtures::read_dir(&config.fixtures)?;
         let fixtures_version = manifest::read(&config.fixtures)?.map(|m| m.schema_version);
+        let manifest_sha256 = std::fs::read(config.fixtures.join(manifest::MANIFEST))
+            .ok()
+            .map(|bytes| {
+                use sha2::Digest;
+                sha2::Sha256::digest(&bytes).into()
+            });
         if let Some(version) = fixtures_version
             && !migrations
                 .iter()
@@ -102,6 +111,7 @@ impl Inputs {
             migrations,
             fixtures,
             fixtures_version,
+            manifest_sha256,
         })
     }
 }
@@ -188,38 +198,7 @@ pub fn sample(
             sample_on(config, inputs, migration, options, kind, &mut db, out)
         }
         Engine::PostgresLocal(local) => {
-            let database = local.create_database()?;
-            let _ = writeln!(
-                out,
-                "sample {} on a private PostgreSQL {} cluster ({})",
-                migration.id(),
-                local.server().version(),
-                display_path(local.server().bin_dir())
-            );
-            let cluster = match database.cluster {
-                Some(Startup::Started) => "cluster started, ",
-                Some(Startup::StartedKept(_)) => {
-                    "cluster started (kept alive for the next commands), "
-                }
-                Some(Startup::Reused) => "kept-alive cluster reused, ",
-                None => "",
-            };
-            let stage = Stage {
-                name: "engine",
-                summary: format!("{cluster}database {} created", database.name),
-                elapsed: database.elapsed,
-                rows: None,
-            };
-            print_stage(out, &stage);
-            let result = PgBackend::connect(&database.url).and_then(|backend| {
-                let mut db = PgStore::new(backend, TrackingNames::default());
-                db.init_session()?;
-                sample_on(config, inputs, migration, options, kind, &mut db, out)
-            });
-            result.map(|mut report| {
-                report.stages.insert(0, stage);
-                report
-            })
+            sample_local(config, inputs, migration, local, options, out)
         }
         Engine::PostgresUrl(url) => {
             // Dropped at the end of this arm, on success, error or panic: the schema goes with it.
@@ -238,6 +217,96 @@ pub fn sample(
         }
     };
     result.map_err(|e| engine::explain(e, kind, config, inputs))
+}
+
+/// [`sample`] on a fresh database of the private cluster. On the kept-alive cluster, a database
+/// whose schema and fixtures an earlier sample of the same inputs loaded ([`cache::key`]) is a
+/// copy of that one; a database loaded now is kept for the later samples before the data
+/// migration runs on it.
+pub fn sample_local(
+    config: &Config,
+    inputs: &Inputs,
+    migration: &DataMigration,
+    local: &mut LocalCluster,
+    options: &SampleOptions,
+    out: &mut dyn Write,
+) -> Result<SampleReport> {
+    let key = local
+        .keeps_loaded()
+        .then(|| cache::key(config, inputs, migration));
+    let database = local.create_database_for(key.as_deref())?;
+    let _ = writeln!(
+        out,
+        "sample {} on a private PostgreSQL {} cluster ({})",
+        migration.id(),
+        local.server().version(),
+        display_path(local.server().bin_dir())
+    );
+    let cluster = match database.cluster {
+        Some(Startup::Started) => "cluster started, ",
+        Some(Startup::StartedKept(_)) => "cluster started (kept alive for the next commands), ",
+        Some(Startup::Reused) => "kept-alive cluster reused, ",
+        None => "",
+    };
+    let made = if database.cached.is_some() {
+        "copied"
+    } else {
+        "created"
+    };
+    let connect = || -> Result<PgStore> {
+        let mut db = PgStore::new(PgBackend::connect(&database.url)?, TrackingNames::default());
+        db.init_session()?;
+        Ok(db)
+    };
+    // The sample's session is part of the engine's stage.
+    let started = Instant::now();
+    let mut db = connect()?;
+    let mut stages = Vec::new();
+    push_stage(
+        out,
+        &mut stages,
+        Stage {
+            name: "engine",
+            summary: format!("{cluster}database {} {made}", database.name),
+            elapsed: database.elapsed + started.elapsed(),
+            rows: None,
+        },
+    );
+    match &database.cached {
+        Some(cached) => cached_stages(inputs, migration, cached, out, &mut stages),
+        None => {
+            let loaded = load_stages(config, inputs, migration, &mut db, out, &mut stages)?;
+            if let Some(key) = &key {
+                // The copy needs the database to itself: the sample's session closes and
+                // opens again, and its time is the keeping's.
+                let started = Instant::now();
+                drop(db);
+                let kept = local.keep_loaded(&database.name, key, loaded);
+                db = connect()?;
+                if let Some(name) = kept {
+                    push_stage(
+                        out,
+                        &mut stages,
+                        Stage {
+                            name: "cache",
+                            summary: format!("kept as {name}"),
+                            elapsed: started.elapsed(),
+                            rows: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    run_stages(
+        config,
+        migration,
+        options,
+        SampleEngine::PostgresLocal,
+        &mut db,
+        out,
+        stages,
+    )
 }
 
 /// A database a sample runs on: the tracking store the batch engine runs on, whose backend also
@@ -301,92 +370,195 @@ pub fn sample_on(
     out: &mut dyn Write,
 ) -> Result<SampleReport> {
     let mut stages = Vec::new();
-    let mut stage = |out: &mut dyn Write, s: Stage| {
-        print_stage(out, &s);
-        stages.push(s);
-    };
+    load_stages(config, inputs, migration, db, out, &mut stages)?;
+    run_stages(config, migration, options, engine, db, out, stages)
+}
 
+/// Prints a stage's line and keeps it for the report.
+fn push_stage(out: &mut dyn Write, stages: &mut Vec<Stage>, s: Stage) {
+    print_stage(out, &s);
+    stages.push(s);
+}
+
+/// What the schema and fixture stages built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    pub tables: u64,
+    pub rows: u64,
+}
+
+/// The schema migrations of `inputs` up to `version`.
+fn applied(inputs: &Inputs, version: u64) -> u64 {
+    inputs
+        .migrations
+        .iter()
+        .filter(|m| u64::try_from(m.version()).is_ok_and(|v| v <= version))
+        .count() as u64
+}
+
+/// The first schema stage's summary: the migrations up to the version the fixtures load at.
+fn schema_summary(inputs: &Inputs, migration: &DataMigration) -> String {
+    let load_at = cache::load_version(inputs, migration);
+    format!(
+        "{}, up to V{load_at}",
+        count(
+            applied(inputs, load_at),
+            "migration applied",
+            "migrations applied"
+        )
+    )
+}
+
+/// The fixture stage's summary and, for fixtures that load at an older version, the summary of
+/// the schema stage after them.
+fn fixture_summaries(
+    inputs: &Inputs,
+    migration: &DataMigration,
+    loaded: Loaded,
+) -> (String, Option<String>) {
+    let required = migration.requires.value;
+    let load_at = cache::load_version(inputs, migration);
+    let mut fixtures = format!(
+        "{}, {}",
+        count(loaded.tables, "table", "tables"),
+        count(loaded.rows, "row", "rows")
+    );
+    if load_at < required {
+        fixtures.push_str(&format!(", at V{load_at}"));
+    }
+    let more = (load_at < required).then(|| {
+        format!(
+            "{}, up to V{required}",
+            count(
+                applied(inputs, required) - applied(inputs, load_at),
+                "more migration applied",
+                "more migrations applied"
+            )
+        )
+    });
+    (fixtures, more)
+}
+
+/// The schema and fixture stages: refinery applies the schema migrations up to the version the
+/// fixtures fit, the fixtures load, and the later migrations carry them to the data
+/// migration's version.
+fn load_stages(
+    config: &Config,
+    inputs: &Inputs,
+    migration: &DataMigration,
+    db: &mut dyn SampleStore,
+    out: &mut dyn Write,
+    stages: &mut Vec<Stage>,
+) -> Result<Loaded> {
     let started = Instant::now();
     let required = migration.requires.value;
     // Fixtures captured at an older schema load there; the later migrations then carry them to
     // the data migration's version, as they carry production's rows.
-    let load_at = inputs
-        .fixtures_version
-        .filter(|v| *v < required)
-        .unwrap_or(required);
+    let load_at = cache::load_version(inputs, migration);
     db.builder()
         .apply_migrations(&inputs.migrations, load_at, &config.migrations)?;
-    let applied = |version: u64| {
-        inputs
-            .migrations
-            .iter()
-            .filter(|m| u64::try_from(m.version()).is_ok_and(|v| v <= version))
-            .count() as u64
-    };
-    stage(
+    push_stage(
         out,
+        stages,
         Stage {
             name: "schema",
-            summary: format!(
-                "{}, up to V{load_at}",
-                count(applied(load_at), "migration applied", "migrations applied")
-            ),
+            summary: schema_summary(inputs, migration),
             elapsed: started.elapsed(),
             rows: None,
         },
     );
 
     let started = Instant::now();
-    let loaded = fixtures::load(db.builder(), &inputs.fixtures, load_at)?;
-    if load_at < required {
-        let fixtures_stage = started.elapsed();
+    let report = fixtures::load(db.builder(), &inputs.fixtures, load_at)?;
+    let loaded = Loaded {
+        tables: report.tables.len() as u64,
+        rows: report.rows as u64,
+    };
+    let fixtures_elapsed = started.elapsed();
+    let (fixtures, more) = fixture_summaries(inputs, migration, loaded);
+    let fixtures = Stage {
+        name: "fixtures",
+        summary: fixtures,
+        elapsed: fixtures_elapsed,
+        rows: Some(loaded.rows),
+    };
+    push_stage(out, stages, fixtures);
+    if let Some(more) = more {
         let started = Instant::now();
         db.builder()
             .apply_migrations(&inputs.migrations, required, &config.migrations)?;
-        stage(
+        push_stage(
             out,
-            Stage {
-                name: "fixtures",
-                summary: format!(
-                    "{}, {}, at V{load_at}",
-                    count(loaded.tables.len() as u64, "table", "tables"),
-                    count(loaded.rows as u64, "row", "rows")
-                ),
-                elapsed: fixtures_stage,
-                rows: Some(loaded.rows as u64),
-            },
-        );
-        stage(
-            out,
+            stages,
             Stage {
                 name: "schema",
-                summary: format!(
-                    "{}, up to V{required}",
-                    count(
-                        applied(required) - applied(load_at),
-                        "more migration applied",
-                        "more migrations applied"
-                    )
-                ),
+                summary: more,
                 elapsed: started.elapsed(),
                 rows: None,
             },
         );
-    } else {
-        stage(
+    }
+    Ok(loaded)
+}
+
+/// The schema and fixture stages of a database copied from one an earlier sample loaded from
+/// the same inputs: the same lines, saying so. The copy's time is the fixture stage's; the
+/// schema stages took no time of this command's.
+fn cached_stages(
+    inputs: &Inputs,
+    migration: &DataMigration,
+    cached: &engine::Cached,
+    out: &mut dyn Write,
+    stages: &mut Vec<Stage>,
+) {
+    const NOTE: &str = " (as loaded by an earlier sample)";
+    let (fixtures, more) = fixture_summaries(inputs, migration, cached.loaded);
+    push_stage(
+        out,
+        stages,
+        Stage {
+            name: "schema",
+            summary: format!("{}{NOTE}", schema_summary(inputs, migration)),
+            elapsed: Duration::ZERO,
+            rows: None,
+        },
+    );
+    push_stage(
+        out,
+        stages,
+        Stage {
+            name: "fixtures",
+            summary: format!("{fixtures}{NOTE}"),
+            elapsed: cached.elapsed,
+            // A copy's time is no loading rate.
+            rows: None,
+        },
+    );
+    if let Some(more) = more {
+        push_stage(
             out,
+            stages,
             Stage {
-                name: "fixtures",
-                summary: format!(
-                    "{}, {}",
-                    count(loaded.tables.len() as u64, "table", "tables"),
-                    count(loaded.rows as u64, "row", "rows")
-                ),
-                elapsed: started.elapsed(),
-                rows: Some(loaded.rows as u64),
+                name: "schema",
+                summary: format!("{more}{NOTE}"),
+                elapsed: Duration::ZERO,
+                rows: None,
             },
         );
     }
+}
+
+/// The stages after the load: the batches, the checks, the verification and the snapshot.
+fn run_stages(
+    config: &Config,
+    migration: &DataMigration,
+    options: &SampleOptions,
+    engine: SampleEngine,
+    db: &mut dyn SampleStore,
+    out: &mut dyn Write,
+    mut stages: Vec<Stage>,
+) -> Result<SampleReport> {
+    let mut stage = |out: &mut dyn Write, s: Stage| push_stage(out, &mut stages, s);
 
     let table_rows = count_rows(db.backend(), migration)?;
     let batch_size = options

@@ -549,7 +549,8 @@ pub struct Estimate {
     pub rows: Option<u64>,
     /// Where `rows` comes from (`pg_class.reltuples`, the planner, `sqlite_stat1`).
     pub source: String,
-    /// The key's histogram (ascending, as the database orders it), when statistics have one.
+    /// The key's histogram (ascending, as the database orders it), when statistics have one
+    /// and it was asked for.
     pub histogram: Vec<KeyValue>,
     /// Whether an index leads with the key (without one, every batch scans the table).
     pub key_indexed: Option<bool>,
@@ -573,8 +574,15 @@ pub trait Store {
     /// The largest key of `table` (through its index: `ORDER BY key DESC LIMIT 1`).
     fn max_key(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Option<KeyValue>>;
 
-    /// Row estimate, histogram and index of the key, from the catalog.
-    fn estimate(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Estimate>;
+    /// Row estimate, index of the key and, with `histogram` (only splitting into ranges needs
+    /// it, and reading it is the costliest part), the key's histogram, from the catalog.
+    fn estimate(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        histogram: bool,
+    ) -> StoreResult<Estimate>;
 
     /// The data migration's current run (one a restart has not replaced).
     fn find_run(&mut self, migration: &str) -> StoreResult<Option<RunRow>>;

@@ -4,7 +4,11 @@
 //! A claim is live while the session that made it is: claims record the server process id and
 //! start time of their session (`pg_stat_activity`), so a worker killed with SIGKILL, whose
 //! session the server ends at once, gives its range back without waiting for the heartbeat to
-//! go stale. The heartbeat still covers a worker that is alive but stuck.
+//! go stale. The heartbeat still covers a worker that is alive but stuck. The statements read
+//! the one session they ask about from `pg_stat_get_activity(pid)`, the function under the
+//! view (the same rows, with the same visibility for other roles' sessions): the view's
+//! rewriting and planning, with its joins to `pg_database` and `pg_authid`, cost a fresh
+//! session several milliseconds per statement, and every sample's run starts in one.
 //!
 //! Errors are classified for the runner ([`Retry`]) from their SQLSTATE, never their text.
 
@@ -114,7 +118,7 @@ fn run_row(r: &postgres::Row) -> StoreResult<RunRow> {
 /// The last column says whether the claiming session is still there; a session of another role
 /// whose start time this role may not read counts as there.
 const RANGE_COLUMNS: &str = "id, ord, lower_key, upper_key, cursor_key, done, claimed_by, extract(epoch FROM now() - heartbeat)::float8, rows_done, batches,
-    claimed_by IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity AS a WHERE a.pid = claim_pid
+    claimed_by IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_get_activity(claim_pid::integer) AS a WHERE a.pid = claim_pid
         AND (a.backend_start IS NULL OR extract(epoch FROM a.backend_start) = claim_start))";
 
 fn range_row(r: &postgres::Row, kind: KeyKind) -> StoreResult<RangeRow> {
@@ -823,7 +827,13 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         }
     }
 
-    fn estimate(&mut self, table: &str, key: &str, kind: KeyKind) -> StoreResult<Estimate> {
+    fn estimate(
+        &mut self,
+        table: &str,
+        key: &str,
+        kind: KeyKind,
+        histogram: bool,
+    ) -> StoreResult<Estimate> {
         let mut estimate = Estimate::default();
         // The planner's own arithmetic: tuples per page from the last ANALYZE/VACUUM, times the
         // table's current size in pages (which pg_relation_size reads from the file system).
@@ -860,15 +870,20 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
                 }
             }
         }
-        let rows = self.query(
-            "SELECT h.v FROM pg_stats AS s
+        // pg_stats is a view whose rewriting and planning cost a few milliseconds.
+        let rows = if !histogram {
+            Vec::new()
+        } else {
+            self.query(
+                "SELECT h.v FROM pg_stats AS s
              JOIN pg_class AS c ON c.oid = to_regclass(quote_ident($1))
              JOIN pg_namespace AS n ON n.oid = c.relnamespace,
              unnest(s.histogram_bounds::text::text[]) WITH ORDINALITY AS h(v, i)
              WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = $2
              ORDER BY h.i",
-            &[&table, &key],
-        )?;
+                &[&table, &key],
+            )?
+        };
         for r in rows {
             if let Some(v) = r.get::<_, Option<String>>(0)
                 && let Some(key) = KeyValue::from_stored(kind, &v)
@@ -1139,13 +1154,13 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         let sql = format!(
             "UPDATE {ranges} SET claimed_by = $2, claim_host = $4, heartbeat = now(),
                  claim_pid = pg_backend_pid(),
-                 claim_start = (SELECT extract(epoch FROM backend_start) FROM pg_stat_activity WHERE pid = pg_backend_pid())
+                 claim_start = (SELECT extract(epoch FROM backend_start) FROM pg_stat_get_activity(pg_backend_pid()))
              WHERE id = (
                  SELECT g.id FROM {ranges} AS g
                  WHERE g.run_id = $1 AND NOT g.done
                    AND (g.claimed_by IS NULL OR g.claimed_by = $2
                         OR g.heartbeat < now() - make_interval(secs => $3)
-                        OR NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                        OR NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(g.claim_pid::integer) AS a
                                        WHERE a.pid = g.claim_pid AND extract(epoch FROM a.backend_start) = g.claim_start))
                  ORDER BY g.claimed_by IS NOT DISTINCT FROM $2 DESC, g.claimed_by IS NOT NULL, g.ord
                  LIMIT 1
@@ -1161,7 +1176,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         // Also re-asserts the claim's session after a reconnect.
         let sql = format!(
             "UPDATE {} SET heartbeat = now(), claim_pid = pg_backend_pid(),
-                 claim_start = (SELECT extract(epoch FROM backend_start) FROM pg_stat_activity WHERE pid = pg_backend_pid())
+                 claim_start = (SELECT extract(epoch FROM backend_start) FROM pg_stat_get_activity(pg_backend_pid()))
              WHERE run_id = $1 AND claimed_by = $2 AND NOT done",
             self.names.ranges()
         );

@@ -727,7 +727,13 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         }
     }
 
-    fn estimate(&mut self, table: &str, key: &str, _kind: KeyKind) -> StoreResult<Estimate> {
+    fn estimate(
+        &mut self,
+        table: &str,
+        key: &str,
+        _kind: KeyKind,
+        _histogram: bool,
+    ) -> StoreResult<Estimate> {
         let mut estimate = Estimate {
             source: "no statistics (run ANALYZE for an estimate)".into(),
             ..Estimate::default()
