@@ -15,6 +15,8 @@ use xtask_migrate::backfill::sample::snapshot::{Mode, Outcome};
 use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions, SampleReport};
 use xtask_migrate::config::Config;
 
+use crate::support::copy_dir;
+
 /// A copy of the PostgreSQL-only example workspace and a private place for its cluster, both
 /// removed at the end of the test.
 struct Place {
@@ -33,19 +35,6 @@ fn open_tempdir() -> tempfile::TempDir {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 impl Place {

@@ -14,7 +14,7 @@ use xtask_migrate::backfill::sample::{self, Inputs, SampleOptions};
 use xtask_migrate::cli::backfill::SampleArgs;
 use xtask_migrate::config::{Config, SampleEngine};
 
-use crate::support::write;
+use crate::support::{copy_dir, write};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,20 +48,6 @@ fn run(args: SampleArgs, config: &Config) -> (anyhow::Result<ExitCode>, String) 
     let mut out = Vec::new();
     let code = args.run_to(config, &mut out);
     (code, String::from_utf8(out).unwrap())
-}
-
-/// Copies `from` (files and directories) into `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn edit(dir: &Path, relative: &str, from: &str, to: &str) {

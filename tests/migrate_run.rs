@@ -14,21 +14,10 @@ use xtask_migrate::backfill::sample::{Inputs, fixtures};
 use xtask_migrate::cli::deploy::MigrateRunArgs;
 use xtask_migrate::config::Config;
 
+use crate::support::copy_dir;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let dest = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &dest);
-        } else {
-            std::fs::copy(&path, &dest).unwrap();
-        }
-    }
 }
 
 /// A workspace in a temp dir, with a SQLite database file path beside it.
