@@ -373,8 +373,16 @@ fn user_dir(parent: &Path, user: cluster::User) -> Option<PathBuf> {
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         let base = parent.join(format!("xtask-migrate-{uid}"));
+        // Made private under another name and renamed into place, so a command starting at the
+        // same moment sees no directory or a finished one, never one still being restricted.
         if std::fs::symlink_metadata(&base).is_err() {
-            make_private_dir(&base, user).ok()?;
+            static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let staging = parent.join(format!(".xtask-migrate-{uid}.{}.{n}", std::process::id()));
+            if make_private_dir(&staging, user).is_ok() && std::fs::rename(&staging, &base).is_err()
+            {
+                let _ = std::fs::remove_dir(&staging);
+            }
         }
         let meta = std::fs::symlink_metadata(&base).ok()?;
         let owner = user.map_or(uid, |(server, _)| server);
