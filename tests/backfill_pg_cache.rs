@@ -77,8 +77,15 @@ impl Place {
 
     /// One command's `backfill sample --check V1`: its report (or error) and its output.
     fn sample(&self) -> (xtask_migrate::backfill::error::Result<SampleReport>, String) {
+        self.sample_on(self.cluster())
+    }
+
+    /// [`Place::sample`] on `local`.
+    fn sample_on(
+        &self,
+        mut local: LocalCluster,
+    ) -> (xtask_migrate::backfill::error::Result<SampleReport>, String) {
         let config = self.config();
-        let mut local = self.cluster();
         let mut out = Vec::new();
         let report = Inputs::load(&config).and_then(|inputs| {
             let migration = migration::find(&config.data_migrations, "V1")?;
@@ -207,25 +214,10 @@ fn a_repeated_sample_copies_the_loaded_database_and_gives_the_same_snapshot() {
     assert_eq!((filled, orders > 0), (0, true));
 
     // A cluster per command keeps nothing.
-    let config = place.config();
-    let inputs = Inputs::load(&config).unwrap();
-    let migration = migration::find(&config.data_migrations, "V1").unwrap();
-    let mut local = LocalCluster::start(&place.bin, Duration::ZERO).unwrap();
+    let local = LocalCluster::start(&place.bin, Duration::ZERO).unwrap();
     assert!(!local.keeps_loaded());
-    let mut out = Vec::new();
-    let report = sample::sample_local(
-        &config,
-        &inputs,
-        &migration,
-        &mut local,
-        &SampleOptions {
-            batch_size: None,
-            mode: Mode::Check,
-        },
-        &mut out,
-    )
-    .unwrap();
-    let out = String::from_utf8(out).unwrap();
+    let (report, out) = place.sample_on(local);
+    let report = report.unwrap();
     assert!(report.passed(), "{out}");
     assert_eq!(kept_as(&out), None, "{out}");
     assert!(!out.contains(FROM_CACHE), "{out}");
