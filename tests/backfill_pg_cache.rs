@@ -188,7 +188,8 @@ fn a_repeated_sample_copies_the_loaded_database_and_gives_the_same_snapshot() {
     }
     assert_eq!(place.kept(), vec![name.clone()]);
 
-    // The kept database is as the load left it: no tracking table, no backfilled count.
+    // The kept database is as the load left it, with the batch engine's tracking tables made
+    // and empty: no run recorded, no backfilled count.
     let mut admin = postgres::Client::connect(&place.admin_url(), postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("CREATE DATABASE probe TEMPLATE {name}"))
@@ -202,7 +203,12 @@ fn a_repeated_sample_copies_the_loaded_database_and_gives_the_same_snapshot() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(tracking, 0);
+    assert!(tracking > 0, "no tracking table in the kept database");
+    let runs: i64 = client
+        .query_one("SELECT count(*) FROM xtask_backfill_runs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 0);
     let filled: i64 = client
         .query_one("SELECT count(*) FROM orders WHERE item_count > 0", &[])
         .unwrap()
@@ -375,4 +381,21 @@ fn a_kept_database_in_use_is_loaded_again_instead() {
     assert!(!out.contains(FROM_CACHE), "{out}");
     drop(holder);
     assert_eq!(place.kept(), vec![name]);
+}
+
+/// A command leaves its last database renamed `trash_<pid>_<n>` (a rename instead of a drop at
+/// its end), and the next command drops it while its own sample runs: only the last command's
+/// stays.
+#[test]
+fn the_last_database_is_renamed_and_the_next_command_drops_it() {
+    let place = Place::new();
+    passed(place.sample());
+    assert_eq!(place.databases("^sample_"), Vec::<String>::new());
+    let first = place.databases("^trash_[0-9]+_[0-9]+$");
+    assert_eq!(first.len(), 1, "{first:?}");
+    passed(place.sample());
+    assert_eq!(place.databases("^sample_"), Vec::<String>::new());
+    let second = place.databases("^trash_[0-9]+_[0-9]+$");
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(first, second, "the first command's database is gone");
 }

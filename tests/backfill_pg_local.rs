@@ -223,6 +223,94 @@ fn a_difference_on_another_engine_says_so_before_the_diff() {
     assert_eq!(code.unwrap(), ExitCode::SUCCESS, "{out}");
 }
 
+/// On PostgreSQL the checks run on a session of their own beside the verification: what fails
+/// is reported as on SQLite, the checks' lines and rows first, then the verification's.
+#[test]
+fn a_failing_check_and_the_verification_report_as_on_sqlite() {
+    let dir = open_tempdir();
+    for sub in ["migrations", "data-migrations", "fixtures"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    // The classic bug: followers and following swapped.
+    edit(
+        dir.path(),
+        "data-migrations/V1__backfill_counter_caches.sql",
+        "SET followers_count = (SELECT count(*) FROM follows WHERE follows.followee_id = users.id)",
+        "SET followers_count = (SELECT count(*) FROM follows WHERE follows.follower_id = users.id)",
+    );
+    let config = Config::defaults(dir.path());
+    // What follows the batches' line up to the snapshot's diff (on PostgreSQL preceded by a
+    // line saying the approval was on SQLite), less each stage's time.
+    let reported = |out: &str| -> Vec<String> {
+        let lines: Vec<&str> = out.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("  backfill  "))
+            .unwrap_or_else(|| panic!("{out}"));
+        lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("  approved on ") && !l.ends_with(".snap:"))
+            .filter(|l| !l.starts_with("  snapshot  "))
+            // A stage's line: its name and summary, the time after them cut off.
+            .map(
+                |l| match l.starts_with("  checks ") || l.starts_with("  verify ") {
+                    true => l[..l.len().min(56)].trim_end().to_string(),
+                    false => l.to_string(),
+                },
+            )
+            .collect()
+    };
+    let (code, on_postgres) = run(check(Some(SampleEngine::PostgresLocal)), &config);
+    assert_eq!(code.unwrap(), ExitCode::from(1), "{on_postgres}");
+    assert!(
+        on_postgres.contains("  checks    1 of 3 FAILED"),
+        "{on_postgres}"
+    );
+    assert!(
+        on_postgres.contains("  verify    2,146 differences in 2,500 rows"),
+        "{on_postgres}"
+    );
+    let (code, on_sqlite) = run(check(Some(SampleEngine::Sqlite)), &config);
+    assert_eq!(code.unwrap(), ExitCode::from(1), "{on_sqlite}");
+    assert_eq!(reported(&on_postgres), reported(&on_sqlite));
+    let lines = reported(&on_postgres);
+    let check = lines
+        .iter()
+        .position(|l| l.starts_with("  check failed: every user's followers_count"))
+        .unwrap_or_else(|| panic!("{on_postgres}"));
+    let verification = lines
+        .iter()
+        .position(|l| l.starts_with("  verification failed ("))
+        .unwrap_or_else(|| panic!("{on_postgres}"));
+    assert!(check < verification, "{on_postgres}");
+}
+
+/// A check the server cannot run, on its session beside the verification, is an error at the
+/// check's line, as on SQLite.
+#[test]
+fn a_check_that_cannot_run_is_an_error_at_its_line() {
+    let dir = open_tempdir();
+    for sub in ["migrations", "data-migrations", "fixtures"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    edit(
+        dir.path(),
+        "data-migrations/V1__backfill_counter_caches.sql",
+        "SELECT u.id, u.followers_count, (SELECT count(*)",
+        "SELECT u.id, u.no_such_column, (SELECT count(*)",
+    );
+    let config = Config::defaults(dir.path());
+    for engine in [SampleEngine::PostgresLocal, SampleEngine::Sqlite] {
+        let (code, out) = run(check(Some(engine)), &config);
+        let error = code.expect_err(&out).to_string();
+        assert!(
+            error.contains("V1__backfill_counter_caches.sql:20: check `every user's followers_count equals the follows pointing at them` cannot run: "),
+            "{engine:?}: {error}"
+        );
+        assert!(error.contains("no_such_column"), "{engine:?}: {error}");
+    }
+}
+
 /// A schema migration PostgreSQL rejects: file, line, the server's message, the engine; exit 2,
 /// and the cluster's directory is gone.
 #[test]

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use crate::backfill::migration::{self, DataMigration};
 use crate::backfill::sample::engine::Engine;
 use crate::backfill::sample::snapshot::{Mode, Outcome};
-use crate::backfill::sample::{self, Inputs, SampleOptions};
+use crate::backfill::sample::{self, SampleOptions};
 use crate::backfill::status::{self, StatusFormat};
 use crate::config::{Config, SampleEngine};
 
@@ -155,14 +155,20 @@ impl SampleArgs {
             )?;
             return Ok(ExitCode::SUCCESS);
         }
-        let inputs = Inputs::load(config)?;
         let options = SampleOptions {
             batch_size: self.batch_size,
             mode,
         };
-        // One engine for every data migration; a private cluster stops when it is dropped.
-        let mut engine =
-            Engine::open(config, self.engine, self.database_url, self.keep_alive, out)?;
+        // One engine for every data migration; a private cluster stops when it is dropped. It
+        // starts while the inputs are read; its note (an `auto` that fell back) is printed
+        // once both are ready.
+        let (engine, database_url, keep_alive) = (self.engine, self.database_url, self.keep_alive);
+        let mut note = Vec::new();
+        let opened = sample::load_while_opening(config, || {
+            Engine::open(config, engine, database_url, keep_alive, &mut note)
+        });
+        let (inputs, mut engine) = opened?;
+        out.write_all(&note)?;
         let mut failed = Vec::new();
         let mut unapproved = Vec::new();
         let mut pending = false;

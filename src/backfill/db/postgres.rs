@@ -25,6 +25,9 @@ pub struct PgBackend {
     url: String,
     /// A schema this backend created and drops when it is dropped.
     throwaway: Option<String>,
+    /// The only schema this session searches: the throwaway schema, its own or another
+    /// session's.
+    search: Option<String>,
     /// Prepared statements by SQL text, valid for the current connection.
     prepared: HashMap<String, Statement>,
     /// Session limits, set again after a reconnect.
@@ -40,6 +43,7 @@ impl PgBackend {
             client: connect(url)?,
             url: url.to_string(),
             throwaway: None,
+            search: None,
             prepared: HashMap::new(),
             limits: BatchLimits::default(),
             sql_prepared: HashMap::new(),
@@ -58,9 +62,23 @@ impl PgBackend {
             .client
             .batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&schema)))
             .map_err(|e| pg_error(e, ErrorKind::Database).context("create a throwaway schema"))?;
-        backend.throwaway = Some(schema);
+        backend.throwaway = Some(schema.clone());
+        backend.search = Some(schema);
         backend.set_search_path()?;
         Ok(backend)
+    }
+
+    /// Opens another session on the same database and schema when called (on any thread), for
+    /// a second worker of a run: it searches this backend's throwaway schema too, and leaves
+    /// dropping it to this backend.
+    pub fn session_opener(&self) -> impl FnOnce() -> Result<PgBackend> + Send + 'static {
+        let (url, search) = (self.url.clone(), self.search.clone());
+        move || {
+            let mut backend = PgBackend::connect(&url)?;
+            backend.search = search;
+            backend.set_search_path()?;
+            Ok(backend)
+        }
     }
 
     /// The throwaway schema's name, if this backend made one.
@@ -76,7 +94,7 @@ impl PgBackend {
     /// `public` by accident. A sample's session also reads and writes timestamps in UTC, ISO
     /// style, whatever the server's defaults, so its snapshot is the same on every server.
     fn set_search_path(&mut self) -> Result<()> {
-        if let Some(schema) = &self.throwaway {
+        if let Some(schema) = &self.search {
             self.client
                 .batch_execute(&format!(
                     "SET search_path TO {}; SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, MDY'",
@@ -509,7 +527,7 @@ impl Backend for PgBackend {
     }
 
     fn describe(&self) -> String {
-        match &self.throwaway {
+        match &self.search {
             Some(schema) => format!("PostgreSQL {} (schema {schema})", redact_url(&self.url)),
             None => format!("PostgreSQL {}", redact_url(&self.url)),
         }

@@ -643,9 +643,11 @@ impl Worker<'_, '_> {
                     return Ok(Finish::Done);
                 }
                 // The ranges left are held by live workers: wait for them to finish, or for
-                // their claims to go stale.
+                // their claims to go stale. The control row is read afresh next: the worker
+                // that finishes the last range marks the run done.
                 self.progress
                     .waiting("other workers hold the remaining ranges");
+                self.control = None;
                 sleep(self.poll, self.stop);
                 continue;
             };

@@ -454,6 +454,7 @@ impl LocalCluster {
                 set_priority(pid, SPARE_NICENESS);
                 backend.store(pid, std::sync::atomic::Ordering::SeqCst);
             }
+            drop_trash(&mut client, major);
             if evict {
                 evict_loaded(&mut client);
             }
@@ -472,20 +473,37 @@ impl LocalCluster {
     fn drop_current(&mut self) {
         if let Some(previous) = self.current.take() {
             self.wait_for_sessions(&previous);
-            let force = if self.server.major() >= 13 {
-                " WITH (FORCE)"
-            } else {
-                ""
-            };
-            let _ = self.admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {}{force}",
-                quote_ident(&previous)
-            ));
+            drop_forced(&mut self.admin, &previous, self.server.major());
         }
     }
 }
 
 impl LocalCluster {
+    /// At the end of a command on the kept-alive cluster: renames the last database made to
+    /// `trash_<pid>_<n>`, which a later command drops while its sample runs (with its spares),
+    /// instead of dropping it now: a drop takes a checkpoint and the removal of its files, a few
+    /// milliseconds of every command, a rename a fraction of one. Dropped now when it cannot be
+    /// renamed.
+    fn retire_current(&mut self) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        self.wait_for_sessions(&current);
+        let trash = format!("trash_{}_{}", std::process::id(), next_number());
+        let renamed = self
+            .admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote_ident(&current),
+                quote_ident(&trash)
+            ))
+            .is_ok();
+        if !renamed {
+            self.current = Some(current);
+            self.drop_current();
+        }
+    }
+
     /// Waits, up to two seconds, until no session is connected to `database`. A sample's
     /// session closed a moment ago, but its server process may not have exited yet; `DROP
     /// DATABASE` would then sleep a tenth of a second before looking again, and `CREATE
@@ -509,7 +527,7 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         if matches!(self.server, Server::Warm(_)) {
-            self.drop_current();
+            self.retire_current();
         }
         for spare in self.spares.drain(..) {
             spare.wait();
@@ -637,6 +655,29 @@ fn evict_loaded(client: &mut postgres::Client) {
     }
 }
 
+/// Drops the databases earlier commands retired ([`LocalCluster::retire_current`]).
+fn drop_trash(client: &mut postgres::Client, major: u32) {
+    let Ok(rows) = client.query(
+        "SELECT datname::text FROM pg_database WHERE datname ~ '^trash_[0-9]+_[0-9]+$'",
+        &[],
+    ) else {
+        return;
+    };
+    for row in rows {
+        drop_forced(client, row.get(0), major);
+    }
+}
+
+/// Drops `name`, ending any session still connected to it where the server can (since
+/// PostgreSQL 13). Best effort, as every drop here: what fails to go is tried again later.
+fn drop_forced(client: &mut postgres::Client, name: &str, major: u32) {
+    let force = if major >= 13 { " WITH (FORCE)" } else { "" };
+    let _ = client.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {}{force}",
+        quote_ident(name)
+    ));
+}
+
 /// Whether an empty spare database is there for the next command.
 fn has_empty_spare(client: &mut postgres::Client) -> bool {
     client
@@ -710,15 +751,11 @@ fn drop_abandoned(admin: &mut postgres::Client, major: u32) {
     ) else {
         return;
     };
-    let force = if major >= 13 { " WITH (FORCE)" } else { "" };
     for row in rows {
         let name: String = row.get(0);
         let pid = name.rsplit('_').nth(1).and_then(|p| p.parse::<i64>().ok());
         if pid.is_some_and(|pid| pid != i64::from(std::process::id()) && !cluster::alive(pid)) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {}{force}",
-                quote_ident(&name)
-            ));
+            drop_forced(admin, &name, major);
         }
     }
 }

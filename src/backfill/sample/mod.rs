@@ -7,7 +7,8 @@
 //! engine with small batches so batch boundaries are exercised), checks (each must return no
 //! rows; a failing one prints its first offending rows), verify (when the data migration has
 //! `-- @expected` and `-- @actual`: the production verification, [`crate::backfill::verify`], on
-//! the sampled database; any difference fails the sample), snapshot (insta-format, see
+//! the sampled database; any difference fails the sample; on PostgreSQL the checks run on a
+//! session of their own at the same time), snapshot (insta-format, see
 //! [`crate::backfill::sample::snapshot`]). Each data migration gets its own fresh database on the
 //! command's engine ([`engine`]): a temporary SQLite file, a new database of a private
 //! PostgreSQL cluster, or a throwaway schema of a PostgreSQL server that is dropped afterwards,
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::backfill::db::postgres::{PgBackend, redact_url};
 use crate::backfill::db::sqlite::SqliteBackend;
-use crate::backfill::db::{Backend, SampleBackend};
+use crate::backfill::db::{Backend, BatchLimits, SampleBackend};
 use crate::backfill::display::{count, millis, thousands};
 use crate::backfill::error::{Error, ErrorKind, Result, display_path};
 use crate::backfill::migration::DataMigration;
@@ -114,6 +115,25 @@ impl Inputs {
             manifest_sha256,
         })
     }
+}
+
+/// [`Inputs::load`] while `open` starts the engine on another thread: finding the server's
+/// binaries (`pg_config`) and the kept-alive cluster, or starting one, take as long as reading
+/// and checking the inputs, and neither needs the other. A malformed input still fails the
+/// command before any database is made (the engine, started, is dropped), and is the error
+/// reported when both fail.
+pub fn load_while_opening<E: Send>(
+    config: &Config,
+    open: impl FnOnce() -> Result<E> + Send,
+) -> Result<(Inputs, E)> {
+    std::thread::scope(|scope| {
+        let engine = scope.spawn(open);
+        let inputs = Inputs::load(config);
+        let engine = engine
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((inputs?, engine?))
+    })
 }
 
 /// Timing of one stage.
@@ -278,8 +298,11 @@ pub fn sample_local(
             let loaded = load_stages(config, inputs, migration, &mut db, out, &mut stages)?;
             if let Some(key) = &key {
                 // The copy needs the database to itself: the sample's session closes and
-                // opens again, and its time is the keeping's.
+                // opens again, and its time is the keeping's. The kept database has the
+                // batch engine's tracking tables too (empty), which every sample's run
+                // otherwise creates first.
                 let started = Instant::now();
+                db.ensure_tables()?;
                 drop(db);
                 let kept = local.keep_loaded(&database.name, key, loaded);
                 db = connect()?;
@@ -313,7 +336,16 @@ pub fn sample_local(
 /// builds the database (schema migrations, fixtures).
 pub trait SampleStore: Store {
     fn builder(&mut self) -> &mut dyn SampleBackend;
+
+    /// Opens another session on the same database when called, on any thread. `None` where
+    /// the database is a file of this process's (SQLite): one session does everything.
+    fn session_opener(&mut self) -> Option<SessionOpener> {
+        None
+    }
 }
+
+/// Opens another session of a [`SampleStore`]'s database ([`SampleStore::session_opener`]).
+pub type SessionOpener = Box<dyn FnOnce() -> Result<Box<dyn Store + Send>> + Send>;
 
 impl SampleStore for SqliteStore {
     fn builder(&mut self) -> &mut dyn SampleBackend {
@@ -325,6 +357,125 @@ impl SampleStore for PgStore {
     fn builder(&mut self) -> &mut dyn SampleBackend {
         self.backend_mut()
     }
+
+    fn session_opener(&mut self) -> Option<SessionOpener> {
+        let open = self.backend_mut().session_opener();
+        let names = self.names().clone();
+        Some(Box::new(move || {
+            let mut store = PgStore::new(open()?, names);
+            store.init_session()?;
+            Ok(Box::new(store) as Box<dyn Store + Send>)
+        }))
+    }
+}
+
+/// What the checks found: the descriptions of those that returned rows, the lines printed for
+/// them, and the stage's time.
+struct Checked {
+    failed: Vec<String>,
+    failures: String,
+    elapsed: Duration,
+}
+
+/// The checks on a session of their own, opened on a thread while the batches run, for them to
+/// run at the same time as the verification.
+struct ChecksSession {
+    go: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Option<Result<Checked>>>>,
+}
+
+impl ChecksSession {
+    /// Opens the session on a thread that waits for [`ChecksSession::start`]; `None` where the
+    /// database takes no second session.
+    fn open(
+        db: &mut dyn SampleStore,
+        migration: &DataMigration,
+        limits: BatchLimits,
+    ) -> Option<ChecksSession> {
+        let open = db.session_opener()?;
+        let migration = migration.clone();
+        let (go, started) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // No session (say every connection of the server is taken): the sample's own
+            // session runs the checks after the verification instead.
+            let mut store = open().ok()?;
+            store.backend().apply_limits(&limits).ok()?;
+            // The batches failed, or the sample ended otherwise: nothing to check.
+            started.recv().ok()?;
+            Some(run_checks(store.backend(), &migration))
+        });
+        Some(ChecksSession {
+            go: Some(go),
+            thread: Some(thread),
+        })
+    }
+
+    /// The batches are done: the checks run now.
+    fn start(mut self) -> ChecksSession {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
+        self
+    }
+
+    /// Waits for the checks; `None` when they did not run (no session).
+    fn finish(mut self) -> Option<Result<Checked>> {
+        self.go.take();
+        let thread = self.thread.take()?;
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl Drop for ChecksSession {
+    /// Not started: the thread is told so and its session closes before the sample's database
+    /// is dropped.
+    fn drop(&mut self) {
+        self.go.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs the data migration's checks on `db`; a check that cannot run is an error at its line.
+fn run_checks(db: &mut dyn Backend, migration: &DataMigration) -> Result<Checked> {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut failures = String::new();
+    for check in &migration.checks {
+        let rows = db.query(&check.section.sql).map_err(|e| {
+            let message = format!("check `{}` cannot run: {}", check.description, e.message);
+            migration.error_at(ErrorKind::Statement, check.section.line, message)
+        })?;
+        if !rows.rows.is_empty() {
+            failed.push(check.description.clone());
+            failures.push_str(&format!(
+                "  check failed: {} ({}:{}): {} offending {}{}\n",
+                check.description,
+                display_path(&migration.path),
+                check.section.line,
+                thousands(rows.rows.len() as u64),
+                if rows.rows.len() == 1 { "row" } else { "rows" },
+                if rows.rows.len() > CHECK_ROWS_SHOWN {
+                    format!(", the first {CHECK_ROWS_SHOWN}")
+                } else {
+                    String::new()
+                }
+            ));
+            failures.push_str(&format!("    {}\n", rows.columns.join(" | ")));
+            for row in rows.rows.iter().take(CHECK_ROWS_SHOWN) {
+                let cells: Vec<String> = row.iter().map(snapshot::render_cell).collect();
+                failures.push_str(&format!("    {}\n", cells.join(" | ")));
+            }
+        }
+    }
+    Ok(Checked {
+        failed,
+        failures,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// The settings a sample runs with: the plan's defaults for this data migration (limits,
@@ -574,6 +725,9 @@ fn run_stages(
     // compare-and-set checkpoint, retries and splitting as `backfill run`.
     let settings = sample_settings(migration, batch_size);
     worker::apply_limits(db, &settings)?;
+    let checks_session = (migration.verify.is_some() && !migration.checks.is_empty())
+        .then(|| ChecksSession::open(db, migration, worker::limits(&settings)))
+        .flatten();
     let stop = AtomicBool::new(false);
     let run = worker::execute(
         db,
@@ -602,36 +756,28 @@ fn run_stages(
         },
     );
 
-    let started = Instant::now();
-    let mut failed_checks = Vec::new();
-    let mut failures = String::new();
-    for check in &migration.checks {
-        let rows = db.backend().query(&check.section.sql).map_err(|e| {
-            let message = format!("check `{}` cannot run: {}", check.description, e.message);
-            migration.error_at(ErrorKind::Statement, check.section.line, message)
-        })?;
-        if !rows.rows.is_empty() {
-            failed_checks.push(check.description.clone());
-            failures.push_str(&format!(
-                "  check failed: {} ({}:{}): {} offending {}{}\n",
-                check.description,
-                display_path(&migration.path),
-                check.section.line,
-                thousands(rows.rows.len() as u64),
-                if rows.rows.len() == 1 { "row" } else { "rows" },
-                if rows.rows.len() > CHECK_ROWS_SHOWN {
-                    format!(", the first {CHECK_ROWS_SHOWN}")
-                } else {
-                    String::new()
-                }
-            ));
-            failures.push_str(&format!("    {}\n", rows.columns.join(" | ")));
-            for row in rows.rows.iter().take(CHECK_ROWS_SHOWN) {
-                let cells: Vec<String> = row.iter().map(snapshot::render_cell).collect();
-                failures.push_str(&format!("    {}\n", cells.join(" | ")));
-            }
-        }
-    }
+    // The checks and the verification only read the backfilled tables. Where the database
+    // takes a second session (PostgreSQL), the checks run on one of their own, opened while the
+    // batches run, at the same time as the verification: on a machine of two cores each keeps a
+    // core busy in the server, and the sample waits for the longer of the two instead of both.
+    let checking = checks_session.map(ChecksSession::start);
+    let verified = migration
+        .verify
+        .is_some()
+        .then(|| verify_stage(db, migration, batch_size, table_rows));
+    // A check that cannot run is reported before a verification that cannot, as when they run
+    // one after the other. Without a session of their own (none could be opened), the checks
+    // run on the sample's.
+    let checked = match checking.and_then(ChecksSession::finish) {
+        Some(checked) => checked?,
+        None => run_checks(db.backend(), migration)?,
+    };
+    let verified = verified.transpose()?;
+    let Checked {
+        failed: mut failed_checks,
+        mut failures,
+        elapsed,
+    } = checked;
     let total = migration.checks.len();
     stage(
         out,
@@ -642,22 +788,12 @@ fn run_stages(
             } else {
                 format!("{} of {total} FAILED", failed_checks.len())
             },
-            elapsed: started.elapsed(),
+            elapsed,
             rows: None,
         },
     );
-    if migration.verify.is_some() {
-        let started = Instant::now();
-        let (summary, failure) = verify_sample(db, migration, batch_size)?;
-        stage(
-            out,
-            Stage {
-                name: "verify",
-                summary,
-                elapsed: started.elapsed(),
-                rows: Some(table_rows),
-            },
-        );
+    if let Some((verify, failure)) = verified {
+        stage(out, verify);
         if let Some(failure) = failure {
             failed_checks.push("verification".to_string());
             failures.push_str(&failure);
@@ -739,6 +875,26 @@ fn run_stages(
 /// saying what differs when something does (the fixtures' values shown: they are no one's).
 /// The fewest rows a batch of the sample's verification walks.
 const VERIFY_BATCH_ROWS: u64 = 10_000;
+
+/// The verify stage: its line, and the lines saying what differs when something does.
+fn verify_stage(
+    db: &mut dyn SampleStore,
+    migration: &DataMigration,
+    batch_size: u64,
+    table_rows: u64,
+) -> Result<(Stage, Option<String>)> {
+    let started = Instant::now();
+    let (summary, failure) = verify_sample(db, migration, batch_size)?;
+    Ok((
+        Stage {
+            name: "verify",
+            summary,
+            elapsed: started.elapsed(),
+            rows: Some(table_rows),
+        },
+        failure,
+    ))
+}
 
 fn verify_sample(
     db: &mut dyn SampleStore,
