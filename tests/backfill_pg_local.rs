@@ -160,14 +160,20 @@ fn this_repository_s_example_matches_its_sqlite_snapshot_on_postgres_local() {
     assert!(out.contains("20 rows match, approved"), "{out}");
 }
 
-/// A difference on another engine than the approval's still fails, and says first that the
-/// engines differ.
-#[test]
-fn a_difference_on_another_engine_says_so_before_the_diff() {
+/// A copy of this repository's example workspace (migrations, data migrations, fixtures).
+fn repo_example_copy() -> tempfile::TempDir {
     let dir = open_tempdir();
     for sub in ["migrations", "data-migrations", "fixtures"] {
         copy_dir(&repo().join(sub), &dir.path().join(sub));
     }
+    dir
+}
+
+/// A difference on another engine than the approval's still fails, and says first that the
+/// engines differ.
+#[test]
+fn a_difference_on_another_engine_says_so_before_the_diff() {
+    let dir = repo_example_copy();
     let _ = std::fs::remove_dir_all(dir.path().join("data-migrations/snapshots"));
     // An average: a float on SQLite, an exact numeric on PostgreSQL.
     edit(
@@ -227,10 +233,7 @@ fn a_difference_on_another_engine_says_so_before_the_diff() {
 /// is reported as on SQLite, the checks' lines and rows first, then the verification's.
 #[test]
 fn a_failing_check_and_the_verification_report_as_on_sqlite() {
-    let dir = open_tempdir();
-    for sub in ["migrations", "data-migrations", "fixtures"] {
-        copy_dir(&repo().join(sub), &dir.path().join(sub));
-    }
+    let dir = repo_example_copy();
     // The classic bug: followers and following swapped.
     edit(
         dir.path(),
@@ -289,10 +292,7 @@ fn a_failing_check_and_the_verification_report_as_on_sqlite() {
 /// check's line, as on SQLite.
 #[test]
 fn a_check_that_cannot_run_is_an_error_at_its_line() {
-    let dir = open_tempdir();
-    for sub in ["migrations", "data-migrations", "fixtures"] {
-        copy_dir(&repo().join(sub), &dir.path().join(sub));
-    }
+    let dir = repo_example_copy();
     edit(
         dir.path(),
         "data-migrations/V1__backfill_counter_caches.sql",
