@@ -843,7 +843,13 @@ fn the_loaded_fixtures_are_all_visible_so_counts_read_only_the_index() {
     drop(db);
 
     let mut client = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
-    for (setting, expected) in [("wal_level", "minimal"), ("synchronous_commit", "on")] {
+    for (setting, expected) in [
+        ("wal_level", "minimal"),
+        ("synchronous_commit", "on"),
+        // Its shared memory segments are files of its directory, gone with it even when the
+        // server is killed.
+        ("dynamic_shared_memory_type", "mmap"),
+    ] {
         let value: String = client
             .query_one(&format!("SHOW {setting}"), &[])
             .unwrap()

@@ -169,6 +169,9 @@ fn spawn(
             "full_page_writes=off",
         ])
         .args(["-c", "max_connections=100"])
+        // Dynamic shared memory in files of the data directory, not `/dev/shm`: a server a
+        // test kills leaves nothing behind once its directory is removed.
+        .args(["-c", "dynamic_shared_memory_type=mmap"])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

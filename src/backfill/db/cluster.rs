@@ -700,7 +700,12 @@ pub(crate) const SERVER_SETTINGS: &[&str] = &[
     "autovacuum=off",
     // Fixture-sized tables: compiling a plan to machine code costs more than running it.
     "jit=off",
-    "max_connections=20",
+    // A command holds up to four sessions (the cluster's, the sample's, its checks', the spare
+    // maker's), and several commands may share the kept-alive cluster.
+    "max_connections=40",
+    // Dynamic shared memory in files of the data directory instead of `/dev/shm`: a server
+    // that is killed leaves nothing behind once its directory is removed.
+    "dynamic_shared_memory_type=mmap",
     "timezone=UTC",
     "datestyle=iso, mdy",
 ];
