@@ -69,8 +69,8 @@ impl PgBackend {
     }
 
     /// Opens another session on the same database and schema when called (on any thread), for
-    /// a second worker of a run: it searches this backend's throwaway schema too, and leaves
-    /// dropping it to this backend.
+    /// work beside this session's (a sample's checks): it searches this backend's throwaway
+    /// schema too, and leaves dropping it to this backend.
     pub fn session_opener(&self) -> impl FnOnce() -> Result<PgBackend> + Send + 'static {
         let (url, search) = (self.url.clone(), self.search.clone());
         move || {
