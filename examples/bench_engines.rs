@@ -14,9 +14,10 @@
 //! kept-alive cluster, finding it), schema replay, fixture load (on a repeated sample: the copy
 //! of the kept database), keeping the loaded database (a first sample on the kept-alive
 //! cluster), batches, checks, snapshot, teardown (the cluster's stop and removal, or the
-//! database's drop and the wait for the spare databases made for the next command), and the
-//! whole sample (reading the inputs, everything above and the teardown). Prints the median of
-//! each and the ratios of the whole samples to SQLite's. On PostgreSQL some stages overlap, as
+//! database's rename for the next command to drop, and the wait for the spare databases made
+//! for the next command), and the whole sample (reading the inputs, everything above and the
+//! teardown). Prints the median of each and the ratios of the whole samples to SQLite's. On
+//! PostgreSQL some stages overlap, as
 //! in the command: the engine's start with the reading of the inputs, the checks with the
 //! verification; the whole is the wall time.
 
