@@ -358,14 +358,9 @@ impl LocalCluster {
     /// Drops every loaded database kept on the cluster and their spares (for a measurement
     /// of a first sample, or a test).
     pub fn forget_loaded(&mut self) {
-        let Ok(rows) = self.admin.query(
-            "SELECT datname::text FROM pg_database WHERE datname ~ '^(fixtures|spare)_[0-9a-f]{16}(_[0-9]+_[0-9]+)?$'",
-            &[],
-        ) else {
-            return;
-        };
-        for row in rows {
-            drop_database(&mut self.admin, row.get(0));
+        let pattern = "^(fixtures|spare)_[0-9a-f]{16}(_[0-9]+_[0-9]+)?$";
+        for name in databases_matching(&mut self.admin, pattern) {
+            drop_database(&mut self.admin, &name);
         }
     }
 
@@ -657,15 +652,21 @@ fn evict_loaded(client: &mut postgres::Client) {
 
 /// Drops the databases earlier commands retired ([`LocalCluster::retire_current`]).
 fn drop_trash(client: &mut postgres::Client, major: u32) {
-    let Ok(rows) = client.query(
-        "SELECT datname::text FROM pg_database WHERE datname ~ '^trash_[0-9]+_[0-9]+$'",
-        &[],
-    ) else {
-        return;
-    };
-    for row in rows {
-        drop_forced(client, row.get(0), major);
+    for name in databases_matching(client, "^trash_[0-9]+_[0-9]+$") {
+        drop_forced(client, &name, major);
     }
+}
+
+/// The databases whose names match the regular expression `pattern`; none when the server
+/// cannot be asked (every caller's work is best effort).
+fn databases_matching(client: &mut postgres::Client, pattern: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname ~ $1",
+            &[&pattern],
+        )
+        .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+        .unwrap_or_default()
 }
 
 /// Drops `name`, ending any session still connected to it where the server can (since
@@ -745,14 +746,7 @@ fn create_database(name: &str, template: Option<&str>, major: u32) -> String {
 /// could drop its own): `sample_<pid>_<n>` with no process `pid`, and the loaded databases it
 /// was keeping, `fixtures_new_<pid>_<n>`.
 fn drop_abandoned(admin: &mut postgres::Client, major: u32) {
-    let Ok(rows) = admin.query(
-        "SELECT datname::text FROM pg_database WHERE datname ~ '^(sample|fixtures_new)_[0-9]+_[0-9]+$'",
-        &[],
-    ) else {
-        return;
-    };
-    for row in rows {
-        let name: String = row.get(0);
+    for name in databases_matching(admin, "^(sample|fixtures_new)_[0-9]+_[0-9]+$") {
         let pid = name.rsplit('_').nth(1).and_then(|p| p.parse::<i64>().ok());
         if pid.is_some_and(|pid| pid != i64::from(std::process::id()) && !cluster::alive(pid)) {
             drop_forced(admin, &name, major);
