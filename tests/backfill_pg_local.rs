@@ -881,4 +881,93 @@ fn the_loaded_fixtures_are_all_visible_so_counts_read_only_the_index() {
     let plan = plan.join("\n");
     assert!(plan.contains("Index Only Scan"), "{plan}");
     assert!(plan.contains("Heap Fetches: 0"), "{plan}");
+
+    // The fixtures went in with room on their pages, so every row the batches updated kept
+    // its new version on its page (a HOT update: no new index entry); the fill factor of the
+    // load is gone from the tables afterwards. The counters are the server's own, written
+    // when the sample's session ends.
+    let hot = |client: &mut postgres::Client| -> (i64, i64) {
+        let row = client
+            .query_one(
+                "SELECT pg_stat_get_tuples_updated(oid), pg_stat_get_tuples_hot_updated(oid)
+                 FROM pg_class WHERE relname = 'users'",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let url = database.url.clone();
+    assert!(
+        eventually(10, || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            hot(&mut c).0 >= 2500
+        }),
+        "the batches' updates are counted: {:?}",
+        hot(&mut client)
+    );
+    let (updated, hot_updated) = hot(&mut client);
+    assert_eq!(updated, 2500, "each user updated once");
+    assert_eq!(hot_updated, updated, "every update stayed on its page");
+    let options: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('users', 'follows', 'posts')
+             AND reloptions IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        options, 0,
+        "no storage option is left on the fixture tables"
+    );
+}
+
+/// A fill factor the schema sets is the table's after the fixtures' load, as it was before;
+/// a table without one has none afterwards either.
+#[test]
+fn the_load_keeps_a_fill_factor_the_schema_sets() {
+    use std::time::Duration;
+    use xtask_migrate::backfill::db::postgres::PgBackend;
+    use xtask_migrate::backfill::sample::engine::LocalCluster;
+    use xtask_migrate::backfill::sample::fixtures;
+
+    let tmp = open_tempdir();
+    write(&tmp.path().join("dense.csv"), "id,v\n1,a\n2,b\n");
+    write(&tmp.path().join("plain.csv"), "id,dense_id\n1,1\n2,2\n");
+    let files = fixtures::read_dir(tmp.path()).unwrap();
+    let mut local = LocalCluster::start(&bin_dir(), Duration::ZERO).unwrap();
+    let database = local.create_database().unwrap();
+    let mut db = PgBackend::connect(&database.url).unwrap();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE dense (id bigint PRIMARY KEY, v text) WITH (fillfactor = 70, autovacuum_enabled = off);
+             CREATE TABLE plain (id bigint PRIMARY KEY, dense_id bigint REFERENCES dense (id));
+             CREATE INDEX plain_dense_id_idx ON plain (dense_id)",
+        )
+        .unwrap();
+    let report = fixtures::load(&mut db, &files, 1).unwrap();
+    assert_eq!(report.rows, 4);
+    let options: Vec<(String, Option<Vec<String>>)> = db
+        .client()
+        .query(
+            "SELECT relname::text, reloptions FROM pg_class WHERE relname IN ('dense', 'plain') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        options,
+        [
+            (
+                "dense".to_string(),
+                Some(vec![
+                    "fillfactor=70".to_string(),
+                    "autovacuum_enabled=off".to_string()
+                ])
+            ),
+            ("plain".to_string(), None),
+        ]
+    );
 }

@@ -23,9 +23,9 @@ use crate::config::Config;
 
 /// Bumped whenever the schema replay or the fixture load changes what a loaded database holds
 /// (another conversion of a value, another order, statistics or not, the batch engine's tracking
-/// tables, ...): a cache made by a loader that worked otherwise is then never used, even by a
-/// build of the same version.
-pub const LOADER_VERSION: u32 = 2;
+/// tables, room left on the pages, ...): a cache made by a loader that worked otherwise is then
+/// never used, even by a build of the same version.
+pub const LOADER_VERSION: u32 = 3;
 
 /// The schema version the fixtures load at for `migration`: their manifest's when it is older
 /// than the one the data migration requires, else the required one.

@@ -23,7 +23,7 @@ use super::{
     HealthPaceChange, NewDiff, NewRun, Pace, PaceChange, RangeRow, Recent, Retry, RunRow, RunState,
     Store, StoreResult, TrackingNames, Transition, Txn, check_transition, past_end,
 };
-use crate::backfill::db::postgres::{PgBackend, key_param, pg_error, read_key};
+use crate::backfill::db::postgres::{PgBackend, key_param, pg_error, read_key, read_key_at};
 use crate::backfill::db::{Backend, KeyKind, KeyValue, quote_ident};
 use crate::backfill::display::kind_name;
 use crate::backfill::error::{Error, ErrorKind};
@@ -32,6 +32,8 @@ pub struct PgStore {
     backend: PgBackend,
     names: TrackingNames,
     prepared: HashMap<String, Statement>,
+    /// The key kind of each run read so far: set when the run is recorded, never changed.
+    kinds: HashMap<i64, KeyKind>,
 }
 
 fn err(e: postgres::Error, kind: ErrorKind) -> Error {
@@ -146,7 +148,23 @@ impl PgStore {
             backend,
             names,
             prepared: HashMap::new(),
+            kinds: HashMap::new(),
         }
+    }
+
+    /// The key kind of run `run_id`, read once per store.
+    fn kind_of(&mut self, run_id: i64) -> StoreResult<KeyKind> {
+        if let Some(kind) = self.kinds.get(&run_id) {
+            return Ok(*kind);
+        }
+        let sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
+        let kind = self
+            .query(&sql, &[&run_id])?
+            .first()
+            .map(|r| parse_kind(r.get::<_, &str>(0)))
+            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        self.kinds.insert(run_id, kind);
+        Ok(kind)
     }
 
     /// Session settings every connection of the runner gets (again after a reconnect).
@@ -293,67 +311,59 @@ impl PgStore {
         RunState::parse(&state).ok_or_else(|| corrupt(&format!("a state `{state}`")))
     }
 
-    /// The key `size` rows past `cursor` within the range, else its last key; `None` when
-    /// no key is left in it.
-    fn next_upper(
-        &mut self,
-        request: &BatchRequest<'_>,
-        cursor: &KeyValue,
-    ) -> StoreResult<Option<KeyValue>> {
+    /// Locks the range's row and reads its cursor, claim and state, with the batch's upper
+    /// bound past `request`'s cursor: the key `size` rows on within the range, else the
+    /// range's last key, `NULL` when no key is left in it. One statement, one round trip: the
+    /// bound is the batch's only if the cursor read is `request`'s, which the caller checks.
+    fn lock_range(&mut self, request: &BatchRequest<'_>) -> StoreResult<Option<LockedRange>> {
         let (k, t) = (quote_ident(request.key), quote_ident(request.table));
         let bounded = request.range.upper.is_some();
         let cap = if bounded {
-            format!(" AND {k} <= $3")
+            format!(" AND {k} <= $4")
         } else {
             String::new()
         };
-        let ahead =
-            format!("SELECT {k} FROM {t} WHERE {k} > $1{cap} ORDER BY {k} LIMIT 1 OFFSET $2");
-        let last = format!(
-            "SELECT max({k}) FROM {t} WHERE {k} > $1{}",
-            cap.replace("$3", "$2")
+        // `coalesce` runs the second subquery only when the first finds no key.
+        let sql = format!(
+            "SELECT g.cursor_key, g.claimed_by, g.done,
+                    coalesce((SELECT {k} FROM {t} WHERE {k} > $2{cap} ORDER BY {k} LIMIT 1 OFFSET $3),
+                             (SELECT max({k}) FROM {t} WHERE {k} > $2{cap}))
+             FROM {} AS g WHERE g.id = $1 FOR UPDATE OF g",
+            self.names.ranges()
         );
         let key_type = param_type(request.kind);
-        let stmt = self.prepare_typed(
-            &ahead,
-            &[key_type.clone(), Type::INT8, key_type.clone()][..if bounded { 3 } else { 2 }],
-        )?;
-        let lo = key_param(cursor, &stmt.params()[0])?;
+        let types = [Type::INT8, key_type.clone(), Type::INT8, key_type];
+        let stmt = self.prepare_typed(&sql, &types[..if bounded { 4 } else { 3 }])?;
+        let lo = key_param(&request.range.cursor, &stmt.params()[1])?;
         let offset = i64_of(request.size.saturating_sub(1));
         let hi = match &request.range.upper {
-            Some(u) => Some(key_param(u, &stmt.params()[2])?),
+            Some(u) => Some(key_param(u, &stmt.params()[3])?),
             None => None,
         };
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*lo, &offset];
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&request.range.id, &*lo, &offset];
         if let Some(hi) = &hi {
             params.push(&**hi);
         }
-        let rows = self
-            .backend
-            .client()
-            .query(&stmt, &params)
-            .map_err(|e| err(e, ErrorKind::Statement))?;
-        if let Some(row) = rows.first() {
-            return read_key(row, request.kind);
-        }
-        let stmt = self.prepare_typed(
-            &last,
-            &[key_type.clone(), key_type][..if bounded { 2 } else { 1 }],
-        )?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*lo];
-        if let Some(hi) = &hi {
-            params.push(&**hi);
-        }
-        let rows = self
-            .backend
-            .client()
-            .query(&stmt, &params)
-            .map_err(|e| err(e, ErrorKind::Statement))?;
-        match rows.first() {
-            Some(row) => read_key(row, request.kind),
-            None => Ok(None),
-        }
+        let rows = self.backend.client().query(&stmt, &params).map_err(db)?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(LockedRange {
+            cursor: r.get(0),
+            claimed_by: r.get(1),
+            done: r.get(2),
+            upper: read_key_at(r, 3, request.kind)?,
+        }))
     }
+}
+
+/// A range's row as [`PgStore::lock_range`] read it, holding its lock.
+struct LockedRange {
+    cursor: String,
+    claimed_by: Option<String>,
+    done: bool,
+    /// The batch's upper bound, were it to start at the cursor the request holds.
+    upper: Option<KeyValue>,
 }
 
 impl PgStore {
@@ -370,8 +380,6 @@ impl PgStore {
     ) -> StoreResult<BatchOutcome> {
         let ranges = self.names.ranges();
         let log = self.names.batch_log();
-        let lock =
-            format!("SELECT cursor_key, claimed_by, done FROM {ranges} WHERE id = $1 FOR UPDATE");
         // Read after the range's lock is held: a restart that superseded the run has committed
         // by then, or waits for this transaction.
         let current = format!(
@@ -410,18 +418,18 @@ impl PgStore {
         let range_id = request.range.id;
         let old = request.range.cursor.to_stored();
         self.transaction(&begin, |s| {
-            let rows = s.query(&lock, &[&range_id])?;
-            let Some(r) = rows.first() else {
+            let Some(locked) = s.lock_range(request)? else {
                 return Ok(Txn::Rollback(BatchOutcome::Lost));
             };
-            let (cursor, claimed_by, finished): (String, Option<String>, bool) =
-                (r.get(0), r.get(1), r.get(2));
-            if cursor != old || claimed_by.as_deref() != Some(request.worker) || finished {
+            if locked.cursor != old
+                || locked.claimed_by.as_deref() != Some(request.worker)
+                || locked.done
+            {
                 return Ok(Txn::Rollback(BatchOutcome::Lost));
             }
             // Past the walked table's last key, an open range may still hold keys of the other
             // side (`past_end`): one more batch covers them.
-            let upper = match s.next_upper(request, &request.range.cursor)? {
+            let upper = match locked.upper {
                 Some(upper) => Some(upper),
                 None => past_end
                     .filter(|end| request.range.upper.is_none() && request.range.cursor != **end)
@@ -561,22 +569,58 @@ impl PgStore {
     /// made by someone else is an error here, not a surprise when a row is read.
     /// `all`: every table must exist (else a missing one is skipped).
     fn verify_tables(&mut self, all: bool) -> StoreResult<Shape> {
+        let catalog = self.catalog()?;
+        self.shape_of(&catalog, all)
+    }
+
+    /// The columns of the tracking tables and of the indexes [`Store::ensure_tables`] makes, by
+    /// name, as the catalog has them now, in one query; a name that is not there has no entry.
+    fn catalog(&mut self) -> StoreResult<HashMap<String, HashMap<String, String>>> {
+        let names = self.catalog_names();
+        let rows = self.query(
+            "SELECT t.name, a.attname::text, format_type(a.atttypid, a.atttypmod)
+             FROM unnest($1::text[]) AS t (name)
+             JOIN pg_attribute AS a ON a.attrelid = to_regclass(t.name)
+             WHERE a.attnum > 0 AND NOT a.attisdropped",
+            &[&names],
+        )?;
+        let mut catalog: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for r in &rows {
+            catalog
+                .entry(r.get(0))
+                .or_default()
+                .insert(r.get(1), r.get(2));
+        }
+        Ok(catalog)
+    }
+
+    /// The names [`PgStore::catalog`] looks up: the tables of [`SHAPES`] first, then the
+    /// diffs table and the indexes.
+    fn catalog_names(&self) -> Vec<String> {
+        let n = &self.names;
+        vec![
+            n.runs(),
+            n.ranges(),
+            n.batch_log(),
+            n.diffs(),
+            n.qualified("runs_current"),
+            n.qualified("batch_log_run"),
+            n.qualified("diffs_run"),
+        ]
+    }
+
+    /// Which version's tracking tables `catalog` holds; an error when a table of their names
+    /// is someone else's. `all`: every table of [`SHAPES`] must exist (else a missing one is
+    /// skipped).
+    fn shape_of(
+        &self,
+        catalog: &HashMap<String, HashMap<String, String>>,
+        all: bool,
+    ) -> StoreResult<Shape> {
         let mut shape = Shape::Absent;
-        for (table, columns) in SHAPES {
-            let name = match table {
-                "runs" => self.names.runs(),
-                "ranges" => self.names.ranges(),
-                _ => self.names.batch_log(),
-            };
-            let rows = self.query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&name],
-            )?;
-            let found: HashMap<String, String> = rows
-                .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-                .collect();
+        let empty = HashMap::new();
+        for ((table, columns), name) in SHAPES.iter().zip(self.catalog_names()) {
+            let found = catalog.get(&name).unwrap_or(&empty);
             if found.is_empty() && !all {
                 continue;
             }
@@ -588,12 +632,12 @@ impl PgStore {
                     ),
                 )
             };
-            for (column, ty) in columns {
+            for (column, ty) in columns.iter() {
                 if found.get(*column).map(String::as_str) != Some(*ty) {
                     return Err(foreign(column, ty));
                 }
             }
-            if table == "runs" {
+            if *table == "runs" {
                 let present = RESTART_COLUMNS
                     .iter()
                     .filter(|(c, _)| found.contains_key(*c))
@@ -797,9 +841,23 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             diffs = n.diffs(),
         );
         // Someone else's table of the same name would break the DDL in a confusing way.
-        if self.verify_tables(false)? == Shape::Previous {
-            self.upgrade()?;
+        let catalog = self.catalog()?;
+        match self.shape_of(&catalog, false)? {
+            Shape::Previous => self.upgrade()?,
+            // Everything there, as this version makes it (the common case: every command
+            // after the first on a database): one query instead of the DDL's locks and checks.
+            Shape::Current
+                if catalog.len() == self.catalog_names().len()
+                    && HEALTH_COLUMNS
+                        .iter()
+                        .all(|(c, _)| catalog[&self.names.runs()].contains_key(*c)) =>
+            {
+                return Ok(());
+            }
+            _ => {}
         }
+        // Tables made now number their runs afresh.
+        self.kinds.clear();
         self.in_transaction("BEGIN", |s| s.batch(&ddl))?;
         self.verify_tables(true)?;
         self.add_health_columns()
@@ -1100,12 +1158,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
     }
 
     fn ranges(&mut self, run_id: i64) -> StoreResult<Vec<RangeRow>> {
-        let kind_sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
-        let kind = self
-            .query(&kind_sql, &[&run_id])?
-            .first()
-            .map(|r| parse_kind(r.get::<_, &str>(0)))
-            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        let kind = self.kind_of(run_id)?;
         let sql = format!(
             "SELECT {RANGE_COLUMNS} FROM {} WHERE run_id = $1 ORDER BY ord",
             self.names.ranges()
@@ -1141,12 +1194,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
         stale: Duration,
     ) -> StoreResult<Option<RangeRow>> {
         let ranges = self.names.ranges();
-        let kind_sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
-        let kind = self
-            .query(&kind_sql, &[&run_id])?
-            .first()
-            .map(|r| parse_kind(r.get::<_, &str>(0)))
-            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        let kind = self.kind_of(run_id)?;
         // This worker's own claim first (after a reconnect it must not strand it), then
         // unclaimed ranges in key order, then ranges whose claim is dead: its session is
         // gone from pg_stat_activity, or its heartbeat is older than `stale`. SKIP LOCKED
@@ -1259,12 +1307,7 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
     }
 
     fn diffs(&mut self, run_id: i64, status: Option<DiffStatus>) -> StoreResult<Vec<DiffRow>> {
-        let kind_sql = format!("SELECT key_kind FROM {} WHERE id = $1", self.names.runs());
-        let kind = self
-            .query(&kind_sql, &[&run_id])?
-            .first()
-            .map(|r| parse_kind(r.get::<_, &str>(0)))
-            .ok_or_else(|| corrupt(&format!("no run {run_id}")))?;
+        let kind = self.kind_of(run_id)?;
         let sql = format!(
             r#"SELECT id, key_text, category, columns_json, lower_key, upper_key, status, worker,
                       to_char(found_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
