@@ -315,6 +315,8 @@ impl PgStore {
     /// bound past `request`'s cursor: the key `size` rows on within the range, else the
     /// range's last key, `NULL` when no key is left in it. One statement, one round trip: the
     /// bound is the batch's only if the cursor read is `request`'s, which the caller checks.
+    /// The bound may be read before a lock held by another session is granted: any key past
+    /// the cursor is a valid bound, and the batch's own statement reads the rows afresh.
     fn lock_range(&mut self, request: &BatchRequest<'_>) -> StoreResult<Option<LockedRange>> {
         let (k, t) = (quote_ident(request.key), quote_ident(request.table));
         let bounded = request.range.upper.is_some();
