@@ -346,10 +346,6 @@ pub fn classify(e: &postgres::Error) -> Retry {
 }
 
 /// A PostgreSQL error as the library's error, classified for retries.
-/// The fill factor of the fixture tables while they are loaded (percent of each page filled):
-/// room for one new version of every row on its own page.
-const LOAD_FILLFACTOR: u32 = 50;
-
 pub(crate) fn pg_error(e: postgres::Error, kind: ErrorKind) -> Error {
     Error::new(kind, describe_pg(&e)).with_retry(classify(&e))
 }
@@ -849,6 +845,10 @@ impl PgBackend {
     }
 }
 
+/// The fill factor of the fixture tables while they are loaded (percent of each page filled):
+/// room for one new version of every row on its own page.
+const LOAD_FILLFACTOR: u32 = 50;
+
 impl SampleBackend for PgBackend {
     fn apply_migrations(
         &mut self,
@@ -911,8 +911,8 @@ impl SampleBackend for PgBackend {
     /// back, they would check no row, where in place they check every inserted one. Drops
     /// their secondary indexes too, returning their `CREATE INDEX` (`pg_get_indexdef`): a
     /// unique one that a fixture row breaks fails there, and the load runs again with
-    /// everything in place, which names the row. And loads the tables with room on their pages
-    /// ([`LOAD_FILLFACTOR`]), their own fill factor given back afterwards.
+    /// everything in place, which names the row. And gives the tables without a fill factor of
+    /// their own [`LOAD_FILLFACTOR`] for the load, reset afterwards.
     fn suspend_for_load(&mut self, tables: &[String]) -> Result<Vec<String>> {
         let sql = "SELECT t.relname::text, c.conname::text, pg_get_constraintdef(c.oid)
                    FROM pg_constraint AS c
