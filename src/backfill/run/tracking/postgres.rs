@@ -849,10 +849,13 @@ CREATE INDEX IF NOT EXISTS {diffs_index} ON {diffs} (run_id, id);",
             // Everything there, as this version makes it (the common case: every command
             // after the first on a database): one query instead of the DDL's locks and checks.
             Shape::Current
-                if catalog.len() == self.catalog_names().len()
-                    && HEALTH_COLUMNS
-                        .iter()
-                        .all(|(c, _)| catalog[&self.names.runs()].contains_key(*c)) =>
+                if self
+                    .catalog_names()
+                    .iter()
+                    .all(|name| catalog.contains_key(name))
+                    && catalog.get(&self.names.runs()).is_some_and(|runs| {
+                        HEALTH_COLUMNS.iter().all(|(c, _)| runs.contains_key(*c))
+                    }) =>
             {
                 return Ok(());
             }
