@@ -440,6 +440,9 @@ impl LocalCluster {
         // write.
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
         let backend = pid.clone();
+        // The databases this process retires from now on are not this thread's to drop: on a
+        // loaded machine it may start late, after this command has retired its own.
+        let retired_before = first_number_from_now();
         let thread = std::thread::spawn(move || {
             let Ok(mut client) = postgres::Client::connect(&url, postgres::NoTls) else {
                 return;
@@ -449,7 +452,7 @@ impl LocalCluster {
                 set_priority(pid, SPARE_NICENESS);
                 backend.store(pid, std::sync::atomic::Ordering::SeqCst);
             }
-            drop_trash(&mut client, major);
+            drop_trash(&mut client, major, retired_before);
             if evict {
                 evict_loaded(&mut client);
             }
@@ -650,11 +653,24 @@ fn evict_loaded(client: &mut postgres::Client) {
     }
 }
 
-/// Drops the databases earlier commands retired ([`LocalCluster::retire_current`]).
-fn drop_trash(client: &mut postgres::Client, major: u32) {
+/// Drops the databases earlier commands retired ([`LocalCluster::retire_current`]): those of
+/// other processes, and this process's numbered below `before` ([`first_number_from_now`] when the
+/// caller started). A command's own database, retired while this runs, stays for the next
+/// command, as it would have had this run sooner.
+fn drop_trash(client: &mut postgres::Client, major: u32, before: u64) {
     for name in databases_matching(client, "^trash_[0-9]+_[0-9]+$") {
-        drop_forced(client, &name, major);
+        if !retired_by_this_process_since(&name, before) {
+            drop_forced(client, &name, major);
+        }
     }
+}
+
+/// Whether `trash_<pid>_<n>` is this process's and numbered `before` or later.
+fn retired_by_this_process_since(name: &str, before: u64) -> bool {
+    let mut parts = name.rsplit('_');
+    let number = parts.next().and_then(|n| n.parse::<u64>().ok());
+    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+    pid == Some(std::process::id()) && number.is_some_and(|n| n >= before)
 }
 
 /// The databases whose names match the regular expression `pattern`; none when the server
@@ -723,9 +739,16 @@ fn set_priority(pid: i32, niceness: i32) {
 /// A number no other database of this process on a kept-alive cluster has (a process may
 /// sample on it from several threads).
 fn next_number() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    NEXT_NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
+
+/// The next number [`next_number`] gives: every database this process names from now on has
+/// this number or a higher one.
+fn first_number_from_now() -> u64 {
+    NEXT_NUMBER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static NEXT_NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `CREATE DATABASE name`, a copy of `template` (else of the default template), as a copy of
 /// its files where the server can (since PostgreSQL 15, whose default WAL-logs each block:
@@ -945,6 +968,24 @@ mod tests {
                 "/usr/lib/postgresql/*/bin".into(),
             ],
         })
+    }
+
+    /// A spare thread that starts late leaves the databases its own process retired since it
+    /// was started, and drops every other one.
+    #[test]
+    fn only_this_process_s_later_trash_is_left_to_the_next_command() {
+        let me = std::process::id();
+        let other = me.wrapping_add(1);
+        let before = first_number_from_now();
+        let later = format!("trash_{me}_{before}");
+        let earlier = format!("trash_{me}_{}", before - 1);
+        assert!(retired_by_this_process_since(&later, before));
+        assert!(!retired_by_this_process_since(&earlier, before));
+        assert!(!retired_by_this_process_since(
+            &format!("trash_{other}_{before}"),
+            before
+        ));
+        assert!(!retired_by_this_process_since("trash_x_1", before));
     }
 
     #[test]
