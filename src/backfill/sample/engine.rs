@@ -654,9 +654,9 @@ fn evict_loaded(client: &mut postgres::Client) {
 }
 
 /// Drops the databases earlier commands retired ([`LocalCluster::retire_current`]): those of
-/// other processes, and this process's numbered below `before` ([`first_number_from_now`] when the
-/// caller started). A command's own database, retired while this runs, stays for the next
-/// command, as it would have had this run sooner.
+/// other processes, and this process's numbered below `before` (what [`first_number_from_now`]
+/// gave when the caller started). A command's own database, retired while this runs, stays for
+/// the next command, as it would have had this run sooner.
 fn drop_trash(client: &mut postgres::Client, major: u32, before: u64) {
     for name in databases_matching(client, "^trash_[0-9]+_[0-9]+$") {
         if !retired_by_this_process_since(&name, before) {
